@@ -1,0 +1,206 @@
+//! The audit record and its on-disk encoding.
+//!
+//! One record per line. A line is the record serialized as compact JSON
+//! (fields in declaration order, `prev` last), with `,"hash":"<hex>"`
+//! spliced in before the closing brace:
+//!
+//! ```text
+//! {"seq":7,"ts":"…","kind":"decision",…,"prev":"<64 hex>","hash":"<64 hex>"}\n
+//! ```
+//!
+//! `hash` = SHA-256 over the exact bytes of the line without the
+//! `,"hash":"…"` part, i.e. the JSON object `{…,"prev":"…"}`. Because `prev`
+//! is inside those bytes, each hash covers the whole chain before it, and a
+//! change to any byte of any line breaks the chain.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub type Hash = [u8; 32];
+
+/// `prev` of the first record of a log.
+pub const GENESIS: Hash = [0; 32];
+
+/// Length of `,"hash":"` + 64 hex digits + `"}`.
+const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
+
+/// Record kinds written by vigil.
+pub mod kind {
+    pub const DECISION: &str = "decision";
+    pub const AUTHN_FAILURE: &str = "authn_failure";
+    pub const STARTUP: &str = "startup";
+    pub const SHUTDOWN: &str = "shutdown";
+    pub const RECOVERY: &str = "recovery";
+    pub const RELOAD: &str = "reload";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Assigned by the writer: 1 for the first record, then +1.
+    pub seq: u64,
+    /// RFC 3339 UTC time of the event.
+    pub ts: String,
+    pub kind: Cow<'static, str>,
+    /// Decision id, unique per decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obj: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dom: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Policy version in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pv: Option<String>,
+    /// Kind-specific details (never clear sensitive values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+    /// Hex hash of the previous record. Assigned by the writer.
+    pub prev: String,
+}
+
+impl Record {
+    /// A record of `kind` stamped with the current time.
+    pub fn new(kind: &'static str) -> Record {
+        Record {
+            seq: 0,
+            ts: now_rfc3339(),
+            kind: Cow::Borrowed(kind),
+            id: None,
+            sub: None,
+            obj: None,
+            act: None,
+            dom: None,
+            allowed: None,
+            reason: None,
+            pv: None,
+            detail: None,
+            prev: String::new(),
+        }
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
+/// Appends the line for `record` (which must have `seq` and `prev` set) to
+/// `out` and returns its hash.
+pub fn encode(record: &Record, out: &mut Vec<u8>) -> Hash {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, record).expect("a record always serializes: plain strings and numbers");
+    let hash: Hash = Sha256::digest(&out[start..]).into();
+    // The object ends with '}'; splice the hash in before it.
+    out.pop();
+    out.extend_from_slice(b",\"hash\":\"");
+    let mut hex_buf = [0u8; 64];
+    hex::encode_to_slice(hash, &mut hex_buf).expect("64 bytes hold 32 bytes of hex");
+    out.extend_from_slice(&hex_buf);
+    out.extend_from_slice(b"\"}\n");
+    hash
+}
+
+/// Why a line is not a valid record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("line does not end with a \"hash\" field of 64 lowercase hex digits")]
+    NoHash,
+    #[error("stored hash {stored} does not match the record's content (computed {computed})")]
+    HashMismatch { stored: String, computed: String },
+    #[error("record is not valid JSON: {0}")]
+    Json(String),
+}
+
+/// A line checked against its own hash.
+#[derive(Debug)]
+pub struct CheckedLine {
+    pub record: Record,
+    pub hash: Hash,
+}
+
+/// Checks one line (without its newline) against its stored hash and
+/// parses it.
+pub fn decode(line: &[u8]) -> Result<CheckedLine, LineError> {
+    if line.len() < HASH_SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
+        return Err(LineError::NoHash);
+    }
+    let split = line.len() - HASH_SUFFIX_LEN;
+    let (body, suffix) = line.split_at(split);
+    if !suffix.starts_with(b",\"hash\":\"") {
+        return Err(LineError::NoHash);
+    }
+    let stored_hex = &suffix[9..9 + 64];
+    if !stored_hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+        return Err(LineError::NoHash);
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(body);
+    hasher.update(b"}");
+    let computed: Hash = hasher.finalize().into();
+    let mut stored = [0u8; 32];
+    hex::decode_to_slice(stored_hex, &mut stored).map_err(|_| LineError::NoHash)?;
+    if stored != computed {
+        return Err(LineError::HashMismatch {
+            stored: String::from_utf8_lossy(stored_hex).into_owned(),
+            computed: hex::encode(computed),
+        });
+    }
+    let mut object = Vec::with_capacity(body.len() + 1);
+    object.extend_from_slice(body);
+    object.push(b'}');
+    let record: Record = serde_json::from_slice(&object).map_err(|e| LineError::Json(e.to_string()))?;
+    Ok(CheckedLine { record, hash: computed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(seq: u64, prev: Hash) -> Record {
+        let mut record = Record::new(kind::DECISION);
+        record.seq = seq;
+        record.sub = Some("alice".into());
+        record.allowed = Some(true);
+        record.prev = hex::encode(prev);
+        record
+    }
+
+    #[test]
+    fn round_trip_and_every_byte_matters() {
+        let mut line = Vec::new();
+        let hash = encode(&sample(1, GENESIS), &mut line);
+        assert_eq!(line.last(), Some(&b'\n'));
+        let body = &line[..line.len() - 1];
+        let checked = decode(body).unwrap();
+        assert_eq!(checked.hash, hash);
+        assert_eq!(checked.record, sample(1, GENESIS));
+        for i in 0..body.len() {
+            let mut tampered = body.to_vec();
+            tampered[i] ^= 0x01;
+            assert!(decode(&tampered).is_err(), "flipping byte {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn decision_records_stay_small() {
+        let mut record = sample(123_456, GENESIS);
+        record.ts = now_rfc3339();
+        record.id = Some("0193c1f2-9a4b-7c3d-8e5f-0123456789ab".into());
+        record.obj = Some("crm.customers".into());
+        record.act = Some("read".into());
+        record.reason = Some("allowed by policy.csv:12 [p, analyst, crm.customers, read] via alice → analyst".into());
+        record.pv = Some("0123456789abcdef".into());
+        let mut line = Vec::new();
+        encode(&record, &mut line);
+        assert!(line.len() <= 400, "{} bytes", line.len());
+    }
+}

@@ -1,0 +1,476 @@
+//! Access decisions: a Casbin enforcer plus what vigil needs around it to
+//! explain a decision (the file line of each rule, the role path).
+//!
+//! This module is pure: no IO, no prost, no knowledge of files or reloads.
+//! The policy loader builds an [`Engine`] from validated rule lines; a request
+//! reads one engine for its whole life.
+//!
+//! Architecture invariant: a decision is a value ([`Verdict`]), never an
+//! error. Anything that goes wrong inside the engine while evaluating denies
+//! (fail closed) with the failure as the reason.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    fmt,
+    sync::Arc,
+};
+
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter};
+
+/// One rule line from policy.csv, already checked against the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleLine {
+    /// `p`, `p2`, `g`, `g2`, ...
+    pub ptype: String,
+    pub values: Vec<String>,
+    /// Where the rule came from, for reasons and lint messages.
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// How one request token of the model's `r = ...` line is filled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestToken {
+    Subject,
+    Domain,
+    Object,
+    Action,
+    /// Any other token, filled from `attributes[name]`.
+    Attribute(String),
+}
+
+impl RequestToken {
+    fn from_name(name: &str) -> RequestToken {
+        match name {
+            "sub" => RequestToken::Subject,
+            "dom" => RequestToken::Domain,
+            "obj" => RequestToken::Object,
+            "act" => RequestToken::Action,
+            other => RequestToken::Attribute(other.to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("model is not valid: {0}")]
+    Model(String),
+    #[error("model has no request definition `r`")]
+    NoRequestDefinition,
+    #[error("policy cannot be loaded into the model: {0}")]
+    Policy(String),
+}
+
+/// Errors in the request itself (as opposed to a denial).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("the model's request line needs token `{token}`, but the request has no {source_field}")]
+    MissingToken { token: String, source_field: String },
+}
+
+/// A request after authentication: `subject` is either verified or trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRequest<'a> {
+    pub subject: &'a str,
+    /// Roles the caller holds outside the policy (a token's roles claim).
+    pub extra_roles: &'a [String],
+    pub object: &'a str,
+    pub action: &'a str,
+    pub domain: &'a str,
+    pub attributes: &'a HashMap<String, String>,
+}
+
+/// A rule that took part in a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRule {
+    pub origin: Option<Origin>,
+    pub text: String,
+}
+
+impl fmt::Display for MatchedRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Some(origin) => write!(f, "{origin} [{}]", self.text),
+            None => write!(f, "[{}]", self.text),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Permit {
+        /// `None` when the model allows without a matching rule (e.g. an
+        /// effect of `!some(where (p.eft == deny))`).
+        rule: Option<MatchedRule>,
+        /// Subject → role → ... → the rule's subject, when roles were involved.
+        role_path: Vec<String>,
+    },
+    Deny(Denial),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// No rule allows the request.
+    NoMatch,
+    /// A matching rule with a deny effect decided.
+    Rule { rule: MatchedRule, role_path: Vec<String> },
+    /// The engine failed on this request; denied because vigil fails closed.
+    EngineFailure(String),
+}
+
+impl Verdict {
+    pub fn allowed(&self) -> bool {
+        matches!(self, Verdict::Permit { .. })
+    }
+
+    /// Human-readable reason for the response and the audit record.
+    pub fn reason(&self, request: &AccessRequest<'_>) -> String {
+        match self {
+            Verdict::Permit { rule: Some(rule), role_path } => {
+                format!("allowed by {rule}{}", describe_path(role_path))
+            }
+            Verdict::Permit { rule: None, .. } => "allowed by the model's effect: no rule denies it".to_owned(),
+            Verdict::Deny(Denial::Rule { rule, role_path }) => {
+                format!("denied by {rule}{}", describe_path(role_path))
+            }
+            Verdict::Deny(Denial::NoMatch) => {
+                let domain = if request.domain.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in domain {}", request.domain)
+                };
+                format!(
+                    "no policy rule allows {} to {} {}{domain}",
+                    request.subject, request.action, request.object
+                )
+            }
+            Verdict::Deny(Denial::EngineFailure(why)) => format!("denied: policy evaluation failed: {why}"),
+        }
+    }
+}
+
+fn describe_path(path: &[String]) -> String {
+    if path.len() < 2 {
+        String::new()
+    } else {
+        format!(" via {}", path.join(" → "))
+    }
+}
+
+/// A compiled policy: the enforcer and the indexes that explain its answers.
+pub struct Engine {
+    enforcer: Enforcer,
+    tokens: Vec<RequestToken>,
+    /// `p` rule values → where they were written.
+    origins: HashMap<Vec<String>, Origin>,
+    /// Position of `sub` in the `p` line, to walk the role path to it.
+    policy_subject: Option<usize>,
+    /// `g` takes a domain (`g = _, _, _`).
+    domain_roles: bool,
+    has_roles: bool,
+    policy_rules: usize,
+    grouping_rules: usize,
+    roles: usize,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("tokens", &self.tokens)
+            .field("policy_rules", &self.policy_rules)
+            .field("grouping_rules", &self.grouping_rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Builds an engine from a model text and rule lines that were already
+    /// checked for arity and duplicates.
+    pub async fn build(model_text: &str, rules: &[RuleLine]) -> Result<Engine, EngineError> {
+        let model = DefaultModel::from_str(model_text)
+            .await
+            .map_err(|e| EngineError::Model(casbin_message(&e)))?;
+
+        let mut adapter = MemoryAdapter::default();
+        let mut by_type: Vec<(&str, Vec<Vec<String>>)> = Vec::new();
+        let mut origins = HashMap::new();
+        for rule in rules {
+            if rule.ptype == "p" {
+                origins.entry(rule.values.clone()).or_insert_with(|| rule.origin.clone());
+            }
+            match by_type.iter_mut().find(|(ptype, _)| *ptype == rule.ptype) {
+                Some((_, list)) => list.push(rule.values.clone()),
+                None => by_type.push((&rule.ptype, vec![rule.values.clone()])),
+            }
+        }
+        for (ptype, list) in by_type {
+            let sec = &ptype[..1];
+            casbin::Adapter::add_policies(&mut adapter, sec, ptype, list)
+                .await
+                .map_err(|e| EngineError::Policy(casbin_message(&e)))?;
+        }
+        let enforcer = Enforcer::new(model, adapter)
+            .await
+            .map_err(|e| EngineError::Policy(casbin_message(&e)))?;
+
+        let sections = enforcer.get_model().get_model();
+        let request = sections
+            .get("r")
+            .and_then(|section| section.get("r"))
+            .ok_or(EngineError::NoRequestDefinition)?;
+        let tokens = request
+            .tokens
+            .iter()
+            .map(|t| RequestToken::from_name(t.strip_prefix("r_").unwrap_or(t)))
+            .collect();
+        let policy_subject = sections
+            .get("p")
+            .and_then(|section| section.get("p"))
+            .and_then(|p| p.tokens.iter().position(|t| t == "p_sub"));
+        let grouping = sections.get("g").and_then(|section| section.get("g"));
+        let domain_roles = grouping.is_some_and(|g| g.value.matches('_').count() >= 3);
+        let role_names: HashSet<&str> = grouping
+            .map(|g| g.policy.iter().filter_map(|rule| rule.get(1).map(String::as_str)).collect())
+            .unwrap_or_default();
+
+        Ok(Engine {
+            tokens,
+            origins,
+            policy_subject,
+            domain_roles,
+            has_roles: grouping.is_some(),
+            policy_rules: rules.iter().filter(|r| r.ptype.starts_with('p')).count(),
+            grouping_rules: rules.iter().filter(|r| r.ptype.starts_with('g')).count(),
+            roles: role_names.len(),
+            enforcer,
+        })
+    }
+
+    pub fn request_tokens(&self) -> &[RequestToken] {
+        &self.tokens
+    }
+
+    pub fn policy_rules(&self) -> usize {
+        self.policy_rules
+    }
+
+    pub fn grouping_rules(&self) -> usize {
+        self.grouping_rules
+    }
+
+    pub fn roles(&self) -> usize {
+        self.roles
+    }
+
+    /// Decides one request.
+    ///
+    /// Extra roles count as if the policy granted them to the subject: the
+    /// request is evaluated for the subject and for each role; an explicit
+    /// deny for any of them wins, otherwise any permit allows.
+    pub fn decide(&self, request: &AccessRequest<'_>) -> Result<Verdict, RequestError> {
+        let mut values = self.request_values(request)?;
+        let subject_slot = self.tokens.iter().position(|t| *t == RequestToken::Subject);
+
+        let mut permit = None;
+        let candidates = std::iter::once(request.subject)
+            .chain(request.extra_roles.iter().map(String::as_str).filter(|role| *role != request.subject));
+        for candidate in candidates {
+            if let Some(slot) = subject_slot {
+                candidate.clone_into(&mut values[slot]);
+            }
+            // casbin-rs panics on a few malformed states instead of
+            // returning errors; a panic must deny, not take the server down.
+            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                casbin::CoreApi::enforce_ex(&self.enforcer, values.clone())
+            }));
+            let (allowed, mut rules) = match answer {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => return Ok(Verdict::Deny(Denial::EngineFailure(casbin_message(&e)))),
+                Err(_) => return Ok(Verdict::Deny(Denial::EngineFailure("the Casbin engine panicked".into()))),
+            };
+            // With deny-override effects the explanation lists the allows
+            // seen first and the deciding deny last.
+            let deciding = if allowed { rules.drain(..).next() } else { rules.pop() };
+            let rule = deciding.map(|values| self.matched_rule(values));
+            if allowed {
+                if permit.is_none() {
+                    let role_path = self.role_path(request, candidate, rule.as_ref());
+                    permit = Some(Verdict::Permit { rule, role_path });
+                }
+            } else if let Some(rule) = rule {
+                let role_path = self.role_path(request, candidate, Some(&rule));
+                return Ok(Verdict::Deny(Denial::Rule { rule, role_path }));
+            }
+            if subject_slot.is_none() {
+                // Without a subject token the candidates cannot differ.
+                break;
+            }
+        }
+        Ok(permit.unwrap_or(Verdict::Deny(Denial::NoMatch)))
+    }
+
+    fn request_values(&self, request: &AccessRequest<'_>) -> Result<Vec<String>, RequestError> {
+        self.tokens
+            .iter()
+            .map(|token| match token {
+                RequestToken::Subject => Ok(request.subject.to_owned()),
+                RequestToken::Domain => Ok(request.domain.to_owned()),
+                RequestToken::Object => Ok(request.object.to_owned()),
+                RequestToken::Action => Ok(request.action.to_owned()),
+                RequestToken::Attribute(name) => request.attributes.get(name).cloned().ok_or_else(|| {
+                    RequestError::MissingToken {
+                        token: name.clone(),
+                        source_field: format!("attributes[\"{name}\"]"),
+                    }
+                }),
+            })
+            .collect()
+    }
+
+    fn matched_rule(&self, values: Vec<String>) -> MatchedRule {
+        let origin = self.origins.get(&values).cloned();
+        let text = std::iter::once("p".to_owned()).chain(values).collect::<Vec<_>>().join(", ");
+        MatchedRule { origin, text }
+    }
+
+    /// The chain of role grants from `start` to the subject of `rule`, found
+    /// breadth-first over the `g` role graph. Empty when no roles were needed
+    /// or the rule's subject is reached only through pattern matching.
+    fn role_path(&self, request: &AccessRequest<'_>, start: &str, rule: Option<&MatchedRule>) -> Vec<String> {
+        let mut path = if start != request.subject { vec![request.subject.to_owned()] } else { Vec::new() };
+        let target = rule.and_then(|rule| {
+            let index = self.policy_subject?;
+            rule.text.split(", ").nth(index + 1).map(str::to_owned)
+        });
+        let Some(target) = target else {
+            if !path.is_empty() {
+                path.push(start.to_owned());
+            }
+            return path;
+        };
+        if target == start {
+            if !path.is_empty() {
+                path.push(start.to_owned());
+            }
+            return path;
+        }
+        if !self.has_roles {
+            return Vec::new();
+        }
+        let domain = self.domain_roles.then_some(request.domain);
+        let manager = self.enforcer.get_role_manager();
+        let manager = manager.read();
+        let mut parent: HashMap<String, String> = HashMap::new();
+        let mut queue = VecDeque::from([start.to_owned()]);
+        let mut seen = HashSet::from([start.to_owned()]);
+        while let Some(name) = queue.pop_front() {
+            if name == target {
+                let mut chain = vec![name.clone()];
+                let mut cursor = name;
+                while let Some(previous) = parent.get(&cursor) {
+                    chain.push(previous.clone());
+                    cursor = previous.clone();
+                }
+                chain.reverse();
+                path.extend(chain);
+                return path;
+            }
+            if seen.len() > 10_000 {
+                break;
+            }
+            for role in manager.get_roles(&name, domain) {
+                if seen.insert(role.clone()) {
+                    parent.insert(role.clone(), name.clone());
+                    queue.push_back(role);
+                }
+            }
+        }
+        if !path.is_empty() {
+            path.push(start.to_owned());
+        }
+        path
+    }
+}
+
+/// casbin-rs error messages embed Debug output; keep the useful part.
+fn casbin_message(error: &casbin::Error) -> String {
+    error.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RBAC: &str = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n\
+        [role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n\
+        [matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n";
+
+    fn rule(ptype: &str, values: &[&str], line: usize) -> RuleLine {
+        RuleLine {
+            ptype: ptype.to_owned(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+            origin: Origin { file: "policy.csv".into(), line },
+        }
+    }
+
+    fn check(engine: &Engine, subject: &str, roles: &[&str], object: &str, action: &str, expect: &str) {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let attributes = HashMap::new();
+        let request = AccessRequest {
+            subject,
+            extra_roles: &roles,
+            object,
+            action,
+            domain: "",
+            attributes: &attributes,
+        };
+        let verdict = engine.decide(&request).unwrap();
+        assert_eq!(verdict.reason(&request), expect);
+    }
+
+    #[tokio::test]
+    async fn reasons_name_the_rule_and_the_role_path() {
+        let rules = [
+            rule("p", &["viewer", "crm.customers", "read"], 1),
+            rule("g", &["analyst", "viewer"], 2),
+            rule("g", &["alice", "analyst"], 3),
+        ];
+        let engine = Engine::build(RBAC, &rules).await.unwrap();
+        check(&engine, "alice", &[], "crm.customers", "read",
+            "allowed by policy.csv:1 [p, viewer, crm.customers, read] via alice → analyst → viewer");
+        check(&engine, "viewer", &[], "crm.customers", "read",
+            "allowed by policy.csv:1 [p, viewer, crm.customers, read]");
+        check(&engine, "bob", &[], "crm.customers", "read", "no policy rule allows bob to read crm.customers");
+        check(&engine, "bob", &["analyst"], "crm.customers", "read",
+            "allowed by policy.csv:1 [p, viewer, crm.customers, read] via bob → analyst → viewer");
+        check(&engine, "alice", &[], "crm.customers", "write", "no policy rule allows alice to write crm.customers");
+    }
+
+    #[tokio::test]
+    async fn a_missing_attribute_names_the_token() {
+        let model = RBAC.replace("r = sub, obj, act", "r = sub, obj, act, ip").replace("r.act == p.act", "r.act == p.act && r.ip != \"\"");
+        let engine = Engine::build(&model, &[]).await.unwrap();
+        let attributes = HashMap::new();
+        let request = AccessRequest {
+            subject: "a",
+            extra_roles: &[],
+            object: "o",
+            action: "r",
+            domain: "",
+            attributes: &attributes,
+        };
+        let err = engine.decide(&request).unwrap_err();
+        assert_eq!(err.to_string(), "the model's request line needs token `ip`, but the request has no attributes[\"ip\"]");
+    }
+}

@@ -1,0 +1,384 @@
+//! One validated, typed [`Config`] for `vigil serve`, built from (lowest to
+//! highest precedence) defaults, the TOML config file, environment variables
+//! and flags. Every problem is collected and reported at once, so an operator
+//! fixes a config in one round.
+
+use std::{
+    fmt,
+    net::{SocketAddr, ToSocketAddrs},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::cli::{AuthMode, LogFormat, ServeArgs, SyncMode};
+
+pub const DEFAULT_POLICIES: &str = "policies";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_AUDIT_DIR: &str = "vigil-data/audit";
+/// Shared by `vigil token` and `vigil serve --auth jwt` without key options,
+/// so jwt mode can be tried in one step.
+pub const DEV_JWT_SECRET_FILE: &str = "vigil-data/dev-jwt-secret";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub policies: PathBuf,
+    pub listeners: Vec<ListenAddr>,
+    pub audit: AuditConfig,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub dir: PathBuf,
+    pub sync: SyncMode,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthConfig {
+    Trusted {
+        /// Set when trusted mode was explicitly allowed on a remote listener.
+        forced_remote: bool,
+    },
+    Jwt(JwtConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub keys: JwtKeySource,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub roles_claim: String,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum JwtKeySource {
+    /// HS256 shared secret.
+    Secret(PathBuf),
+    /// RS256 or ES256 public key in PEM.
+    PublicKeyPem(PathBuf),
+    /// JSON Web Key Set; keys picked by `kid`.
+    Jwks(PathBuf),
+    /// The local development secret (`vigil token` signs with it).
+    DevSecret(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_batch_items: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    pub fn parse(s: &str) -> Result<ListenAddr, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(format!("listen address {s:?} has an empty socket path"));
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        let mut addrs = s.to_socket_addrs().map_err(|e| {
+            format!("listen address {s:?} is neither HOST:PORT nor unix:/path ({e})")
+        })?;
+        addrs
+            .next()
+            .map(ListenAddr::Tcp)
+            .ok_or_else(|| format!("listen address {s:?} resolves to nothing"))
+    }
+
+    /// Local transports are the only ones where trusting the caller's
+    /// word for its subject is acceptable by default.
+    pub fn is_local(&self) -> bool {
+        match self {
+            ListenAddr::Tcp(addr) => addr.ip().is_loopback(),
+            ListenAddr::Unix(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// All problems found in one configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// The TOML file. Keys mirror the flags (underscores or dashes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    policies: Option<PathBuf>,
+    listen: Option<OneOrMany>,
+    #[serde(alias = "audit-dir")]
+    audit_dir: Option<PathBuf>,
+    #[serde(alias = "audit-sync")]
+    audit_sync: Option<SyncMode>,
+    audit: Option<FileAudit>,
+    auth: Option<AuthMode>,
+    #[serde(alias = "force-trusted-remote")]
+    force_trusted_remote: Option<bool>,
+    #[serde(alias = "jwt-secret-file")]
+    jwt_secret_file: Option<PathBuf>,
+    #[serde(alias = "jwt-public-key-file")]
+    jwt_public_key_file: Option<PathBuf>,
+    #[serde(alias = "jwks-file")]
+    jwks_file: Option<PathBuf>,
+    #[serde(alias = "jwt-issuer")]
+    jwt_issuer: Option<String>,
+    #[serde(alias = "jwt-audience")]
+    jwt_audience: Option<String>,
+    #[serde(alias = "jwt-roles-claim")]
+    jwt_roles_claim: Option<String>,
+    #[serde(alias = "jwt-leeway")]
+    jwt_leeway: Option<toml::Value>,
+    #[serde(alias = "max-message-bytes")]
+    max_message_bytes: Option<usize>,
+    #[serde(alias = "max-batch-items")]
+    max_batch_items: Option<usize>,
+    #[serde(alias = "log-format")]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    dir: Option<PathBuf>,
+    sync: Option<SyncMode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Config {
+    /// Builds the config for `vigil serve`. `log_format` is the global flag.
+    pub fn from_args(args: ServeArgs, log_format: Option<LogFormat>) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let file = match &args.config {
+            Some(path) => read_file_config(path).unwrap_or_else(|problem| {
+                problems.push(problem);
+                FileConfig::default()
+            }),
+            None => FileConfig::default(),
+        };
+        let file_audit = file.audit.unwrap_or_default();
+
+        let policies = args
+            .policies
+            .or(file.policies)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICIES));
+
+        let listen_specs = if !args.listen.is_empty() {
+            args.listen
+        } else {
+            match file.listen {
+                Some(OneOrMany::One(one)) => vec![one],
+                Some(OneOrMany::Many(many)) => many,
+                None => vec![DEFAULT_LISTEN.to_owned()],
+            }
+        };
+        let mut listeners = Vec::new();
+        for spec in &listen_specs {
+            match ListenAddr::parse(spec) {
+                Ok(addr) => listeners.push(addr),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if listeners.is_empty() && problems.is_empty() {
+            problems.push("no listen address given".to_owned());
+        }
+
+        let audit = AuditConfig {
+            dir: args
+                .audit_dir
+                .or(file.audit_dir)
+                .or(file_audit.dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_AUDIT_DIR)),
+            sync: args
+                .audit_sync
+                .or(file.audit_sync)
+                .or(file_audit.sync)
+                .unwrap_or(SyncMode::Batch),
+        };
+
+        let mode = args.auth.or(file.auth).unwrap_or(AuthMode::Trusted);
+        let force_remote = args.force_trusted_remote || file.force_trusted_remote.unwrap_or(false);
+        let auth = match mode {
+            AuthMode::Trusted => {
+                let remote: Vec<String> = listeners
+                    .iter()
+                    .filter(|l| !l.is_local())
+                    .map(ToString::to_string)
+                    .collect();
+                if !remote.is_empty() && !force_remote {
+                    problems.push(format!(
+                        "--auth trusted takes the caller's word for its subject, so it is only allowed on \
+                         loopback or unix: listeners, but {} is reachable from other hosts; use --auth jwt, \
+                         or pass --force-trusted-remote if the network is otherwise protected",
+                        remote.join(", ")
+                    ));
+                }
+                AuthConfig::Trusted { forced_remote: !remote.is_empty() && force_remote }
+            }
+            AuthMode::Jwt => {
+                let secret = args.jwt_secret_file.or(file.jwt_secret_file);
+                let pem = args.jwt_public_key_file.or(file.jwt_public_key_file);
+                let jwks = args.jwks_file.or(file.jwks_file);
+                let given: Vec<JwtKeySource> = [
+                    secret.map(JwtKeySource::Secret),
+                    pem.map(JwtKeySource::PublicKeyPem),
+                    jwks.map(JwtKeySource::Jwks),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let keys = match given.len() {
+                    0 => JwtKeySource::DevSecret(PathBuf::from(DEV_JWT_SECRET_FILE)),
+                    1 => given.into_iter().next().expect("length checked above"),
+                    _ => {
+                        problems.push(
+                            "give exactly one of --jwt-secret-file, --jwt-public-key-file and --jwks-file"
+                                .to_owned(),
+                        );
+                        JwtKeySource::DevSecret(PathBuf::from(DEV_JWT_SECRET_FILE))
+                    }
+                };
+                let leeway = match (args.jwt_leeway, file.jwt_leeway) {
+                    (Some(flag), _) => parse_duration(&flag),
+                    (None, Some(toml::Value::Integer(secs))) if secs >= 0 => Ok(Duration::from_secs(secs as u64)),
+                    (None, Some(toml::Value::String(s))) => parse_duration(&s),
+                    (None, Some(other)) => Err(format!("jwt_leeway must be a duration like \"30s\", got {other}")),
+                    (None, None) => Ok(Duration::from_secs(30)),
+                };
+                let leeway = leeway.unwrap_or_else(|problem| {
+                    problems.push(problem);
+                    Duration::from_secs(30)
+                });
+                AuthConfig::Jwt(JwtConfig {
+                    keys,
+                    issuer: args.jwt_issuer.or(file.jwt_issuer),
+                    audience: args.jwt_audience.or(file.jwt_audience),
+                    roles_claim: args
+                        .jwt_roles_claim
+                        .or(file.jwt_roles_claim)
+                        .unwrap_or_else(|| "roles".to_owned()),
+                    leeway,
+                })
+            }
+        };
+
+        let limits = Limits {
+            max_message_bytes: args.max_message_bytes.or(file.max_message_bytes).unwrap_or(4 << 20),
+            max_batch_items: args.max_batch_items.or(file.max_batch_items).unwrap_or(1000),
+        };
+        if limits.max_message_bytes < 1024 {
+            problems.push(format!("max_message_bytes {} is below the 1024-byte minimum", limits.max_message_bytes));
+        }
+        if limits.max_batch_items == 0 {
+            problems.push("max_batch_items must be at least 1".to_owned());
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Ok(Config { policies, listeners, audit, auth, limits, log_format: log_format.or(file.log_format) })
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+/// Accepts `30s`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like \"30s\" or \"5m\" ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args() -> ServeArgs {
+        ServeArgs::default()
+    }
+
+    #[test]
+    fn defaults_are_local_and_trusted() {
+        let config = Config::from_args(serve_args(), None).unwrap();
+        assert_eq!(config.listeners, vec![ListenAddr::parse(DEFAULT_LISTEN).unwrap()]);
+        assert!(matches!(config.auth, AuthConfig::Trusted { forced_remote: false }));
+        assert_eq!(config.audit.sync, SyncMode::Batch);
+    }
+
+    #[test]
+    fn trusted_on_a_remote_listener_needs_force() {
+        let mut args = serve_args();
+        args.listen = vec!["0.0.0.0:5000".into(), "unix:/tmp/x.sock".into()];
+        let err = Config::from_args(args, None).unwrap_err();
+        assert!(err.to_string().contains("0.0.0.0:5000"), "{err}");
+
+        let mut args = serve_args();
+        args.listen = vec!["0.0.0.0:5000".into()];
+        args.force_trusted_remote = true;
+        let config = Config::from_args(args, None).unwrap();
+        assert!(matches!(config.auth, AuthConfig::Trusted { forced_remote: true }));
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let mut args = serve_args();
+        args.listen = vec!["not an address".into()];
+        args.auth = Some(AuthMode::Jwt);
+        args.jwt_leeway = Some("soon".into());
+        args.max_batch_items = Some(0);
+        let err = Config::from_args(args, None).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vigil.toml");
+        std::fs::write(
+            &file,
+            "policies = \"from-file\"\nlisten = [\"127.0.0.1:7000\"]\n[audit]\nsync = \"always\"\n",
+        )
+        .unwrap();
+        let mut args = serve_args();
+        args.config = Some(file);
+        args.policies = Some("from-flag".into());
+        let config = Config::from_args(args, None).unwrap();
+        assert_eq!(config.policies, PathBuf::from("from-flag"));
+        assert_eq!(config.listeners[0].to_string(), "127.0.0.1:7000");
+        assert_eq!(config.audit.sync, SyncMode::Always);
+    }
+}

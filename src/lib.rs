@@ -1,0 +1,25 @@
+//! vigil: a data governance and access-control policy sidecar.
+//!
+//! The library is the whole product minus argument parsing: the decision
+//! core ([`authz`]), identity ([`authn`]), the audit log ([`audit`]), the
+//! policy loader and live snapshot ([`policy`]), the gRPC surface ([`grpc`])
+//! and its assembly into a server ([`server`]). See ARCHITECTURE.md for the
+//! map and the invariants.
+
+pub mod audit;
+pub mod authn;
+pub mod authz;
+pub mod cli;
+pub mod config;
+pub mod grpc;
+pub mod policy;
+pub mod server;
+
+/// Generated protobuf and gRPC code for package `vigil.v1`.
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("vigil.v1");
+
+    /// Encoded descriptors of `vigil.v1`, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("vigil_descriptor");
+}

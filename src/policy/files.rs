@@ -1,0 +1,340 @@
+//! Parsing of the policy files with line numbers, so every problem can be
+//! reported as `file:line: message` before Casbin ever sees the text.
+
+use std::{collections::HashMap, fmt, sync::Arc};
+
+use crate::authz::{Origin, RuleLine};
+
+pub const MODEL_FILE: &str = "model.conf";
+pub const POLICY_FILE: &str = "policy.csv";
+
+/// One problem in the policy files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    /// 0 when the problem concerns the whole file.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
+    }
+}
+
+fn problem(file: &str, line: usize, message: impl Into<String>) -> Problem {
+    Problem { file: file.to_owned(), line, message: message.into() }
+}
+
+const SECTIONS: [(&str, char); 5] = [
+    ("request_definition", 'r'),
+    ("policy_definition", 'p'),
+    ("role_definition", 'g'),
+    ("policy_effect", 'e'),
+    ("matchers", 'm'),
+];
+
+/// The effects casbin-rs evaluates (it panics on any other).
+const SUPPORTED_EFFECTS: [&str; 4] = [
+    "some(where (p_eft == allow))",
+    "some(where (p_eft == allow)) && !some(where (p_eft == deny))",
+    "!some(where (p_eft == deny))",
+    "priority(p_eft) || deny",
+];
+
+/// What vigil needs to know about model.conf besides handing it to Casbin.
+#[derive(Debug, Default, Clone)]
+pub struct ModelOutline {
+    /// Definition key (`r`, `p`, `g2`, ...) → (arity, line).
+    pub definitions: HashMap<String, (usize, usize)>,
+    /// Line of each key, for pointing Casbin's own errors at a line.
+    pub lines: HashMap<String, usize>,
+}
+
+impl ModelOutline {
+    pub fn arity(&self, key: &str) -> Option<usize> {
+        self.definitions.get(key).map(|(arity, _)| *arity)
+    }
+
+    pub fn rule_types(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .definitions
+            .keys()
+            .map(String::as_str)
+            .filter(|k| k.starts_with('p') || k.starts_with('g'))
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+}
+
+/// Checks model.conf's structure: known sections, `key = value` lines, the
+/// required definitions.
+pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut outline = ModelOutline::default();
+    let mut section: Option<char> = None;
+    let mut seen_sections = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+
+    for (index, raw) in text.lines().enumerate() {
+        let number = index + 1;
+        // Casbin joins lines that end with a backslash.
+        let (start, joined) = match pending.take() {
+            Some((start, mut acc)) => {
+                acc.push_str(raw.trim());
+                (start, acc)
+            }
+            None => (number, raw.trim().to_owned()),
+        };
+        if let Some(stripped) = joined.strip_suffix('\\') {
+            pending = Some((start, stripped.to_owned()));
+            continue;
+        }
+        let line = joined.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            match SECTIONS.iter().find(|(known, _)| *known == name.trim()) {
+                Some((_, key)) => {
+                    section = Some(*key);
+                    seen_sections.push(*key);
+                }
+                None => {
+                    section = None;
+                    let known: Vec<&str> = SECTIONS.iter().map(|(s, _)| *s).collect();
+                    problems.push(problem(
+                        MODEL_FILE,
+                        start,
+                        format!("unknown section [{}]; expected one of [{}]", name.trim(), known.join("], [")),
+                    ));
+                }
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            problems.push(problem(MODEL_FILE, start, format!("expected `key = value`, found {line:?}")));
+            continue;
+        };
+        // Like Casbin, everything after `#` in a value is a comment.
+        let value = value.split('#').next().unwrap_or_default();
+        let (key, value) = (key.trim(), value.trim());
+        let Some(current) = section else {
+            if seen_sections.is_empty() {
+                problems.push(problem(MODEL_FILE, start, format!("`{key}` appears before any [section]")));
+            }
+            continue;
+        };
+        if !key.starts_with(current) || key.len() > 1 && !key[1..].chars().all(|c| c.is_ascii_digit()) {
+            problems.push(problem(
+                MODEL_FILE,
+                start,
+                format!("key `{key}` does not belong in this section; its keys are `{current}`, `{current}2`, ..."),
+            ));
+            continue;
+        }
+        if value.is_empty() {
+            problems.push(problem(MODEL_FILE, start, format!("`{key}` has an empty definition")));
+            continue;
+        }
+        if outline.lines.insert(key.to_owned(), start).is_some() {
+            problems.push(problem(MODEL_FILE, start, format!("`{key}` is defined twice")));
+        }
+        let arity = match current {
+            'g' => value.split(',').filter(|t| t.trim() == "_").count(),
+            'r' | 'p' => value.split(',').count(),
+            _ => 0,
+        };
+        if current == 'e' {
+            // casbin-rs compares the effect text exactly, spaces included.
+            let normalized = value.replace("p.eft", "p_eft");
+            if !SUPPORTED_EFFECTS.contains(&normalized.as_str()) {
+                problems.push(problem(
+                    MODEL_FILE,
+                    start,
+                    format!(
+                        "unsupported policy effect `{value}`; supported: {}",
+                        SUPPORTED_EFFECTS.map(|e| e.replace("p_eft", "p.eft")).join(" | ")
+                    ),
+                ));
+            }
+        }
+        if matches!(current, 'r' | 'p' | 'g') {
+            if arity == 0 || (current == 'g' && arity < 2) {
+                problems.push(problem(MODEL_FILE, start, format!("`{key} = {value}` defines no usable tokens")));
+            }
+            outline.definitions.insert(key.to_owned(), (arity, start));
+        }
+    }
+    if let Some((start, _)) = pending {
+        problems.push(problem(MODEL_FILE, start, "line continuation `\\` at the end of the file"));
+    }
+    for (name, key) in [("request_definition", "r"), ("policy_definition", "p"), ("policy_effect", "e"), ("matchers", "m")] {
+        if !outline.lines.contains_key(key) {
+            problems.push(problem(MODEL_FILE, 0, format!("missing `{key} = ...` in [{name}]")));
+        }
+    }
+    if problems.is_empty() { Ok(outline) } else { Err(problems) }
+}
+
+/// A rule line as parsed, before it is checked against the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRule {
+    pub line: usize,
+    pub fields: Vec<String>,
+}
+
+/// Splits policy.csv into fields the way Casbin's file adapter does: commas
+/// outside double quotes separate, fields are trimmed, surrounding quotes
+/// are removed, blank lines and `#` comments are skipped.
+pub fn parse_policy_csv(text: &str) -> Vec<RawRule> {
+    let mut rules = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        rules.push(RawRule { line: index + 1, fields: split_csv_fields(line) });
+    }
+    rules
+}
+
+fn split_csv_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            ',' if !quoted => fields.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    fields.push(current);
+    fields
+        .into_iter()
+        .map(|field| {
+            let field = field.trim();
+            if field.len() >= 2 && field.starts_with('"') && field.ends_with('"') {
+                field[1..field.len() - 1].to_owned()
+            } else {
+                field.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// Checks each rule against the model (known type, right arity) and drops
+/// exact duplicates, which Casbin ignores too. Returns the rules and the
+/// duplicate lines (warnings for the linter).
+pub fn check_rules(outline: &ModelOutline, raw: Vec<RawRule>) -> Result<(Vec<RuleLine>, Vec<Problem>), Vec<Problem>> {
+    let file: Arc<str> = POLICY_FILE.into();
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let mut seen: HashMap<(String, Vec<String>), usize> = HashMap::new();
+    let mut rules = Vec::with_capacity(raw.len());
+    for RawRule { line, mut fields } in raw {
+        let ptype = fields.remove(0);
+        let Some(arity) = outline.arity(&ptype).filter(|_| ptype.starts_with('p') || ptype.starts_with('g')) else {
+            problems.push(problem(
+                POLICY_FILE,
+                line,
+                format!(
+                    "rule type `{ptype}` is not defined in {MODEL_FILE} (defined: {})",
+                    outline.rule_types().join(", ")
+                ),
+            ));
+            continue;
+        };
+        if fields.len() != arity {
+            problems.push(problem(
+                POLICY_FILE,
+                line,
+                format!(
+                    "`{ptype}` rule has {} field(s) but {MODEL_FILE} line {} defines {arity}",
+                    fields.len(),
+                    outline.definitions[&ptype].1
+                ),
+            ));
+            continue;
+        }
+        if let Some(empty) = fields.iter().position(String::is_empty) {
+            problems.push(problem(POLICY_FILE, line, format!("`{ptype}` rule has an empty field {}", empty + 1)));
+            continue;
+        }
+        match seen.entry((ptype.clone(), fields.clone())) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                warnings.push(problem(POLICY_FILE, line, format!("duplicate of line {}; ignored", first.get())));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(line);
+                rules.push(RuleLine { ptype, values: fields, origin: Origin { file: file.clone(), line } });
+            }
+        }
+    }
+    if problems.is_empty() { Ok((rules, warnings)) } else { Err(problems) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODEL: &str = "[request_definition]\nr = sub, obj, act\n\n[policy_definition]\np = sub, obj, act\n\
+        [role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\n\
+        m = g(r.sub, p.sub) && \\\n  r.obj == p.obj && r.act == p.act\n";
+
+    fn messages(problems: Vec<Problem>) -> Vec<String> {
+        problems.into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn model_structure() {
+        let outline = parse_model(MODEL).unwrap();
+        assert_eq!(outline.arity("p"), Some(3));
+        assert_eq!(outline.arity("g"), Some(2));
+        assert_eq!(outline.lines["m"], 11);
+
+        let broken = MODEL.replace("[role_definition]", "[roles]").replace("p = sub", "p sub");
+        assert_eq!(
+            messages(parse_model(&broken).unwrap_err()),
+            [
+                "model.conf:5: expected `key = value`, found \"p sub, obj, act\"",
+                "model.conf:6: unknown section [roles]; expected one of [request_definition], [policy_definition], [role_definition], [policy_effect], [matchers]",
+                "model.conf: missing `p = ...` in [policy_definition]",
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_fields_follow_casbin() {
+        assert_eq!(split_csv_fields(" p, alice , \"a,b\", read "), ["p", "alice", "a,b", "read"]);
+        let rules = parse_policy_csv("# c\n\np, a, b, c\n  g, a, r\n");
+        assert_eq!(rules.iter().map(|r| r.line).collect::<Vec<_>>(), [3, 4]);
+    }
+
+    #[test]
+    fn rules_are_checked_against_the_model() {
+        let outline = parse_model(MODEL).unwrap();
+        let raw = parse_policy_csv("p, a, b, c\np, a, b\ng2, a, b\np, a, b, c\np, a, , c\n");
+        assert_eq!(
+            messages(check_rules(&outline, raw).unwrap_err()),
+            [
+                "policy.csv:2: `p` rule has 2 field(s) but model.conf line 5 defines 3",
+                "policy.csv:3: rule type `g2` is not defined in model.conf (defined: g, p)",
+                "policy.csv:5: `p` rule has an empty field 2",
+            ]
+        );
+        let (rules, warnings) = check_rules(&outline, parse_policy_csv("p, a, b, c\np, a, b, c\n")).unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(messages(warnings), ["policy.csv:2: duplicate of line 1; ignored"]);
+    }
+}

@@ -1,0 +1,162 @@
+//! The policy loader and the live policy snapshot.
+//!
+//! Owns the shared state "which policy is in force": an [`ArcSwap`] of an
+//! immutable [`PolicySet`]. Loading reads every file, validates it, builds
+//! the engine, and only then swaps; a request reads one snapshot for its
+//! whole life, so its decision, masking and audit record agree on a version.
+//!
+//! Architecture invariant: a policy set that fails to load never replaces
+//! the one in force.
+
+pub mod files;
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+use crate::authz::{Engine, EngineError};
+use files::{Problem, MODEL_FILE, POLICY_FILE};
+
+/// A loaded, validated, immutable policy set.
+#[derive(Debug)]
+pub struct PolicySet {
+    /// Content hash of the policy files (first 16 hex digits of SHA-256).
+    pub version: String,
+    pub engine: Engine,
+    pub loaded_at: SystemTime,
+    /// Findings that do not stop loading (duplicates, ...).
+    pub warnings: Vec<Problem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", ProblemList(.0))]
+    Invalid(Vec<Problem>),
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl PolicySet {
+    /// Reads and validates a policy directory.
+    pub async fn load(dir: &Path) -> Result<PolicySet, PolicyError> {
+        let model_text = read(dir, MODEL_FILE).await?;
+        let policy_text = read(dir, POLICY_FILE).await?;
+
+        let outline = files::parse_model(&model_text).map_err(PolicyError::Invalid)?;
+        let (rules, warnings) =
+            files::check_rules(&outline, files::parse_policy_csv(&policy_text)).map_err(PolicyError::Invalid)?;
+        let engine = Engine::build(&model_text, &rules).await.map_err(|e| {
+            let line = match &e {
+                EngineError::Model(message) if message.contains("atcher") => outline.lines.get("m").copied(),
+                _ => None,
+            };
+            let file = if matches!(e, EngineError::Policy(_)) { POLICY_FILE } else { MODEL_FILE };
+            PolicyError::Invalid(vec![Problem { file: file.to_owned(), line: line.unwrap_or(0), message: e.to_string() }])
+        })?;
+
+        let mut hasher = Sha256::new();
+        for (name, text) in [(MODEL_FILE, &model_text), (POLICY_FILE, &policy_text)] {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update((text.len() as u64).to_be_bytes());
+            hasher.update(text.as_bytes());
+        }
+        let version = hex::encode(&hasher.finalize()[..8]);
+        Ok(PolicySet { version, engine, loaded_at: SystemTime::now(), warnings })
+    }
+}
+
+async fn read(dir: &Path, name: &str) -> Result<String, PolicyError> {
+    let path = dir.join(name);
+    tokio::fs::read_to_string(&path).await.map_err(|source| PolicyError::Read { path, source })
+}
+
+/// The policy in force plus how it got there. Cloning the `Arc` is the way
+/// to share it.
+#[derive(Debug)]
+pub struct PolicyStore {
+    dir: PathBuf,
+    current: ArcSwap<PolicySet>,
+    last_reload: Mutex<ReloadRecord>,
+}
+
+/// Outcome of the latest reload attempt, for status reporting.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadRecord {
+    pub at: Option<SystemTime>,
+    pub error: Option<String>,
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    pub previous_version: String,
+    pub version: String,
+}
+
+impl PolicyStore {
+    pub async fn open(dir: &Path) -> Result<PolicyStore, PolicyError> {
+        let set = PolicySet::load(dir).await?;
+        Ok(PolicyStore {
+            dir: dir.to_owned(),
+            current: ArcSwap::from_pointee(set),
+            last_reload: Mutex::new(ReloadRecord::default()),
+        })
+    }
+
+    /// The snapshot a request should use for its whole life.
+    pub fn snapshot(&self) -> Arc<PolicySet> {
+        self.current.load_full()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads the directory again and swaps the new set in if it is valid.
+    pub async fn reload(&self) -> Result<Reloaded, PolicyError> {
+        let result = PolicySet::load(&self.dir).await;
+        let mut record = self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        record.at = Some(SystemTime::now());
+        match result {
+            Ok(set) => {
+                record.error = None;
+                let version = set.version.clone();
+                let previous = self.current.swap(Arc::new(set));
+                Ok(Reloaded { previous_version: previous.version.clone(), version })
+            }
+            Err(e) => {
+                record.error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    pub fn last_reload(&self) -> ReloadRecord {
+        self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}

@@ -1,0 +1,302 @@
+//! Assembly of the running sidecar: policy store, identity, audit writer,
+//! gRPC services (with health and reflection) on every listener, and an
+//! orderly shutdown.
+//!
+//! Life of the process: load and validate the policy (exit on error) →
+//! open the audit log (repairing a crash-torn tail) and record start-up →
+//! bind every listener → serve → on the shutdown signal stop accepting,
+//! finish in-flight calls, record shutdown, sync, remove Unix sockets.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::{server::TcpIncoming, Server};
+use tonic_health::ServingStatus;
+
+use crate::{
+    audit::{kind, AuditError, AuditLog, AuditOptions, Record},
+    authn::{Authenticator, JwtVerifier, KeyError},
+    config::{AuthConfig, Config, ListenAddr},
+    grpc::{AccessControlService, Shared},
+    policy::{PolicyError, PolicyStore},
+    proto::{access_control_server::AccessControlServer, FILE_DESCRIPTOR_SET},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("policy in {}:\n{source}", .dir.display())]
+    Policy {
+        dir: PathBuf,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("jwt key: {0}")]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("cannot listen on {addr}: {message}")]
+    Bind { addr: String, message: String },
+    #[error("server on {addr} failed: {message}")]
+    Serve { addr: String, message: String },
+}
+
+enum Bound {
+    Tcp(TcpListener, SocketAddr),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Bound {
+    fn describe(&self) -> String {
+        match self {
+            Bound::Tcp(_, addr) => addr.to_string(),
+            Bound::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+async fn bind(addr: &ListenAddr) -> Result<Bound, ServerError> {
+    let fail = |message: String| ServerError::Bind { addr: addr.to_string(), message };
+    match addr {
+        ListenAddr::Tcp(socket) => {
+            let listener = TcpListener::bind(socket).await.map_err(|e| fail(e.to_string()))?;
+            let local = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+            Ok(Bound::Tcp(listener, local))
+        }
+        ListenAddr::Unix(path) => {
+            if path.exists() {
+                // A socket file nobody answers on is left over from a crash.
+                if tokio::net::UnixStream::connect(path).await.is_ok() {
+                    return Err(fail("another process is serving on this socket".into()));
+                }
+                std::fs::remove_file(path).map_err(|e| fail(format!("cannot remove the stale socket file: {e}")))?;
+            }
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+            }
+            let listener = UnixListener::bind(path).map_err(|e| fail(e.to_string()))?;
+            Ok(Bound::Unix(listener, path.clone()))
+        }
+    }
+}
+
+/// tonic reports an oversize request as OUT_OF_RANGE; vigil's contract is
+/// RESOURCE_EXHAUSTED with the limit named.
+fn oversize_as_resource_exhausted(mut response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let out_of_range = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"11");
+    let too_large = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
+    if out_of_range && too_large {
+        let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let decoded = percent_decode(message);
+        let friendly = format!("request too large ({decoded}); raise max_message_bytes or send smaller requests");
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        if let Ok(value) = http::HeaderValue::from_str(&percent_encode(&friendly)) {
+            headers.insert("grpc-message", value);
+        }
+    }
+    response
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for byte in s.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Runs the sidecar until `shutdown` resolves, then stops gracefully.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let policies = PolicyStore::open(&config.policies)
+        .await
+        .map_err(|source| ServerError::Policy { dir: config.policies.clone(), source })?;
+    let policy = policies.snapshot();
+    for warning in &policy.warnings {
+        tracing::warn!("{warning}");
+    }
+
+    let (authn, auth_name) = match &config.auth {
+        AuthConfig::Trusted { forced_remote } => {
+            if *forced_remote {
+                tracing::warn!(
+                    "--auth trusted on a listener reachable from other hosts (forced): any caller can claim any subject"
+                );
+            }
+            (Authenticator::Trusted, "trusted")
+        }
+        AuthConfig::Jwt(jwt) => {
+            if matches!(jwt.keys, crate::config::JwtKeySource::DevSecret(_)) {
+                tracing::warn!("--auth jwt without a key option: verifying with the local development secret");
+            }
+            (Authenticator::Jwt(Box::new(JwtVerifier::from_config(jwt)?)), "jwt")
+        }
+    };
+
+    let mut bound = Vec::new();
+    for addr in &config.listeners {
+        bound.push(bind(addr).await?);
+    }
+    let addresses: Vec<String> = bound.iter().map(Bound::describe).collect();
+
+    let mut startup = Record::new(kind::STARTUP);
+    startup.pv = Some(policy.version.clone());
+    startup.detail = Some(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "listen": addresses,
+        "auth": auth_name,
+        "audit_sync": format!("{:?}", config.audit.sync).to_lowercase(),
+        "policy_rules": policy.engine.policy_rules(),
+    }));
+    drop(policy);
+    let (audit, _) = AuditLog::open(AuditOptions::new(&config.audit.dir, config.audit.sync), startup)?;
+
+    let shared = Arc::new(Shared { policies: Arc::new(policies), audit: audit.clone(), authn, limits: config.limits });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AccessControlServer<AccessControlService>>().await;
+    let health_task = tokio::spawn(watch_audit_health(health.clone(), audit.clone()));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor set was produced by protox at build time");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the embedded descriptor set was produced by protox at build time");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    let mut sockets = Vec::new();
+    for listener in bound {
+        let address = listener.describe();
+        let access = AccessControlServer::new(AccessControlService::new(shared.clone()))
+            .max_decoding_message_size(config.limits.max_message_bytes);
+        let router = Server::builder()
+            .layer(tower::util::MapResponseLayer::new(oversize_as_resource_exhausted))
+            .add_service(access)
+            .add_service(health_service.clone())
+            .add_service(reflection_v1.clone())
+            .add_service(reflection_v1alpha.clone());
+        let mut stop = stop_rx.clone();
+        let signal = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        tracing::info!(address = %address, auth = auth_name, "listening");
+        println!("listening on {address}");
+        let task = match listener {
+            Bound::Tcp(listener, _) => {
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal))
+            }
+            Bound::Unix(listener, path) => {
+                sockets.push(path);
+                let incoming = UnixListenerStream::new(listener);
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal))
+            }
+        };
+        servers.push((address, task));
+    }
+
+    // Serve until asked to stop or until a server fails on its own.
+    let mut failure = None;
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down: finishing in-flight calls"),
+        (addr, message) = first_server_exit(&mut servers) => {
+            failure = Some(ServerError::Serve { addr, message });
+        }
+    }
+    let _ = stop_tx.send(true);
+    for (address, task) in servers {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(address = %address, error = %e, "server stopped with an error"),
+            Err(e) => tracing::error!(address = %address, error = %e, "server task failed"),
+        }
+    }
+    health_task.abort();
+
+    let mut last = Record::new(kind::SHUTDOWN);
+    last.reason = Some(match &failure {
+        None => "orderly shutdown".to_owned(),
+        Some(e) => e.to_string(),
+    });
+    let closed = audit.close(last).await;
+    for path in sockets {
+        let _ = std::fs::remove_file(&path);
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    closed?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+type ServerTask = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// Resolves when any server task ends (which only happens on failure
+/// before shutdown is requested).
+async fn first_server_exit(servers: &mut [(String, ServerTask)]) -> (String, String) {
+    if servers.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for (address, task) in servers.iter_mut() {
+            if let std::task::Poll::Ready(result) = std::pin::Pin::new(task).poll(cx) {
+                let message = match result {
+                    Ok(Ok(())) => "stopped unexpectedly".to_owned(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                return std::task::Poll::Ready((address.clone(), message));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Health follows the audit log: NOT_SERVING while it cannot be written,
+/// SERVING again once it can.
+async fn watch_audit_health(health: tonic_health::server::HealthReporter, audit: AuditLog) {
+    let mut last = true;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let healthy = audit.is_healthy();
+        if healthy != last {
+            let status = if healthy { ServingStatus::Serving } else { ServingStatus::NotServing };
+            health.set_service_status("", status).await;
+            health.set_service_status("vigil.v1.AccessControl", status).await;
+            last = healthy;
+        }
+    }
+}
