@@ -23,6 +23,9 @@ use crate::{
     proto::{access_control_server::AccessControlServer, FILE_DESCRIPTOR_SET},
 };
 
+/// How long shutdown waits for in-flight calls and open connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("policy in {}:\n{source}", .dir.display())]
@@ -235,11 +238,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     let _ = stop_tx.send(true);
-    for (address, task) in servers {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(address = %address, error = %e, "server stopped with an error"),
-            Err(e) => tracing::error!(address = %address, error = %e, "server task failed"),
+    // In-flight calls get a grace period; a peer that never lets its
+    // connection go does not keep the process (and the audit flush) hostage.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    for (address, mut task) in servers {
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(address = %address, error = %e, "server stopped with an error"),
+            Ok(Err(e)) => tracing::error!(address = %address, error = %e, "server task failed"),
+            Err(_) => {
+                tracing::warn!(address = %address, grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them");
+                task.abort();
+            }
         }
     }
     health_task.abort();

@@ -337,7 +337,7 @@ impl Writer {
             for record in records.iter_mut() {
                 seq += 1;
                 record.seq = seq;
-                record.prev = hex::encode(hash);
+                record.prev = record::hash_text(&hash);
                 hash = record::encode(record, &mut self.buf);
                 receipts.push(Receipt { seq, hash });
                 if self.sync == SyncMode::Always {

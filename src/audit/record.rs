@@ -5,16 +5,21 @@
 //! spliced in before the closing brace:
 //!
 //! ```text
-//! {"seq":7,"ts":"…","kind":"decision",…,"prev":"<64 hex>","hash":"<64 hex>"}\n
+//! {"seq":7,"ts":"…","kind":"decision",…,"prev":"<43 b64>","hash":"<43 b64>"}\n
 //! ```
 //!
 //! `hash` = SHA-256 over the exact bytes of the line without the
 //! `,"hash":"…"` part, i.e. the JSON object `{…,"prev":"…"}`. Because `prev`
 //! is inside those bytes, each hash covers the whole chain before it, and a
 //! change to any byte of any line breaks the chain.
+//!
+//! Hashes are written in unpadded base64url (43 characters) rather than hex
+//! to keep a decision record under 400 bytes; receipts returned to callers
+//! use lowercase hex, and every tool accepts both.
 
 use std::borrow::Cow;
 
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -23,8 +28,32 @@ pub type Hash = [u8; 32];
 /// `prev` of the first record of a log.
 pub const GENESIS: Hash = [0; 32];
 
-/// Length of `,"hash":"` + 64 hex digits + `"}`.
-const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
+/// Length of a hash in unpadded base64url.
+pub const HASH_B64_LEN: usize = 43;
+
+/// Length of `,"hash":"` + the hash + `"}`.
+const HASH_SUFFIX_LEN: usize = 9 + HASH_B64_LEN + 2;
+
+/// The text form of a hash inside records.
+pub fn hash_text(hash: &Hash) -> String {
+    URL_SAFE_NO_PAD.encode(hash)
+}
+
+/// Parses a hash written as 64 hex digits or 43 base64url characters.
+pub fn parse_hash(text: &str) -> Option<Hash> {
+    let mut hash = [0u8; 32];
+    if text.len() == 64 {
+        hex::decode_to_slice(text, &mut hash).ok()?;
+        return Some(hash);
+    }
+    if text.len() == HASH_B64_LEN {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        hash.copy_from_slice(bytes.get(..32)?);
+        // Reject non-canonical encodings so one hash has one spelling.
+        return (URL_SAFE_NO_PAD.encode(hash) == text).then_some(hash);
+    }
+    None
+}
 
 /// Record kinds written by vigil.
 pub mod kind {
@@ -64,7 +93,7 @@ pub struct Record {
     /// Kind-specific details (never clear sensitive values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
-    /// Hex hash of the previous record. Assigned by the writer.
+    /// Hash of the previous record (base64url). Assigned by the writer.
     pub prev: String,
 }
 
@@ -102,9 +131,9 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) -> Hash {
     // The object ends with '}'; splice the hash in before it.
     out.pop();
     out.extend_from_slice(b",\"hash\":\"");
-    let mut hex_buf = [0u8; 64];
-    hex::encode_to_slice(hash, &mut hex_buf).expect("64 bytes hold 32 bytes of hex");
-    out.extend_from_slice(&hex_buf);
+    let mut text = [0u8; HASH_B64_LEN];
+    let written = URL_SAFE_NO_PAD.encode_slice(hash, &mut text).expect("43 bytes hold 32 bytes of base64");
+    out.extend_from_slice(&text[..written]);
     out.extend_from_slice(b"\"}\n");
     hash
 }
@@ -112,7 +141,7 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) -> Hash {
 /// Why a line is not a valid record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
-    #[error("line does not end with a \"hash\" field of 64 lowercase hex digits")]
+    #[error("line does not end with a \"hash\" field of 43 base64url characters")]
     NoHash,
     #[error("stored hash {stored} does not match the record's content (computed {computed})")]
     HashMismatch { stored: String, computed: String },
@@ -138,20 +167,16 @@ pub fn decode(line: &[u8]) -> Result<CheckedLine, LineError> {
     if !suffix.starts_with(b",\"hash\":\"") {
         return Err(LineError::NoHash);
     }
-    let stored_hex = &suffix[9..9 + 64];
-    if !stored_hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
-        return Err(LineError::NoHash);
-    }
+    let stored_text = &suffix[9..9 + HASH_B64_LEN];
+    let stored = std::str::from_utf8(stored_text).ok().and_then(parse_hash).ok_or(LineError::NoHash)?;
     let mut hasher = Sha256::new();
     hasher.update(body);
     hasher.update(b"}");
     let computed: Hash = hasher.finalize().into();
-    let mut stored = [0u8; 32];
-    hex::decode_to_slice(stored_hex, &mut stored).map_err(|_| LineError::NoHash)?;
     if stored != computed {
         return Err(LineError::HashMismatch {
-            stored: String::from_utf8_lossy(stored_hex).into_owned(),
-            computed: hex::encode(computed),
+            stored: String::from_utf8_lossy(stored_text).into_owned(),
+            computed: hash_text(&computed),
         });
     }
     let mut object = Vec::with_capacity(body.len() + 1);
@@ -170,19 +195,20 @@ mod tests {
         record.seq = seq;
         record.sub = Some("alice".into());
         record.allowed = Some(true);
-        record.prev = hex::encode(prev);
+        record.prev = hash_text(&prev);
         record
     }
 
     #[test]
     fn round_trip_and_every_byte_matters() {
+        let record = sample(1, GENESIS);
         let mut line = Vec::new();
-        let hash = encode(&sample(1, GENESIS), &mut line);
+        let hash = encode(&record, &mut line);
         assert_eq!(line.last(), Some(&b'\n'));
         let body = &line[..line.len() - 1];
         let checked = decode(body).unwrap();
         assert_eq!(checked.hash, hash);
-        assert_eq!(checked.record, sample(1, GENESIS));
+        assert_eq!(checked.record, record);
         for i in 0..body.len() {
             let mut tampered = body.to_vec();
             tampered[i] ^= 0x01;
@@ -195,9 +221,10 @@ mod tests {
         let mut record = sample(123_456, GENESIS);
         record.ts = now_rfc3339();
         record.id = Some("0193c1f2-9a4b-7c3d-8e5f-0123456789ab".into());
+        record.sub = Some("svc-reporting".into());
         record.obj = Some("crm.customers".into());
         record.act = Some("read".into());
-        record.reason = Some("allowed by policy.csv:12 [p, analyst, crm.customers, read] via alice → analyst".into());
+        record.reason = Some("allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via svc-reporting → analyst".into());
         record.pv = Some("0123456789abcdef".into());
         let mut line = Vec::new();
         encode(&record, &mut line);

@@ -26,9 +26,9 @@ impl std::str::FromStr for Anchor {
     fn from_str(s: &str) -> Result<Anchor, String> {
         let (seq, hash) = s.split_once(':').ok_or_else(|| format!("anchor {s:?} is not SEQ:HASH"))?;
         let seq = seq.parse().map_err(|_| format!("anchor {s:?}: {seq:?} is not a sequence number"))?;
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(hash, &mut bytes).map_err(|_| format!("anchor {s:?}: the hash is not 64 hex digits"))?;
-        Ok(Anchor { seq, hash: bytes })
+        let hash = record::parse_hash(hash)
+            .ok_or_else(|| format!("anchor {s:?}: the hash is neither 64 hex digits nor 43 base64url characters"))?;
+        Ok(Anchor { seq, hash })
     }
 }
 
@@ -106,7 +106,7 @@ pub fn verify_dir(dir: &Path, anchors: &[Anchor]) -> Result<VerifyReport, Verify
                 };
                 return Err(broken(Some(seq), message));
             }
-            let prev = hex::encode(report.head);
+            let prev = record::hash_text(&report.head);
             if checked.record.prev != prev {
                 return Err(broken(
                     Some(seq),
