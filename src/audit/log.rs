@@ -72,7 +72,7 @@ impl AuditOptions {
 
 enum Command {
     Append { records: Vec<Record>, done: oneshot::Sender<Result<Vec<Receipt>, AuditError>> },
-    Close { last: Record, done: oneshot::Sender<Result<Receipt, AuditError>> },
+    Close { last: Box<Record>, done: oneshot::Sender<Result<Receipt, AuditError>> },
 }
 
 /// Handle to the audit writer. Cloning is shallow.
@@ -166,7 +166,7 @@ impl AuditLog {
     /// Appends after this fail with [`AuditError::Closed`].
     pub async fn close(&self, last: Record) -> Result<Receipt, AuditError> {
         let (done, receipt) = oneshot::channel();
-        self.tx.send(Command::Close { last, done }).await.map_err(|_| AuditError::Closed)?;
+        self.tx.send(Command::Close { last: Box::new(last), done }).await.map_err(|_| AuditError::Closed)?;
         receipt.await.map_err(|_| AuditError::Closed)?
     }
 
@@ -314,7 +314,7 @@ impl Writer {
             }
         }
         if let Some((last, done)) = closing {
-            let result = self.commit(&mut vec![last]).map(|receipts| receipts[0]);
+            let result = self.commit(&mut [*last]).map(|receipts| receipts[0]);
             let _ = done.send(result);
             return true;
         }

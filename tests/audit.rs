@@ -1,0 +1,198 @@
+//! The audit trail: verification after real traffic, tamper detection,
+//! crash recovery under load.
+
+mod common;
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use common::{audit_lines, repo_path, request, vigil_command, Launch, Vigil};
+
+fn verify(audit_dir: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["audit", "verify", "--audit-dir", audit_dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let output = vigil_command(&args, audit_dir);
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// A stopped server's audit dir with some real traffic in it.
+async fn audited_traffic() -> (tempfile::TempDir, std::path::PathBuf, Vec<(u64, String)>) {
+    let vigil = Vigil::example();
+    let mut client = vigil.client().await;
+    let mut receipts = Vec::new();
+    for (subject, object, action) in [
+        ("alice", "crm.customers", "read"),
+        ("bob", "crm.customers", "export"),
+        ("carol", "hr.employees", "read"),
+        ("frank", "finance.payments", "read"),
+        ("erin", "reports.q3", "read"),
+    ] {
+        let answer = client.authorize(request(subject, object, action)).await.unwrap().into_inner();
+        receipts.push((answer.audit_seq, answer.audit_hash));
+    }
+    drop(client);
+    let audit_dir = vigil.audit_dir.clone();
+    let (status, _, dir) = vigil.terminate().await;
+    assert!(status.success());
+    (dir, audit_dir, receipts)
+}
+
+fn segment(audit_dir: &Path) -> std::path::PathBuf {
+    audit_lines(audit_dir)[0].0.clone()
+}
+
+#[tokio::test]
+async fn verify_passes_after_traffic_and_checks_receipts() {
+    let (_dir, audit_dir, receipts) = audited_traffic().await;
+    let (ok, text) = verify(&audit_dir, &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("ok: 7 records (seq 1..=7)"), "{text}");
+    let (seq, hash) = &receipts[2];
+    let (ok, text) = verify(&audit_dir, &["--receipt", &format!("{seq}:{hash}")]);
+    assert!(ok, "{text}");
+    let forged = format!("{seq}:{}", "0".repeat(64));
+    let (ok, text) = verify(&audit_dir, &["--receipt", &forged]);
+    assert!(!ok);
+    assert!(text.contains("differs from the anchor"), "{text}");
+    // An anchor beyond the end: the tail was cut.
+    let (ok, text) = verify(&audit_dir, &["--anchor", &format!("99:{hash}")]);
+    assert!(!ok);
+    assert!(text.contains("truncated or rolled back"), "{text}");
+}
+
+#[tokio::test]
+async fn any_single_byte_edit_is_detected() {
+    let (_dir, audit_dir, _) = audited_traffic().await;
+    let file = segment(&audit_dir);
+    let original = std::fs::read(&file).unwrap();
+    // Every byte of the third record, one at a time.
+    let starts: Vec<usize> =
+        std::iter::once(0).chain(original.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect();
+    let (from, to) = (starts[2], starts[3]);
+    for i in from..to {
+        let mut tampered = original.clone();
+        tampered[i] = if tampered[i] == b'a' { b'b' } else { b'a' };
+        std::fs::write(&file, &tampered).unwrap();
+        let (ok, text) = verify(&audit_dir, &[]);
+        assert!(!ok, "edit at byte {i} went unnoticed");
+        assert!(text.contains("line 3") || text.contains("line 4"), "byte {i}: {text}");
+    }
+    std::fs::write(&file, &original).unwrap();
+    assert!(verify(&audit_dir, &[]).0);
+}
+
+#[tokio::test]
+async fn removed_and_reordered_records_are_detected() {
+    let (_dir, audit_dir, _) = audited_traffic().await;
+    let file = segment(&audit_dir);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+
+    let mut removed = lines.clone();
+    removed.remove(3);
+    std::fs::write(&file, removed.join("\n") + "\n").unwrap();
+    let (ok, out) = verify(&audit_dir, &[]);
+    assert!(!ok);
+    assert!(out.contains("line 4") && out.contains("expected seq 4, found 5"), "{out}");
+
+    let mut swapped = lines.clone();
+    swapped.swap(2, 3);
+    std::fs::write(&file, swapped.join("\n") + "\n").unwrap();
+    let (ok, out) = verify(&audit_dir, &[]);
+    assert!(!ok);
+    assert!(out.contains("line 3") && out.contains("expected seq 3, found 4"), "{out}");
+
+    // A record forged with a correct-looking hash of its own still breaks the chain.
+    let mut forged: serde_json::Value = serde_json::from_str(lines[4]).unwrap();
+    forged["allowed"] = serde_json::json!(true);
+    let mut reencoded = lines.clone();
+    let forged_line = forged.to_string();
+    reencoded[4] = &forged_line;
+    std::fs::write(&file, reencoded.join("\n") + "\n").unwrap();
+    assert!(!verify(&audit_dir, &[]).0);
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_recorded_and_the_chain_continues() {
+    let (dir, audit_dir, _) = audited_traffic().await;
+    let file = segment(&audit_dir);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(b"{\"seq\":8,\"ts\":\"2026-");
+    std::fs::write(&file, &bytes).unwrap();
+    let (ok, text) = verify(&audit_dir, &[]);
+    assert!(!ok);
+    assert!(text.contains("incomplete"), "{text}");
+
+    let vigil = Vigil::restart(
+        Launch::new(repo_path("policies")),
+        dir,
+    );
+    let mut client = vigil.client().await;
+    let answer = client.authorize(request("alice", "crm.customers", "read")).await.unwrap().into_inner();
+    drop(client);
+    let lines = audit_lines(&vigil.audit_dir);
+    let kinds: Vec<String> = lines
+        .iter()
+        .map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(&kinds[7..], ["recovery", "startup", "decision"]);
+    assert_eq!(answer.audit_seq, 10);
+    let (status, _, _dir) = vigil.terminate().await;
+    assert!(status.success());
+    let (ok, text) = verify(&audit_dir, &[]);
+    assert!(ok, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_answered_decision() {
+    let vigil = Vigil::example();
+    let received = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let channel = vigil.channel().await;
+        let received = received.clone();
+        workers.push(tokio::spawn(async move {
+            let mut client = vigil::proto::access_control_client::AccessControlClient::new(channel);
+            for i in 0.. {
+                let subject = ["alice", "bob", "carol", "frank"][(worker + i) % 4];
+                match client.authorize(request(subject, "crm.customers", "read")).await {
+                    Ok(answer) => {
+                        let answer = answer.into_inner();
+                        received.lock().unwrap().push((answer.audit_seq, answer.audit_hash));
+                    }
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    // Let the load run, then pull the plug.
+    while received.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dir = vigil.kill().await;
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let received = received.lock().unwrap().clone();
+
+    let vigil = Vigil::restart(Launch::new(repo_path("policies")), dir);
+    let audit_dir = vigil.audit_dir.clone();
+    let (status, _, _dir) = vigil.terminate().await;
+    assert!(status.success());
+    let (ok, text) = verify(&audit_dir, &[]);
+    assert!(ok, "{text}");
+
+    let mut on_disk = std::collections::HashMap::new();
+    for (_, line) in audit_lines(&audit_dir) {
+        let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let hash = vigil::audit::record::parse_hash(record["hash"].as_str().unwrap()).unwrap();
+        on_disk.insert(record["seq"].as_u64().unwrap(), hex::encode(hash));
+    }
+    for (seq, hash) in &received {
+        assert_eq!(on_disk.get(seq), Some(hash), "answered decision {seq} is missing from the log");
+    }
+}
