@@ -119,7 +119,7 @@ impl Record {
 }
 
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 /// Appends the line for `record` (which must have `seq` and `prev` set) to
@@ -220,7 +220,7 @@ mod tests {
     fn decision_records_stay_small() {
         let mut record = sample(123_456, GENESIS);
         record.ts = now_rfc3339();
-        record.id = Some("0193c1f2-9a4b-7c3d-8e5f-0123456789ab".into());
+        record.id = Some("Xq0-a1B2c3D4e5F6g7H8iA".into());
         record.sub = Some("svc-reporting".into());
         record.obj = Some("crm.customers".into());
         record.act = Some("read".into());
