@@ -357,21 +357,9 @@ pub fn load_or_create_dev_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         let secret = hex::encode(rand::random::<[u8; 32]>());
-        write_private(path, secret.as_bytes()).map_err(io)?;
+        crate::keyfile::write_private(path, secret.as_bytes()).map_err(io)?;
     }
     read_secret(path)
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(contents)
 }
 
 /// Claims of a development token minted by `vigil token`.

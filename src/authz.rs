@@ -273,6 +273,11 @@ impl Engine {
         self.roles
     }
 
+    /// Whether the policy's role graph gives `subject` the role `role`.
+    pub fn has_role(&self, subject: &str, role: &str) -> bool {
+        self.has_roles && self.enforcer.get_role_manager().read().has_link(subject, role, None)
+    }
+
     /// Decides one request.
     ///
     /// Extra roles count as if the policy granted them to the subject: the

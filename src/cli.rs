@@ -25,7 +25,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve Authorize (and the other vigil.v1 services) over gRPC.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Decide one request offline and print the deciding rule.
     ///
     /// Exit code: 0 allowed, 1 denied, 2 error.
@@ -57,6 +57,16 @@ pub enum SyncMode {
     Off,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Answer UNAVAILABLE at once: never an unaudited decision.
+    #[value(name = "fail_closed", alias = "fail-closed")]
+    FailClosed,
+    /// Retry the write for up to the block timeout, then fail closed.
+    Block,
+}
+
 #[derive(Debug, Default, Args)]
 pub struct ServeArgs {
     /// TOML config file; flags and environment variables override it.
@@ -74,6 +84,40 @@ pub struct ServeArgs {
     /// When the audit log is made durable.
     #[arg(long, env = "VIGIL_AUDIT_SYNC", value_enum)]
     pub audit_sync: Option<SyncMode>,
+    /// While the audit log cannot be written: fail requests at once, or block.
+    #[arg(long, env = "VIGIL_AUDIT_ON_FAILURE", value_enum)]
+    pub audit_on_failure: Option<OnFailure>,
+    /// With `--audit-on-failure block`: how long a request waits, e.g. `5s`.
+    #[arg(long, env = "VIGIL_AUDIT_BLOCK_TIMEOUT")]
+    pub audit_block_timeout: Option<String>,
+    /// Start a new audit segment at this size in bytes (0: never).
+    #[arg(long, env = "VIGIL_AUDIT_ROTATE_BYTES")]
+    pub audit_rotate_bytes: Option<u64>,
+    /// Start a new audit segment at this age, e.g. `24h`.
+    #[arg(long, env = "VIGIL_AUDIT_ROTATE_AGE")]
+    pub audit_rotate_age: Option<String>,
+    /// Keep at most this many audit segments (older ones are pruned; a
+    /// signed checkpoint summarizes them).
+    #[arg(long, env = "VIGIL_AUDIT_RETAIN_SEGMENTS")]
+    pub audit_retain_segments: Option<usize>,
+    /// Sign a checkpoint this often when the log has grown, e.g. `10s`.
+    #[arg(long, env = "VIGIL_AUDIT_CHECKPOINT_EVERY")]
+    pub audit_checkpoint_every: Option<String>,
+    /// Ed25519 key (64 hex digits) that signs checkpoints; created if missing.
+    #[arg(long, env = "VIGIL_AUDIT_SIGNING_KEY")]
+    pub audit_signing_key: Option<PathBuf>,
+    /// HMAC key for digests of sensitive values; created if missing.
+    #[arg(long, env = "VIGIL_AUDIT_HMAC_KEY_FILE")]
+    pub audit_hmac_key_file: Option<PathBuf>,
+    /// Attribute keys written to the audit log as HMAC digests.
+    #[arg(long, env = "VIGIL_AUDIT_HMAC_ATTRIBUTES", value_delimiter = ',')]
+    pub audit_hmac_attributes: Vec<String>,
+    /// Write subjects to the audit log as HMAC digests too.
+    #[arg(long, env = "VIGIL_AUDIT_HMAC_SUBJECTS")]
+    pub audit_hmac_subjects: bool,
+    /// Role that may call the Audit and PolicyAdmin services in jwt mode.
+    #[arg(long, env = "VIGIL_ADMIN_ROLE")]
+    pub admin_role: Option<String>,
     /// How callers are identified.
     #[arg(long, env = "VIGIL_AUTH", value_enum)]
     pub auth: Option<AuthMode>,
@@ -157,15 +201,49 @@ pub struct TokenArgs {
 pub enum AuditCommand {
     /// Walk the hash chain; exit non-zero naming the first bad record.
     Verify(VerifyArgs),
+    /// Print records (filtered) as JSONL (the stored lines) or CSV.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, default_value = crate::config::DEFAULT_AUDIT_DIR)]
+    pub audit_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: crate::audit::export::Format,
+    /// Records at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Records at or before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this subject (matches HMAC'd subjects given --hmac-key-file).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Only allowed (true) or denied (false) decisions.
+    #[arg(long)]
+    pub allowed: Option<String>,
+    /// Records from this sequence number on.
+    #[arg(long)]
+    pub from_seq: Option<u64>,
+    /// HMAC key used by the server, to match HMAC'd subjects.
+    #[arg(long)]
+    pub hmac_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[arg(long, default_value = crate::config::DEFAULT_AUDIT_DIR)]
     pub audit_dir: PathBuf,
-    /// `SEQ:HASH` that must be present in the chain (a receipt or an anchor).
-    #[arg(long = "anchor", alias = "receipt")]
+    /// `SEQ:HASH` that must be present in the chain (an anchor held elsewhere).
+    #[arg(long = "anchor")]
     pub anchors: Vec<String>,
+    /// `SEQ:HASH` receipt from an Authorize or Mask response to check.
+    #[arg(long = "receipt")]
+    pub receipts: Vec<String>,
+    /// Trusted copy of the checkpoint signing public key (64 hex digits).
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

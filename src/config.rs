@@ -12,7 +12,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::cli::{AuthMode, LogFormat, ServeArgs, SyncMode};
+use crate::cli::{AuthMode, LogFormat, OnFailure, ServeArgs, SyncMode};
 
 pub const DEFAULT_POLICIES: &str = "policies";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -29,12 +29,24 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: Limits,
     pub log_format: Option<LogFormat>,
+    /// Role allowed to call the Audit and PolicyAdmin services in jwt mode.
+    pub admin_role: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub dir: PathBuf,
     pub sync: SyncMode,
+    pub on_failure: OnFailure,
+    pub block_timeout: Duration,
+    pub rotate_bytes: u64,
+    pub rotate_age: Option<Duration>,
+    pub retain_segments: Option<usize>,
+    pub checkpoint_every: Duration,
+    pub signing_key_file: PathBuf,
+    pub hmac_key_file: PathBuf,
+    pub hmac_attributes: Vec<String>,
+    pub hmac_subjects: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +169,8 @@ struct FileConfig {
     max_batch_items: Option<usize>,
     #[serde(alias = "log-format")]
     log_format: Option<LogFormat>,
+    #[serde(alias = "admin-role")]
+    admin_role: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +178,26 @@ struct FileConfig {
 struct FileAudit {
     dir: Option<PathBuf>,
     sync: Option<SyncMode>,
+    #[serde(alias = "on-failure")]
+    on_failure: Option<OnFailure>,
+    #[serde(alias = "block-timeout")]
+    block_timeout: Option<String>,
+    #[serde(alias = "rotate-bytes")]
+    rotate_bytes: Option<u64>,
+    #[serde(alias = "rotate-age")]
+    rotate_age: Option<String>,
+    #[serde(alias = "retain-segments")]
+    retain_segments: Option<usize>,
+    #[serde(alias = "checkpoint-every")]
+    checkpoint_every: Option<String>,
+    #[serde(alias = "signing-key-file")]
+    signing_key_file: Option<PathBuf>,
+    #[serde(alias = "hmac-key-file")]
+    hmac_key_file: Option<PathBuf>,
+    #[serde(alias = "hmac-attributes")]
+    hmac_attributes: Option<Vec<String>>,
+    #[serde(alias = "hmac-subjects")]
+    hmac_subjects: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,18 +245,61 @@ impl Config {
             problems.push("no listen address given".to_owned());
         }
 
+        let dir = args
+            .audit_dir
+            .or(file.audit_dir)
+            .or(file_audit.dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_AUDIT_DIR));
+        // Keys live beside the audit directory, not in it: handing the
+        // directory to an auditor must not hand over the keys.
+        let key_home = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut duration = |name: &str, flag: Option<String>, file: Option<String>, default: Option<Duration>| {
+            match flag.or(file) {
+                Some(text) => match parse_duration(&text) {
+                    Ok(d) => Some(d),
+                    Err(problem) => {
+                        problems.push(format!("{name}: {problem}"));
+                        default
+                    }
+                },
+                None => default,
+            }
+        };
+        let block_timeout = duration("audit block_timeout", args.audit_block_timeout, file_audit.block_timeout, Some(Duration::from_secs(5)));
+        let rotate_age = duration("audit rotate_age", args.audit_rotate_age, file_audit.rotate_age, None);
+        let checkpoint_every =
+            duration("audit checkpoint_every", args.audit_checkpoint_every, file_audit.checkpoint_every, Some(Duration::from_secs(10)));
         let audit = AuditConfig {
-            dir: args
-                .audit_dir
-                .or(file.audit_dir)
-                .or(file_audit.dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_AUDIT_DIR)),
             sync: args
                 .audit_sync
                 .or(file.audit_sync)
                 .or(file_audit.sync)
                 .unwrap_or(SyncMode::Batch),
+            on_failure: args.audit_on_failure.or(file_audit.on_failure).unwrap_or(OnFailure::FailClosed),
+            block_timeout: block_timeout.unwrap_or(Duration::from_secs(5)),
+            rotate_bytes: args.audit_rotate_bytes.or(file_audit.rotate_bytes).unwrap_or(64 << 20),
+            rotate_age,
+            retain_segments: args.audit_retain_segments.or(file_audit.retain_segments),
+            checkpoint_every: checkpoint_every.unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(10)),
+            signing_key_file: args
+                .audit_signing_key
+                .or(file_audit.signing_key_file)
+                .unwrap_or_else(|| key_home.join("audit-signing.key")),
+            hmac_key_file: args
+                .audit_hmac_key_file
+                .or(file_audit.hmac_key_file)
+                .unwrap_or_else(|| key_home.join("audit-hmac.key")),
+            hmac_attributes: if args.audit_hmac_attributes.is_empty() {
+                file_audit.hmac_attributes.unwrap_or_default()
+            } else {
+                args.audit_hmac_attributes
+            },
+            hmac_subjects: args.audit_hmac_subjects || file_audit.hmac_subjects.unwrap_or(false),
+            dir,
         };
+        if audit.retain_segments == Some(0) {
+            problems.push("audit retain_segments must be at least 1".to_owned());
+        }
 
         let mode = args.auth.or(file.auth).unwrap_or(AuthMode::Trusted);
         let force_remote = args.force_trusted_remote || file.force_trusted_remote.unwrap_or(false);
@@ -304,7 +381,8 @@ impl Config {
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
-        Ok(Config { policies, listeners, audit, auth, limits, log_format: log_format.or(file.log_format) })
+        let admin_role = args.admin_role.or(file.admin_role).unwrap_or_else(|| "admin".to_owned());
+        Ok(Config { policies, listeners, audit, auth, limits, log_format: log_format.or(file.log_format), admin_role })
     }
 }
 

@@ -12,6 +12,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod grpc;
+pub mod keyfile;
 pub mod policy;
 pub mod server;
 

@@ -15,12 +15,13 @@ use tonic::transport::{server::TcpIncoming, Server};
 use tonic_health::ServingStatus;
 
 use crate::{
-    audit::{kind, AuditError, AuditLog, AuditOptions, Record},
+    audit::{checkpoint, kind, AuditError, AuditLog, AuditOptions, FailurePolicy, Record, Redactor},
+    cli::OnFailure,
     authn::{Authenticator, JwtVerifier, KeyError},
     config::{AuthConfig, Config, ListenAddr},
-    grpc::{AccessControlService, Shared},
+    grpc::{AccessControlService, AuditService, Shared},
     policy::{PolicyError, PolicyStore},
-    proto::{access_control_server::AccessControlServer, FILE_DESCRIPTOR_SET},
+    proto::{access_control_server::AccessControlServer, audit_server::AuditServer, FILE_DESCRIPTOR_SET},
 };
 
 /// How long shutdown waits for in-flight calls and open connections.
@@ -38,6 +39,8 @@ pub enum ServerError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error("audit key: {0}")]
+    AuditKey(#[from] checkpoint::KeyFileError),
     #[error("cannot listen on {addr}: {message}")]
     Bind { addr: String, message: String },
     #[error("server on {addr} failed: {message}")]
@@ -177,9 +180,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "policy_rules": policy.engine.policy_rules(),
     }));
     drop(policy);
-    let (audit, _) = AuditLog::open(AuditOptions::new(&config.audit.dir, config.audit.sync), startup)?;
+    let audit_config = &config.audit;
+    let signing_key = checkpoint::load_or_create_signing_key(&audit_config.signing_key_file)?;
+    let mut options = AuditOptions::new(&audit_config.dir, audit_config.sync, signing_key);
+    options.on_failure = match audit_config.on_failure {
+        OnFailure::FailClosed => FailurePolicy::FailClosed,
+        OnFailure::Block => FailurePolicy::Block(audit_config.block_timeout),
+    };
+    options.rotate_bytes = audit_config.rotate_bytes;
+    options.rotate_age = audit_config.rotate_age;
+    options.retain_segments = audit_config.retain_segments;
+    options.checkpoint_every = audit_config.checkpoint_every;
+    let redactor = if audit_config.hmac_attributes.is_empty() && !audit_config.hmac_subjects {
+        Redactor::default()
+    } else {
+        let key = checkpoint::load_or_create_secret(&audit_config.hmac_key_file)?;
+        Redactor::new(key, audit_config.hmac_attributes.iter().cloned(), audit_config.hmac_subjects)
+    };
+    let (audit, _) = AuditLog::open(options, startup)?;
 
-    let shared = Arc::new(Shared { policies: Arc::new(policies), audit: audit.clone(), authn, limits: config.limits });
+    let shared = Arc::new(Shared {
+        policies: Arc::new(policies),
+        audit: audit.clone(),
+        authn,
+        limits: config.limits,
+        redactor,
+        admin_role: config.admin_role.clone(),
+        audit_dir: config.audit.dir.clone(),
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AccessControlServer<AccessControlService>>().await;
@@ -206,6 +234,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let router = Server::builder()
             .layer(tower::util::MapResponseLayer::new(oversize_as_resource_exhausted))
             .add_service(access)
+            .add_service(AuditServer::new(AuditService::new(shared.clone())))
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone());

@@ -196,3 +196,183 @@ async fn sigkill_under_load_loses_no_answered_decision() {
         assert_eq!(on_disk.get(seq), Some(hash), "answered decision {seq} is missing from the log");
     }
 }
+
+fn export(audit_dir: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["audit", "export", "--audit-dir", audit_dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let output = vigil_command(&args, audit_dir);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn export_filters_and_the_python_verifier() {
+    let (dir, audit_dir, _) = audited_traffic().await;
+    let all = export(&audit_dir, &[]);
+    assert_eq!(all.lines().count(), 7);
+
+    let path = dir.path().join("export.jsonl");
+    std::fs::write(&path, &all).unwrap();
+    let python = |file: &Path, extra: &[&str]| {
+        std::process::Command::new("python3")
+            .arg(repo_path("tests/verify_audit_chain.py"))
+            .arg(file)
+            .args(extra)
+            .output()
+            .expect("python3 runs the verifier")
+    };
+    let output = python(&path, &["--full"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let tampered = all.replacen("\"allowed\":false", "\"allowed\":true", 1);
+    std::fs::write(&path, tampered).unwrap();
+    let output = python(&path, &["--full"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("hash mismatch"));
+
+    let denied = export(&audit_dir, &["--allowed", "false"]);
+    let subjects: Vec<String> = denied
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["sub"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(subjects, ["bob", "frank"]);
+    let carol = export(&audit_dir, &["--subject", "carol"]);
+    assert_eq!(carol.lines().count(), 1);
+    let from = export(&audit_dir, &["--from-seq", "5"]);
+    assert_eq!(from.lines().count(), 3);
+    // A contiguous slice still verifies on its own.
+    std::fs::write(&path, &from).unwrap();
+    assert!(python(&path, &[]).status.success());
+    assert_eq!(export(&audit_dir, &["--since", "2000-01-01T00:00:00Z"]).lines().count(), 7);
+    assert_eq!(export(&audit_dir, &["--until", "2000-01-01T00:00:00Z"]).lines().count(), 0);
+
+    let csv = export(&audit_dir, &["--format", "csv", "--allowed", "true"]);
+    let mut rows = csv.lines();
+    assert_eq!(rows.next().unwrap(), "seq,ts,kind,id,sub,obj,act,dom,allowed,reason,pv,prev,hash");
+    let first = rows.next().unwrap();
+    assert!(first.starts_with("2,") && first.contains(",alice,crm.customers,read,,true,"), "{first}");
+
+    let output = vigil_command(&["audit", "export", "--audit-dir", audit_dir.to_str().unwrap(), "--since", "yesterday"], &audit_dir);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("RFC 3339"));
+}
+
+#[tokio::test]
+async fn hmac_attributes_and_subjects_never_reach_the_disk_in_clear() {
+    let vigil = Launch::new(repo_path("tests/models/abac"))
+        .args(["--audit-hmac-attributes", "owner", "--audit-hmac-subjects"])
+        .start();
+    let mut client = vigil.client().await;
+    let mut req = request("carol-secret-subject", "orders", "read");
+    req.attributes.insert("owner".into(), "carol-secret-subject".into());
+    req.attributes.insert("region".into(), "us".into());
+    assert!(client.authorize(req).await.unwrap().into_inner().allowed);
+    drop(client);
+    let audit_dir = vigil.audit_dir.clone();
+    let (_, _, dir) = vigil.terminate().await;
+    for entry in walk_files(dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("carol-secret-subject"),
+            "{} holds the clear value",
+            entry.display()
+        );
+    }
+    let lines = audit_lines(&audit_dir);
+    let decision: serde_json::Value = serde_json::from_str(&lines[1].1).unwrap();
+    assert_eq!(decision["attrs"]["region"], "us");
+    assert!(decision["attrs"]["owner"].as_str().unwrap().starts_with("hmac:"));
+    assert_eq!(decision["sub"], decision["attrs"]["owner"], "same value, same digest");
+    // The export can still find the subject, given the key.
+    let key = dir.path().join("audit-hmac.key");
+    let found = export(&audit_dir, &["--subject", "carol-secret-subject", "--hmac-key-file", key.to_str().unwrap()]);
+    assert_eq!(found.lines().count(), 1);
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn rotation_retention_and_signed_checkpoints() {
+    let vigil = Launch::new(repo_path("policies"))
+        .args(["--audit-rotate-bytes", "2000", "--audit-retain-segments", "3"])
+        .start();
+    let mut client = vigil.client().await;
+    for _ in 0..60 {
+        client.authorize(request("alice", "crm.customers", "read")).await.unwrap();
+    }
+    drop(client);
+    let audit_dir = vigil.audit_dir.clone();
+    let (status, _, dir) = vigil.terminate().await;
+    assert!(status.success());
+    let segments: Vec<_> = std::fs::read_dir(&audit_dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with("audit-"))
+        .collect();
+    assert!(segments.len() <= 4, "{segments:?}");
+    assert!(!audit_dir.join("audit-000001.jsonl").exists(), "the oldest segments were pruned");
+    let public = dir.path().join("audit-signing.pub");
+    let (ok, text) = verify(&audit_dir, &["--public-key", public.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(text.contains("pruned: seq 1..="), "{text}");
+    assert!(text.contains("signatures checked with the supplied public key"), "{text}");
+    let kinds: Vec<String> = audit_lines(&audit_dir)
+        .iter()
+        .map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "prune"));
+
+    // A key that did not sign the checkpoints is caught.
+    let wrong = dir.path().join("wrong.pub");
+    std::fs::write(&wrong, format!("{}\n", "11".repeat(32))).unwrap();
+    let (ok, _) = verify(&audit_dir, &["--public-key", wrong.to_str().unwrap()]);
+    assert!(!ok);
+
+    // Cutting the tail behind the last checkpoint is caught without any anchor.
+    let last = audit_lines(&audit_dir).last().unwrap().0.clone();
+    let text = std::fs::read_to_string(&last).unwrap();
+    let kept: Vec<&str> = text.lines().collect();
+    std::fs::write(&last, kept[..kept.len() - 1].join("\n") + "\n").unwrap();
+    let (ok, text) = verify(&audit_dir, &[]);
+    assert!(!ok);
+    assert!(text.contains("truncated or rolled back"), "{text}");
+}
+
+#[tokio::test]
+async fn foreign_files_and_missing_segments_are_named() {
+    let (_dir, audit_dir, _) = audited_traffic().await;
+    std::fs::write(audit_dir.join("notes.txt"), "hello").unwrap();
+    let (ok, text) = verify(&audit_dir, &[]);
+    assert!(!ok);
+    assert!(text.contains("notes.txt") && text.contains("did not write"), "{text}");
+    std::fs::remove_file(audit_dir.join("notes.txt")).unwrap();
+    std::fs::write(audit_dir.join("audit-000003.jsonl"), "").unwrap();
+    let (ok, text) = verify(&audit_dir, &[]);
+    assert!(!ok);
+    assert!(text.contains("audit-000002.jsonl: segment missing"), "{text}");
+}
+
+#[tokio::test]
+async fn a_deleted_active_file_is_noticed_not_written_into_the_void() {
+    let vigil = Vigil::example();
+    let mut client = vigil.client().await;
+    client.authorize(request("alice", "crm.customers", "read")).await.unwrap();
+    std::fs::remove_file(vigil.audit_dir.join("audit-000001.jsonl")).unwrap();
+    let answer = client.authorize(request("bob", "crm.tickets", "read")).await.unwrap().into_inner();
+    let lines = audit_lines(&vigil.audit_dir);
+    assert_eq!(lines[0].0.file_name().unwrap(), "audit-000002.jsonl");
+    let note: serde_json::Value = serde_json::from_str(&lines[0].1).unwrap();
+    assert_eq!(note["kind"], "audit_file_lost");
+    let decision: serde_json::Value = serde_json::from_str(&lines[1].1).unwrap();
+    assert_eq!(decision["seq"], answer.audit_seq);
+}

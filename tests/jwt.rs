@@ -210,3 +210,47 @@ async fn dev_token_and_jwt_mode_work_together_in_one_step() {
     assert!(answer.allowed, "{}", answer.reason);
     assert!(vigil.stderr().contains("development secret"));
 }
+
+#[tokio::test]
+async fn audit_service_is_for_admins_only() {
+    use vigil::proto::{audit_client::AuditClient, ExportAuditRequest, VerifyAuditRequest};
+    let vigil = jwt_server("--jwt-secret-file", "jwt/hs256.secret");
+    let key = hs256_key();
+    let alice = sign(Algorithm::HS256, &key, &claims("alice", &[]), None);
+    authorize(&vigil, Some(&alice), request("", "crm.customers", "read")).await.unwrap();
+
+    let mut audit = AuditClient::new(vigil.channel().await);
+    let export = |token: &str, subject: &str| {
+        let mut call = Request::new(ExportAuditRequest { subject: subject.into(), ..Default::default() });
+        call.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        call
+    };
+    let status = audit.export_audit(export(&alice, "")).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("requires the admin role"));
+    let status = audit.export_audit(Request::new(ExportAuditRequest::default())).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    // dave is an admin by the policy; svc-ops by its token's roles.
+    for admin in [claims("dave", &[]), claims("svc-ops", &["admin"])] {
+        let token = sign(Algorithm::HS256, &key, &admin, None);
+        let mut stream = audit.export_audit(export(&token, "alice")).await.unwrap().into_inner();
+        let mut records = Vec::new();
+        while let Some(record) = stream.message().await.unwrap() {
+            if record.kind == "decision" {
+                records.push(record);
+            }
+        }
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!((records[0].kind.as_str(), records[0].object.as_str()), ("decision", "crm.customers"));
+        assert!(records[0].raw.ends_with(&format!("\"hash\":\"{}\"}}", records[0].hash)));
+
+        let mut call = Request::new(VerifyAuditRequest::default());
+        call.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let report = audit.verify_audit(call).await.unwrap().into_inner();
+        assert!(report.ok, "{}", report.error);
+    }
+    // Each admin call (granted or refused) is itself audited.
+    let admin_records = audit_lines(&vigil.audit_dir).iter().filter(|(_, l)| l.contains("\"kind\":\"admin\"")).count();
+    assert_eq!(admin_records, 5);
+}

@@ -1,4 +1,4 @@
-//! The audit writer: one thread owns the chain head and the active file.
+//! The audit writer: one thread owns the chain head and the active segment.
 //!
 //! Handlers hand complete records to [`AuditLog::append`] and await their
 //! receipts; the writer assigns `seq` and `prev`, writes, and makes the
@@ -6,6 +6,11 @@
 //! that arrived while the previous fdatasync ran is written and synced
 //! together (group commit), so no handler waits behind a lock held across
 //! an fsync and one sync covers many decisions.
+//!
+//! The writer also rotates segments (by size and age), signs checkpoints
+//! (periodically, at rotation and at shutdown), prunes old segments that a
+//! checkpoint covers, notices an active file that was deleted or replaced,
+//! and reports health.
 //!
 //! Architecture invariant: a receipt exists only for a record that is on
 //! disk (and synced, unless sync is `off`). A failed write rolls the file and
@@ -19,12 +24,16 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
+use ed25519_dalek::SigningKey;
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::{self, kind, Hash, Record, GENESIS};
+use super::{
+    checkpoint::{self, CheckpointWriter},
+    record::{self, kind, Hash, Record, GENESIS},
+};
 use crate::cli::SyncMode;
 
 /// Proof that a record is in the log.
@@ -54,19 +63,49 @@ pub enum AuditError {
     Closed,
 }
 
+/// What happens to requests while the log cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Answer UNAVAILABLE at once: never an unaudited decision.
+    FailClosed,
+    /// Keep retrying the write for up to this long, then fail closed.
+    Block(Duration),
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
     pub dir: PathBuf,
     pub sync: SyncMode,
-    /// Records waiting for the writer before appends wait (then fail).
+    /// Appends waiting for the writer before new appends wait (then fail).
     pub queue_depth: usize,
     /// How long an append waits for queue room before failing closed.
     pub enqueue_timeout: Duration,
+    pub on_failure: FailurePolicy,
+    /// Start a new segment once the active one reaches this size (0: never).
+    pub rotate_bytes: u64,
+    /// Start a new segment once the active one is this old.
+    pub rotate_age: Option<Duration>,
+    /// Keep at most this many segments; older ones are pruned.
+    pub retain_segments: Option<usize>,
+    /// Sign a checkpoint this often when the head has moved.
+    pub checkpoint_every: Duration,
+    pub signing_key: SigningKey,
 }
 
 impl AuditOptions {
-    pub fn new(dir: impl Into<PathBuf>, sync: SyncMode) -> AuditOptions {
-        AuditOptions { dir: dir.into(), sync, queue_depth: 16_384, enqueue_timeout: Duration::from_secs(2) }
+    pub fn new(dir: impl Into<PathBuf>, sync: SyncMode, signing_key: SigningKey) -> AuditOptions {
+        AuditOptions {
+            dir: dir.into(),
+            sync,
+            queue_depth: 16_384,
+            enqueue_timeout: Duration::from_secs(2),
+            on_failure: FailurePolicy::FailClosed,
+            rotate_bytes: 64 << 20,
+            rotate_age: None,
+            retain_segments: None,
+            checkpoint_every: Duration::from_secs(10),
+            signing_key,
+        }
     }
 }
 
@@ -83,34 +122,44 @@ pub struct AuditLog {
     enqueue_timeout: Duration,
 }
 
-/// The file the log is appended to and the chain head at its end.
+pub const FILE_PREFIX: &str = "audit-";
+pub const FILE_SUFFIX: &str = ".jsonl";
+
+pub fn segment_name(index: u64) -> String {
+    format!("{FILE_PREFIX}{index:06}{FILE_SUFFIX}")
+}
+
+/// The index of a segment file name, if it is one.
+pub fn segment_index(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(FILE_PREFIX)?.strip_suffix(FILE_SUFFIX)?;
+    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Segment files in `dir`, in chain order, with their indexes.
+pub fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut files: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let index = segment_index(entry.file_name().to_str()?)?;
+            Some((index, entry.path()))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The active segment and the chain head at its end.
 struct Tail {
+    index: u64,
     path: PathBuf,
     file: File,
     len: u64,
     seq: u64,
     hash: Hash,
-}
-
-pub const FILE_PREFIX: &str = "audit-";
-pub const FILE_SUFFIX: &str = ".jsonl";
-
-fn segment_name(index: u64) -> String {
-    format!("{FILE_PREFIX}{index:06}{FILE_SUFFIX}")
-}
-
-/// Audit files in `dir`, in chain order.
-pub fn segment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok())
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let index = name.strip_prefix(FILE_PREFIX)?.strip_suffix(FILE_SUFFIX)?.parse().ok()?;
-            Some((index, entry.path()))
-        })
-        .collect();
-    files.sort();
-    Ok(files.into_iter().map(|(_, path)| path).collect())
+    opened: Instant,
 }
 
 impl AuditLog {
@@ -119,17 +168,35 @@ impl AuditLog {
     pub fn open(options: AuditOptions, startup: Record) -> Result<(AuditLog, Receipt), AuditError> {
         let open_error = |message: String| AuditError::Open { dir: options.dir.clone(), message };
         fs::create_dir_all(&options.dir).map_err(|e| open_error(format!("cannot create the directory: {e}")))?;
-        let files = segment_files(&options.dir).map_err(|e| open_error(format!("cannot list the directory: {e}")))?;
-        let path = files.last().cloned().unwrap_or_else(|| options.dir.join(segment_name(1)));
-        let (tail, recovery) = open_tail(&path)?;
+        let files = segments(&options.dir).map_err(|e| open_error(format!("cannot list the directory: {e}")))?;
+        let (index, path) = files.last().cloned().unwrap_or_else(|| (1, options.dir.join(segment_name(1))));
+        let (mut tail, recovery) = open_tail(index, &path)?;
+        if tail.len == 0 && tail.seq == 0 && files.len() > 1 {
+            // An empty newest segment after a crash right after rotation:
+            // the head is at the end of the one before it.
+            let (prev_index, prev_path) = &files[files.len() - 2];
+            let (previous, _) = open_tail(*prev_index, prev_path)?;
+            tail.seq = previous.seq;
+            tail.hash = previous.hash;
+        }
+        let checkpoints = CheckpointWriter::open(&options.dir, options.signing_key.clone())
+            .map_err(|e| open_error(format!("cannot open {}: {e}", checkpoint::CHECKPOINT_FILE)))?;
 
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
         let healthy = Arc::new(AtomicBool::new(true));
-        let mut writer = Writer { tail, sync: options.sync, healthy: healthy.clone(), buf: Vec::with_capacity(1 << 16) };
+        let mut writer = Writer {
+            tail,
+            checkpoints,
+            healthy: healthy.clone(),
+            buf: Vec::with_capacity(1 << 16),
+            failed_since: None,
+            last_checkpoint: Instant::now(),
+            options: options.clone(),
+        };
 
-        // Records written before the writer thread exists: the repair note
-        // and the startup record, synchronously, so a broken disk stops
-        // start-up instead of the first request.
+        // Written before the writer thread exists: the repair note and the
+        // startup record, so a broken disk stops start-up rather than the
+        // first request.
         let mut first = Vec::new();
         if let Some(recovery) = recovery {
             first.push(recovery);
@@ -162,25 +229,26 @@ impl AuditLog {
         Ok(receipts[0])
     }
 
-    /// Writes `last` (the shutdown record), syncs, and stops the writer.
-    /// Appends after this fail with [`AuditError::Closed`].
+    /// Writes `last` (the shutdown record), signs a final checkpoint, syncs,
+    /// and stops the writer. Appends after this fail with
+    /// [`AuditError::Closed`].
     pub async fn close(&self, last: Record) -> Result<Receipt, AuditError> {
         let (done, receipt) = oneshot::channel();
         self.tx.send(Command::Close { last: Box::new(last), done }).await.map_err(|_| AuditError::Closed)?;
         receipt.await.map_err(|_| AuditError::Closed)?
     }
 
-    /// False while the last write failed.
+    /// False while the log cannot be written.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 }
 
-/// Opens the last segment and finds the chain head at its end. A final
-/// line that is incomplete or fails its hash is what a crash mid-write
-/// leaves: it is cut off (kept beside the log for inspection) and a
-/// recovery record describing the cut is returned for writing.
-fn open_tail(path: &Path) -> Result<(Tail, Option<Record>), AuditError> {
+/// Opens a segment and finds the chain head at its end. A final line that
+/// is incomplete or fails its hash is what a crash mid-write leaves: it is
+/// cut off (kept beside the log for inspection) and a recovery record
+/// describing the cut is returned for writing.
+fn open_tail(index: u64, path: &Path) -> Result<(Tail, Option<Record>), AuditError> {
     let corrupt = |offset: u64, message: String| AuditError::Corrupt { file: path.to_owned(), offset, message };
     let mut file = OpenOptions::new()
         .read(true)
@@ -189,8 +257,9 @@ fn open_tail(path: &Path) -> Result<(Tail, Option<Record>), AuditError> {
         .open(path)
         .map_err(|e| corrupt(0, format!("cannot open: {e}")))?;
     let len = file.metadata().map_err(|e| corrupt(0, e.to_string()))?.len();
+    let tail = |file, len, seq, hash| Tail { index, path: path.to_owned(), file, len, seq, hash, opened: Instant::now() };
     if len == 0 {
-        return Ok((Tail { path: path.to_owned(), file, len: 0, seq: 0, hash: GENESIS }, None));
+        return Ok((tail(file, 0, 0, GENESIS), None));
     }
 
     // A crash can only damage the last writes; look at the last 4 MiB.
@@ -212,15 +281,14 @@ fn open_tail(path: &Path) -> Result<(Tail, Option<Record>), AuditError> {
             } else {
                 None
             };
-            let tail = Tail { path: path.to_owned(), file, len: good_len, seq: checked.record.seq, hash: checked.hash };
-            return Ok((tail, recovery));
+            return Ok((tail(file, good_len, checked.record.seq, checked.hash), recovery));
         }
         end = (line_start > 0).then_some(line_start);
     }
     if start == 0 && window.iter().all(|&b| b != b'\n') {
         // Not a single complete line: the crash hit the very first record.
         let recovery = cut_tail(path, &mut file, &window, 0, len, 0)?;
-        return Ok((Tail { path: path.to_owned(), file, len: 0, seq: 0, hash: GENESIS }, Some(recovery)));
+        return Ok((tail(file, 0, 0, GENESIS), Some(recovery)));
     }
     Err(corrupt(
         start,
@@ -242,6 +310,7 @@ fn cut_tail(path: &Path, file: &mut File, torn: &[u8], good_len: u64, len: u64, 
     let mut recovery = Record::new(kind::RECOVERY);
     recovery.reason = Some("torn final record left by an interrupted write was cut off".to_owned());
     recovery.detail = Some(serde_json::json!({
+        "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
         "after_seq": last_seq,
         "offset": good_len,
         "bytes": len - good_len,
@@ -252,19 +321,42 @@ fn cut_tail(path: &Path, file: &mut File, torn: &[u8], good_len: u64, len: u64, 
 
 struct Writer {
     tail: Tail,
-    sync: SyncMode,
+    checkpoints: CheckpointWriter,
     healthy: Arc<AtomicBool>,
     buf: Vec<u8>,
+    /// Set while writes fail: when, and how many groups failed.
+    failed_since: Option<(String, u64)>,
+    last_checkpoint: Instant,
+    options: AuditOptions,
 }
 
 /// Most commands folded into one group commit.
 const MAX_GROUP: usize = 4096;
+/// How often an unhealthy log probes whether writing works again.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // A private single-threaded runtime gives the blocking writer a
+        // receive with a timeout (for checkpoints and health probes).
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(error = %e, "audit writer cannot start its timer; audit log stopped");
+                return;
+            }
+        };
         let mut group = Vec::with_capacity(64);
-        while let Some(command) = rx.blocking_recv() {
-            group.push(command);
+        loop {
+            let wait = if self.failed_since.is_some() { PROBE_EVERY } else { self.options.checkpoint_every };
+            match runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                Ok(Some(command)) => group.push(command),
+                Ok(None) => return,
+                Err(_) => {
+                    self.idle();
+                    continue;
+                }
+            }
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
                     Ok(command) => group.push(command),
@@ -274,6 +366,25 @@ impl Writer {
             if self.commit_group(&mut group) {
                 return;
             }
+            if self.last_checkpoint.elapsed() >= self.options.checkpoint_every {
+                self.checkpoint();
+            }
+        }
+    }
+
+    /// Nothing to write: probe a failed log, or sign a due checkpoint.
+    fn idle(&mut self) {
+        if self.failed_since.is_some() {
+            let _ = self.commit(&mut []);
+        } else {
+            self.checkpoint();
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        if let Err(e) = self.checkpoints.write(self.tail.seq, &self.tail.hash) {
+            tracing::error!(error = %e, "cannot write an audit checkpoint");
         }
     }
 
@@ -290,15 +401,15 @@ impl Writer {
                     records.extend(batch);
                 }
                 Command::Close { last, done } => {
+                    // Appends queued behind a close are dropped: their
+                    // callers see the log closed.
                     closing = Some((last, done));
                     break;
                 }
             }
         }
-        // Anything queued after a close is refused below by dropping it.
         group.clear();
-        let result = self.commit(&mut records);
-        match result {
+        match self.commit(&mut records) {
             Ok(receipts) => {
                 let mut rest = receipts.as_slice();
                 for (count, done) in waiters {
@@ -314,42 +425,181 @@ impl Writer {
             }
         }
         if let Some((last, done)) = closing {
-            let result = self.commit(&mut [*last]).map(|receipts| receipts[0]);
+            let result = self.commit(&mut [*last]).map(|receipts| receipts[receipts.len() - 1]);
+            self.checkpoint();
             let _ = done.send(result);
             return true;
         }
         false
     }
 
-    /// Writes and syncs `records`, assigning their chain fields. All or
-    /// nothing: on failure the file and the head are rolled back.
+    /// Writes and syncs `records` (plus any notes the writer owes the log),
+    /// honouring the failure policy. Returns one receipt per given record.
     fn commit(&mut self, records: &mut [Record]) -> Result<Vec<Receipt>, AuditError> {
-        if records.is_empty() {
-            return Ok(Vec::new());
+        let deadline = match self.options.on_failure {
+            FailurePolicy::FailClosed => None,
+            FailurePolicy::Block(limit) => Some(Instant::now() + limit),
+        };
+        loop {
+            let mut notes = self.notes();
+            if notes.is_empty() && records.is_empty() {
+                return Ok(Vec::new());
+            }
+            match self.write(&mut notes, records) {
+                Ok(receipts) => {
+                    if let Some((since, failures)) = self.failed_since.take() {
+                        tracing::info!(%since, failures, "audit log writable again");
+                    }
+                    self.healthy.store(true, Ordering::Relaxed);
+                    self.maybe_rotate();
+                    return Ok(receipts);
+                }
+                Err(e) => {
+                    self.healthy.store(false, Ordering::Relaxed);
+                    let failures = self.failed_since.get_or_insert_with(|| (record::now_rfc3339(), 0));
+                    failures.1 += 1;
+                    match deadline {
+                        Some(deadline) if Instant::now() < deadline && !records.is_empty() => {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        _ => return Err(e),
+                    }
+                }
+            }
         }
-        let (start_seq, start_hash) = (self.tail.seq, self.tail.hash);
-        self.buf.clear();
-        let mut receipts = Vec::with_capacity(records.len());
+    }
+
+    /// Records the writer itself owes the log before the next group: that
+    /// writing resumed after a failure, or that the active file vanished.
+    fn notes(&mut self) -> Vec<Record> {
+        let mut notes = Vec::new();
+        if let Some(lost) = self.check_active_file() {
+            notes.push(lost);
+        }
+        if let Some((since, failures)) = &self.failed_since {
+            let mut resumed = Record::new(kind::RESUMED);
+            resumed.reason = Some("audit log writable again after write failures".to_owned());
+            resumed.detail = Some(serde_json::json!({ "failing_since": since, "failed_groups": failures }));
+            notes.push(resumed);
+        }
+        notes
+    }
+
+    /// A deleted or replaced active file must not swallow records: move to a
+    /// fresh segment and say what happened.
+    fn check_active_file(&mut self) -> Option<Record> {
+        let same = match (fs::metadata(&self.tail.path), self.tail.file.metadata()) {
+            (Ok(on_disk), Ok(open)) => same_file(&on_disk, &open),
+            _ => false,
+        };
+        if same {
+            return None;
+        }
+        let lost = self.tail.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        tracing::error!(file = %lost, "the active audit file was deleted or replaced; continuing in a new segment");
+        if let Err(e) = self.open_segment(self.tail.index + 1) {
+            tracing::error!(error = %e, "cannot open a new audit segment");
+            return None;
+        }
+        let mut note = Record::new(kind::FILE_LOST);
+        note.reason = Some(format!(
+            "active audit file {lost} was deleted or replaced; records through seq {} were in it",
+            self.tail.seq
+        ));
+        note.detail = Some(serde_json::json!({ "file": lost, "through_seq": self.tail.seq }));
+        Some(note)
+    }
+
+    fn open_segment(&mut self, index: u64) -> std::io::Result<()> {
+        let path = self.options.dir.join(segment_name(index));
+        let file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        File::open(&self.options.dir).and_then(|dir| dir.sync_all())?;
+        self.tail.index = index;
+        self.tail.path = path;
+        self.tail.file = file;
+        self.tail.len = 0;
+        self.tail.opened = Instant::now();
+        Ok(())
+    }
+
+    fn maybe_rotate(&mut self) {
+        let by_size = self.options.rotate_bytes > 0 && self.tail.len >= self.options.rotate_bytes;
+        let by_age = self.options.rotate_age.is_some_and(|age| self.tail.opened.elapsed() >= age && self.tail.len > 0);
+        if !(by_size || by_age) {
+            return;
+        }
+        // The checkpoint at the end of a segment is what lets it be pruned.
+        self.checkpoint();
+        if let Err(e) = self.open_segment(self.tail.index + 1) {
+            tracing::error!(error = %e, "cannot rotate the audit log; continuing in the current segment");
+            return;
+        }
+        tracing::info!(segment = %self.tail.path.display(), "audit log rotated");
+        self.prune();
+    }
+
+    fn prune(&mut self) {
+        let Some(keep) = self.options.retain_segments else { return };
+        let Ok(files) = segments(&self.options.dir) else { return };
+        if files.len() <= keep.max(1) {
+            return;
+        }
+        let covered: std::collections::HashSet<u64> = checkpoint::read_checkpoints(&self.options.dir.join(checkpoint::CHECKPOINT_FILE))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.seq)
+            .collect();
+        let mut removed = Vec::new();
+        let mut through_seq = 0;
+        for (_, path) in &files[..files.len() - keep.max(1)] {
+            let Ok((tail, _)) = open_tail(0, path) else { break };
+            if !covered.contains(&tail.seq) {
+                break;
+            }
+            if fs::remove_file(path).is_err() {
+                break;
+            }
+            through_seq = tail.seq;
+            removed.push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        }
+        if removed.is_empty() {
+            return;
+        }
+        let mut note = Record::new(kind::PRUNE);
+        note.reason = Some(format!("retention removed {} segment(s); a signed checkpoint covers seq 1..={through_seq}", removed.len()));
+        note.detail = Some(serde_json::json!({ "removed": removed, "through_seq": through_seq }));
+        if let Err(e) = self.write(&mut [note], &mut []) {
+            tracing::error!(error = %e, "cannot record pruning in the audit log");
+        }
+    }
+
+    /// One attempt: `notes` then `records`, written and synced as a unit.
+    fn write(&mut self, notes: &mut [Record], records: &mut [Record]) -> Result<Vec<Receipt>, AuditError> {
         let mut seq = self.tail.seq;
         let mut hash = self.tail.hash;
         let mut written = 0u64;
+        let mut receipts = Vec::with_capacity(records.len());
+        self.buf.clear();
+        let sync = self.options.sync;
         let result = (|| {
-            for record in records.iter_mut() {
+            for (is_note, record) in notes.iter_mut().map(|r| (true, r)).chain(records.iter_mut().map(|r| (false, r))) {
                 seq += 1;
                 record.seq = seq;
                 record.prev = record::hash_text(&hash);
                 hash = record::encode(record, &mut self.buf);
-                receipts.push(Receipt { seq, hash });
-                if self.sync == SyncMode::Always {
-                    written += self.buf.len() as u64;
+                if !is_note {
+                    receipts.push(Receipt { seq, hash });
+                }
+                if sync == SyncMode::Always {
                     self.tail.file.write_all(&self.buf)?;
-                    self.tail.file.sync_data()?;
+                    written += self.buf.len() as u64;
                     self.buf.clear();
+                    self.tail.file.sync_data()?;
                 }
             }
-            written += self.buf.len() as u64;
             self.tail.file.write_all(&self.buf)?;
-            if self.sync == SyncMode::Batch {
+            written += self.buf.len() as u64;
+            if sync == SyncMode::Batch {
                 self.tail.file.sync_data()?;
             }
             Ok::<(), std::io::Error>(())
@@ -359,18 +609,25 @@ impl Writer {
                 self.tail.seq = seq;
                 self.tail.hash = hash;
                 self.tail.len += written;
-                self.healthy.store(true, Ordering::Relaxed);
                 Ok(receipts)
             }
             Err(e) => {
-                self.healthy.store(false, Ordering::Relaxed);
                 // Roll back whatever part of the group reached the file.
                 let _ = self.tail.file.set_len(self.tail.len);
-                self.tail.seq = start_seq;
-                self.tail.hash = start_hash;
                 tracing::error!(file = %self.tail.path.display(), error = %e, "audit log write failed; failing the affected requests closed");
                 Err(AuditError::Write(format!("{}: {e}", self.tail.path.display())))
             }
         }
     }
+}
+
+#[cfg(unix)]
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.len() == b.len()
 }

@@ -1,11 +1,17 @@
 //! The hash-chained audit log: record format ([`record`]), the group-commit
-//! writer ([`log`]) and verification ([`verify`]).
+//! writer with segments and retention ([`log`]), signed checkpoints
+//! ([`checkpoint`]), keyed digests for sensitive values ([`privacy`]),
+//! verification ([`verify`]) and export ([`export`]).
 //!
 //! This module knows nothing of decisions beyond the record it is handed.
 
+pub mod checkpoint;
+pub mod export;
 pub mod log;
+pub mod privacy;
 pub mod record;
 pub mod verify;
 
-pub use log::{AuditError, AuditLog, AuditOptions, Receipt};
+pub use log::{AuditError, AuditLog, AuditOptions, FailurePolicy, Receipt};
+pub use privacy::Redactor;
 pub use record::{kind, Record};

@@ -63,6 +63,15 @@ pub mod kind {
     pub const SHUTDOWN: &str = "shutdown";
     pub const RECOVERY: &str = "recovery";
     pub const RELOAD: &str = "reload";
+    pub const MASK: &str = "mask";
+    pub const UNMASK: &str = "unmask";
+    pub const ADMIN: &str = "admin";
+    /// Segments removed by retention; a checkpoint covers them.
+    pub const PRUNE: &str = "prune";
+    /// The active file vanished or was replaced under the writer.
+    pub const FILE_LOST: &str = "audit_file_lost";
+    /// Writing works again after a failure.
+    pub const RESUMED: &str = "audit_resumed";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +92,9 @@ pub struct Record {
     pub act: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dom: Option<String>,
+    /// Request attributes; configured keys hold HMAC digests, not values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attrs: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +121,7 @@ impl Record {
             obj: None,
             act: None,
             dom: None,
+            attrs: None,
             allowed: None,
             reason: None,
             pv: None,

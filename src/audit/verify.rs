@@ -1,6 +1,10 @@
 //! Independent verification of an audit directory: every line against its
-//! own hash, every `prev` against the line before, `seq` without gaps, and
-//! optional anchors (`SEQ:HASH` receipts or checkpoints held elsewhere).
+//! own hash, every `prev` against the line before, `seq` without gaps across
+//! segments, signed checkpoints (a pruned prefix, a cut or rolled-back
+//! tail), and anchors held elsewhere (`SEQ:HASH` receipts).
+//!
+//! Nothing in the directory is skipped: a file vigil did not write there is
+//! an error.
 
 use std::{
     fs::File,
@@ -8,9 +12,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use ed25519_dalek::VerifyingKey;
+
 use super::{
-    log::segment_files,
-    record::{self, Hash, GENESIS},
+    checkpoint::{self, Checkpoint, CHECKPOINT_FILE, PUBLIC_KEY_FILE},
+    log::{segment_index, segment_name, FILE_PREFIX, FILE_SUFFIX},
+    record::{self, CheckedLine, Hash, GENESIS},
 };
 
 /// `SEQ:HASH`: this record must be in the log with this hash.
@@ -32,6 +39,17 @@ impl std::str::FromStr for Anchor {
     }
 }
 
+/// Which key checks checkpoint signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTrust {
+    /// A key the caller supplied.
+    Supplied,
+    /// The copy kept in the audit directory: proves consistency, not origin.
+    FoundInDirectory,
+    /// No key: signatures were not checked.
+    None,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     pub files: usize,
@@ -40,6 +58,10 @@ pub struct VerifyReport {
     pub last_seq: u64,
     pub head: Hash,
     pub bytes: u64,
+    pub checkpoints: usize,
+    pub key: KeyTrust,
+    /// Seq covered by the checkpoint that summarizes a pruned prefix.
+    pub pruned_through: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,24 +75,59 @@ pub enum VerifyError {
     #[error("{} line {line} (offset {offset}){}: {message}", .file.display(), .seq.map(|s| format!(", record seq {s}")).unwrap_or_default())]
     Broken { file: PathBuf, line: u64, offset: u64, seq: Option<u64>, message: String },
     #[error("{0}")]
+    Checkpoint(String),
+    #[error("{0}")]
     Anchor(String),
-    #[error("no audit files (audit-NNNNNN.jsonl) in {}", .0.display())]
+    #[error("{0}")]
+    Directory(String),
+    #[error("no audit files ({FILE_PREFIX}NNNNNN{FILE_SUFFIX}) in {}", .0.display())]
     Empty(PathBuf),
 }
 
-/// Walks the whole chain in `dir`.
-pub fn verify_dir(dir: &Path, anchors: &[Anchor]) -> Result<VerifyReport, VerifyError> {
-    let files = segment_files(dir).map_err(|source| VerifyError::Io { path: dir.to_owned(), source })?;
-    if files.is_empty() {
-        return Err(VerifyError::Empty(dir.to_owned()));
+/// The segments of `dir` in order, refusing foreign files and gaps.
+pub fn audit_files(dir: &Path) -> Result<Vec<PathBuf>, VerifyError> {
+    let io = |source| VerifyError::Io { path: dir.to_owned(), source };
+    let mut indexes = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(index) = segment_index(&name) {
+            indexes.push(index);
+            continue;
+        }
+        let torn = name.split_once(".torn-").is_some_and(|(base, offset)| {
+            segment_index(base).is_some() && offset.bytes().all(|b| b.is_ascii_digit())
+        });
+        if name == CHECKPOINT_FILE || name == PUBLIC_KEY_FILE || torn {
+            continue;
+        }
+        return Err(VerifyError::Directory(format!(
+            "{}: a file vigil did not write is in the audit directory; nothing is skipped, so move it out",
+            entry.path().display()
+        )));
     }
-    let mut report = VerifyReport { files: files.len(), records: 0, first_seq: 0, last_seq: 0, head: GENESIS, bytes: 0 };
-    let mut expected_seq = 1;
-    let mut anchors: Vec<&Anchor> = anchors.iter().collect();
-    anchors.sort_by_key(|a| a.seq);
-    let mut next_anchor = 0;
+    indexes.sort_unstable();
+    for pair in indexes.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            return Err(VerifyError::Directory(format!(
+                "{}: segment missing between {} and {}",
+                dir.join(segment_name(pair[0] + 1)).display(),
+                segment_name(pair[0]),
+                segment_name(pair[1])
+            )));
+        }
+    }
+    Ok(indexes.into_iter().map(|i| dir.join(segment_name(i))).collect())
+}
 
-    for path in &files {
+/// Calls `visit` with every line of every segment, in order, after checking
+/// the line against its own hash. Stops at the first broken line.
+pub fn walk<F>(files: &[PathBuf], mut visit: F) -> Result<u64, VerifyError>
+where
+    F: FnMut(&Path, u64, u64, &[u8], CheckedLine) -> Result<(), String>,
+{
+    let mut bytes = 0;
+    for path in files {
         let io = |source| VerifyError::Io { path: path.clone(), source };
         let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
         let mut line = Vec::with_capacity(512);
@@ -83,56 +140,128 @@ pub fn verify_dir(dir: &Path, anchors: &[Anchor]) -> Result<VerifyReport, Verify
                 break;
             }
             number += 1;
-            let broken = |seq: Option<u64>, message: String| VerifyError::Broken {
-                file: path.clone(),
-                line: number,
-                offset,
-                seq,
-                message,
-            };
+            let broken =
+                |seq, message| VerifyError::Broken { file: path.clone(), line: number, offset, seq, message };
             if line.last() != Some(&b'\n') {
                 return Err(broken(
                     None,
                     "final record is incomplete (torn write); starting vigil on this directory repairs it".into(),
                 ));
             }
-            let checked = record::decode(&line[..line.len() - 1]).map_err(|e| broken(None, e.to_string()))?;
+            let body = &line[..line.len() - 1];
+            let checked = record::decode(body).map_err(|e| broken(None, e.to_string()))?;
             let seq = checked.record.seq;
-            if seq != expected_seq {
-                let message = if seq > expected_seq {
-                    format!("expected seq {expected_seq}, found {seq}: record(s) removed or reordered")
-                } else {
-                    format!("expected seq {expected_seq}, found {seq}: record(s) duplicated or reordered")
-                };
-                return Err(broken(Some(seq), message));
-            }
-            let prev = record::hash_text(&report.head);
-            if checked.record.prev != prev {
-                return Err(broken(
-                    Some(seq),
-                    format!("prev {} does not match the hash of the record before it ({prev})", checked.record.prev),
-                ));
-            }
-            while next_anchor < anchors.len() && anchors[next_anchor].seq <= seq {
-                let anchor = anchors[next_anchor];
-                if anchor.seq == seq && anchor.hash != checked.hash {
-                    return Err(broken(
-                        Some(seq),
-                        format!("hash {} differs from the anchor {}", hex::encode(checked.hash), hex::encode(anchor.hash)),
-                    ));
-                }
-                next_anchor += 1;
-            }
-            if report.records == 0 {
-                report.first_seq = seq;
-            }
-            report.records += 1;
-            report.last_seq = seq;
-            report.head = checked.hash;
-            expected_seq = seq + 1;
+            visit(path, number, offset, body, checked).map_err(|message| broken(Some(seq), message))?;
             offset += read as u64;
         }
-        report.bytes += offset;
+        bytes += offset;
+    }
+    Ok(bytes)
+}
+
+/// Walks the whole chain in `dir`.
+pub fn verify_dir(dir: &Path, anchors: &[Anchor], public_key: Option<&VerifyingKey>) -> Result<VerifyReport, VerifyError> {
+    let files = audit_files(dir)?;
+    if files.is_empty() {
+        return Err(VerifyError::Empty(dir.to_owned()));
+    }
+    let checkpoints = checkpoint::read_checkpoints(&dir.join(CHECKPOINT_FILE)).map_err(VerifyError::Checkpoint)?;
+    let found_key;
+    let (key, trust) = match public_key {
+        Some(key) => (Some(key), KeyTrust::Supplied),
+        None => match checkpoint::load_public_key(&dir.join(PUBLIC_KEY_FILE)) {
+            Ok(key) => {
+                found_key = key;
+                (Some(&found_key), KeyTrust::FoundInDirectory)
+            }
+            Err(_) => (None, KeyTrust::None),
+        },
+    };
+    if let Some(key) = key {
+        for checkpoint in &checkpoints {
+            checkpoint
+                .verify(key)
+                .map_err(|e| VerifyError::Checkpoint(format!("{CHECKPOINT_FILE}: checkpoint at seq {}: {e}", checkpoint.seq)))?;
+        }
+    }
+    let mut by_seq: Vec<&Checkpoint> = checkpoints.iter().collect();
+    by_seq.sort_by_key(|c| c.seq);
+
+    let mut report = VerifyReport {
+        files: files.len(),
+        records: 0,
+        first_seq: 0,
+        last_seq: 0,
+        head: GENESIS,
+        bytes: 0,
+        checkpoints: checkpoints.len(),
+        key: trust,
+        pruned_through: None,
+    };
+    let mut anchors: Vec<&Anchor> = anchors.iter().collect();
+    anchors.sort_by_key(|a| a.seq);
+    let (mut next_anchor, mut next_checkpoint) = (0, 0);
+
+    report.bytes = walk(&files, |_, _, _, _, checked| {
+        let seq = checked.record.seq;
+        let prev = record::parse_hash(&checked.record.prev).ok_or("prev is not a hash")?;
+        if report.records == 0 {
+            if seq != 1 || prev != GENESIS {
+                // A pruned prefix must be summarized by a checkpoint that
+                // ends exactly where the remaining log begins.
+                let covering = by_seq.iter().find(|c| c.seq + 1 == seq && c.head_hash() == Some(prev));
+                if covering.is_none() {
+                    return Err(format!(
+                        "the log starts at seq {seq}, and no checkpoint at seq {} with its prev hash covers the records before it",
+                        seq.saturating_sub(1)
+                    ));
+                }
+                report.pruned_through = Some(seq - 1);
+            }
+            report.first_seq = seq;
+        } else {
+            let expected = report.last_seq + 1;
+            if seq != expected {
+                let how = if seq > expected { "removed or reordered" } else { "duplicated or reordered" };
+                return Err(format!("expected seq {expected}, found {seq}: record(s) {how}"));
+            }
+            if prev != report.head {
+                return Err(format!(
+                    "prev {} does not match the hash of the record before it ({})",
+                    checked.record.prev,
+                    record::hash_text(&report.head)
+                ));
+            }
+        }
+        while next_checkpoint < by_seq.len() && by_seq[next_checkpoint].seq <= seq {
+            let checkpoint = by_seq[next_checkpoint];
+            if checkpoint.seq == seq && checkpoint.head_hash() != Some(checked.hash) {
+                return Err(format!("the signed checkpoint at seq {seq} holds a different hash: the log was rewritten"));
+            }
+            next_checkpoint += 1;
+        }
+        while next_anchor < anchors.len() && anchors[next_anchor].seq <= seq {
+            let anchor = anchors[next_anchor];
+            if anchor.seq == seq && anchor.hash != checked.hash {
+                return Err(format!(
+                    "hash {} differs from the anchor {}",
+                    hex::encode(checked.hash),
+                    hex::encode(anchor.hash)
+                ));
+            }
+            next_anchor += 1;
+        }
+        report.records += 1;
+        report.last_seq = seq;
+        report.head = checked.hash;
+        Ok(())
+    })?;
+
+    if let Some(latest) = by_seq.last().filter(|c| c.seq > report.last_seq) {
+        return Err(VerifyError::Checkpoint(format!(
+            "the log ends at seq {} but a signed checkpoint reaches seq {}: the tail was truncated or rolled back",
+            report.last_seq, latest.seq
+        )));
     }
     if let Some(anchor) = anchors.get(next_anchor) {
         return Err(VerifyError::Anchor(format!(

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::{authorization, decision_id, status::InputError, Shared, MAX_FIELD_BYTES};
 use crate::{
     audit::{kind, Record},
-    authn::{AuthnError, Principal},
+    authn::Principal,
     authz::AccessRequest,
     policy::PolicySet,
     proto::{
@@ -24,22 +24,6 @@ pub struct AccessControlService {
 impl AccessControlService {
     pub fn new(shared: Arc<Shared>) -> AccessControlService {
         AccessControlService { shared }
-    }
-
-    /// Audits a refused identity, then returns the refusal.
-    async fn refuse(&self, error: AuthnError, claimed_subject: &str, rpc: &str) -> Status {
-        let mut record = Record::new(kind::AUTHN_FAILURE);
-        if !claimed_subject.is_empty() {
-            record.sub = Some(claimed_subject.to_owned());
-        }
-        record.allowed = Some(false);
-        record.reason = Some(error.to_string());
-        record.detail = Some(serde_json::json!({ "rpc": rpc, "code": error.code() }));
-        tracing::info!(rpc, code = error.code(), "authentication refused");
-        if let Err(audit_error) = self.shared.audit.append_one(record).await {
-            return audit_error.into();
-        }
-        error.into()
     }
 }
 
@@ -76,7 +60,7 @@ fn check_input(request: &AuthorizeRequest, prefix: &str, subject_required: bool)
     Ok(())
 }
 
-fn decide(policy: &PolicySet, principal: &Principal, request: &AuthorizeRequest) -> Result<Decided, Status> {
+fn decide(shared: &Shared, policy: &PolicySet, principal: &Principal, request: &AuthorizeRequest) -> Result<Decided, Status> {
     let access = AccessRequest {
         subject: &principal.subject,
         extra_roles: &principal.roles,
@@ -93,12 +77,13 @@ fn decide(policy: &PolicySet, principal: &Principal, request: &AuthorizeRequest)
 
     let mut record = Record::new(kind::DECISION);
     record.id = Some(id.clone());
-    record.sub = Some(principal.subject.clone());
+    record.sub = Some(shared.redactor.subject(&principal.subject));
     record.obj = Some(request.object.clone());
     record.act = Some(request.action.clone());
     if !request.domain.is_empty() {
         record.dom = Some(request.domain.clone());
     }
+    record.attrs = shared.redactor.attributes(&request.attributes);
     record.allowed = Some(allowed);
     record.reason = Some(reason.clone());
     record.pv = Some(policy.version.clone());
@@ -125,10 +110,10 @@ impl AccessControl for AccessControlService {
         check_input(&request, "", trusted)?;
         let principal = match self.shared.authn.authenticate(token.as_deref(), &request.subject) {
             Ok(principal) => principal,
-            Err(error) => return Err(self.refuse(error, &request.subject, "Authorize").await),
+            Err(error) => return Err(self.shared.refuse(error, &request.subject, "Authorize").await),
         };
         let policy = self.shared.policies.snapshot();
-        let Decided { record, mut response } = decide(&policy, &principal, &request)?;
+        let Decided { record, mut response } = decide(&self.shared, &policy, &principal, &request)?;
         let receipt = self.shared.audit.append_one(record).await?;
         response.audit_seq = receipt.seq;
         response.audit_hash = receipt.hash_hex();
@@ -164,7 +149,7 @@ impl AccessControl for AccessControlService {
                 Ok(principal) => {
                     principals.insert(&item.subject, principal);
                 }
-                Err(error) => return Err(self.refuse(error, &item.subject, "AuthorizeBatch").await),
+                Err(error) => return Err(self.shared.refuse(error, &item.subject, "AuthorizeBatch").await),
             }
         }
 
@@ -173,7 +158,7 @@ impl AccessControl for AccessControlService {
         let mut responses = Vec::with_capacity(batch.requests.len());
         for (index, item) in batch.requests.iter().enumerate() {
             let principal = &principals[item.subject.as_str()];
-            let decided = decide(&policy, principal, item)
+            let decided = decide(&self.shared, &policy, principal, item)
                 .map_err(|status| Status::new(status.code(), format!("requests[{index}]: {}", status.message())))?;
             records.push(decided.record);
             responses.push(decided.response);

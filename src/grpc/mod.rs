@@ -3,13 +3,21 @@
 //! and encodes.
 
 mod access;
+mod audit;
 pub mod status;
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
 pub use access::AccessControlService;
+pub use audit::AuditService;
+use tonic::Status;
 
-use crate::{audit::AuditLog, authn::Authenticator, config::Limits, policy::PolicyStore};
+use crate::{
+    audit::{kind, AuditLog, Record, Redactor},
+    authn::{Authenticator, AuthnError, Principal},
+    config::Limits,
+    policy::PolicyStore,
+};
 
 /// What every handler shares. Cloning the `Arc` around it is shallow.
 #[derive(Debug)]
@@ -18,7 +26,61 @@ pub struct Shared {
     pub audit: AuditLog,
     pub authn: Authenticator,
     pub limits: Limits,
+    /// Turns sensitive values into keyed digests before they are audited.
+    pub redactor: Redactor,
+    pub admin_role: String,
+    pub audit_dir: PathBuf,
 }
+
+impl Shared {
+    /// Audits a refused identity, then returns the refusal.
+    pub(crate) async fn refuse(&self, error: AuthnError, claimed_subject: &str, rpc: &str) -> Status {
+        let mut record = Record::new(kind::AUTHN_FAILURE);
+        if !claimed_subject.is_empty() {
+            record.sub = Some(self.redactor.subject(claimed_subject));
+        }
+        record.allowed = Some(false);
+        record.reason = Some(error.to_string());
+        record.detail = Some(serde_json::json!({ "rpc": rpc, "code": error.code() }));
+        tracing::info!(rpc, code = error.code(), "authentication refused");
+        if let Err(audit_error) = self.audit.append_one(record).await {
+            return audit_error.into();
+        }
+        error.into()
+    }
+
+    /// Admin calls (Audit, PolicyAdmin): in jwt mode the caller needs the
+    /// admin role, from its token or from the policy's role graph; trusted
+    /// mode is local-only by construction. Both outcomes are audited.
+    pub(crate) async fn admit_admin<T>(&self, request: &tonic::Request<T>, rpc: &'static str) -> Result<Principal, Status> {
+        let principal = match &self.authn {
+            Authenticator::Trusted => Principal { subject: "local-trusted".to_owned(), roles: Vec::new() },
+            Authenticator::Jwt(_) => match self.authn.authenticate(authorization(request), "") {
+                Ok(principal) => principal,
+                Err(error) => return Err(self.refuse(error, "", rpc).await),
+            },
+        };
+        let admitted = matches!(self.authn, Authenticator::Trusted)
+            || principal.roles.contains(&self.admin_role)
+            || self.policies.snapshot().engine.has_role(&principal.subject, &self.admin_role);
+        let mut record = Record::new(kind::ADMIN);
+        record.sub = Some(self.redactor.subject(&principal.subject));
+        record.act = Some(rpc.to_owned());
+        record.allowed = Some(admitted);
+        record.reason = Some(if admitted {
+            format!("{rpc} by an administrator")
+        } else {
+            format!("{rpc} requires the {} role", self.admin_role)
+        });
+        self.audit.append_one(record).await?;
+        if admitted {
+            Ok(principal)
+        } else {
+            Err(Status::permission_denied(format!("{rpc} requires the {} role", self.admin_role)))
+        }
+    }
+}
+
 
 /// Longest subject, object, action, domain or attribute accepted.
 pub const MAX_FIELD_BYTES: usize = 4096;

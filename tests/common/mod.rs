@@ -260,7 +260,7 @@ pub fn audit_lines(audit_dir: &Path) -> Vec<(PathBuf, String)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(audit_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("audit-") && p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
     files.sort();
     files

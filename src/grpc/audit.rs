@@ -1,0 +1,108 @@
+//! `vigil.v1.Audit`: streaming export and verification of the trail, for
+//! administrators.
+
+use std::sync::Arc;
+
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::Shared;
+use crate::{
+    audit::{
+        export::{for_each, ExportFilter},
+        record::{self, CheckedLine},
+        verify::{verify_dir, Anchor, VerifyError},
+    },
+    proto::{audit_server::Audit, AuditRecord, ExportAuditRequest, VerifyAuditRequest, VerifyAuditResponse},
+};
+
+#[derive(Debug, Clone)]
+pub struct AuditService {
+    shared: Arc<Shared>,
+}
+
+impl AuditService {
+    pub fn new(shared: Arc<Shared>) -> AuditService {
+        AuditService { shared }
+    }
+}
+
+fn to_proto(line: &[u8], checked: &CheckedLine) -> AuditRecord {
+    let r = &checked.record;
+    AuditRecord {
+        seq: r.seq,
+        time: r.ts.clone(),
+        kind: r.kind.to_string(),
+        decision_id: r.id.clone().unwrap_or_default(),
+        subject: r.sub.clone().unwrap_or_default(),
+        object: r.obj.clone().unwrap_or_default(),
+        action: r.act.clone().unwrap_or_default(),
+        domain: r.dom.clone().unwrap_or_default(),
+        allowed: r.allowed.unwrap_or(false),
+        reason: r.reason.clone().unwrap_or_default(),
+        policy_version: r.pv.clone().unwrap_or_default(),
+        prev_hash: r.prev.clone(),
+        hash: record::hash_text(&checked.hash),
+        raw: String::from_utf8_lossy(line).into_owned(),
+    }
+}
+
+fn broken_log(error: VerifyError) -> Status {
+    Status::data_loss(format!("the audit log does not verify: {error}"))
+}
+
+#[tonic::async_trait]
+impl Audit for AuditService {
+    type ExportAuditStream = ReceiverStream<Result<AuditRecord, Status>>;
+
+    async fn export_audit(&self, request: Request<ExportAuditRequest>) -> Result<Response<Self::ExportAuditStream>, Status> {
+        self.shared.admit_admin(&request, "ExportAudit").await?;
+        let request = request.into_inner();
+        let filter = ExportFilter::parse(
+            Some(&request.since),
+            Some(&request.until),
+            Some(request.subject),
+            Some(&request.allowed),
+            Some(request.from_seq),
+        )
+        .map_err(Status::invalid_argument)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let dir = self.shared.audit_dir.clone();
+        let redactor = self.shared.redactor.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = for_each(&dir, &filter, &redactor, |line, checked| {
+                tx.blocking_send(Ok(to_proto(line, checked))).map_err(|_| "the client went away".to_owned())
+            });
+            if let Err(error) = result {
+                let _ = tx.blocking_send(Err(broken_log(error)));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn verify_audit(&self, request: Request<VerifyAuditRequest>) -> Result<Response<VerifyAuditResponse>, Status> {
+        self.shared.admit_admin(&request, "VerifyAudit").await?;
+        let request = request.into_inner();
+        let anchors = if request.anchor.is_empty() {
+            Vec::new()
+        } else {
+            vec![request.anchor.parse::<Anchor>().map_err(Status::invalid_argument)?]
+        };
+        let dir = self.shared.audit_dir.clone();
+        let result = tokio::task::spawn_blocking(move || verify_dir(&dir, &anchors, None))
+            .await
+            .map_err(|e| Status::internal(format!("verification task failed: {e}")))?;
+        let response = match result {
+            Ok(report) => VerifyAuditResponse {
+                ok: true,
+                first_seq: report.first_seq,
+                last_seq: report.last_seq,
+                head_hash: hex::encode(report.head),
+                error: String::new(),
+                records: report.records,
+            },
+            Err(error) => VerifyAuditResponse { ok: false, error: error.to_string(), ..Default::default() },
+        };
+        Ok(Response::new(response))
+    }
+}
