@@ -408,9 +408,14 @@ impl Engine {
     }
 }
 
-/// casbin-rs error messages embed Debug output; keep the useful part.
+/// casbin-rs error messages embed Debug output (`Model Error: `M("...")``);
+/// keep the sentence inside.
 fn casbin_message(error: &casbin::Error) -> String {
-    error.to_string()
+    let text = error.to_string();
+    match (text.find("(\""), text.rfind("\")")) {
+        (Some(start), Some(end)) if start + 2 < end => text[start + 2..end].replace("\\\"", "\"").replace("\\'", "'"),
+        _ => text,
+    }
 }
 
 #[cfg(test)]

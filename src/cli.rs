@@ -35,6 +35,51 @@ pub enum Command {
     /// Inspect the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Lint, test and compare policy directories.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy directory; `file:line: message` per finding.
+    ///
+    /// Exit code: 0 valid (warnings may be listed), 1 errors found.
+    Check(PolicyDirArgs),
+    /// Run table-driven cases (TOML) against a policy directory.
+    ///
+    /// Exit code: 0 all passed, 1 a case failed, 2 the cases could not run.
+    Test(PolicyTestArgs),
+    /// What would change if `--candidate` replaced `--policies`: the rule
+    /// lines added and removed, and, with `--from-audit`, every recorded
+    /// decision replayed against both.
+    Diff(PolicyDiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyDirArgs {
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    /// Cases file; default `<policies>/policy_test.toml`.
+    #[arg(long)]
+    pub cases: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyDiffArgs {
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    #[arg(long)]
+    pub candidate: PathBuf,
+    /// Audit directory whose decision records are replayed.
+    #[arg(long)]
+    pub from_audit: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -115,6 +160,13 @@ pub struct ServeArgs {
     /// Write subjects to the audit log as HMAC digests too.
     #[arg(long, env = "VIGIL_AUDIT_HMAC_SUBJECTS")]
     pub audit_hmac_subjects: bool,
+    /// A candidate policy directory evaluated beside the live one on real
+    /// traffic; divergences are audited and counted, the live answer served.
+    #[arg(long, env = "VIGIL_SHADOW_POLICIES")]
+    pub shadow_policies: Option<PathBuf>,
+    /// Watch the policy directory and reload on change (default on).
+    #[arg(long, env = "VIGIL_WATCH", action = clap::ArgAction::Set, num_args = 1)]
+    pub watch: Option<bool>,
     /// Role that may call the Audit and PolicyAdmin services in jwt mode.
     #[arg(long, env = "VIGIL_ADMIN_ROLE")]
     pub admin_role: Option<String>,

@@ -31,6 +31,9 @@ pub struct Config {
     pub log_format: Option<LogFormat>,
     /// Role allowed to call the Audit and PolicyAdmin services in jwt mode.
     pub admin_role: String,
+    pub shadow_policies: Option<PathBuf>,
+    /// Reload when the policy files change.
+    pub watch: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +174,9 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     #[serde(alias = "admin-role")]
     admin_role: Option<String>,
+    #[serde(alias = "shadow-policies")]
+    shadow_policies: Option<PathBuf>,
+    watch: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -382,7 +388,17 @@ impl Config {
             return Err(ConfigError { problems });
         }
         let admin_role = args.admin_role.or(file.admin_role).unwrap_or_else(|| "admin".to_owned());
-        Ok(Config { policies, listeners, audit, auth, limits, log_format: log_format.or(file.log_format), admin_role })
+        Ok(Config {
+            policies,
+            listeners,
+            audit,
+            auth,
+            limits,
+            log_format: log_format.or(file.log_format),
+            admin_role,
+            shadow_policies: args.shadow_policies.or(file.shadow_policies),
+            watch: args.watch.or(file.watch).unwrap_or(true),
+        })
     }
 }
 

@@ -19,9 +19,13 @@ use crate::{
     cli::OnFailure,
     authn::{Authenticator, JwtVerifier, KeyError},
     config::{AuthConfig, Config, ListenAddr},
-    grpc::{AccessControlService, AuditService, Shared},
+    grpc::{admin::reload_and_audit, AccessControlService, AuditService, PolicyAdminService, Shared},
     policy::{PolicyError, PolicyStore},
-    proto::{access_control_server::AccessControlServer, audit_server::AuditServer, FILE_DESCRIPTOR_SET},
+    policy::watch::Watcher,
+    proto::{
+        access_control_server::AccessControlServer, audit_server::AuditServer, policy_admin_server::PolicyAdminServer,
+        FILE_DESCRIPTOR_SET,
+    },
 };
 
 /// How long shutdown waits for in-flight calls and open connections.
@@ -199,6 +203,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let (audit, _) = AuditLog::open(options, startup)?;
 
+    let shadow = match &config.shadow_policies {
+        Some(dir) => {
+            let store = PolicyStore::open(dir).await.map_err(|source| ServerError::Policy { dir: dir.clone(), source })?;
+            tracing::info!(dir = %dir.display(), version = %store.snapshot().version, "shadow policy loaded: divergences are audited, live answers served");
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         policies: Arc::new(policies),
         audit: audit.clone(),
@@ -207,7 +219,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         redactor,
         admin_role: config.admin_role.clone(),
         audit_dir: config.audit.dir.clone(),
+        shadow,
+        shadow_divergences: Default::default(),
     });
+    // Installed before any listener is announced, so a SIGHUP sent as soon
+    // as vigil is up reloads instead of killing the process.
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hangup = None;
+    let reload_task = tokio::spawn(reload_on_change_or_sighup(shared.clone(), config.watch, hangup));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AccessControlServer<AccessControlService>>().await;
@@ -235,6 +256,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .layer(tower::util::MapResponseLayer::new(oversize_as_resource_exhausted))
             .add_service(access)
             .add_service(AuditServer::new(AuditService::new(shared.clone())))
+            .add_service(PolicyAdminServer::new(PolicyAdminService::new(shared.clone())))
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone());
@@ -282,6 +304,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     health_task.abort();
+    reload_task.abort();
 
     let mut last = Record::new(kind::SHUTDOWN);
     last.reason = Some(match &failure {
@@ -322,6 +345,60 @@ async fn first_server_exit(servers: &mut [(String, ServerTask)]) -> (String, Str
         std::task::Poll::Pending
     })
     .await
+}
+
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangup = ();
+
+/// Reloads the live (and shadow) policy when its files change (if
+/// watching) and on SIGHUP.
+async fn reload_on_change_or_sighup(shared: Arc<Shared>, watch: bool, mut hangup: Option<Hangup>) {
+    let mut live_watcher = Watcher::new(shared.policies.dir());
+    let mut shadow_watcher = shared.shadow.as_ref().map(|s| Watcher::new(s.dir()));
+    loop {
+        #[cfg(unix)]
+        let hangup_signal = async {
+            match hangup.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup_signal = std::future::pending::<()>();
+        let shadow_changed = async {
+            match shadow_watcher.as_mut() {
+                Some(watcher) if watch => watcher.changed().await,
+                _ => std::future::pending().await,
+            }
+        };
+        let live_changed = async {
+            if watch {
+                live_watcher.changed().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            () = hangup_signal => {
+                let _ = reload_and_audit(&shared, &shared.policies, "sighup").await;
+                if let Some(shadow) = &shared.shadow {
+                    let _ = reload_and_audit(&shared, shadow, "sighup").await;
+                }
+            }
+            () = live_changed => {
+                let _ = reload_and_audit(&shared, &shared.policies, "file_change").await;
+            }
+            () = shadow_changed => {
+                if let Some(shadow) = &shared.shadow {
+                    let _ = reload_and_audit(&shared, shadow, "file_change").await;
+                }
+            }
+        }
+    }
 }
 
 /// Health follows the audit log: NOT_SERVING while it cannot be written,

@@ -90,6 +90,23 @@ fn decide(shared: &Shared, policy: &PolicySet, principal: &Principal, request: &
     if !principal.roles.is_empty() {
         record.detail = Some(serde_json::json!({ "token_roles": principal.roles }));
     }
+    if let Some(shadow) = &shared.shadow {
+        let candidate = shadow.snapshot();
+        // A shadow failure never affects the live answer.
+        if let Ok(shadow_verdict) = candidate.engine.decide(&access) {
+            if shadow_verdict.allowed() != allowed {
+                shared.shadow_divergences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(decision_id = %id, live = allowed, candidate = shadow_verdict.allowed(), "shadow policy diverges");
+                let mut detail = record.detail.take().unwrap_or_else(|| serde_json::json!({}));
+                detail["shadow"] = serde_json::json!({
+                    "pv": candidate.version,
+                    "allowed": shadow_verdict.allowed(),
+                    "reason": shadow_verdict.reason(&access),
+                });
+                record.detail = Some(detail);
+            }
+        }
+    }
     let response = AuthorizeResponse {
         allowed,
         decision_id: id,

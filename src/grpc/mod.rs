@@ -3,12 +3,14 @@
 //! and encodes.
 
 mod access;
+pub mod admin;
 mod audit;
 pub mod status;
 
 use std::{path::PathBuf, sync::Arc};
 
 pub use access::AccessControlService;
+pub use admin::PolicyAdminService;
 pub use audit::AuditService;
 use tonic::Status;
 
@@ -30,6 +32,9 @@ pub struct Shared {
     pub redactor: Redactor,
     pub admin_role: String,
     pub audit_dir: PathBuf,
+    /// Candidate policy evaluated beside the live one (shadow mode).
+    pub shadow: Option<Arc<PolicyStore>>,
+    pub shadow_divergences: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {

@@ -54,6 +54,8 @@ pub struct ModelOutline {
     pub definitions: HashMap<String, (usize, usize)>,
     /// Line of each key, for pointing Casbin's own errors at a line.
     pub lines: HashMap<String, usize>,
+    /// Token names of `r` and `p` definitions (`sub`, `obj`, ...).
+    pub tokens: HashMap<String, Vec<String>>,
 }
 
 impl ModelOutline {
@@ -170,6 +172,9 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
                 problems.push(problem(MODEL_FILE, start, format!("`{key} = {value}` defines no usable tokens")));
             }
             outline.definitions.insert(key.to_owned(), (arity, start));
+            if current != 'g' {
+                outline.tokens.insert(key.to_owned(), value.split(',').map(|t| t.trim().to_owned()).collect());
+            }
         }
     }
     if let Some((start, _)) = pending {

@@ -8,7 +8,11 @@
 //! Architecture invariant: a policy set that fails to load never replaces
 //! the one in force.
 
+pub mod cases;
+pub mod diff;
 pub mod files;
+pub mod lint;
+pub mod watch;
 
 use std::{
     fmt,
@@ -70,12 +74,14 @@ impl PolicySet {
         let (rules, warnings) =
             files::check_rules(&outline, files::parse_policy_csv(&policy_text)).map_err(PolicyError::Invalid)?;
         let engine = Engine::build(&model_text, &rules).await.map_err(|e| {
-            let line = match &e {
-                EngineError::Model(message) if message.contains("atcher") => outline.lines.get("m").copied(),
-                _ => None,
+            let about_matcher = e.to_string().to_lowercase().contains("matcher");
+            let line = if about_matcher { outline.lines.get("m").copied() } else { None };
+            let file = if matches!(e, EngineError::Policy(_)) && !about_matcher { POLICY_FILE } else { MODEL_FILE };
+            let message = match &e {
+                EngineError::Model(inner) | EngineError::Policy(inner) if about_matcher => inner.clone(),
+                _ => e.to_string(),
             };
-            let file = if matches!(e, EngineError::Policy(_)) { POLICY_FILE } else { MODEL_FILE };
-            PolicyError::Invalid(vec![Problem { file: file.to_owned(), line: line.unwrap_or(0), message: e.to_string() }])
+            PolicyError::Invalid(vec![Problem { file: file.to_owned(), line: line.unwrap_or(0), message }])
         })?;
 
         let mut hasher = Sha256::new();
@@ -102,6 +108,7 @@ pub struct PolicyStore {
     dir: PathBuf,
     current: ArcSwap<PolicySet>,
     last_reload: Mutex<ReloadRecord>,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// Outcome of the latest reload attempt, for status reporting.
@@ -116,6 +123,9 @@ pub struct ReloadRecord {
 pub struct Reloaded {
     pub previous_version: String,
     pub version: String,
+    /// False when the files hash to the version already in force (nothing
+    /// was swapped).
+    pub changed: bool,
 }
 
 impl PolicyStore {
@@ -125,6 +135,7 @@ impl PolicyStore {
             dir: dir.to_owned(),
             current: ArcSwap::from_pointee(set),
             last_reload: Mutex::new(ReloadRecord::default()),
+            reloading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -137,17 +148,30 @@ impl PolicyStore {
         &self.dir
     }
 
-    /// Loads the directory again and swaps the new set in if it is valid.
+    /// Loads the directory again and swaps the new set in if it is valid
+    /// and different. Concurrent reloads are serialized; requests are not
+    /// held up: they keep reading the old snapshot until the swap.
     pub async fn reload(&self) -> Result<Reloaded, PolicyError> {
-        let result = PolicySet::load(&self.dir).await;
+        let _one_at_a_time = self.reloading.lock().await;
+        let dir = self.dir.clone();
+        // Building a large policy is CPU work: keep it off the request
+        // threads.
+        let handle = tokio::runtime::Handle::current();
+        let result = tokio::task::spawn_blocking(move || handle.block_on(PolicySet::load(&dir)))
+            .await
+            .unwrap_or_else(|e| Err(PolicyError::Invalid(vec![Problem { file: "policy".into(), line: 0, message: format!("loader task failed: {e}") }])));
         let mut record = self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         record.at = Some(SystemTime::now());
         match result {
             Ok(set) => {
                 record.error = None;
-                let version = set.version.clone();
-                let previous = self.current.swap(Arc::new(set));
-                Ok(Reloaded { previous_version: previous.version.clone(), version })
+                let previous = self.current.load();
+                let (previous_version, version) = (previous.version.clone(), set.version.clone());
+                let changed = previous_version != version;
+                if changed {
+                    self.current.store(Arc::new(set));
+                }
+                Ok(Reloaded { previous_version, version, changed })
             }
             Err(e) => {
                 record.error = Some(e.to_string());
