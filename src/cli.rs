@@ -38,6 +38,49 @@ pub enum Command {
     /// Lint, test and compare policy directories.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Mask JSONL records from stdin to stdout, for ETL jobs and exports.
+    ///
+    /// Exit code: 0 done, 1 the subject may not read the object, 2 error.
+    Mask(MaskArgs),
+    /// Manage the field encryption keyring.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct MaskArgs {
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    #[arg(long)]
+    pub subject: String,
+    #[arg(long)]
+    pub object: String,
+    #[arg(long, default_value = "")]
+    pub domain: String,
+    /// Roles the subject holds besides those in the policy.
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Vec<String>,
+    #[arg(long, env = "VIGIL_KEYRING", default_value = crate::config::DEFAULT_KEYRING)]
+    pub keyring: PathBuf,
+    #[arg(long, default_value_t = 32)]
+    pub max_depth: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new keyring with one key.
+    Generate(KeyringArgs),
+    /// Add a key that encrypts from now on; older keys keep decrypting.
+    Rotate(KeyringArgs),
+    /// Re-encrypt every vigil ciphertext in JSONL (stdin → stdout) under
+    /// the active key.
+    Rewrap(KeyringArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyringArgs {
+    #[arg(long, env = "VIGIL_KEYRING", default_value = crate::config::DEFAULT_KEYRING)]
+    pub keyring: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,9 +243,15 @@ pub struct ServeArgs {
     /// Largest accepted request message, in bytes.
     #[arg(long, env = "VIGIL_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
-    /// Most items accepted in one AuthorizeBatch.
+    /// Most items accepted in one AuthorizeBatch (and records in one Mask).
     #[arg(long, env = "VIGIL_MAX_BATCH_ITEMS")]
     pub max_batch_items: Option<usize>,
+    /// Deepest nesting accepted in a Mask record.
+    #[arg(long, env = "VIGIL_MAX_DEPTH")]
+    pub max_depth: Option<usize>,
+    /// Keyring for field encryption (created if missing).
+    #[arg(long, env = "VIGIL_KEYRING")]
+    pub keyring: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ pub const DEFAULT_AUDIT_DIR: &str = "vigil-data/audit";
 /// Shared by `vigil token` and `vigil serve --auth jwt` without key options,
 /// so jwt mode can be tried in one step.
 pub const DEV_JWT_SECRET_FILE: &str = "vigil-data/dev-jwt-secret";
+pub const DEFAULT_KEYRING: &str = "vigil-data/keyring.json";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -34,6 +35,8 @@ pub struct Config {
     pub shadow_policies: Option<PathBuf>,
     /// Reload when the policy files change.
     pub watch: bool,
+    /// Field encryption keyring (created if missing).
+    pub keyring: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +88,10 @@ pub enum JwtKeySource {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_message_bytes: usize,
+    /// Most items in one AuthorizeBatch, and most records in one Mask.
     pub max_batch_items: usize,
+    /// Deepest nesting accepted in a record.
+    pub max_depth: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +176,9 @@ struct FileConfig {
     max_message_bytes: Option<usize>,
     #[serde(alias = "max-batch-items")]
     max_batch_items: Option<usize>,
+    #[serde(alias = "max-depth")]
+    max_depth: Option<usize>,
+    keyring: Option<PathBuf>,
     #[serde(alias = "log-format")]
     log_format: Option<LogFormat>,
     #[serde(alias = "admin-role")]
@@ -376,6 +385,7 @@ impl Config {
         let limits = Limits {
             max_message_bytes: args.max_message_bytes.or(file.max_message_bytes).unwrap_or(4 << 20),
             max_batch_items: args.max_batch_items.or(file.max_batch_items).unwrap_or(1000),
+            max_depth: args.max_depth.or(file.max_depth).unwrap_or(32),
         };
         if limits.max_message_bytes < 1024 {
             problems.push(format!("max_message_bytes {} is below the 1024-byte minimum", limits.max_message_bytes));
@@ -398,6 +408,7 @@ impl Config {
             admin_role,
             shadow_policies: args.shadow_policies.or(file.shadow_policies),
             watch: args.watch.or(file.watch).unwrap_or(true),
+            keyring: args.keyring.or(file.keyring).unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING)),
         })
     }
 }

@@ -11,8 +11,11 @@ pub mod authn;
 pub mod authz;
 pub mod cli;
 pub mod config;
+pub mod diagnostics;
 pub mod grpc;
 pub mod keyfile;
+pub mod keys;
+pub mod mask;
 pub mod policy;
 pub mod server;
 

@@ -11,9 +11,11 @@ use vigil::{
     authz::AccessRequest,
     audit::{checkpoint, export::ExportFilter, verify::KeyTrust, Redactor},
     cli::{
-        AuditCommand, CheckArgs, Cli, Command, ExportArgs, LogFormat, PolicyCommand, PolicyDiffArgs, PolicyDirArgs,
-        PolicyTestArgs, TokenArgs, VerifyArgs,
+        AuditCommand, CheckArgs, Cli, Command, ExportArgs, KeysCommand, LogFormat, MaskArgs, PolicyCommand,
+        PolicyDiffArgs, PolicyDirArgs, PolicyTestArgs, TokenArgs, VerifyArgs,
     },
+    keys::Keyring,
+    mask::{self as masking, Masker},
     config::{parse_duration, Config},
     policy::{cases, diff, lint, PolicySet},
 };
@@ -38,6 +40,8 @@ fn main() -> ExitCode {
             Command::Policy(PolicyCommand::Check(args)) => policy_check(args).await,
             Command::Policy(PolicyCommand::Test(args)) => policy_test(args).await,
             Command::Policy(PolicyCommand::Diff(args)) => policy_diff(args).await,
+            Command::Mask(args) => mask(args).await,
+            Command::Keys(command) => keys(command),
         }
     });
     match result {
@@ -268,4 +272,104 @@ async fn policy_diff(args: PolicyDiffArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead, Write};
+    let policy = PolicySet::load(&args.policies).await.with_context(|| format!("policy in {}", args.policies.display()))?;
+    let keys = Keyring::load_or_create(&args.keyring)?;
+    let attributes = HashMap::new();
+    let asker = AccessRequest {
+        subject: &args.subject,
+        extra_roles: &args.roles,
+        object: &args.object,
+        action: "read",
+        domain: &args.domain,
+        attributes: &attributes,
+    };
+    let verdict = policy.engine.decide(&asker)?;
+    if !verdict.allowed() {
+        eprintln!("denied: {} may not read {}: {}", args.subject, args.object, verdict.reason(&asker));
+        return Ok(ExitCode::from(1));
+    }
+    let visibility = |label: &masking::Label| policy.grant(&asker, label);
+    let mut masker = Masker::new(&policy.classification, &args.object, &keys, visibility, args.max_depth);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut actions = Vec::new();
+    for (index, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.context("cannot read stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("stdin line {}: not JSON", index + 1))?;
+        let prost_types::Value { kind: Some(prost_types::value::Kind::StructValue(mut record)) } = masking::from_json(&json) else {
+            anyhow::bail!("stdin line {}: a record must be a JSON object", index + 1);
+        };
+        actions.clear();
+        masker.mask(index, &mut record, &mut actions)?;
+        serde_json::to_writer(&mut out, &masking::struct_to_json(&record))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead, Write};
+    match command {
+        KeysCommand::Generate(args) => {
+            if args.keyring.exists() {
+                anyhow::bail!("{} exists; use `vigil keys rotate` to add a key", args.keyring.display());
+            }
+            let keyring = Keyring::generate();
+            keyring.save(&args.keyring)?;
+            println!("created {} with key {}", args.keyring.display(), keyring.active_key_id());
+        }
+        KeysCommand::Rotate(args) => {
+            let mut keyring = Keyring::load(&args.keyring)?;
+            let id = keyring.rotate();
+            keyring.save(&args.keyring)?;
+            println!("key {id} now encrypts; {} key(s) decrypt", keyring.key_ids().count());
+        }
+        KeysCommand::Rewrap(args) => {
+            let keyring = Keyring::load(&args.keyring)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut rewrapped = 0u64;
+            for (index, line) in std::io::stdin().lock().lines().enumerate() {
+                let line = line.context("cannot read stdin")?;
+                let mut json: serde_json::Value =
+                    serde_json::from_str(&line).with_context(|| format!("stdin line {}: not JSON", index + 1))?;
+                rewrap_json(&keyring, &mut json, &mut rewrapped).map_err(|e| anyhow::anyhow!("stdin line {}: {e}", index + 1))?;
+                serde_json::to_writer(&mut out, &json)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            eprintln!("rewrapped {rewrapped} value(s) under key {}", keyring.active_key_id());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rewrap_json(keyring: &Keyring, value: &mut serde_json::Value, count: &mut u64) -> Result<(), vigil::keys::CipherError> {
+    match value {
+        serde_json::Value::String(text) if Keyring::is_ciphertext(text) && keyring.needs_rewrap(text) => {
+            *text = keyring.rewrap(text)?;
+            *count += 1;
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                rewrap_json(keyring, item, count)?;
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for item in map.values_mut() {
+                rewrap_json(keyring, item, count)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }

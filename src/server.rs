@@ -19,11 +19,13 @@ use crate::{
     cli::OnFailure,
     authn::{Authenticator, JwtVerifier, KeyError},
     config::{AuthConfig, Config, ListenAddr},
-    grpc::{admin::reload_and_audit, AccessControlService, AuditService, PolicyAdminService, Shared},
+    grpc::{admin::reload_and_audit, AccessControlService, AuditService, DataMaskingService, PolicyAdminService, Shared},
+    keys::{Keyring, KeyringError},
     policy::{PolicyError, PolicyStore},
     policy::watch::Watcher,
     proto::{
-        access_control_server::AccessControlServer, audit_server::AuditServer, policy_admin_server::PolicyAdminServer,
+        access_control_server::AccessControlServer, audit_server::AuditServer, data_masking_server::DataMaskingServer,
+        policy_admin_server::PolicyAdminServer,
         FILE_DESCRIPTOR_SET,
     },
 };
@@ -43,6 +45,8 @@ pub enum ServerError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
     #[error("audit key: {0}")]
     AuditKey(#[from] checkpoint::KeyFileError),
     #[error("cannot listen on {addr}: {message}")]
@@ -221,6 +225,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         audit_dir: config.audit.dir.clone(),
         shadow,
         shadow_divergences: Default::default(),
+        keys: Arc::new(Keyring::load_or_create(&config.keyring)?),
     });
     // Installed before any listener is announced, so a SIGHUP sent as soon
     // as vigil is up reloads instead of killing the process.
@@ -257,6 +262,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .add_service(access)
             .add_service(AuditServer::new(AuditService::new(shared.clone())))
             .add_service(PolicyAdminServer::new(PolicyAdminService::new(shared.clone())))
+            .add_service(
+                DataMaskingServer::new(DataMaskingService::new(shared.clone()))
+                    .max_decoding_message_size(config.limits.max_message_bytes),
+            )
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone());

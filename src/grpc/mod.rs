@@ -5,6 +5,7 @@
 mod access;
 pub mod admin;
 mod audit;
+pub mod masking;
 pub mod status;
 
 use std::{path::PathBuf, sync::Arc};
@@ -12,6 +13,7 @@ use std::{path::PathBuf, sync::Arc};
 pub use access::AccessControlService;
 pub use admin::PolicyAdminService;
 pub use audit::AuditService;
+pub use masking::DataMaskingService;
 use tonic::Status;
 
 use crate::{
@@ -35,6 +37,7 @@ pub struct Shared {
     /// Candidate policy evaluated beside the live one (shadow mode).
     pub shadow: Option<Arc<PolicyStore>>,
     pub shadow_divergences: std::sync::atomic::AtomicU64,
+    pub keys: Arc<crate::keys::Keyring>,
 }
 
 impl Shared {

@@ -1,31 +1,14 @@
 //! Parsing of the policy files with line numbers, so every problem can be
 //! reported as `file:line: message` before Casbin ever sees the text.
 
-use std::{collections::HashMap, fmt, sync::Arc};
+use std::{collections::HashMap, sync::Arc};
 
 use crate::authz::{Origin, RuleLine};
 
 pub const MODEL_FILE: &str = "model.conf";
 pub const POLICY_FILE: &str = "policy.csv";
 
-/// One problem in the policy files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    /// 0 when the problem concerns the whole file.
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(f, "{}:{}: {}", self.file, self.line, self.message)
-        }
-    }
-}
+pub use crate::diagnostics::Problem;
 
 fn problem(file: &str, line: usize, message: impl Into<String>) -> Problem {
     Problem { file: file.to_owned(), line, message: message.into() }

@@ -24,7 +24,10 @@ use std::{
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
-use crate::authz::{Engine, EngineError};
+use crate::{
+    authz::{AccessRequest, Engine, EngineError},
+    mask::{self, rules::CLASSIFICATION_FILE, Classification, Grant, Label, Treatment},
+};
 use files::{Problem, MODEL_FILE, POLICY_FILE};
 
 /// A loaded, validated, immutable policy set.
@@ -33,6 +36,8 @@ pub struct PolicySet {
     /// Content hash of the policy files (first 16 hex digits of SHA-256).
     pub version: String,
     pub engine: Engine,
+    /// Field classification (`classification.toml`; empty when absent).
+    pub classification: Classification,
     pub loaded_at: SystemTime,
     /// Findings that do not stop loading (duplicates, ...).
     pub warnings: Vec<Problem>,
@@ -69,6 +74,12 @@ impl PolicySet {
     pub async fn load(dir: &Path) -> Result<PolicySet, PolicyError> {
         let model_text = read(dir, MODEL_FILE).await?;
         let policy_text = read(dir, POLICY_FILE).await?;
+        let classification_text = match tokio::fs::read_to_string(dir.join(CLASSIFICATION_FILE)).await {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(PolicyError::Read { path: dir.join(CLASSIFICATION_FILE), source }),
+        };
+        let classification = mask::rules::parse(&classification_text).map_err(PolicyError::Invalid)?;
 
         let outline = files::parse_model(&model_text).map_err(PolicyError::Invalid)?;
         let (rules, warnings) =
@@ -85,16 +96,44 @@ impl PolicySet {
         })?;
 
         let mut hasher = Sha256::new();
-        for (name, text) in [(MODEL_FILE, &model_text), (POLICY_FILE, &policy_text)] {
+        for (name, text) in [(MODEL_FILE, &model_text), (POLICY_FILE, &policy_text), (CLASSIFICATION_FILE, &classification_text)] {
             hasher.update(name.as_bytes());
             hasher.update([0]);
             hasher.update((text.len() as u64).to_be_bytes());
             hasher.update(text.as_bytes());
         }
         let version = hex::encode(&hasher.finalize()[..8]);
-        Ok(PolicySet { version, engine, loaded_at: SystemTime::now(), warnings })
+        Ok(PolicySet { version, engine, classification, loaded_at: SystemTime::now(), warnings })
+    }
+
+    /// What the policy lets the asker see of `label`: the most visible of
+    /// `see:clear`, `see:pseudonym`, `see:masked` that it allows on object
+    /// `label:<name>` or `level:<level>`, decided like any other request
+    /// (roles, domains and deny rules apply). `None`: no grant, the label's
+    /// default treatment applies.
+    pub fn grant(&self, asker: &AccessRequest<'_>, label: &Label) -> Grant {
+        const LEVELS: [(&str, Treatment); 3] = [
+            (SEE_CLEAR, Treatment::Clear),
+            ("see:pseudonym", Treatment::Pseudonym),
+            ("see:masked", Treatment::Mask { keep_first: None, keep_last: None }),
+        ];
+        let objects = [format!("label:{}", label.name), format!("level:{}", label.level)];
+        for (action, treatment) in LEVELS {
+            for object in &objects {
+                let request = AccessRequest { object, action, ..*asker };
+                if let Ok(verdict) = self.engine.decide(&request) {
+                    if verdict.allowed() {
+                        return Some((treatment, format!("{action} on {object}: {}", verdict.reason(&request))));
+                    }
+                }
+            }
+        }
+        None
     }
 }
+
+/// The action that lets a subject see a label in clear (and Unmask it).
+pub const SEE_CLEAR: &str = "see:clear";
 
 async fn read(dir: &Path, name: &str) -> Result<String, PolicyError> {
     let path = dir.join(name);

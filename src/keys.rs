@@ -1,0 +1,316 @@
+//! Field encryption keys: a keyring file (key id → 256-bit key), AES-256-GCM
+//! envelopes, deterministic AES-256-GCM-SIV envelopes for equality joins,
+//! keyed pseudonyms, rotation and rewrap.
+//!
+//! Envelopes are self-describing so any vigil with the keyring can open
+//! them: `vigil:v1:<key id>:<base64url(nonce ‖ ciphertext)>` (random nonce)
+//! and `vigil:v1d:<key id>:<…>` (deterministic). The plaintext carries the
+//! value's label, so Unmask can decide per label without trusting the
+//! caller; the envelope prefix is the AAD, so a key id cannot be swapped.
+//!
+//! Architecture invariant: key bytes never appear in Debug output, errors,
+//! logs or audit records.
+
+use std::{collections::BTreeMap, path::Path};
+
+use aes_gcm::{aead::Aead, Aes256Gcm, KeyInit, Nonce};
+use aes_gcm_siv::Aes256GcmSiv;
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+const RANDOM_PREFIX: &str = "vigil:v1:";
+const DETERMINISTIC_PREFIX: &str = "vigil:v1d:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error("cannot read keyring {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("cannot write keyring {path}: {message}")]
+    Write { path: String, message: String },
+    #[error("keyring {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Why a ciphertext cannot be opened. Messages never include the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CipherError {
+    #[error("not a vigil ciphertext (expected vigil:v1:<key id>:<data>)")]
+    NotCiphertext,
+    #[error("malformed vigil ciphertext: {0}")]
+    Malformed(&'static str),
+    #[error("ciphertext was made with key {0:?}, which is not in the keyring")]
+    UnknownKey(String),
+    #[error("ciphertext does not authenticate with key {0:?}: altered, or made elsewhere")]
+    Forged(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyringFile {
+    version: u32,
+    active: String,
+    pseudonym_key: String,
+    keys: BTreeMap<String, String>,
+}
+
+struct Key {
+    bytes: [u8; 32],
+    gcm: Aes256Gcm,
+    siv: Aes256GcmSiv,
+}
+
+impl Key {
+    fn new(bytes: [u8; 32]) -> Key {
+        Key { gcm: Aes256Gcm::new((&bytes).into()), siv: Aes256GcmSiv::new((&bytes).into()), bytes }
+    }
+}
+
+pub struct Keyring {
+    active: String,
+    keys: BTreeMap<String, Key>,
+    pseudonym_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring").field("active", &self.active).field("key_ids", &self.keys.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+fn decode_key(text: &str) -> Option<[u8; 32]> {
+    let bytes = URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok()?;
+    bytes.try_into().ok()
+}
+
+fn valid_key_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Keyring {
+    /// A new keyring with one random key.
+    pub fn generate() -> Keyring {
+        let mut keys = BTreeMap::new();
+        keys.insert("k1".to_owned(), Key::new(rand::random()));
+        Keyring { active: "k1".to_owned(), keys, pseudonym_key: rand::random() }
+    }
+
+    pub fn load(path: &Path) -> Result<Keyring, KeyringError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| KeyringError::Read { path: name.clone(), message: e.to_string() })?;
+        let invalid = |message: String| KeyringError::Invalid { path: name.clone(), message };
+        let file: KeyringFile = serde_json::from_str(&text).map_err(|e| invalid(format!("not a vigil keyring: {e}")))?;
+        if file.version != 1 {
+            return Err(invalid(format!("unsupported keyring version {}", file.version)));
+        }
+        let mut keys = BTreeMap::new();
+        for (id, encoded) in &file.keys {
+            if !valid_key_id(id) {
+                return Err(invalid(format!("key id {id:?} must be 1-32 letters, digits, '-' or '_'")));
+            }
+            let bytes = decode_key(encoded).ok_or_else(|| invalid(format!("key {id:?} is not 32 bytes of base64url")))?;
+            keys.insert(id.clone(), Key::new(bytes));
+        }
+        if !keys.contains_key(&file.active) {
+            return Err(invalid(format!("active key {:?} is not in the keyring", file.active)));
+        }
+        let pseudonym_key =
+            decode_key(&file.pseudonym_key).ok_or_else(|| invalid("pseudonym_key is not 32 bytes of base64url".into()))?;
+        Ok(Keyring { active: file.active, keys, pseudonym_key })
+    }
+
+    /// Loads `path`, creating a fresh keyring there the first time.
+    pub fn load_or_create(path: &Path) -> Result<Keyring, KeyringError> {
+        if path.exists() {
+            return Keyring::load(path);
+        }
+        let keyring = Keyring::generate();
+        keyring.save(path)?;
+        Ok(keyring)
+    }
+
+    /// Writes the keyring (mode 0600) via a temporary file and a rename, so
+    /// a crash never leaves half a keyring.
+    pub fn save(&self, path: &Path) -> Result<(), KeyringError> {
+        let name = path.display().to_string();
+        let write_error = |e: std::io::Error| KeyringError::Write { path: name.clone(), message: e.to_string() };
+        let file = KeyringFile {
+            version: 1,
+            active: self.active.clone(),
+            pseudonym_key: URL_SAFE_NO_PAD.encode(self.pseudonym_key),
+            keys: self.keys.iter().map(|(id, key)| (id.clone(), URL_SAFE_NO_PAD.encode(key.bytes))).collect(),
+        };
+        let text = serde_json::to_string_pretty(&file).expect("a keyring always serializes");
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(write_error)?;
+        }
+        let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let _ = std::fs::remove_file(&temp);
+        crate::keyfile::write_private(&temp, text.as_bytes()).map_err(write_error)?;
+        std::fs::rename(&temp, path).map_err(write_error)
+    }
+
+    pub fn active_key_id(&self) -> &str {
+        &self.active
+    }
+
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// Adds a new random key and makes it the one that encrypts; older keys
+    /// keep decrypting.
+    pub fn rotate(&mut self) -> String {
+        let next = (1..).map(|n| format!("k{n}")).find(|id| !self.keys.contains_key(id)).expect("an unused id exists");
+        self.keys.insert(next.clone(), Key::new(rand::random()));
+        self.active = next.clone();
+        next
+    }
+
+    fn active(&self) -> &Key {
+        &self.keys[&self.active]
+    }
+
+    fn seal_payload(label: &str, value: &str) -> Vec<u8> {
+        let label = &label.as_bytes()[..label.len().min(255)];
+        let mut payload = Vec::with_capacity(1 + label.len() + value.len());
+        payload.push(label.len() as u8);
+        payload.extend_from_slice(label);
+        payload.extend_from_slice(value.as_bytes());
+        payload
+    }
+
+    /// AES-256-GCM with a random 96-bit nonce.
+    pub fn encrypt(&self, label: &str, value: &str) -> String {
+        let prefix = format!("{RANDOM_PREFIX}{}:", self.active);
+        let nonce: [u8; 12] = rand::random();
+        let ciphertext = self
+            .active()
+            .gcm
+            .encrypt(Nonce::from_slice(&nonce), aes_gcm::aead::Payload { msg: &Self::seal_payload(label, value), aad: prefix.as_bytes() })
+            .expect("AES-GCM encrypts any message under 64 GiB");
+        let mut data = nonce.to_vec();
+        data.extend_from_slice(&ciphertext);
+        format!("{prefix}{}", URL_SAFE_NO_PAD.encode(data))
+    }
+
+    /// AES-256-GCM-SIV with a nonce derived from the value (HMAC-SHA256
+    /// under the key), so equal values give equal ciphertexts (an equality
+    /// join key) and nothing else leaks. Rotation changes the ciphertexts.
+    pub fn encrypt_deterministic(&self, label: &str, value: &str) -> String {
+        let prefix = format!("{DETERMINISTIC_PREFIX}{}:", self.active);
+        let key = self.active();
+        let payload = Self::seal_payload(label, value);
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.bytes).expect("HMAC takes any key length");
+        mac.update(&payload);
+        let digest = mac.finalize().into_bytes();
+        let nonce = aes_gcm_siv::Nonce::from_slice(&digest[..12]);
+        let ciphertext = key
+            .siv
+            .encrypt(nonce, aes_gcm_siv::aead::Payload { msg: &payload, aad: prefix.as_bytes() })
+            .expect("AES-GCM-SIV encrypts any message under 64 GiB");
+        let mut data = digest[..12].to_vec();
+        data.extend_from_slice(&ciphertext);
+        format!("{prefix}{}", URL_SAFE_NO_PAD.encode(data))
+    }
+
+    /// A stable keyed pseudonym of `value`, usable as a join key: the same
+    /// value gives the same pseudonym under the same keyring, across key
+    /// rotations (it has its own key).
+    pub fn pseudonym(&self, value: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.pseudonym_key).expect("HMAC takes any key length");
+        mac.update(value.as_bytes());
+        format!("pn_{}", URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..12]))
+    }
+
+    pub fn is_ciphertext(text: &str) -> bool {
+        text.starts_with(RANDOM_PREFIX) || text.starts_with(DETERMINISTIC_PREFIX)
+    }
+
+    /// Opens an envelope: the label it was sealed with and the value.
+    pub fn decrypt(&self, text: &str) -> Result<(String, String), CipherError> {
+        let (deterministic, rest) = if let Some(rest) = text.strip_prefix(RANDOM_PREFIX) {
+            (false, rest)
+        } else if let Some(rest) = text.strip_prefix(DETERMINISTIC_PREFIX) {
+            (true, rest)
+        } else {
+            return Err(CipherError::NotCiphertext);
+        };
+        let (key_id, data) = rest.split_once(':').ok_or(CipherError::Malformed("no key id"))?;
+        if !valid_key_id(key_id) {
+            return Err(CipherError::Malformed("bad key id"));
+        }
+        let key = self.keys.get(key_id).ok_or_else(|| CipherError::UnknownKey(key_id.to_owned()))?;
+        let data = URL_SAFE_NO_PAD.decode(data).map_err(|_| CipherError::Malformed("data is not base64url"))?;
+        if data.len() < 12 + 16 + 1 {
+            return Err(CipherError::Malformed("too short"));
+        }
+        let (nonce, ciphertext) = data.split_at(12);
+        let aad = &text[..text.len() - rest.len() + key_id.len() + 1];
+        let payload = if deterministic {
+            key.siv.decrypt(aes_gcm_siv::Nonce::from_slice(nonce), aes_gcm_siv::aead::Payload { msg: ciphertext, aad: aad.as_bytes() })
+        } else {
+            key.gcm.decrypt(Nonce::from_slice(nonce), aes_gcm::aead::Payload { msg: ciphertext, aad: aad.as_bytes() })
+        }
+        .map_err(|_| CipherError::Forged(key_id.to_owned()))?;
+        let label_len = *payload.first().ok_or(CipherError::Malformed("empty payload"))? as usize;
+        if payload.len() < 1 + label_len {
+            return Err(CipherError::Malformed("payload too short"));
+        }
+        let label = String::from_utf8(payload[1..1 + label_len].to_vec()).map_err(|_| CipherError::Malformed("label is not UTF-8"))?;
+        let value = String::from_utf8(payload[1 + label_len..].to_vec()).map_err(|_| CipherError::Malformed("value is not UTF-8"))?;
+        Ok((label, value))
+    }
+
+    /// Re-encrypts an envelope under the active key, keeping its mode.
+    pub fn rewrap(&self, text: &str) -> Result<String, CipherError> {
+        let (label, value) = self.decrypt(text)?;
+        Ok(if text.starts_with(DETERMINISTIC_PREFIX) {
+            self.encrypt_deterministic(&label, &value)
+        } else {
+            self.encrypt(&label, &value)
+        })
+    }
+
+    /// Whether an envelope was made with an older key.
+    pub fn needs_rewrap(&self, text: &str) -> bool {
+        let rest = text.strip_prefix(RANDOM_PREFIX).or_else(|| text.strip_prefix(DETERMINISTIC_PREFIX));
+        rest.and_then(|r| r.split_once(':')).is_some_and(|(id, _)| id != self.active)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_survive_rotation() {
+        let mut keyring = Keyring::generate();
+        let sealed = keyring.encrypt("phone", "13812345678");
+        assert!(sealed.starts_with("vigil:v1:k1:"));
+        assert_ne!(sealed, keyring.encrypt("phone", "13812345678"), "random nonces");
+        let same = keyring.encrypt_deterministic("phone", "13812345678");
+        assert_eq!(same, keyring.encrypt_deterministic("phone", "13812345678"));
+        keyring.rotate();
+        assert_eq!(keyring.decrypt(&sealed).unwrap(), ("phone".into(), "13812345678".into()));
+        assert_eq!(keyring.decrypt(&same).unwrap().1, "13812345678");
+        assert!(keyring.needs_rewrap(&sealed));
+        let rewrapped = keyring.rewrap(&sealed).unwrap();
+        assert!(rewrapped.starts_with("vigil:v1:k2:") && !keyring.needs_rewrap(&rewrapped));
+    }
+
+    #[test]
+    fn tampering_and_unknown_keys_are_refused() {
+        let keyring = Keyring::generate();
+        let sealed = keyring.encrypt("email", "a@example.com");
+        let swapped = sealed.replacen(":k1:", ":k9:", 1);
+        assert_eq!(keyring.decrypt(&swapped), Err(CipherError::UnknownKey("k9".into())));
+        let mut bytes = sealed.into_bytes();
+        let last = bytes.len() - 3;
+        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(bytes).unwrap();
+        assert!(matches!(keyring.decrypt(&altered), Err(CipherError::Forged(_) | CipherError::Malformed(_))));
+        assert_eq!(keyring.decrypt("hello"), Err(CipherError::NotCiphertext));
+        assert_eq!(keyring.decrypt("vigil:v1:k1:%%%"), Err(CipherError::Malformed("data is not base64url")));
+    }
+}

@@ -1,0 +1,430 @@
+//! Field-level protection: classify each field of a record (path rules
+//! first, then content detectors, also inside free text) and apply the
+//! treatment the asker is entitled to.
+//!
+//! Pure: no IO, no policy files. The caller says what the asker may see of
+//! each label (a [`Visibility`] closure backed by the Casbin policy) and
+//! hands in the keyring.
+//!
+//! Architecture invariant (fail closed): a value that a rule or detector
+//! labels is shown in clear only when the label's default is `clear` or the
+//! policy grants the asker `clear` for it. Clear values never appear in
+//! errors or field actions.
+
+pub mod detect;
+pub mod rules;
+pub mod treat;
+
+use prost_types::{value::Kind, ListValue, Struct, Value};
+
+pub use rules::{Classification, Label};
+use rules::Step;
+pub use treat::Treatment;
+
+use crate::keys::Keyring;
+use detect::{Builtin, Pattern};
+
+/// What was done to one field (or one span of free text). Never holds a
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldAction {
+    pub record_index: usize,
+    pub path: String,
+    pub label: String,
+    pub treatment: String,
+    /// Why: the classification rule or detector, and the grant or default
+    /// that chose the treatment.
+    pub rule: String,
+}
+
+/// The treatment the asker gets for a label and the grant behind it; `None`
+/// when no grant covers the label (its default applies).
+pub type Grant = Option<(Treatment, String)>;
+
+/// Resolves grants for labels; called at most once per label per call.
+pub trait Visibility {
+    fn grant(&mut self, label: &Label) -> Grant;
+}
+
+impl<F: FnMut(&Label) -> Grant> Visibility for F {
+    fn grant(&mut self, label: &Label) -> Grant {
+        self(label)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaskError {
+    #[error("records[{record}] nests deeper than {limit} levels at {path}")]
+    TooDeep { record: usize, path: String, limit: usize },
+}
+
+#[derive(Clone)]
+enum OwnedStep {
+    Key(String),
+    Index(usize),
+}
+
+fn render_path(path: &[OwnedStep]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            OwnedStep::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            OwnedStep::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+/// Masks records for one asker.
+pub struct Masker<'a, V: Visibility> {
+    classification: &'a Classification,
+    object: &'a str,
+    keys: &'a Keyring,
+    visibility: V,
+    max_depth: usize,
+    resolved: std::collections::HashMap<String, (Treatment, String)>,
+    rules_for_object: Vec<&'a rules::PathRule>,
+    /// The built-in detector of each label, so a field labelled by path
+    /// (say `phone`) is masked in its kind's format (138****5678).
+    format_hints: std::collections::HashMap<&'a str, Builtin>,
+}
+
+enum Fate {
+    Keep,
+    Drop,
+}
+
+impl<'a, V: Visibility> Masker<'a, V> {
+    pub fn new(classification: &'a Classification, object: &'a str, keys: &'a Keyring, visibility: V, max_depth: usize) -> Self {
+        let rules_for_object = classification
+            .rules
+            .iter()
+            .filter(|r| r.object.as_deref().is_none_or(|pattern| rules::object_matches(pattern, object)))
+            .collect();
+        let mut format_hints = std::collections::HashMap::new();
+        for detector in &classification.detectors {
+            if let Pattern::Builtin(builtin) = detector.pattern {
+                format_hints.entry(detector.label.as_str()).or_insert(builtin);
+            }
+        }
+        Masker {
+            classification,
+            object,
+            keys,
+            visibility,
+            max_depth,
+            resolved: Default::default(),
+            rules_for_object,
+            format_hints,
+        }
+    }
+
+    pub fn object(&self) -> &str {
+        self.object
+    }
+
+    /// The treatment for `label` (resolved once per label), with its reason.
+    fn treatment(&mut self, label_name: &str, rule_default: Option<Treatment>) -> (Treatment, String) {
+        let Some(label) = self.classification.labels.get(label_name) else {
+            // Validation guarantees labels exist; still fail closed.
+            return (Treatment::Redact, "unknown label".into());
+        };
+        let (granted, why) = self
+            .resolved
+            .entry(label_name.to_owned())
+            .or_insert_with(|| match self.visibility.grant(label) {
+                Some((treatment, why)) => (treatment, why),
+                None => (label.default, String::new()),
+            })
+            .clone();
+        if !why.is_empty() {
+            return (granted, why);
+        }
+        let default = rule_default.unwrap_or(label.default);
+        (default, format!("default for {label_name} (no grant)"))
+    }
+
+    /// Masks one record in place, appending its field actions.
+    pub fn mask(&mut self, index: usize, record: &mut Struct, actions: &mut Vec<FieldAction>) -> Result<(), MaskError> {
+        let mut path = Vec::new();
+        self.walk_struct(index, record, &mut path, 1, actions)
+    }
+
+    fn walk_struct(&mut self, index: usize, record: &mut Struct, path: &mut Vec<OwnedStep>, depth: usize, actions: &mut Vec<FieldAction>) -> Result<(), MaskError> {
+        let mut dropped = Vec::new();
+        for (key, value) in record.fields.iter_mut() {
+            path.push(OwnedStep::Key(key.clone()));
+            if let Fate::Drop = self.walk(index, value, path, depth, actions)? {
+                dropped.push(key.clone());
+            }
+            path.pop();
+        }
+        for key in dropped {
+            record.fields.remove(&key);
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, index: usize, value: &mut Value, path: &mut Vec<OwnedStep>, depth: usize, actions: &mut Vec<FieldAction>) -> Result<Fate, MaskError> {
+        if depth > self.max_depth {
+            return Err(MaskError::TooDeep { record: index, path: render_path(path), limit: self.max_depth });
+        }
+        // Path rules first: they label whole fields (or whole subtrees).
+        if !self.rules_for_object.is_empty() {
+            let steps: Vec<Step<'_>> = path
+                .iter()
+                .map(|s| match s {
+                    OwnedStep::Key(k) => Step::Key(k),
+                    OwnedStep::Index(i) => Step::Index(*i),
+                })
+                .collect();
+            if let Some(rule) = self.rules_for_object.iter().find(|r| rules::path_matches(&r.pattern, &steps)).copied() {
+                let (treatment, why) = self.treatment(&rule.label, rule.treatment);
+                actions.push(FieldAction {
+                    record_index: index,
+                    path: render_path(path),
+                    label: rule.label.clone(),
+                    treatment: treatment.to_string(),
+                    rule: format!("{}; {why}", rule.origin),
+                });
+                let hint = self.format_hints.get(rule.label.as_str()).copied();
+                return Ok(self.treat_value(value, treatment, &rule.label, hint));
+            }
+        }
+        match value.kind.as_mut() {
+            Some(Kind::StructValue(inner)) => {
+                self.walk_struct(index, inner, path, depth + 1, actions)?;
+                Ok(Fate::Keep)
+            }
+            Some(Kind::ListValue(ListValue { values })) => {
+                let mut keep = Vec::with_capacity(values.len());
+                for (i, item) in values.iter_mut().enumerate() {
+                    path.push(OwnedStep::Index(i));
+                    keep.push(matches!(self.walk(index, item, path, depth + 1, actions)?, Fate::Keep));
+                    path.pop();
+                }
+                let mut flags = keep.into_iter();
+                values.retain(|_| flags.next().unwrap_or(true));
+                Ok(Fate::Keep)
+            }
+            Some(Kind::StringValue(text)) => {
+                let text = std::mem::take(text);
+                let (fate, result) = self.detect(index, text, path, actions);
+                *value = result;
+                Ok(fate)
+            }
+            Some(Kind::NumberValue(number)) if number.fract() == 0.0 && number.abs() < 1e19 => {
+                let digits = format!("{}", *number as i128);
+                if digits.len() < 7 {
+                    return Ok(Fate::Keep);
+                }
+                let original = value.clone();
+                let (fate, result) = self.detect(index, digits.clone(), path, actions);
+                // Untouched numbers stay numbers.
+                *value = match &result.kind {
+                    Some(Kind::StringValue(s)) if *s == digits => original,
+                    _ => result,
+                };
+                Ok(fate)
+            }
+            _ => Ok(Fate::Keep),
+        }
+    }
+
+    /// Applies a field-level treatment to any value.
+    fn treat_value(&mut self, value: &mut Value, treatment: Treatment, label: &str, kind: Option<Builtin>) -> Fate {
+        match treatment {
+            Treatment::Clear => Fate::Keep,
+            Treatment::Drop => Fate::Drop,
+            Treatment::Null => {
+                *value = Value { kind: Some(Kind::NullValue(0)) };
+                Fate::Keep
+            }
+            _ => {
+                let text = match &value.kind {
+                    Some(Kind::StringValue(s)) => s.clone(),
+                    Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 1e19 => format!("{}", *n as i128),
+                    Some(Kind::NumberValue(n)) => n.to_string(),
+                    Some(Kind::BoolValue(b)) => b.to_string(),
+                    Some(Kind::NullValue(_)) | None => return Fate::Keep,
+                    Some(_) => {
+                        // A whole object or list: partial masks have no
+                        // format to keep, so they redact.
+                        let json = to_json(value).to_string();
+                        if matches!(treatment, Treatment::Mask { .. } | Treatment::Generalize(_)) {
+                            treat::REDACTED.to_owned()
+                        } else {
+                            treat::apply(treatment, &json, label, None, self.keys).unwrap_or_default()
+                        }
+                    }
+                };
+                let treated = match &value.kind {
+                    Some(Kind::StructValue(_) | Kind::ListValue(_)) => text,
+                    _ => treat::apply(treatment, &text, label, kind, self.keys).unwrap_or_default(),
+                };
+                *value = Value { kind: Some(Kind::StringValue(treated)) };
+                Fate::Keep
+            }
+        }
+    }
+
+    /// Runs the detectors over a string leaf.
+    fn detect(&mut self, index: usize, text: String, path: &[OwnedStep], actions: &mut Vec<FieldAction>) -> (Fate, Value) {
+        let classification = self.classification;
+        let spans = detect::find_spans(&classification.detectors, classification.has_custom_detectors, &text);
+        if spans.is_empty() {
+            return (Fate::Keep, Value { kind: Some(Kind::StringValue(text)) });
+        }
+        let builtin = |detector: usize| match classification.detectors[detector].pattern {
+            Pattern::Builtin(b) => Some(b),
+            Pattern::Custom(_) => None,
+        };
+        let trimmed = text.trim();
+        let whole = spans.len() == 1 && &text[spans[0].start..spans[0].end] == trimmed;
+        if whole {
+            let detector = &classification.detectors[spans[0].detector];
+            let (treatment, why) = self.treatment(&detector.label, None);
+            actions.push(FieldAction {
+                record_index: index,
+                path: render_path(path),
+                label: detector.label.clone(),
+                treatment: treatment.to_string(),
+                rule: format!("detector {}; {why}", detector.name),
+            });
+            let mut value = Value { kind: Some(Kind::StringValue(text)) };
+            let fate = self.treat_value(&mut value, treatment, &detector.label.clone(), builtin(spans[0].detector));
+            return (fate, value);
+        }
+        // Free text: treat each span, keep the rest.
+        let mut out = String::with_capacity(text.len());
+        let mut cursor = 0;
+        for span in &spans {
+            let detector = &classification.detectors[span.detector];
+            let (treatment, why) = self.treatment(&detector.label, None);
+            let piece = &text[span.start..span.end];
+            out.push_str(&text[cursor..span.start]);
+            out.push_str(&treat::apply(treatment, piece, &detector.label, builtin(span.detector), self.keys).unwrap_or_default());
+            cursor = span.end;
+            actions.push(FieldAction {
+                record_index: index,
+                path: format!("{}[{}..{}]", render_path(path), span.start, span.end),
+                label: detector.label.clone(),
+                treatment: treatment.to_string(),
+                rule: format!("detector {} in free text; {why}", detector.name),
+            });
+        }
+        out.push_str(&text[cursor..]);
+        (Fate::Keep, Value { kind: Some(Kind::StringValue(out)) })
+    }
+}
+
+/// A protobuf Value as JSON (for whole-subtree treatments and the CLI).
+pub fn to_json(value: &Value) -> serde_json::Value {
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::BoolValue(b)) => (*b).into(),
+        Some(Kind::NumberValue(n)) => {
+            if n.fract() == 0.0 && n.abs() < 9e15 {
+                (*n as i64).into()
+            } else {
+                serde_json::Number::from_f64(*n).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+            }
+        }
+        Some(Kind::StringValue(s)) => s.clone().into(),
+        Some(Kind::ListValue(list)) => list.values.iter().map(to_json).collect(),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+    }
+}
+
+pub fn struct_to_json(s: &Struct) -> serde_json::Value {
+    serde_json::Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+}
+
+/// JSON to a protobuf Value, for the CLI's JSONL input.
+pub fn from_json(value: &serde_json::Value) -> Value {
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => Kind::ListValue(ListValue { values: items.iter().map(from_json).collect() }),
+        serde_json::Value::Object(map) => {
+            Kind::StructValue(Struct { fields: map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect() })
+        }
+    };
+    Value { kind: Some(kind) }
+}
+
+/// Every vigil ciphertext inside a record is opened in place; `allow`
+/// decides per label (and fails the whole call when it refuses one).
+pub fn unmask_record<E>(
+    record: &mut Struct,
+    keys: &Keyring,
+    allow: &mut dyn FnMut(&str) -> Result<(), E>,
+    opened: &mut Vec<String>,
+) -> Result<(), UnmaskError<E>> {
+    for value in record.fields.values_mut() {
+        unmask_value(value, keys, allow, opened)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+pub enum UnmaskError<E> {
+    Cipher(crate::keys::CipherError),
+    Refused(E),
+}
+
+fn unmask_value<E>(
+    value: &mut Value,
+    keys: &Keyring,
+    allow: &mut dyn FnMut(&str) -> Result<(), E>,
+    opened: &mut Vec<String>,
+) -> Result<(), UnmaskError<E>> {
+    match value.kind.as_mut() {
+        Some(Kind::StringValue(text)) if text.contains("vigil:v1") => {
+            *text = unmask_text(text, keys, allow, opened)?;
+        }
+        Some(Kind::StructValue(inner)) => unmask_record(inner, keys, allow, opened)?,
+        Some(Kind::ListValue(list)) => {
+            for item in &mut list.values {
+                unmask_value(item, keys, allow, opened)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+static ENVELOPE: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"vigil:v1d?:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+").expect("valid regex"));
+
+/// Opens every envelope in `text` (a whole value or spans in free text).
+pub fn unmask_text<E>(
+    text: &str,
+    keys: &Keyring,
+    allow: &mut dyn FnMut(&str) -> Result<(), E>,
+    opened: &mut Vec<String>,
+) -> Result<String, UnmaskError<E>> {
+    let mut out = String::with_capacity(text.len());
+    let mut cursor = 0;
+    for m in ENVELOPE.find_iter(text) {
+        let (label, value) = keys.decrypt(m.as_str()).map_err(UnmaskError::Cipher)?;
+        allow(&label).map_err(UnmaskError::Refused)?;
+        opened.push(label);
+        out.push_str(&text[cursor..m.start()]);
+        out.push_str(&value);
+        cursor = m.end();
+    }
+    out.push_str(&text[cursor..]);
+    Ok(out)
+}

@@ -1,0 +1,346 @@
+//! `classification.toml`: ordered levels, labels with a default treatment,
+//! path rules and content detectors. Every problem names its line.
+//!
+//! ```toml
+//! levels = ["public", "internal", "confidential", "secret"]
+//!
+//! [labels]
+//! phone = { level = "confidential", default = "mask" }
+//!
+//! [[rules]]
+//! path = "**.phone"          # `*` one segment, `**` any depth, `[*]` any index
+//! object = "crm.*"           # optional: only for these objects
+//! label = "phone"
+//! treatment = "redact"       # optional: overrides the label's default
+//!
+//! [[detectors]]
+//! builtin = "cn_mobile"      # or: name = "employee_id", regex = "EMP-[0-9]{6}"
+//! label = "phone"
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    detect::{Builtin, Detector, Pattern},
+    treat::Treatment,
+};
+use crate::diagnostics::Problem;
+
+pub const CLASSIFICATION_FILE: &str = "classification.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDef {
+    levels: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<LabelDef>>,
+    #[serde(default)]
+    rules: Vec<Spanned<RuleDef>>,
+    #[serde(default)]
+    detectors: Vec<Spanned<DetectorDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelDef {
+    level: String,
+    default: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDef {
+    path: String,
+    #[serde(default)]
+    object: Option<String>,
+    label: String,
+    #[serde(default)]
+    treatment: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetectorDef {
+    #[serde(default)]
+    builtin: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    regex: Option<String>,
+    label: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Label {
+    pub name: String,
+    pub level: String,
+    /// Position of the level, 0 = least sensitive.
+    pub rank: usize,
+    /// Treatment when no visibility grant covers the asker (fail closed).
+    pub default: Treatment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+    /// `*`: any one key or index.
+    Any,
+    /// `[*]` or `[]`: any array index.
+    AnyIndex,
+    /// `**`: any number of segments, including none.
+    AnyDepth,
+}
+
+/// One step of a concrete path in a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct PathRule {
+    pub pattern: Vec<Segment>,
+    pub object: Option<String>,
+    pub label: String,
+    pub treatment: Option<Treatment>,
+    /// `classification.toml:LINE`, named in field actions.
+    pub origin: String,
+}
+
+/// The classification in force (part of a policy snapshot).
+#[derive(Debug, Clone, Default)]
+pub struct Classification {
+    pub levels: Vec<String>,
+    pub labels: HashMap<String, Label>,
+    pub rules: Vec<PathRule>,
+    pub detectors: Vec<Detector>,
+    pub has_custom_detectors: bool,
+}
+
+pub fn parse_path(pattern: &str) -> Result<Vec<Segment>, String> {
+    if pattern.trim().is_empty() {
+        return Err("empty path pattern".into());
+    }
+    let mut segments = Vec::new();
+    for piece in pattern.split('.') {
+        let (key, mut brackets) = match piece.find('[') {
+            Some(i) => (&piece[..i], &piece[i..]),
+            None => (piece, ""),
+        };
+        match key {
+            "" if brackets.is_empty() => return Err(format!("path {pattern:?} has an empty segment")),
+            "" => {}
+            "*" => segments.push(Segment::Any),
+            "**" => segments.push(Segment::AnyDepth),
+            key => segments.push(Segment::Key(key.to_owned())),
+        }
+        while !brackets.is_empty() {
+            let close = brackets.find(']').ok_or_else(|| format!("path {pattern:?}: unclosed '['"))?;
+            let inner = &brackets[1..close];
+            segments.push(match inner {
+                "" | "*" => Segment::AnyIndex,
+                n => Segment::Index(n.parse().map_err(|_| format!("path {pattern:?}: [{n}] is not an index"))?),
+            });
+            brackets = &brackets[close + 1..];
+            if !brackets.is_empty() && !brackets.starts_with('[') {
+                return Err(format!("path {pattern:?}: unexpected {brackets:?} after ']'"));
+            }
+        }
+    }
+    Ok(segments)
+}
+
+pub fn path_matches(pattern: &[Segment], path: &[Step<'_>]) -> bool {
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((Segment::AnyDepth, rest)) => (0..=path.len()).any(|skip| path_matches(rest, &path[skip..])),
+        Some((segment, rest)) => {
+            let Some((step, path_rest)) = path.split_first() else { return false };
+            let here = match (segment, step) {
+                (Segment::Key(k), Step::Key(s)) => k == s,
+                (Segment::Index(i), Step::Index(j)) => i == j,
+                (Segment::Any, _) => true,
+                (Segment::AnyIndex, Step::Index(_)) => true,
+                _ => false,
+            };
+            here && path_matches(rest, path_rest)
+        }
+    }
+}
+
+/// Glob over object names: `*` matches any run of characters.
+pub fn object_matches(pattern: &str, object: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == object;
+    }
+    let mut rest = object;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(after) = rest.strip_prefix(part) else { return false };
+            rest = after;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            let Some(at) = rest.find(part) else { return false };
+            rest = &rest[at + part.len()..];
+        }
+    }
+    true
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
+    let problem = |line: usize, message: String| Problem { file: CLASSIFICATION_FILE.into(), line, message };
+    let file: FileDef = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+        vec![problem(line, e.message().trim().to_owned())]
+    })?;
+    let mut problems = Vec::new();
+    let levels: Vec<String> = match &file.levels {
+        Some(levels) => levels.get_ref().clone(),
+        None => ["public", "internal", "confidential", "secret"].map(String::from).to_vec(),
+    };
+    if let Some(spanned) = &file.levels {
+        let mut seen = std::collections::HashSet::new();
+        for level in spanned.get_ref() {
+            if !seen.insert(level) {
+                problems.push(problem(line_of(text, spanned.span().start), format!("level {level:?} is listed twice")));
+            }
+        }
+    }
+    let mut labels = HashMap::new();
+    for (name, spanned) in &file.labels {
+        let line = line_of(text, spanned.span().start);
+        let def = spanned.get_ref();
+        let Some(rank) = levels.iter().position(|l| *l == def.level) else {
+            problems.push(problem(line, format!("label {name:?}: unknown level {:?}; levels are {}", def.level, levels.join(" < "))));
+            continue;
+        };
+        match def.default.parse::<Treatment>() {
+            Ok(default) => {
+                labels.insert(name.clone(), Label { name: name.clone(), level: def.level.clone(), rank, default });
+            }
+            Err(e) => problems.push(problem(line, format!("label {name:?}: {e}"))),
+        }
+    }
+    let known_label = |name: &str| file.labels.contains_key(name);
+    let mut rules = Vec::new();
+    for spanned in &file.rules {
+        let line = line_of(text, spanned.span().start);
+        let def = spanned.get_ref();
+        if !known_label(&def.label) {
+            problems.push(problem(line, format!("rule for {:?}: unknown label {:?}", def.path, def.label)));
+        }
+        let pattern = parse_path(&def.path).map_err(|e| problems.push(problem(line, e))).ok();
+        let treatment = match def.treatment.as_deref().map(str::parse::<Treatment>) {
+            Some(Err(e)) => {
+                problems.push(problem(line, format!("rule for {:?}: {e}", def.path)));
+                None
+            }
+            Some(Ok(t)) => Some(t),
+            None => None,
+        };
+        if let Some(pattern) = pattern {
+            rules.push(PathRule {
+                pattern,
+                object: def.object.clone(),
+                label: def.label.clone(),
+                treatment,
+                origin: format!("{CLASSIFICATION_FILE}:{line}"),
+            });
+        }
+    }
+    let mut detectors = Vec::new();
+    let mut has_custom_detectors = false;
+    for spanned in &file.detectors {
+        let line = line_of(text, spanned.span().start);
+        let def = spanned.get_ref();
+        if !known_label(&def.label) {
+            problems.push(problem(line, format!("detector: unknown label {:?}", def.label)));
+        }
+        let pattern = match (&def.builtin, &def.regex) {
+            (Some(name), None) => match Builtin::from_name(name) {
+                Some(builtin) => Pattern::Builtin(builtin),
+                None => {
+                    let known: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
+                    problems.push(problem(line, format!("unknown builtin detector {name:?}; known: {}", known.join(", "))));
+                    continue;
+                }
+            },
+            (None, Some(regex)) => match regex::Regex::new(regex) {
+                Ok(compiled) => {
+                    has_custom_detectors = true;
+                    Pattern::Custom(compiled)
+                }
+                Err(e) => {
+                    problems.push(problem(line, format!("detector regex does not compile: {e}")));
+                    continue;
+                }
+            },
+            _ => {
+                problems.push(problem(line, "a detector needs exactly one of `builtin` and `regex`".into()));
+                continue;
+            }
+        };
+        let name = def
+            .name
+            .clone()
+            .or_else(|| def.builtin.clone())
+            .unwrap_or_else(|| format!("detector@{line}"));
+        detectors.push(Detector { name, pattern, label: def.label.clone() });
+    }
+    if problems.is_empty() {
+        Ok(Classification { levels, labels, rules, detectors, has_custom_detectors })
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(path: &[&str]) -> Vec<Step<'static>> {
+        path.iter()
+            .map(|s| match s.parse::<usize>() {
+                Ok(i) => Step::Index(i),
+                Err(_) => Step::Key(Box::leak(s.to_string().into_boxed_str())),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn path_globs() {
+        let check = |pattern: &str, path: &[&str], expect: bool| {
+            assert_eq!(path_matches(&parse_path(pattern).unwrap(), &steps(path)), expect, "{pattern} vs {path:?}");
+        };
+        check("phone", &["phone"], true);
+        check("customer.phone", &["customer", "phone"], true);
+        check("**.phone", &["a", "b", "phone"], true);
+        check("**.phone", &["phone"], true);
+        check("contacts[*].phone", &["contacts", "3", "phone"], true);
+        check("contacts[1].phone", &["contacts", "3", "phone"], false);
+        check("*.phone", &["a", "b", "phone"], false);
+        assert!(object_matches("crm.*", "crm.customers") && !object_matches("crm.*", "hr.x"));
+    }
+
+    #[test]
+    fn problems_name_their_line() {
+        let text = "[labels]\nphone = { level = \"confidential\", default = \"mask\" }\nid = { level = \"top\", default = \"mask\" }\n\
+                    [[rules]]\npath = \"a.b\"\nlabel = \"nope\"\n[[detectors]]\nregex = \"(\"\nlabel = \"phone\"\n";
+        let problems: Vec<String> = parse(text).unwrap_err().iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("classification.toml:3: label \"id\": unknown level \"top\""), "{problems:?}");
+        assert!(problems[1].starts_with("classification.toml:4: rule for \"a.b\": unknown label \"nope\""), "{problems:?}");
+        assert!(problems[2].starts_with("classification.toml:7: detector regex does not compile"), "{problems:?}");
+    }
+}

@@ -1,0 +1,218 @@
+//! Treatments: what happens to a classified value.
+
+use std::{fmt, str::FromStr};
+
+use super::detect::Builtin;
+use crate::keys::Keyring;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Generalize {
+    /// `1990-03-07…` → `1990`.
+    Year,
+    /// `1990-03-07…` → `1990-03`.
+    Month,
+    /// A number → the range of width `n` holding it: 37 → `30-39`.
+    Range(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Treatment {
+    Clear,
+    /// Partial mask keeping the value's format. `None` keeps what suits the
+    /// detected kind (138****5678, 110***********123X, a***@example.com).
+    Mask { keep_first: Option<usize>, keep_last: Option<usize> },
+    Redact,
+    Null,
+    Drop,
+    /// Keyed HMAC-SHA256 pseudonym, stable per keyring: a join key.
+    Pseudonym,
+    /// AES-256-GCM, random nonce.
+    Encrypt,
+    /// AES-256-GCM-SIV, value-derived nonce: equal values, equal ciphertexts.
+    EncryptDeterministic,
+    Generalize(Generalize),
+}
+
+impl FromStr for Treatment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Treatment, String> {
+        let mut parts = s.split(':');
+        let head = parts.next().unwrap_or_default();
+        let rest: Vec<&str> = parts.collect();
+        let number = |text: &str| text.parse::<usize>().map_err(|_| format!("{text:?} in {s:?} is not a count"));
+        Ok(match (head, rest.as_slice()) {
+            ("clear", []) => Treatment::Clear,
+            ("mask", []) => Treatment::Mask { keep_first: None, keep_last: None },
+            ("mask", [first, last]) => Treatment::Mask { keep_first: Some(number(first)?), keep_last: Some(number(last)?) },
+            ("redact", []) => Treatment::Redact,
+            ("null", []) => Treatment::Null,
+            ("drop", []) => Treatment::Drop,
+            ("pseudonym" | "hash", []) => Treatment::Pseudonym,
+            ("encrypt", []) => Treatment::Encrypt,
+            ("encrypt_deterministic", []) => Treatment::EncryptDeterministic,
+            ("generalize", ["year"]) => Treatment::Generalize(Generalize::Year),
+            ("generalize", ["month"]) => Treatment::Generalize(Generalize::Month),
+            ("generalize", ["range", width]) => {
+                let width = number(width)?;
+                if width == 0 {
+                    return Err(format!("{s:?}: the range width must be at least 1"));
+                }
+                Treatment::Generalize(Generalize::Range(width as u64))
+            }
+            _ => {
+                return Err(format!(
+                    "unknown treatment {s:?}; expected clear, mask, mask:FIRST:LAST, redact, null, drop, pseudonym, \
+                     encrypt, encrypt_deterministic, generalize:year, generalize:month or generalize:range:N"
+                ))
+            }
+        })
+    }
+}
+
+impl fmt::Display for Treatment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Treatment::Clear => f.write_str("clear"),
+            Treatment::Mask { keep_first: Some(a), keep_last: Some(b) } => write!(f, "mask:{a}:{b}"),
+            Treatment::Mask { .. } => f.write_str("mask"),
+            Treatment::Redact => f.write_str("redact"),
+            Treatment::Null => f.write_str("null"),
+            Treatment::Drop => f.write_str("drop"),
+            Treatment::Pseudonym => f.write_str("pseudonym"),
+            Treatment::Encrypt => f.write_str("encrypt"),
+            Treatment::EncryptDeterministic => f.write_str("encrypt_deterministic"),
+            Treatment::Generalize(Generalize::Year) => f.write_str("generalize:year"),
+            Treatment::Generalize(Generalize::Month) => f.write_str("generalize:month"),
+            Treatment::Generalize(Generalize::Range(n)) => write!(f, "generalize:range:{n}"),
+        }
+    }
+}
+
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Replaces every character except the first `first` and last `last` with
+/// `*`; separators (space, dash, dot, colon) are kept so the format shows.
+fn mask_chars(value: &str, first: usize, last: usize) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let n = chars.len();
+    if first + last >= n {
+        // Too short to show anything and still hide something.
+        return "*".repeat(n.max(1));
+    }
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| if i < first || i >= n - last || matches!(c, ' ' | '-' | '.' | ':') { c } else { '*' })
+        .collect()
+}
+
+/// Format-keeping partial mask.
+pub fn partial_mask(value: &str, kind: Option<Builtin>, keep: (Option<usize>, Option<usize>)) -> String {
+    if let (Some(first), Some(last)) = keep {
+        return mask_chars(value, first, last);
+    }
+    match kind {
+        Some(Builtin::CnMobile) => {
+            let prefix = value.len().saturating_sub(11);
+            format!("{}{}", &value[..prefix], mask_chars(&value[prefix..], 3, 4))
+        }
+        Some(Builtin::CnResidentId) => mask_chars(value, 3, 4),
+        Some(Builtin::BankCard) => mask_chars(value, 4, 4),
+        Some(Builtin::Email) => match value.split_once('@') {
+            Some((local, domain)) => {
+                let first: String = local.chars().take(1).collect();
+                format!("{first}***@{domain}")
+            }
+            None => mask_chars(value, 1, 0),
+        },
+        Some(Builtin::Ipv4) => {
+            let octets: Vec<&str> = value.split('.').collect();
+            format!("{}.{}.*.*", octets[0], octets.get(1).copied().unwrap_or("*"))
+        }
+        Some(Builtin::Ipv6) => {
+            let first = value.split(':').next().unwrap_or_default();
+            format!("{first}:*:*:*")
+        }
+        None => {
+            let n = value.chars().count();
+            match n {
+                0..=2 => "*".repeat(n.max(1)),
+                3..=5 => mask_chars(value, 1, 0),
+                _ => mask_chars(value, 1, 1),
+            }
+        }
+    }
+}
+
+/// Generalizes a value; `None` when it has no shape to generalize (the
+/// caller then redacts: fail closed).
+pub fn generalize(value: &str, how: Generalize) -> Option<String> {
+    match how {
+        Generalize::Year | Generalize::Month => {
+            let bytes = value.as_bytes();
+            let year_ok = bytes.len() >= 4 && bytes[..4].iter().all(u8::is_ascii_digit);
+            if !year_ok {
+                return None;
+            }
+            if how == Generalize::Year {
+                return Some(value[..4].to_owned());
+            }
+            let month_ok = bytes.len() >= 7 && matches!(bytes[4], b'-' | b'/' | b'.') && bytes[5..7].iter().all(u8::is_ascii_digit);
+            month_ok.then(|| format!("{}-{}", &value[..4], &value[5..7]))
+        }
+        Generalize::Range(width) => {
+            let number: f64 = value.trim().parse().ok()?;
+            if !number.is_finite() {
+                return None;
+            }
+            let low = (number / width as f64).floor() * width as f64;
+            Some(format!("{}-{}", low as i64, low as i64 + width as i64 - 1))
+        }
+    }
+}
+
+/// What a treatment turns a string into. `None` means "no value" (null, or
+/// the field dropped, as the caller decides).
+pub fn apply(treatment: Treatment, value: &str, label: &str, kind: Option<Builtin>, keys: &Keyring) -> Option<String> {
+    Some(match treatment {
+        Treatment::Clear => value.to_owned(),
+        Treatment::Mask { keep_first, keep_last } => partial_mask(value, kind, (keep_first, keep_last)),
+        Treatment::Redact => REDACTED.to_owned(),
+        Treatment::Null | Treatment::Drop => return None,
+        Treatment::Pseudonym => keys.pseudonym(value),
+        Treatment::Encrypt => keys.encrypt(label, value),
+        Treatment::EncryptDeterministic => keys.encrypt_deterministic(label, value),
+        Treatment::Generalize(how) => generalize(value, how).unwrap_or_else(|| REDACTED.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_keep_the_format() {
+        let check = |value: &str, kind, expect: &str| assert_eq!(partial_mask(value, kind, (None, None)), expect);
+        check("13812345678", Some(Builtin::CnMobile), "138****5678");
+        check("8613812345678", Some(Builtin::CnMobile), "86138****5678");
+        check("11010519491231002X", Some(Builtin::CnResidentId), "110***********002X");
+        check("alice@example.com", Some(Builtin::Email), "a***@example.com");
+        check("4111 1111 1111 1111", Some(Builtin::BankCard), "4111 **** **** 1111");
+        check("192.168.1.20", Some(Builtin::Ipv4), "192.168.*.*");
+        check("张三丰", None, "张**");
+        assert_eq!(partial_mask("ABCDEFGH", None, (Some(2), Some(3))), "AB***FGH");
+    }
+
+    #[test]
+    fn generalization_and_parsing() {
+        assert_eq!(generalize("1990-03-07", Generalize::Year).as_deref(), Some("1990"));
+        assert_eq!(generalize("1990-03-07T10:00:00Z", Generalize::Month).as_deref(), Some("1990-03"));
+        assert_eq!(generalize("37", Generalize::Range(10)).as_deref(), Some("30-39"));
+        assert_eq!(generalize("n/a", Generalize::Range(10)), None);
+        for text in ["clear", "mask", "mask:3:4", "redact", "null", "drop", "pseudonym", "encrypt", "encrypt_deterministic", "generalize:year", "generalize:range:5"] {
+            assert_eq!(text.parse::<Treatment>().unwrap().to_string(), text);
+        }
+        assert!("blur".parse::<Treatment>().unwrap_err().contains("unknown treatment"));
+    }
+}
