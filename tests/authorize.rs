@@ -20,7 +20,7 @@ async fn allow_and_deny_carry_reason_version_and_receipt() {
 
     let deny = client.authorize(request("frank", "finance.payments", "read")).await.unwrap().into_inner();
     assert!(!deny.allowed);
-    assert_eq!(deny.reason, "denied by policy.csv:45 [p, contractor, finance.*, *, deny] via frank → contractor");
+    assert_eq!(deny.reason, "denied by policy.csv:58 [p, contractor, finance.*, *, deny] via frank → contractor");
     assert_eq!(deny.audit_seq, allow.audit_seq + 1);
     assert_ne!(deny.decision_id, allow.decision_id);
 
@@ -251,7 +251,7 @@ fn check_cli_prints_the_rule_and_exits_by_decision() {
     );
     let deny = run("bob", "crm.customers", "export");
     assert_eq!(deny.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&deny.stdout).starts_with("deny: denied by policy.csv:47"));
+    assert!(String::from_utf8_lossy(&deny.stdout).starts_with("deny: denied by policy.csv:60"));
 
     let tenants = repo_path("policies/tenants");
     let output = vigil_command(
