@@ -15,7 +15,10 @@ use std::{
     sync::Arc,
 };
 
+mod compiled;
+
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter};
+use compiled::Compiled;
 
 /// One rule line from policy.csv, already checked against the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +174,8 @@ fn describe_path(path: &[String]) -> String {
 /// A compiled policy: the enforcer and the indexes that explain its answers.
 pub struct Engine {
     enforcer: Enforcer,
+    /// The same model compiled for speed, when its matcher allows.
+    compiled: Option<Compiled>,
     tokens: Vec<RequestToken>,
     /// `p` rule values → where they were written.
     origins: HashMap<Vec<String>, Origin>,
@@ -178,6 +183,8 @@ pub struct Engine {
     policy_subject: Option<usize>,
     /// `g` takes a domain (`g = _, _, _`).
     domain_roles: bool,
+    /// `g` grants by (domain or "", member), in policy order: role paths.
+    grants: HashMap<(String, String), Vec<String>>,
     has_roles: bool,
     policy_rules: usize,
     grouping_rules: usize,
@@ -244,7 +251,15 @@ impl Engine {
             .map(|g| g.policy.iter().filter_map(|rule| rule.get(1).map(String::as_str)).collect())
             .unwrap_or_default();
 
+        let compiled = compile(&enforcer);
+        let mut grants: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for rule in rules.iter().filter(|r| r.ptype == "g" && r.values.len() >= 2) {
+            let domain = rule.values.get(2).cloned().unwrap_or_default();
+            grants.entry((domain, rule.values[0].clone())).or_default().push(rule.values[1].clone());
+        }
         Ok(Engine {
+            grants,
+            compiled,
             tokens,
             origins,
             policy_subject,
@@ -255,6 +270,11 @@ impl Engine {
             roles: role_names.len(),
             enforcer,
         })
+    }
+
+    /// Whether decisions use the compiled evaluator (else casbin-rs).
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.is_some()
     }
 
     pub fn request_tokens(&self) -> &[RequestToken] {
@@ -284,6 +304,39 @@ impl Engine {
     /// request is evaluated for the subject and for each role; an explicit
     /// deny for any of them wins, otherwise any permit allows.
     pub fn decide(&self, request: &AccessRequest<'_>) -> Result<Verdict, RequestError> {
+        self.decide_with(request, self.compiled.is_some())
+    }
+
+    /// The same decision made by casbin-rs alone: the reference the
+    /// compiled evaluator is tested against.
+    pub fn decide_reference(&self, request: &AccessRequest<'_>) -> Result<Verdict, RequestError> {
+        self.decide_with(request, false)
+    }
+
+    /// One evaluation: allowed, and the rule casbin-rs's explanation names.
+    fn evaluate(&self, values: &[String], use_compiled: bool) -> Result<(bool, Option<Vec<String>>), String> {
+        if let (true, Some(compiled)) = (use_compiled, &self.compiled) {
+            let (allowed, rule) = compiled.decide(values)?;
+            return Ok((allowed, rule.map(|i| compiled.rule(i).to_vec())));
+        }
+        // casbin-rs panics on a few malformed states instead of returning
+        // errors; a panic must deny, not take the server down.
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            casbin::CoreApi::enforce_ex(&self.enforcer, values.to_vec())
+        }));
+        match answer {
+            Ok(Ok((allowed, mut rules))) => {
+                // With deny-override effects the explanation lists the
+                // allows seen first and the deciding deny last.
+                let deciding = if allowed { rules.drain(..).next() } else { rules.pop() };
+                Ok((allowed, deciding))
+            }
+            Ok(Err(e)) => Err(casbin_message(&e)),
+            Err(_) => Err("the Casbin engine panicked".into()),
+        }
+    }
+
+    fn decide_with(&self, request: &AccessRequest<'_>, use_compiled: bool) -> Result<Verdict, RequestError> {
         let mut values = self.request_values(request)?;
         let subject_slot = self.tokens.iter().position(|t| *t == RequestToken::Subject);
 
@@ -294,20 +347,12 @@ impl Engine {
             if let Some(slot) = subject_slot {
                 candidate.clone_into(&mut values[slot]);
             }
-            // casbin-rs panics on a few malformed states instead of
-            // returning errors; a panic must deny, not take the server down.
-            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                casbin::CoreApi::enforce_ex(&self.enforcer, values.clone())
-            }));
-            let (allowed, mut rules) = match answer {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(e)) => return Ok(Verdict::Deny(Denial::EngineFailure(casbin_message(&e)))),
-                Err(_) => return Ok(Verdict::Deny(Denial::EngineFailure("the Casbin engine panicked".into()))),
+            let (allowed, deciding) = match self.evaluate(&values, self.compiled.is_some()) {
+                Ok(answer) => answer,
+                Err(why) => return Ok(Verdict::Deny(Denial::EngineFailure(why))),
             };
-            // With deny-override effects the explanation lists the allows
-            // seen first and the deciding deny last.
-            let deciding = if allowed { rules.drain(..).next() } else { rules.pop() };
             let rule = deciding.map(|values| self.matched_rule(values));
+            let _ = use_compiled;
             if allowed {
                 if permit.is_none() {
                     let role_path = self.role_path(request, candidate, rule.as_ref());
@@ -373,19 +418,19 @@ impl Engine {
         if !self.has_roles {
             return Vec::new();
         }
-        let domain = self.domain_roles.then_some(request.domain);
-        let manager = self.enforcer.get_role_manager();
-        let manager = manager.read();
-        let mut parent: HashMap<String, String> = HashMap::new();
-        let mut queue = VecDeque::from([start.to_owned()]);
-        let mut seen = HashSet::from([start.to_owned()]);
+        let domain = if self.domain_roles { request.domain } else { "" };
+        // Breadth-first over grants in policy order: the shortest chain,
+        // and the same one every time.
+        let mut parent: HashMap<&str, &str> = HashMap::new();
+        let mut queue = VecDeque::from([start]);
+        let mut seen = HashSet::from([start]);
         while let Some(name) = queue.pop_front() {
             if name == target {
-                let mut chain = vec![name.clone()];
+                let mut chain = vec![name.to_owned()];
                 let mut cursor = name;
-                while let Some(previous) = parent.get(&cursor) {
-                    chain.push(previous.clone());
-                    cursor = previous.clone();
+                while let Some(previous) = parent.get(cursor) {
+                    chain.push((*previous).to_owned());
+                    cursor = previous;
                 }
                 chain.reverse();
                 path.extend(chain);
@@ -394,9 +439,9 @@ impl Engine {
             if seen.len() > 10_000 {
                 break;
             }
-            for role in manager.get_roles(&name, domain) {
-                if seen.insert(role.clone()) {
-                    parent.insert(role.clone(), name.clone());
+            for role in self.grants.get(&(domain.to_owned(), name.to_owned())).into_iter().flatten() {
+                if seen.insert(role) {
+                    parent.insert(role, name);
                     queue.push_back(role);
                 }
             }
@@ -406,6 +451,31 @@ impl Engine {
         }
         path
     }
+}
+
+/// Compiles the enforcer's model when its matcher is in the supported subset.
+fn compile(enforcer: &Enforcer) -> Option<Compiled> {
+    let sections = enforcer.get_model().get_model();
+    let get = |sec: &str, key: &str| sections.get(sec).and_then(|s| s.get(key));
+    let (request, policy, matcher, effect) = (get("r", "r")?, get("p", "p")?, get("m", "m")?, get("e", "e")?);
+    let mut groupings = HashMap::new();
+    let mut grouping_rules = Vec::new();
+    if let Some(section) = sections.get("g") {
+        for (name, assertion) in section.iter() {
+            groupings.insert(name.clone(), assertion.value.matches('_').count());
+            grouping_rules.extend(assertion.policy.iter().cloned());
+        }
+    }
+    Compiled::build(
+        &matcher.value,
+        &effect.value,
+        &request.tokens,
+        &policy.tokens,
+        &groupings,
+        policy.policy.iter().cloned().collect(),
+        &grouping_rules,
+        enforcer.get_role_manager(),
+    )
 }
 
 /// casbin-rs error messages embed Debug output (`Model Error: `M("...")``);

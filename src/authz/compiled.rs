@@ -1,0 +1,595 @@
+//! A compiled evaluator for the matcher shapes nearly every policy uses, so
+//! a decision costs the same at 100,000 rules as at 10.
+//!
+//! casbin-rs evaluates the matcher (a rhai script) once per policy line: a
+//! linear scan, ~1 µs per line. Here the matcher is parsed once into a small
+//! expression tree; when it is a conjunction containing `r.x == p.y` or a
+//! role check `g(r.x, p.y[, r.dom])`, the rules are indexed on that policy
+//! field, so a request only looks at the rules that could match. Everything
+//! the tree does is what Casbin does: role checks go to casbin-rs's own role
+//! manager, pattern functions are casbin-rs's own functions (with their
+//! compiled regexes cached), effects follow casbin-rs's effector, including
+//! which rule it reports.
+//!
+//! Anything outside this subset (arithmetic, `in`, attribute access, other
+//! functions, custom effects) is not compiled: the engine falls back to
+//! casbin-rs for that model. `tests/differential.rs` checks both agree.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{Arc, RwLock},
+};
+
+use casbin::{function_map, RoleManager};
+use regex::Regex;
+
+type SharedRoles = Arc<parking_lot::RwLock<dyn RoleManager>>;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Operand {
+    Request(usize),
+    Policy(usize),
+    Literal(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Func {
+    KeyMatch,
+    KeyMatch2,
+    KeyMatch3,
+    KeyMatch4,
+    KeyMatch5,
+    RegexMatch,
+    GlobMatch,
+    IpMatch,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+    Eq(Operand, Operand),
+    Ne(Operand, Operand),
+    /// `g(a, b)` or `g(a, b, dom)`: a role link in casbin-rs's role manager.
+    Role(Operand, Operand, Option<Operand>),
+    Call(Func, Operand, Operand),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    AllowOverride,
+    DenyOverride,
+    AllowUnlessDenied,
+    Priority,
+}
+
+impl Effect {
+    pub(crate) fn parse(text: &str) -> Option<Effect> {
+        Some(match text.replace("p.eft", "p_eft").as_str() {
+            "some(where (p_eft == allow))" => Effect::AllowOverride,
+            "some(where (p_eft == allow)) && !some(where (p_eft == deny))" => Effect::DenyOverride,
+            "!some(where (p_eft == deny))" => Effect::AllowUnlessDenied,
+            "priority(p_eft) || deny" => Effect::Priority,
+            _ => return None,
+        })
+    }
+}
+
+// ---- parsing -------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Ident(String),
+    Str(String),
+    And,
+    Or,
+    Not,
+    EqEq,
+    NotEq,
+    Open,
+    Close,
+    Comma,
+}
+
+fn tokenize(text: &str) -> Option<Vec<Token>> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            ' ' | '\t' | '\r' | '\n' => i += 1,
+            '(' => {
+                tokens.push(Token::Open);
+                i += 1
+            }
+            ')' => {
+                tokens.push(Token::Close);
+                i += 1
+            }
+            ',' => {
+                tokens.push(Token::Comma);
+                i += 1
+            }
+            '&' if chars.get(i + 1) == Some(&'&') => {
+                tokens.push(Token::And);
+                i += 2
+            }
+            '|' if chars.get(i + 1) == Some(&'|') => {
+                tokens.push(Token::Or);
+                i += 2
+            }
+            '=' if chars.get(i + 1) == Some(&'=') => {
+                tokens.push(Token::EqEq);
+                i += 2
+            }
+            '!' if chars.get(i + 1) == Some(&'=') => {
+                tokens.push(Token::NotEq);
+                i += 2
+            }
+            '!' => {
+                tokens.push(Token::Not);
+                i += 1
+            }
+            '"' => {
+                // A plain literal; escapes would need rhai's rules.
+                let end = chars[i + 1..].iter().position(|&c| c == '"')? + i + 1;
+                let literal: String = chars[i + 1..end].iter().collect();
+                if literal.contains('\\') {
+                    return None;
+                }
+                tokens.push(Token::Str(literal));
+                i = end + 1;
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                let start = i;
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                tokens.push(Token::Ident(chars[start..i].iter().collect()));
+            }
+            _ => return None,
+        }
+    }
+    Some(tokens)
+}
+
+struct Parser<'a> {
+    tokens: Vec<Token>,
+    at: usize,
+    request: &'a [String],
+    policy: &'a [String],
+    groupings: &'a HashMap<String, usize>,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let token = self.tokens.get(self.at).cloned();
+        self.at += 1;
+        token
+    }
+
+    fn expect(&mut self, token: Token) -> Option<()> {
+        (self.next()? == token).then_some(())
+    }
+
+    fn or(&mut self) -> Option<Expr> {
+        let mut terms = vec![self.and()?];
+        while self.peek() == Some(&Token::Or) {
+            self.next();
+            terms.push(self.and()?);
+        }
+        Some(if terms.len() == 1 { terms.pop()? } else { Expr::Or(terms) })
+    }
+
+    fn and(&mut self) -> Option<Expr> {
+        let mut terms = vec![self.unary()?];
+        while self.peek() == Some(&Token::And) {
+            self.next();
+            terms.push(self.unary()?);
+        }
+        Some(if terms.len() == 1 { terms.pop()? } else { Expr::And(terms) })
+    }
+
+    fn unary(&mut self) -> Option<Expr> {
+        if self.peek() == Some(&Token::Not) {
+            self.next();
+            return Some(Expr::Not(Box::new(self.unary()?)));
+        }
+        self.comparison()
+    }
+
+    fn comparison(&mut self) -> Option<Expr> {
+        if self.peek() == Some(&Token::Open) {
+            self.next();
+            let inner = self.or()?;
+            self.expect(Token::Close)?;
+            return Some(inner);
+        }
+        if let Some(Token::Ident(name)) = self.peek().cloned() {
+            if self.tokens.get(self.at + 1) == Some(&Token::Open) {
+                return self.call(&name);
+            }
+            if name == "true" || name == "false" {
+                self.next();
+                return Some(Expr::Bool(name == "true"));
+            }
+        }
+        let left = self.operand()?;
+        match self.next()? {
+            Token::EqEq => Some(Expr::Eq(left, self.operand()?)),
+            Token::NotEq => Some(Expr::Ne(left, self.operand()?)),
+            _ => None,
+        }
+    }
+
+    fn call(&mut self, name: &str) -> Option<Expr> {
+        self.next();
+        self.expect(Token::Open)?;
+        let mut args = vec![self.operand()?];
+        while self.peek() == Some(&Token::Comma) {
+            self.next();
+            args.push(self.operand()?);
+        }
+        self.expect(Token::Close)?;
+        if let Some(&arity) = self.groupings.get(name) {
+            return match (arity, args.len()) {
+                (2, 2) => Some(Expr::Role(args[0].clone(), args[1].clone(), None)),
+                (3, 3) => Some(Expr::Role(args[0].clone(), args[1].clone(), Some(args[2].clone()))),
+                _ => None,
+            };
+        }
+        let func = match name {
+            "keyMatch" => Func::KeyMatch,
+            "keyMatch2" => Func::KeyMatch2,
+            "keyMatch3" => Func::KeyMatch3,
+            "keyMatch4" => Func::KeyMatch4,
+            "keyMatch5" => Func::KeyMatch5,
+            "regexMatch" => Func::RegexMatch,
+            "globMatch" => Func::GlobMatch,
+            "ipMatch" => Func::IpMatch,
+            _ => return None,
+        };
+        if args.len() != 2 {
+            return None;
+        }
+        Some(Expr::Call(func, args[0].clone(), args[1].clone()))
+    }
+
+    fn operand(&mut self) -> Option<Operand> {
+        match self.next()? {
+            Token::Str(s) => Some(Operand::Literal(s)),
+            Token::Ident(name) => {
+                if let Some(i) = self.request.iter().position(|t| *t == name) {
+                    Some(Operand::Request(i))
+                } else {
+                    self.policy.iter().position(|t| *t == name).map(Operand::Policy)
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+// ---- the compiled engine -------------------------------------------------
+
+/// How candidate rules are found for a request.
+#[derive(Debug)]
+enum Index {
+    /// `r.x == p.y` is required: rules by the value of p.y.
+    Equal { request: usize, rules: HashMap<String, Vec<u32>> },
+    /// `g(r.x, p.y[, r.d])` is required: rules by p.y, looked up for r.x and
+    /// every role r.x may hold (a superset; each candidate is then checked
+    /// exactly).
+    Roles { request: usize, rules: HashMap<String, Vec<u32>> },
+    /// No usable index: every rule is a candidate.
+    Scan,
+}
+
+pub(crate) struct Compiled {
+    expr: Expr,
+    effect: Effect,
+    rules: Vec<Vec<String>>,
+    eft: Option<usize>,
+    index: Index,
+    policy_arity: usize,
+    roles: SharedRoles,
+    /// Role name → the roles it inherits (all grouping types, all domains:
+    /// a superset used only to pick candidates).
+    parents: HashMap<String, Vec<String>>,
+    /// Compiled patterns of the regex-based functions, one map per function
+    /// (regexMatch, keyMatch2, keyMatch3, keyMatch5), filled on first use.
+    regexes: [RwLock<HashMap<String, Option<Arc<Regex>>>>; 4],
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").field("effect", &self.effect).field("rules", &self.rules.len()).finish_non_exhaustive()
+    }
+}
+
+/// The result of one evaluation: allowed, and the index of the rule casbin
+/// would report (its `enforce_ex` explanation).
+pub(crate) type Outcome = (bool, Option<usize>);
+
+fn conjuncts(expr: &Expr) -> Vec<&Expr> {
+    match expr {
+        Expr::And(terms) => terms.iter().flat_map(conjuncts).collect(),
+        other => vec![other],
+    }
+}
+
+impl Compiled {
+    /// Compiles the model's matcher, or `None` if it is outside the subset.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn build(
+        matcher: &str,
+        effect: &str,
+        request_tokens: &[String],
+        policy_tokens: &[String],
+        groupings: &HashMap<String, usize>,
+        rules: Vec<Vec<String>>,
+        grouping_rules: &[Vec<String>],
+        roles: SharedRoles,
+    ) -> Option<Compiled> {
+        let effect = Effect::parse(effect)?;
+        let mut parser = Parser { tokens: tokenize(matcher)?, at: 0, request: request_tokens, policy: policy_tokens, groupings };
+        let expr = parser.or()?;
+        if parser.at != parser.tokens.len() {
+            return None;
+        }
+        let eft = policy_tokens.iter().position(|t| t == "p_eft");
+        if rules.iter().any(|r| r.len() != policy_tokens.len()) {
+            return None;
+        }
+
+        let mut parents: HashMap<String, Vec<String>> = HashMap::new();
+        for rule in grouping_rules {
+            if rule.len() >= 2 {
+                parents.entry(rule[0].clone()).or_default().push(rule[1].clone());
+            }
+        }
+
+        // Pick the most selective indexable conjunct.
+        let mut best: Option<(usize, Index)> = None;
+        for term in conjuncts(&expr) {
+            let (request, policy, is_role) = match term {
+                Expr::Eq(Operand::Request(r), Operand::Policy(p)) | Expr::Eq(Operand::Policy(p), Operand::Request(r)) => {
+                    (*r, *p, false)
+                }
+                Expr::Role(Operand::Request(r), Operand::Policy(p), _) => (*r, *p, true),
+                _ => continue,
+            };
+            let mut by_value: HashMap<String, Vec<u32>> = HashMap::new();
+            for (i, rule) in rules.iter().enumerate() {
+                by_value.entry(rule[policy].clone()).or_default().push(i as u32);
+            }
+            let selectivity = by_value.len();
+            if best.as_ref().is_none_or(|(s, _)| selectivity > *s) {
+                let index = if is_role {
+                    Index::Roles { request, rules: by_value }
+                } else {
+                    Index::Equal { request, rules: by_value }
+                };
+                best = Some((selectivity, index));
+            }
+        }
+        let index = best.map(|(_, index)| index).unwrap_or(Index::Scan);
+        let policy_arity = policy_tokens.len();
+        Some(Compiled { expr, effect, rules, eft, index, policy_arity, roles, parents, regexes: Default::default() })
+    }
+
+    pub(crate) fn rule(&self, index: usize) -> &[String] {
+        &self.rules[index]
+    }
+
+    pub(crate) fn decide(&self, request: &[String]) -> Result<Outcome, String> {
+        if self.rules.is_empty() {
+            // Like casbin-rs: with no rules the matcher runs once with empty
+            // policy values, and a match counts as an allow.
+            let empty = vec![String::new(); self.policy_arity];
+            let matched = self.eval(&self.expr, request, &empty)?;
+            let allowed = match self.effect {
+                Effect::AllowUnlessDenied => true,
+                _ => matched,
+            };
+            return Ok((allowed, None));
+        }
+        let mut first_allow: Option<usize> = None;
+        let mut first_deny: Option<usize> = None;
+        let mut first_decisive: Option<(usize, bool)> = None;
+        let mut visit = |i: usize| -> Result<(), String> {
+            let rule = &self.rules[i];
+            if !self.eval(&self.expr, request, rule)? {
+                return Ok(());
+            }
+            let allow = match self.eft {
+                None => Some(true),
+                Some(slot) => match rule[slot].as_str() {
+                    "allow" => Some(true),
+                    "deny" => Some(false),
+                    _ => None,
+                },
+            };
+            match allow {
+                Some(true) => first_allow = Some(first_allow.map_or(i, |f| f.min(i))),
+                Some(false) => first_deny = Some(first_deny.map_or(i, |f| f.min(i))),
+                None => {}
+            }
+            if let Some(allowed) = allow {
+                if first_decisive.is_none_or(|(f, _)| i < f) {
+                    first_decisive = Some((i, allowed));
+                }
+            }
+            Ok(())
+        };
+        match &self.index {
+            Index::Scan => {
+                for i in 0..self.rules.len() {
+                    visit(i)?;
+                }
+            }
+            Index::Equal { request: slot, rules } => {
+                if let Some(ids) = rules.get(&request[*slot]) {
+                    for &i in ids {
+                        visit(i as usize)?;
+                    }
+                }
+            }
+            Index::Roles { request: slot, rules, .. } => {
+                let mut seen: HashSet<&str> = HashSet::new();
+                let mut queue: VecDeque<&str> = VecDeque::from([request[*slot].as_str()]);
+                while let Some(name) = queue.pop_front() {
+                    if !seen.insert(name) {
+                        continue;
+                    }
+                    if let Some(ids) = rules.get(name) {
+                        for &i in ids {
+                            visit(i as usize)?;
+                        }
+                    }
+                    if let Some(parents) = self.parents.get(name) {
+                        queue.extend(parents.iter().map(String::as_str));
+                    }
+                }
+            }
+        }
+        Ok(match self.effect {
+            Effect::AllowOverride => (first_allow.is_some(), first_allow),
+            Effect::DenyOverride => match first_deny {
+                Some(deny) => (false, Some(deny)),
+                None => (first_allow.is_some(), first_allow),
+            },
+            Effect::AllowUnlessDenied => match first_deny {
+                Some(deny) => (false, Some(deny)),
+                None => (true, None),
+            },
+            Effect::Priority => match first_decisive {
+                Some((i, allowed)) => (allowed, Some(i)),
+                None => (false, None),
+            },
+        })
+    }
+
+    fn value<'a>(&'a self, operand: &'a Operand, request: &'a [String], rule: &'a [String]) -> &'a str {
+        match operand {
+            Operand::Request(i) => &request[*i],
+            Operand::Policy(i) => &rule[*i],
+            Operand::Literal(s) => s,
+        }
+    }
+
+    fn eval(&self, expr: &Expr, request: &[String], rule: &[String]) -> Result<bool, String> {
+        Ok(match expr {
+            Expr::And(terms) => {
+                for term in terms {
+                    if !self.eval(term, request, rule)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Expr::Or(terms) => {
+                for term in terms {
+                    if self.eval(term, request, rule)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Expr::Not(inner) => !self.eval(inner, request, rule)?,
+            Expr::Bool(b) => *b,
+            Expr::Eq(a, b) => self.value(a, request, rule) == self.value(b, request, rule),
+            Expr::Ne(a, b) => self.value(a, request, rule) != self.value(b, request, rule),
+            Expr::Role(a, b, domain) => {
+                let (a, b) = (self.value(a, request, rule), self.value(b, request, rule));
+                let domain = domain.as_ref().map(|d| self.value(d, request, rule));
+                self.roles.read().has_link(a, b, domain)
+            }
+            Expr::Call(func, a, b) => self.call(*func, self.value(a, request, rule), self.value(b, request, rule))?,
+        })
+    }
+
+    /// casbin-rs's pattern functions; the regex-based ones with their
+    /// pattern compiled once (the translation is casbin-rs's).
+    fn call(&self, func: Func, key: &str, pattern: &str) -> Result<bool, String> {
+        match func {
+            Func::KeyMatch => return Ok(function_map::key_match(key, pattern)),
+            Func::GlobMatch => return Ok(function_map::glob_match(key, pattern)),
+            Func::IpMatch => {
+                return std::panic::catch_unwind(|| function_map::ip_match(key, pattern))
+                    .map_err(|_| format!("ipMatch: {pattern:?} is not an IP address or CIDR"))
+            }
+            Func::KeyMatch4 => {
+                return std::panic::catch_unwind(|| function_map::key_match4(key, pattern))
+                    .map_err(|_| "keyMatch4 failed".to_owned())
+            }
+            _ => {}
+        }
+        let slot = match func {
+            Func::RegexMatch => 0,
+            Func::KeyMatch2 => 1,
+            Func::KeyMatch3 => 2,
+            _ => 3,
+        };
+        let cached = self.regexes[slot].read().unwrap_or_else(|p| p.into_inner()).get(pattern).cloned();
+        let regex = match cached {
+            Some(regex) => regex,
+            None => {
+                let source = match func {
+                    Func::RegexMatch => pattern.to_owned(),
+                    Func::KeyMatch2 => {
+                        let p = if pattern.contains("/*") { pattern.replace("/*", "/.*") } else { pattern.to_owned() };
+                        format!("^{}$", Regex::new(r":[^/]*").expect("valid regex").replace_all(&p, "[^/]+"))
+                    }
+                    Func::KeyMatch3 => {
+                        let p = if pattern.contains("/*") { pattern.replace("/*", "/.*") } else { pattern.to_owned() };
+                        format!("^{}$", Regex::new(r"\{[^/]*\}").expect("valid regex").replace_all(&p, "[^/]+"))
+                    }
+                    Func::KeyMatch5 => {
+                        let p = pattern.replace("/*", "/.*");
+                        format!("^{}$", Regex::new(r"(\{[^/]+?\})").expect("valid regex").replace_all(&p, "[^/]+"))
+                    }
+                    _ => unreachable!("handled above"),
+                };
+                let compiled = Regex::new(&source).ok().map(Arc::new);
+                self.regexes[slot].write().unwrap_or_else(|p| p.into_inner()).insert(pattern.to_owned(), compiled.clone());
+                compiled
+            }
+        };
+        let key = if func == Func::KeyMatch5 { key.split('?').next().unwrap_or(key) } else { key };
+        match regex {
+            Some(regex) => Ok(regex.is_match(key)),
+            None => Err(format!("pattern {pattern:?} is not a valid regular expression")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_common_matchers_and_refuses_the_rest() {
+        let r: Vec<String> = ["r_sub", "r_dom", "r_obj", "r_act"].map(String::from).to_vec();
+        let p: Vec<String> = ["p_sub", "p_dom", "p_obj", "p_act"].map(String::from).to_vec();
+        let g = HashMap::from([("g".to_owned(), 3)]);
+        let parse = |m: &str| {
+            let mut parser = Parser { tokens: tokenize(m)?, at: 0, request: &r, policy: &p, groupings: &g };
+            let expr = parser.or()?;
+            (parser.at == parser.tokens.len()).then_some(expr)
+        };
+        assert!(parse("g(r_sub, p_sub, r_dom) && r_dom == p_dom && keyMatch(r_obj, p_obj) && (r_act == p_act || p_act == \"*\")").is_some());
+        assert!(parse("r_sub == p_sub || r_sub == \"root\"").is_some());
+        assert!(parse("r_sub.Age > 18").is_none());
+        assert!(parse("r_obj in (\"a\", \"b\")").is_none());
+        assert!(parse("customFn(r_sub, p_sub)").is_none());
+        assert!(parse("g(r_sub, p_sub)").is_none(), "wrong arity for a 3-argument g");
+    }
+}
