@@ -110,6 +110,14 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let word = if verdict.allowed() { "allow" } else { "deny" };
     println!("{word}: {}", verdict.reason(&request));
     if args.explain {
+        let held = policy.engine.roles_of(&args.subject, &args.domain);
+        let held: Vec<&str> = held.iter().map(String::as_str).chain(args.roles.iter().map(String::as_str)).collect();
+        println!("subject: {}", args.subject);
+        println!("roles held: {}", if held.is_empty() { "none".to_owned() } else { held.join(", ") });
+        println!(
+            "engine: {}",
+            if policy.engine.is_compiled() { "compiled (indexed) evaluator" } else { "casbin-rs (matcher outside the compiled subset)" }
+        );
         println!("policy version: {}", policy.version);
     }
     Ok(if verdict.allowed() { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -23,7 +23,7 @@ const PATTERNS: [&str; 7] = ["/api/*", "/api/users/:id", "/api/users/:id/orders"
 const ACTIONS: [&str; 4] = ["read", "write", "delete", "*"];
 const DOMAINS: [&str; 3] = ["acme", "globex", "initech"];
 
-fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> String {
+fn pick(rng: &mut StdRng, from: &[&str]) -> String {
     from[rng.random_range(0..from.len())].to_owned()
 }
 

@@ -82,7 +82,8 @@ where
     F: FnMut(&[u8], &CheckedLine) -> Result<(), String>,
 {
     let files = audit_files(dir)?;
-    walk(&files, |_, _, _, line, checked| {
+    walk(&files, |_, _, _, line, _| {
+        let checked = record::decode(line).map_err(|e| e.to_string())?;
         if filter.matches(&checked.record, redactor) {
             visit(line, &checked)?;
         }

@@ -332,6 +332,17 @@ struct Writer {
 
 /// Most commands folded into one group commit.
 const MAX_GROUP: usize = 4096;
+/// Most yields while gathering a group.
+const GATHER_YIELDS: usize = 16;
+
+fn drain(rx: &mut mpsc::Receiver<Command>, group: &mut Vec<Command>) {
+    while group.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(command) => group.push(command),
+            Err(_) => break,
+        }
+    }
+}
 /// How often an unhealthy log probes whether writing works again.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
@@ -357,10 +368,18 @@ impl Writer {
                     continue;
                 }
             }
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(command) => group.push(command),
-                    Err(_) => break,
+            drain(&mut rx, &mut group);
+            // Group commit needs a group. When request handlers share a core
+            // with this thread, waking it on the first record would write
+            // records one by one; yielding lets runnable handlers enqueue
+            // theirs first. When nothing else is runnable, the yield returns
+            // at once.
+            for _ in 0..GATHER_YIELDS {
+                let before = group.len();
+                std::thread::yield_now();
+                drain(&mut rx, &mut group);
+                if group.len() == before || group.len() >= MAX_GROUP {
+                    break;
                 }
             }
             if self.commit_group(&mut group) {

@@ -17,7 +17,7 @@ use ed25519_dalek::VerifyingKey;
 use super::{
     checkpoint::{self, Checkpoint, CHECKPOINT_FILE, PUBLIC_KEY_FILE},
     log::{segment_index, segment_name, FILE_PREFIX, FILE_SUFFIX},
-    record::{self, CheckedLine, Hash, GENESIS},
+    record::{self, ChainFields, Hash, GENESIS},
 };
 
 /// `SEQ:HASH`: this record must be in the log with this hash.
@@ -124,7 +124,7 @@ pub fn audit_files(dir: &Path) -> Result<Vec<PathBuf>, VerifyError> {
 /// the line against its own hash. Stops at the first broken line.
 pub fn walk<F>(files: &[PathBuf], mut visit: F) -> Result<u64, VerifyError>
 where
-    F: FnMut(&Path, u64, u64, &[u8], CheckedLine) -> Result<(), String>,
+    F: FnMut(&Path, u64, u64, &[u8], ChainFields) -> Result<(), String>,
 {
     let mut bytes = 0;
     for path in files {
@@ -149,9 +149,8 @@ where
                 ));
             }
             let body = &line[..line.len() - 1];
-            let checked = record::decode(body).map_err(|e| broken(None, e.to_string()))?;
-            let seq = checked.record.seq;
-            visit(path, number, offset, body, checked).map_err(|message| broken(Some(seq), message))?;
+            let fields = record::check(body).map_err(|e| broken(None, e.to_string()))?;
+            visit(path, number, offset, body, fields).map_err(|message| broken(Some(fields.seq), message))?;
             offset += read as u64;
         }
         bytes += offset;
@@ -203,8 +202,8 @@ pub fn verify_dir(dir: &Path, anchors: &[Anchor], public_key: Option<&VerifyingK
     let (mut next_anchor, mut next_checkpoint) = (0, 0);
 
     report.bytes = walk(&files, |_, _, _, _, checked| {
-        let seq = checked.record.seq;
-        let prev = record::parse_hash(&checked.record.prev).ok_or("prev is not a hash")?;
+        let seq = checked.seq;
+        let prev = checked.prev;
         if report.records == 0 {
             if seq != 1 || prev != GENESIS {
                 // A pruned prefix must be summarized by a checkpoint that
@@ -228,7 +227,7 @@ pub fn verify_dir(dir: &Path, anchors: &[Anchor], public_key: Option<&VerifyingK
             if prev != report.head {
                 return Err(format!(
                     "prev {} does not match the hash of the record before it ({})",
-                    checked.record.prev,
+                    record::hash_text(&prev),
                     record::hash_text(&report.head)
                 ));
             }

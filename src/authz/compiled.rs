@@ -6,10 +6,12 @@
 //! expression tree; when it is a conjunction containing `r.x == p.y` or a
 //! role check `g(r.x, p.y[, r.dom])`, the rules are indexed on that policy
 //! field, so a request only looks at the rules that could match. Everything
-//! the tree does is what Casbin does: role checks go to casbin-rs's own role
-//! manager, pattern functions are casbin-rs's own functions (with their
-//! compiled regexes cached), effects follow casbin-rs's effector, including
-//! which rule it reports.
+//! the tree does is what Casbin does: role checks are reachability in the
+//! same role graph casbin-rs builds (one graph per domain, shared by `g`,
+//! `g2`, …, as casbin-rs 2.20 does; its depth limit never triggers in
+//! practice, see `linked`), pattern functions are casbin-rs's own functions
+//! (with their compiled regexes cached), effects follow casbin-rs's
+//! effector, including which rule it reports.
 //!
 //! Anything outside this subset (arithmetic, `in`, attribute access, other
 //! functions, custom effects) is not compiled: the engine falls back to
@@ -20,10 +22,11 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use casbin::{function_map, RoleManager};
+use casbin::function_map;
 use regex::Regex;
 
-type SharedRoles = Arc<parking_lot::RwLock<dyn RoleManager>>;
+/// casbin-rs's name for the role graph of groupings without a domain.
+const DEFAULT_DOMAIN: &str = "DEFAULT";
 
 #[derive(Debug, Clone, PartialEq)]
 enum Operand {
@@ -285,9 +288,9 @@ enum Index {
     /// `r.x == p.y` is required: rules by the value of p.y.
     Equal { request: usize, rules: HashMap<String, Vec<u32>> },
     /// `g(r.x, p.y[, r.d])` is required: rules by p.y, looked up for r.x and
-    /// every role r.x may hold (a superset; each candidate is then checked
-    /// exactly).
-    Roles { request: usize, rules: HashMap<String, Vec<u32>> },
+    /// every role r.x holds (in r.d's graph): exactly the rules for which
+    /// the role check is true.
+    Roles { request: usize, domain: Option<Operand>, rules: HashMap<String, Vec<u32>> },
     /// No usable index: every rule is a candidate.
     Scan,
 }
@@ -298,11 +301,12 @@ pub(crate) struct Compiled {
     rules: Vec<Vec<String>>,
     eft: Option<usize>,
     index: Index,
+    /// Position of the indexed conjunct among the top-level terms: true for
+    /// every candidate by construction, so not evaluated again.
+    indexed_term: Option<usize>,
     policy_arity: usize,
-    roles: SharedRoles,
-    /// Role name → the roles it inherits (all grouping types, all domains:
-    /// a superset used only to pick candidates).
-    parents: HashMap<String, Vec<String>>,
+    /// Domain → member → roles granted to it directly: casbin-rs's graphs.
+    graph: HashMap<String, HashMap<String, Vec<String>>>,
     /// Compiled patterns of the regex-based functions, one map per function
     /// (regexMatch, keyMatch2, keyMatch3, keyMatch5), filled on first use.
     regexes: [RwLock<HashMap<String, Option<Arc<Regex>>>>; 4],
@@ -318,13 +322,6 @@ impl std::fmt::Debug for Compiled {
 /// would report (its `enforce_ex` explanation).
 pub(crate) type Outcome = (bool, Option<usize>);
 
-fn conjuncts(expr: &Expr) -> Vec<&Expr> {
-    match expr {
-        Expr::And(terms) => terms.iter().flat_map(conjuncts).collect(),
-        other => vec![other],
-    }
-}
-
 impl Compiled {
     /// Compiles the model's matcher, or `None` if it is outside the subset.
     #[allow(clippy::too_many_arguments)]
@@ -336,7 +333,6 @@ impl Compiled {
         groupings: &HashMap<String, usize>,
         rules: Vec<Vec<String>>,
         grouping_rules: &[Vec<String>],
-        roles: SharedRoles,
     ) -> Option<Compiled> {
         let effect = Effect::parse(effect)?;
         let mut parser = Parser { tokens: tokenize(matcher)?, at: 0, request: request_tokens, policy: policy_tokens, groupings };
@@ -349,21 +345,35 @@ impl Compiled {
             return None;
         }
 
-        let mut parents: HashMap<String, Vec<String>> = HashMap::new();
+        let mut graph: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
         for rule in grouping_rules {
-            if rule.len() >= 2 {
-                parents.entry(rule[0].clone()).or_default().push(rule[1].clone());
+            if rule.len() < 2 || rule[0] == rule[1] {
+                continue;
+            }
+            let domain = rule.get(2).map(String::as_str).unwrap_or(DEFAULT_DOMAIN);
+            let parents = graph.entry(domain.to_owned()).or_default().entry(rule[0].clone()).or_default();
+            if !parents.contains(&rule[1]) {
+                parents.push(rule[1].clone());
             }
         }
 
-        // Pick the most selective indexable conjunct.
-        let mut best: Option<(usize, Index)> = None;
-        for term in conjuncts(&expr) {
-            let (request, policy, is_role) = match term {
+        // Pick the most selective indexable top-level conjunct.
+        let top: Vec<&Expr> = match &expr {
+            Expr::And(terms) => terms.iter().collect(),
+            other => vec![other],
+        };
+        let mut best: Option<(usize, usize, Index)> = None;
+        for (position, term) in top.iter().enumerate() {
+            let (request, policy, domain, is_role) = match term {
                 Expr::Eq(Operand::Request(r), Operand::Policy(p)) | Expr::Eq(Operand::Policy(p), Operand::Request(r)) => {
-                    (*r, *p, false)
+                    (*r, *p, None, false)
                 }
-                Expr::Role(Operand::Request(r), Operand::Policy(p), _) => (*r, *p, true),
+                Expr::Role(Operand::Request(r), Operand::Policy(p), domain) => {
+                    if domain.as_ref().is_some_and(|d| matches!(d, Operand::Policy(_))) {
+                        continue;
+                    }
+                    (*r, *p, domain.clone(), true)
+                }
                 _ => continue,
             };
             let mut by_value: HashMap<String, Vec<u32>> = HashMap::new();
@@ -371,18 +381,19 @@ impl Compiled {
                 by_value.entry(rule[policy].clone()).or_default().push(i as u32);
             }
             let selectivity = by_value.len();
-            if best.as_ref().is_none_or(|(s, _)| selectivity > *s) {
+            if best.as_ref().is_none_or(|(s, _, _)| selectivity > *s) {
                 let index = if is_role {
-                    Index::Roles { request, rules: by_value }
+                    Index::Roles { request, domain, rules: by_value }
                 } else {
                     Index::Equal { request, rules: by_value }
                 };
-                best = Some((selectivity, index));
+                best = Some((selectivity, position, index));
             }
         }
-        let index = best.map(|(_, index)| index).unwrap_or(Index::Scan);
+        let indexed_term = best.as_ref().map(|(_, position, _)| *position);
+        let index = best.map(|(_, _, index)| index).unwrap_or(Index::Scan);
         let policy_arity = policy_tokens.len();
-        Some(Compiled { expr, effect, rules, eft, index, policy_arity, roles, parents, regexes: Default::default() })
+        Some(Compiled { expr, effect, rules, eft, index, indexed_term, policy_arity, graph, regexes: Default::default() })
     }
 
     pub(crate) fn rule(&self, index: usize) -> &[String] {
@@ -406,7 +417,7 @@ impl Compiled {
         let mut first_decisive: Option<(usize, bool)> = None;
         let mut visit = |i: usize| -> Result<(), String> {
             let rule = &self.rules[i];
-            if !self.eval(&self.expr, request, rule)? {
+            if !self.eval_candidate(request, rule)? {
                 return Ok(());
             }
             let allow = match self.eft {
@@ -442,20 +453,32 @@ impl Compiled {
                     }
                 }
             }
-            Index::Roles { request: slot, rules, .. } => {
-                let mut seen: HashSet<&str> = HashSet::new();
-                let mut queue: VecDeque<&str> = VecDeque::from([request[*slot].as_str()]);
-                while let Some(name) = queue.pop_front() {
-                    if !seen.insert(name) {
-                        continue;
+            Index::Roles { request: slot, domain, rules } => {
+                let domain = match domain {
+                    Some(operand) => self.value(operand, request, &[]),
+                    None => DEFAULT_DOMAIN,
+                };
+                let subject = request[*slot].as_str();
+                if let Some(ids) = rules.get(subject) {
+                    for &i in ids {
+                        visit(i as usize)?;
                     }
-                    if let Some(ids) = rules.get(name) {
-                        for &i in ids {
-                            visit(i as usize)?;
+                }
+                // casbin-rs only walks from names that are in the graph.
+                if let Some(graph) = self.graph.get(domain).filter(|g| g.contains_key(subject)) {
+                    let mut seen: HashSet<&str> = HashSet::from([subject]);
+                    let mut queue: VecDeque<&str> = VecDeque::from([subject]);
+                    while let Some(name) = queue.pop_front() {
+                        for parent in graph.get(name).into_iter().flatten() {
+                            if seen.insert(parent) {
+                                if let Some(ids) = rules.get(parent.as_str()) {
+                                    for &i in ids {
+                                        visit(i as usize)?;
+                                    }
+                                }
+                                queue.push_back(parent);
+                            }
                         }
-                    }
-                    if let Some(parents) = self.parents.get(name) {
-                        queue.extend(parents.iter().map(String::as_str));
                     }
                 }
             }
@@ -485,6 +508,46 @@ impl Compiled {
         }
     }
 
+    /// Evaluates the matcher for a candidate, skipping the indexed term.
+    fn eval_candidate(&self, request: &[String], rule: &[String]) -> Result<bool, String> {
+        match (&self.expr, self.indexed_term) {
+            (Expr::And(terms), Some(skip)) => {
+                for (i, term) in terms.iter().enumerate() {
+                    if i != skip && !self.eval(term, request, rule)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            (_, Some(_)) => Ok(true),
+            (expr, None) => self.eval(expr, request, rule),
+        }
+    }
+
+    /// casbin-rs's `has_link`: equal names, or `role` reachable from
+    /// `member` in the domain's graph. (Its breadth-first search carries a
+    /// depth limit of 10, but the depth counter only advances once the queue
+    /// is empty, so in effect it is plain reachability.)
+    fn linked(&self, member: &str, role: &str, domain: Option<&str>) -> bool {
+        if member == role {
+            return true;
+        }
+        let Some(graph) = self.graph.get(domain.unwrap_or(DEFAULT_DOMAIN)) else { return false };
+        let mut seen: HashSet<&str> = HashSet::from([member]);
+        let mut queue: VecDeque<&str> = VecDeque::from([member]);
+        while let Some(name) = queue.pop_front() {
+            for parent in graph.get(name).into_iter().flatten() {
+                if parent == role {
+                    return true;
+                }
+                if seen.insert(parent) {
+                    queue.push_back(parent);
+                }
+            }
+        }
+        false
+    }
+
     fn eval(&self, expr: &Expr, request: &[String], rule: &[String]) -> Result<bool, String> {
         Ok(match expr {
             Expr::And(terms) => {
@@ -510,7 +573,7 @@ impl Compiled {
             Expr::Role(a, b, domain) => {
                 let (a, b) = (self.value(a, request, rule), self.value(b, request, rule));
                 let domain = domain.as_ref().map(|d| self.value(d, request, rule));
-                self.roles.read().has_link(a, b, domain)
+                self.linked(a, b, domain)
             }
             Expr::Call(func, a, b) => self.call(*func, self.value(a, request, rule), self.value(b, request, rule))?,
         })

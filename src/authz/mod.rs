@@ -293,6 +293,23 @@ impl Engine {
         self.roles
     }
 
+    /// Every role `subject` holds through `g` grants (in `domain` for
+    /// domain models), nearest first.
+    pub fn roles_of(&self, subject: &str, domain: &str) -> Vec<String> {
+        let domain = if self.domain_roles { domain } else { "" };
+        let mut roles: Vec<String> = Vec::new();
+        let mut queue = VecDeque::from([subject.to_owned()]);
+        while let Some(name) = queue.pop_front() {
+            for role in self.grants.get(&(domain.to_owned(), name)).into_iter().flatten() {
+                if role != subject && !roles.contains(role) {
+                    roles.push(role.clone());
+                    queue.push_back(role.clone());
+                }
+            }
+        }
+        roles
+    }
+
     /// Whether the policy's role graph gives `subject` the role `role`.
     pub fn has_role(&self, subject: &str, role: &str) -> bool {
         self.has_roles && self.enforcer.get_role_manager().read().has_link(subject, role, None)
@@ -347,12 +364,11 @@ impl Engine {
             if let Some(slot) = subject_slot {
                 candidate.clone_into(&mut values[slot]);
             }
-            let (allowed, deciding) = match self.evaluate(&values, self.compiled.is_some()) {
+            let (allowed, deciding) = match self.evaluate(&values, use_compiled) {
                 Ok(answer) => answer,
                 Err(why) => return Ok(Verdict::Deny(Denial::EngineFailure(why))),
             };
             let rule = deciding.map(|values| self.matched_rule(values));
-            let _ = use_compiled;
             if allowed {
                 if permit.is_none() {
                     let role_path = self.role_path(request, candidate, rule.as_ref());
@@ -474,7 +490,6 @@ fn compile(enforcer: &Enforcer) -> Option<Compiled> {
         &groupings,
         policy.policy.iter().cloned().collect(),
         &grouping_rules,
-        enforcer.get_role_manager(),
     )
 }
 

@@ -15,6 +15,7 @@ pub mod lint;
 pub mod watch;
 
 use std::{
+    collections::HashMap,
     fmt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -41,7 +42,17 @@ pub struct PolicySet {
     pub loaded_at: SystemTime,
     /// Findings that do not stop loading (duplicates, ...).
     pub warnings: Vec<Problem>,
+    /// Label grants already decided on this snapshot (a reload brings a
+    /// new, empty cache): Mask resolves the same few per asker every call.
+    grant_cache: Mutex<HashMap<GrantKey, Grant>>,
 }
+
+/// (subject, extra roles, domain, label). Requests with attributes are not
+/// cached: ABAC conditions may depend on them.
+type GrantKey = (String, Vec<String>, String, String);
+
+/// Entries kept before the grant cache starts over.
+const GRANT_CACHE_LIMIT: usize = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -103,7 +114,14 @@ impl PolicySet {
             hasher.update(text.as_bytes());
         }
         let version = hex::encode(&hasher.finalize()[..8]);
-        Ok(PolicySet { version, engine, classification, loaded_at: SystemTime::now(), warnings })
+        Ok(PolicySet {
+            version,
+            engine,
+            classification,
+            loaded_at: SystemTime::now(),
+            warnings,
+            grant_cache: Mutex::new(HashMap::new()),
+        })
     }
 
     /// What the policy lets the asker see of `label`: the most visible of
@@ -112,6 +130,24 @@ impl PolicySet {
     /// (roles, domains and deny rules apply). `None`: no grant, the label's
     /// default treatment applies.
     pub fn grant(&self, asker: &AccessRequest<'_>, label: &Label) -> Grant {
+        if !asker.attributes.is_empty() {
+            return self.decide_grant(asker, label);
+        }
+        let key: GrantKey = (asker.subject.to_owned(), asker.extra_roles.to_vec(), asker.domain.to_owned(), label.name.clone());
+        let cache = || self.grant_cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(grant) = cache().get(&key) {
+            return grant.clone();
+        }
+        let grant = self.decide_grant(asker, label);
+        let mut cache = cache();
+        if cache.len() >= GRANT_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, grant.clone());
+        grant
+    }
+
+    fn decide_grant(&self, asker: &AccessRequest<'_>, label: &Label) -> Grant {
         const LEVELS: [(&str, Treatment); 3] = [
             (SEE_CLEAR, Treatment::Clear),
             ("see:pseudonym", Treatment::Pseudonym),

@@ -1,0 +1,801 @@
+//! vigil's benchmark: builds and starts the real `vigil` binary on the
+//! shipped example policies, drives it with a tonic load generator, and
+//! measures the in-process costs that do not need the network. Prints a
+//! table and writes bench/RESULTS.md.
+//!
+//! ```sh
+//! cargo run --release --bin vigil-bench            # full run (~3 minutes)
+//! cargo run --release --bin vigil-bench -- --quick # shorter runs
+//! ```
+//!
+//! On Linux with two or more cores the server is pinned to core 0 and the
+//! generator to core 1 (taskset), and the output says so. Every gRPC figure
+//! is also printed as a ratio to "the floor": a no-op unary RPC
+//! (grpc.health.v1.Health/Check on the same server) measured by the same
+//! generator in the same run.
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use prost_types::{value::Kind, Struct, Value};
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+use vigil::{
+    audit::{verify::verify_dir, AuditLog, AuditOptions, Record},
+    authz::{AccessRequest, Engine, Origin, RuleLine},
+    cli::SyncMode,
+    proto::{
+        access_control_client::AccessControlClient, data_masking_client::DataMaskingClient,
+        policy_admin_client::PolicyAdminClient, AuthorizeBatchRequest, AuthorizeRequest, MaskRequest,
+        ReloadPoliciesRequest,
+    },
+};
+
+struct Settings {
+    warmup: Duration,
+    duration: Duration,
+    pinned: bool,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let pinned = pin_self();
+    let settings = Settings {
+        warmup: Duration::from_millis(if quick { 300 } else { 700 }),
+        duration: Duration::from_millis(if quick { 1200 } else { 3000 }),
+        pinned,
+    };
+    let vigil = build_vigil();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut report = Report::default();
+    runtime.block_on(run(&vigil, &settings, &mut report, quick));
+    report.finish(&settings);
+}
+
+/// Re-executes the generator on core 1 (once); the server goes on core 0.
+fn pin_self() -> bool {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let taskset = Command::new("taskset").arg("--version").output().is_ok();
+    if cores < 2 || !taskset || !cfg!(target_os = "linux") {
+        return false;
+    }
+    if std::env::var_os("VIGIL_BENCH_PINNED").is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("own path");
+    let status = Command::new("taskset")
+        .arg("-c")
+        .arg("1")
+        .arg(exe)
+        .args(std::env::args().skip(1))
+        .env("VIGIL_BENCH_PINNED", "1")
+        .status()
+        .expect("re-exec under taskset");
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+fn build_vigil() -> PathBuf {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--bin", "vigil"])
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building vigil failed");
+    let exe = std::env::current_exe().expect("own path");
+    exe.parent().expect("target dir").join("vigil")
+}
+
+// ---- the server under test -----------------------------------------------
+
+struct Server {
+    child: Child,
+    tcp: String,
+    unix: PathBuf,
+    _dir: tempfile::TempDir,
+    started_in: Duration,
+}
+
+impl Server {
+    fn start(vigil: &Path, policies: &Path, extra: &[&str], pinned: bool) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("vigil.sock");
+        let mut command = if pinned {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg("0").arg(vigil);
+            c
+        } else {
+            Command::new(vigil)
+        };
+        command
+            .arg("serve")
+            .arg("--policies")
+            .arg(policies)
+            .arg("--audit-dir")
+            .arg(dir.path().join("audit"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--watch")
+            .arg("false")
+            .args(extra)
+            .current_dir(dir.path())
+            .env("VIGIL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let started = Instant::now();
+        let mut child = command.spawn().expect("start vigil");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut tcp = String::new();
+        let mut seen = 0;
+        while seen < 2 {
+            let line = lines.next().expect("vigil exited before listening").expect("read stdout");
+            if let Some(address) = line.strip_prefix("listening on ") {
+                seen += 1;
+                if !address.starts_with("unix:") {
+                    tcp = address.to_owned();
+                }
+            }
+        }
+        let started_in = started.elapsed();
+        Server { child, tcp, unix: socket, _dir: dir, started_in }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn channel(&self, unix: bool) -> Channel {
+        if unix {
+            let path = self.unix.clone();
+            Endpoint::try_from("http://[::]:50051")
+                .expect("endpoint")
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(UnixStream::connect(path).await?)) }
+                }))
+                .await
+                .expect("connect unix")
+        } else {
+            Endpoint::from_shared(format!("http://{}", self.tcp)).expect("endpoint").tcp_nodelay(true).connect().await.expect("connect tcp")
+        }
+    }
+
+    /// User + system CPU time of the server, from /proc.
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or_default();
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    }
+
+    fn memory(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The generator's idle connections would hold a graceful shutdown
+        // for its full grace period; the benchmark does not need one.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- load generation -----------------------------------------------------
+
+#[derive(Clone)]
+enum Call {
+    Floor,
+    Authorize(Vec<AuthorizeRequest>),
+    Batch(AuthorizeBatchRequest),
+    Mask(MaskRequest),
+}
+
+struct Measured {
+    calls: u64,
+    items: u64,
+    elapsed: Duration,
+    latencies: Vec<u32>,
+    cpu: Duration,
+    errors: u64,
+}
+
+impl Measured {
+    fn throughput(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        Duration::from_nanos(u64::from(sorted[i]) * 100)
+    }
+    fn cpu_per_call(&self) -> Duration {
+        if self.calls == 0 {
+            return Duration::ZERO;
+        }
+        self.cpu / self.calls as u32
+    }
+}
+
+async fn drive(server: &Server, unix: bool, streams: usize, call: Call, settings: &Settings) -> Measured {
+    let connections = streams.clamp(1, 4);
+    let mut channels = Vec::new();
+    for _ in 0..connections {
+        channels.push(server.channel(unix).await);
+    }
+    let run = |duration: Duration, record: bool| {
+        let mut tasks = Vec::new();
+        for stream in 0..streams {
+            let channel = channels[stream % connections].clone();
+            let call = call.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(if record { 200_000 } else { 0 });
+                let (mut calls, mut items, mut errors) = (0u64, 0u64, 0u64);
+                let mut access = AccessControlClient::new(channel.clone());
+                let mut health = HealthClient::new(channel.clone());
+                let mut masking = DataMaskingClient::new(channel);
+                let deadline = Instant::now() + duration;
+                let mut n = stream;
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    let (ok, count) = match &call {
+                        Call::Floor => (health.check(HealthCheckRequest { service: String::new() }).await.is_ok(), 1),
+                        Call::Authorize(requests) => {
+                            n = n.wrapping_add(7);
+                            (access.authorize(requests[n % requests.len()].clone()).await.is_ok(), 1)
+                        }
+                        Call::Batch(batch) => (access.authorize_batch(batch.clone()).await.is_ok(), batch.requests.len() as u64),
+                        Call::Mask(request) => (masking.mask(request.clone()).await.is_ok(), request.records.len() as u64),
+                    };
+                    if ok {
+                        calls += 1;
+                        items += count;
+                        if record {
+                            latencies.push((started.elapsed().as_nanos() / 100).min(u128::from(u32::MAX)) as u32);
+                        }
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (calls, items, errors, latencies)
+            }));
+        }
+        tasks
+    };
+    for task in run(settings.warmup, false) {
+        let _ = task.await;
+    }
+    let cpu_before = server.cpu();
+    let started = Instant::now();
+    let mut measured = Measured { calls: 0, items: 0, elapsed: Duration::ZERO, latencies: Vec::new(), cpu: Duration::ZERO, errors: 0 };
+    for task in run(settings.duration, true) {
+        let (calls, items, errors, latencies) = task.await.expect("load task");
+        measured.calls += calls;
+        measured.items += items;
+        measured.errors += errors;
+        measured.latencies.extend(latencies);
+    }
+    measured.elapsed = started.elapsed();
+    measured.cpu = server.cpu().saturating_sub(cpu_before);
+    measured
+}
+
+// ---- workloads -----------------------------------------------------------
+
+fn authorize_mix() -> Vec<AuthorizeRequest> {
+    let cases = [
+        ("alice", "crm.customers", "read"),
+        ("bob", "crm.tickets", "write"),
+        ("carol", "hr.employees", "read"),
+        ("frank", "finance.payments", "read"),
+        ("erin", "reports.q3", "read"),
+        ("dave", "hr.employees", "delete"),
+        ("mallory", "crm.customers", "read"),
+        ("bob", "crm.customers", "export"),
+    ];
+    cases
+        .iter()
+        .map(|(s, o, a)| AuthorizeRequest { subject: (*s).into(), object: (*o).into(), action: (*a).into(), ..Default::default() })
+        .collect()
+}
+
+fn string(s: &str) -> Value {
+    Value { kind: Some(Kind::StringValue(s.into())) }
+}
+
+/// A 20-field customer record with 5 sensitive fields (mobile, resident id,
+/// email, bank card, an address with a phone number in free text).
+fn customer_record(i: usize) -> Struct {
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert("customer_id".into(), string(&format!("C{i:08}")));
+    fields.insert("mobile".into(), string("13812345678"));
+    fields.insert("id_number".into(), string("11010519491231002X"));
+    fields.insert("email".into(), string("zhang.san@example.com"));
+    fields.insert("card_number".into(), string("4111 1111 1111 1111"));
+    fields.insert("address".into(), string("北京市朝阳区建国路88号 联系人电话 13987654321"));
+    for (k, v) in [
+        ("segment", "retail"),
+        ("status", "active"),
+        ("city", "Beijing"),
+        ("country", "CN"),
+        ("tier", "gold"),
+        ("channel", "app"),
+        ("language", "zh-CN"),
+        ("currency", "CNY"),
+        ("created_at", "2024-03-07T10:00:00Z"),
+        ("updated_at", "2026-11-01T08:30:00Z"),
+        ("source", "crm-sync"),
+        ("owner_team", "north"),
+        ("marketing_opt_in", "yes"),
+        ("notes", "prefers evening calls"),
+    ] {
+        fields.insert(k.into(), string(v));
+    }
+    Struct { fields }
+}
+
+// ---- reporting -----------------------------------------------------------
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<String>,
+    notes: Vec<String>,
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+impl Report {
+    fn section(&mut self, title: &str, header: &str) {
+        println!("\n## {title}\n\n{header}");
+        let separators = header.matches('|').count().saturating_sub(1);
+        let rule = format!("|{}", "---|".repeat(separators));
+        println!("{rule}");
+        self.rows.push(format!("\n## {title}\n\n{header}\n{rule}"));
+    }
+
+    fn row(&mut self, row: String) {
+        println!("{row}");
+        self.rows.push(row);
+    }
+
+    fn note(&mut self, note: String) {
+        println!("{note}");
+        self.notes.push(note);
+    }
+
+    fn finish(&self, settings: &Settings) {
+        let commit = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let mut out = String::new();
+        let _ = writeln!(out, "# vigil benchmark results\n");
+        let _ = writeln!(out, "- machine: {cpu}, {cores} cores");
+        let _ = writeln!(out, "- commit: {commit}");
+        let _ = writeln!(out, "- date: {date}");
+        let _ = writeln!(
+            out,
+            "- pinning: {}",
+            if settings.pinned { "server on core 0, load generator on core 1 (taskset)" } else { "none (fewer than 2 cores or no taskset)" }
+        );
+        let _ = writeln!(out, "- runs: {:?} warm-up, {:?} measured per scenario", settings.warmup, settings.duration);
+        let _ = writeln!(out, "- command: `cargo run --release --bin vigil-bench`");
+        for row in &self.rows {
+            let _ = writeln!(out, "{row}");
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(out, "\n## Notes\n");
+            for note in &self.notes {
+                let _ = writeln!(out, "- {note}");
+            }
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/RESULTS.md");
+        std::fs::write(&path, out).expect("write bench/RESULTS.md");
+        println!("\nwritten to {}", path.display());
+    }
+}
+
+// ---- synthetic policies for the scale scenarios ---------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    Rbac,
+    RbacDomains,
+    KeyMatch,
+}
+
+fn synthetic(shape: Shape, lines: usize) -> (String, Vec<RuleLine>) {
+    let origin = |line| Origin { file: "policy.csv".into(), line };
+    let roles = (lines / 50).max(4);
+    let users = (lines / 10).max(4);
+    let grants = users;
+    let mut rules = Vec::with_capacity(lines);
+    let model = match shape {
+        Shape::Rbac => "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n",
+        Shape::RbacDomains => "[request_definition]\nr = sub, dom, obj, act\n[policy_definition]\np = sub, dom, obj, act\n[role_definition]\ng = _, _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act\n",
+        Shape::KeyMatch => "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act, eft\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow)) && !some(where (p.eft == deny))\n[matchers]\nm = g(r.sub, p.sub) && keyMatch(r.obj, p.obj) && (r.act == p.act || p.act == \"*\")\n",
+    };
+    for u in 0..grants.min(lines / 2) {
+        let mut values = vec![format!("user{u}"), format!("role{}", u % roles)];
+        if shape == Shape::RbacDomains {
+            values.push(format!("tenant{}", (u % roles) % 10));
+        }
+        rules.push(RuleLine { ptype: "g".into(), values, origin: origin(rules.len() + 1) });
+    }
+    let mut k = 0;
+    while rules.len() < lines {
+        let role = format!("role{}", k % roles);
+        let values = match shape {
+            Shape::Rbac => vec![role, format!("dataset{k}"), "read".into()],
+            Shape::RbacDomains => vec![role, format!("tenant{}", (k % roles) % 10), format!("dataset{k}"), "read".into()],
+            Shape::KeyMatch => vec![role, format!("svc{k}.*"), "read".into(), "allow".into()],
+        };
+        rules.push(RuleLine { ptype: "p".into(), values, origin: origin(rules.len() + 1) });
+        k += 1;
+    }
+    (model.to_owned(), rules)
+}
+
+fn write_policy_dir(shape: Shape, lines: usize) -> tempfile::TempDir {
+    let (model, rules) = synthetic(shape, lines);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("model.conf"), model).expect("write model");
+    let mut csv = String::with_capacity(lines * 32);
+    for rule in &rules {
+        csv.push_str(&rule.ptype);
+        for v in &rule.values {
+            csv.push_str(", ");
+            csv.push_str(v);
+        }
+        csv.push('\n');
+    }
+    std::fs::write(dir.path().join("policy.csv"), csv).expect("write policy");
+    dir
+}
+
+/// Requests with distinct subjects and objects, allowed or denied.
+fn scale_requests(shape: Shape, lines: usize, allowed: bool, count: usize) -> Vec<(String, String, String)> {
+    let roles = (lines / 50).max(4);
+    let users = (lines / 10).max(4).min(lines / 2);
+    let datasets = lines - users;
+    (0..count)
+        .map(|i| {
+            let user = (i * 7919) % users;
+            let role = user % roles;
+            // A dataset granted to the user's role (k % roles == role), or not.
+            let mut k = (i * 104_729) % datasets.max(1);
+            k = k - (k % roles) + role;
+            if !allowed {
+                k = k - (k % roles) + (role + 1) % roles;
+            }
+            let object = match shape {
+                Shape::KeyMatch => format!("svc{k}.orders"),
+                _ => format!("dataset{k}"),
+            };
+            let domain = if shape == Shape::RbacDomains { format!("tenant{}", role % 10) } else { String::new() };
+            (format!("user{user}"), object, domain)
+        })
+        .collect()
+}
+
+// ---- the run -------------------------------------------------------------
+
+async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool) {
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let floor_by_key: &mut HashMap<(bool, usize), Measured> = &mut HashMap::new();
+
+    report.section(
+        "(a, g) Authorize over gRPC vs the floor (no-op RPC, same server, same generator)",
+        "| transport | audit sync | streams | req/s | ×floor | p50 µs | p99 µs | p999 µs | floor p50 µs | server CPU µs/call | errors |",
+    );
+    let mut peak_rss = 0;
+    let mut saturated_batch_authorize = 0.0;
+    for sync in ["batch", "always", "off"] {
+        let server = Server::start(vigil, &policies, &["--audit-sync", sync], settings.pinned);
+        for unix in [false, true] {
+            for streams in [1, 16, 64] {
+                if sync == "batch" || !floor_by_key.contains_key(&(unix, streams)) {
+                    let floor = drive(&server, unix, streams, Call::Floor, settings).await;
+                    floor_by_key.insert((unix, streams), floor);
+                }
+                let floor = &floor_by_key[&(unix, streams)];
+                let m = drive(&server, unix, streams, Call::Authorize(authorize_mix()), settings).await;
+                if sync == "batch" && !unix && streams == 64 {
+                    saturated_batch_authorize = m.throughput();
+                }
+                report.row(format!(
+                    "| {} | {sync} | {streams} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {} |",
+                    if unix { "unix" } else { "tcp" },
+                    m.throughput(),
+                    m.throughput() / floor.throughput(),
+                    micros(m.percentile(0.5)),
+                    micros(m.percentile(0.99)),
+                    micros(m.percentile(0.999)),
+                    micros(floor.percentile(0.5)),
+                    micros(m.cpu_per_call()),
+                    m.errors
+                ));
+            }
+        }
+        peak_rss = peak_rss.max(server.memory("VmHWM"));
+    }
+    for unix in [false, true] {
+        for streams in [1, 16, 64] {
+            let floor = &floor_by_key[&(unix, streams)];
+            report.note(format!(
+                "floor ({}, {streams} streams): {:.0} req/s, p50 {} µs, server CPU {} µs/call",
+                if unix { "unix" } else { "tcp" },
+                floor.throughput(),
+                micros(floor.percentile(0.5)),
+                micros(floor.cpu_per_call())
+            ));
+        }
+    }
+
+    let server = Server::start(vigil, &policies, &[], settings.pinned);
+    report.section("(b, c) AuthorizeBatch and Mask (TCP, audit sync batch)", "| scenario | streams | calls/s | items/s | p50 µs | p99 µs | server CPU µs/item | items/s ÷ Authorize saturated |");
+    let batch = AuthorizeBatchRequest { requests: authorize_mix().into_iter().cycle().take(100).collect() };
+    let mut mask_request = MaskRequest { subject: "bob".into(), object: "crm.customers".into(), ..Default::default() };
+    mask_request.records = (0..10).map(customer_record).collect();
+    let mask_single = MaskRequest { records: vec![customer_record(1)], ..mask_request.clone() };
+    for (name, call, streams) in [
+        ("AuthorizeBatch ×100", Call::Batch(batch), 16),
+        ("Mask, 1 record of 20 fields", Call::Mask(mask_single), 64),
+        ("Mask, 10 records of 20 fields", Call::Mask(mask_request), 16),
+    ] {
+        let m = drive(&server, false, streams, call, settings).await;
+        let items = m.items as f64 / m.elapsed.as_secs_f64();
+        report.row(format!(
+            "| {name} | {streams} | {:.0} | {:.0} | {} | {} | {:.2} | {:.2} |",
+            m.throughput(),
+            items,
+            micros(m.percentile(0.5)),
+            micros(m.percentile(0.99)),
+            m.cpu.as_secs_f64() * 1e6 / m.items.max(1) as f64,
+            items / saturated_batch_authorize.max(1.0)
+        ));
+    }
+    peak_rss = peak_rss.max(server.memory("VmHWM"));
+    drop(server);
+    report.note(format!("peak RSS of the server under load on the example policies: {:.1} MB", peak_rss as f64 / 1e6));
+
+    report.section("(h) Where time goes in one Authorize call, in process (example policies)", "| stage | ns/call |");
+    {
+        use prost::Message;
+        let policy = vigil::policy::PolicySet::load(&policies).await.expect("example policies");
+        let request = AuthorizeRequest { subject: "alice".into(), object: "crm.customers".into(), action: "read".into(), ..Default::default() };
+        let bytes = request.encode_to_vec();
+        let n = if quick { 20_000 } else { 100_000 };
+        let time = |f: &mut dyn FnMut()| {
+            let started = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            started.elapsed().as_nanos() as f64 / n as f64
+        };
+        let decode = time(&mut || {
+            std::hint::black_box(AuthorizeRequest::decode(bytes.as_slice()).expect("decodes"));
+        });
+        let attributes = HashMap::new();
+        let access = AccessRequest { subject: "alice", extra_roles: &[], object: "crm.customers", action: "read", domain: "", attributes: &attributes };
+        let decide = time(&mut || {
+            std::hint::black_box(policy.engine.decide(&access).expect("valid").allowed());
+        });
+        let reason = time(&mut || {
+            let verdict = policy.engine.decide(&access).expect("valid");
+            std::hint::black_box(verdict.reason(&access));
+        }) - decide;
+        let mut buf = Vec::with_capacity(512);
+        let record_cost = time(&mut || {
+            let mut record = Record::new("decision");
+            record.id = Some("Xq0-a1B2c3D4e5F6g7H8iA".into());
+            record.sub = Some("alice".into());
+            record.obj = Some("crm.customers".into());
+            record.act = Some("read".into());
+            record.allowed = Some(true);
+            record.reason = Some("allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst".into());
+            record.pv = Some(policy.version.clone());
+            record.prev = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+            buf.clear();
+            std::hint::black_box(vigil::audit::record::encode(&record, &mut buf));
+        });
+        let response = vigil::proto::AuthorizeResponse {
+            allowed: true,
+            decision_id: "Xq0-a1B2c3D4e5F6g7H8iA".into(),
+            reason: "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst".into(),
+            policy_version: policy.version.clone(),
+            audit_seq: 42,
+            audit_hash: "00".repeat(32),
+        };
+        let encode = time(&mut || {
+            std::hint::black_box(response.encode_to_vec());
+        });
+        let keys = vigil::keys::Keyring::generate();
+        let support = AccessRequest { subject: "bob", object: "crm.customers", ..access };
+        let record = customer_record(1);
+        let mask_one = time(&mut || {
+            let visibility = |label: &vigil::mask::Label| policy.grant(&support, label);
+            let mut masker = vigil::mask::Masker::new(&policy.classification, "crm.customers", &keys, visibility, 32);
+            let mut copy = record.clone();
+            let mut actions = Vec::new();
+            masker.mask(0, &mut copy, &mut actions).expect("masks");
+            std::hint::black_box(copy);
+        });
+        let grants = time(&mut || {
+            for label in policy.classification.labels.values() {
+                std::hint::black_box(policy.grant(&support, label));
+            }
+        });
+        report.row(format!("| decode request (prost) | {decode:.0} |"));
+        report.row(format!("| decision (compiled engine: {}) | {decide:.0} |", policy.engine.is_compiled()));
+        report.row(format!("| reason text (rule, role path) | {reason:.0} |"));
+        report.row(format!("| audit record: build, JSON, SHA-256 | {record_cost:.0} |"));
+        report.row(format!("| encode response (prost) | {encode:.0} |"));
+        report.row(format!("| Mask: one 20-field record, support role (whole masker) | {mask_one:.0} |"));
+        report.row(format!("| Mask: resolving grants for all {} labels | {grants:.0} |", policy.classification.labels.len()));
+    }
+
+    report.section(
+        "(d) In-process decision cost, uncached (distinct subjects and objects)",
+        "| model | policy lines | compiled | allowed p50 µs | allowed p99 µs | denied p50 µs | denied p99 µs | casbin-rs p50 µs |",
+    );
+    let attributes = HashMap::new();
+    for shape in [Shape::Rbac, Shape::RbacDomains, Shape::KeyMatch] {
+        for lines in [100, 10_000, 100_000] {
+            let (model, rules) = synthetic(shape, lines);
+            let engine = Engine::build(&model, &rules).await.expect("synthetic policy builds");
+            let mut figures = Vec::new();
+            for allowed in [true, false] {
+                let requests = scale_requests(shape, lines, allowed, if quick { 5_000 } else { 20_000 });
+                let mut latencies = Vec::with_capacity(requests.len());
+                for (subject, object, domain) in &requests {
+                    let request = AccessRequest { subject, extra_roles: &[], object, action: "read", domain, attributes: &attributes };
+                    let started = Instant::now();
+                    let verdict = engine.decide(&request).expect("valid request");
+                    latencies.push(started.elapsed());
+                    assert_eq!(verdict.allowed(), allowed, "{shape:?} {lines}: {subject} {object}: {}", verdict.reason(&request));
+                }
+                latencies.sort_unstable();
+                figures.push(latencies[latencies.len() / 2]);
+                figures.push(latencies[latencies.len() * 99 / 100]);
+            }
+            // casbin-rs alone, for comparison: few calls, it is linear.
+            let samples = if lines >= 100_000 { 3 } else if lines >= 10_000 { 20 } else { 500 };
+            let requests = scale_requests(shape, lines, true, samples);
+            let mut reference = Vec::new();
+            for (subject, object, domain) in &requests {
+                let request = AccessRequest { subject, extra_roles: &[], object, action: "read", domain, attributes: &attributes };
+                let started = Instant::now();
+                let _ = engine.decide_reference(&request);
+                reference.push(started.elapsed());
+            }
+            reference.sort_unstable();
+            report.row(format!(
+                "| {shape:?} | {lines} | {} | {} | {} | {} | {} | {} |",
+                engine.is_compiled(),
+                micros(figures[0]),
+                micros(figures[1]),
+                micros(figures[2]),
+                micros(figures[3]),
+                micros(reference[reference.len() / 2])
+            ));
+        }
+    }
+
+    report.section("(e) Start-up and reload at 100,000 policy lines", "| measure | value |");
+    let big = write_policy_dir(Shape::Rbac, 100_000);
+    let server = Server::start(vigil, big.path(), &[], settings.pinned);
+    report.row(format!("| start-up to listening | {:.0} ms |", server.started_in.as_secs_f64() * 1e3));
+    report.row(format!("| RSS after start-up | {:.1} MB |", server.memory("VmRSS") as f64 / 1e6));
+    let mut admin = PolicyAdminClient::new(server.channel(false).await);
+    let policy_file = big.path().join("policy.csv");
+    let text = std::fs::read_to_string(&policy_file).expect("policy");
+    std::fs::write(&policy_file, format!("{text}p, role1, dataset-new, read\n")).expect("edit");
+    let started = Instant::now();
+    admin.reload_policies(ReloadPoliciesRequest {}).await.expect("reload");
+    report.row(format!("| reload (ReloadPolicies RPC, changed set) | {:.0} ms |", started.elapsed().as_secs_f64() * 1e3));
+    let requests: Vec<AuthorizeRequest> = scale_requests(Shape::Rbac, 100_000, true, 64)
+        .into_iter()
+        .map(|(s, o, _)| AuthorizeRequest { subject: s, object: o, action: "read".into(), ..Default::default() })
+        .collect();
+    let quiet = drive(&server, false, 16, Call::Authorize(requests.clone()), settings).await;
+    let reloading = {
+        let admin_channel = server.channel(false).await;
+        let reloads = tokio::spawn(async move {
+            let mut admin = PolicyAdminClient::new(admin_channel);
+            let mut count = 0;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if admin.reload_policies(ReloadPoliciesRequest {}).await.is_ok() {
+                    count += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            count
+        });
+        let m = drive(&server, false, 16, Call::Authorize(requests), settings).await;
+        reloads.abort();
+        m
+    };
+    report.row(format!("| Authorize p99, 16 streams, no reload | {} µs |", micros(quiet.percentile(0.99))));
+    report.row(format!("| Authorize p99, 16 streams, reloading every 300 ms | {} µs (errors: {}) |", micros(reloading.percentile(0.99)), reloading.errors));
+    report.row(format!("| peak RSS with 100,000 lines | {:.1} MB |", server.memory("VmHWM") as f64 / 1e6));
+    drop(server);
+
+    report.section("(f) Audit log: append and verify, in process", "| measure | value |");
+    for sync in [SyncMode::Batch, SyncMode::Always, SyncMode::Off] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let (log, _) = AuditLog::open(AuditOptions::new(dir.path(), sync, key), Record::new("startup")).expect("open audit");
+        let log = Arc::new(log);
+        let deadline = Instant::now() + settings.duration;
+        let mut tasks = Vec::new();
+        for writer in 0..64 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let mut record = Record::new("decision");
+                    record.sub = Some(format!("user{writer}"));
+                    record.obj = Some("crm.customers".into());
+                    record.act = Some("read".into());
+                    record.allowed = Some(true);
+                    record.reason = Some("allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst".into());
+                    record.pv = Some("0123456789abcdef".into());
+                    if log.append_one(record).await.is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            }));
+        }
+        let started = Instant::now();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.expect("writer");
+        }
+        let rate = total as f64 / started.elapsed().as_secs_f64();
+        report.row(format!("| append, sync {sync:?}, 64 concurrent writers | {rate:.0} records/s |"));
+        if sync == SyncMode::Off {
+            let _ = log.close(Record::new("shutdown")).await;
+            let bytes: u64 = std::fs::read_dir(dir.path()).expect("dir").filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("audit-")).map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum();
+            report.row(format!("| average record size on disk | {:.0} bytes |", bytes as f64 / (total + 2) as f64));
+            let started = Instant::now();
+            let verified = verify_dir(dir.path(), &[], None).expect("the log verifies");
+            let took = started.elapsed().as_secs_f64();
+            report.row(format!(
+                "| verify ({} records) | {:.0} records/s, {:.0} MB/s |",
+                verified.records,
+                verified.records as f64 / took,
+                verified.bytes as f64 / took / 1e6
+            ));
+        }
+    }
+}
