@@ -396,11 +396,15 @@ impl Compiled {
         Some(Compiled { expr, effect, rules, eft, index, indexed_term, policy_arity, graph, regexes: Default::default() })
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.rules.len()
+    }
+
     pub(crate) fn rule(&self, index: usize) -> &[String] {
         &self.rules[index]
     }
 
-    pub(crate) fn decide(&self, request: &[String]) -> Result<Outcome, String> {
+    pub(crate) fn decide(&self, request: &[&str]) -> Result<Outcome, String> {
         if self.rules.is_empty() {
             // Like casbin-rs: with no rules the matcher runs once with empty
             // policy values, and a match counts as an allow.
@@ -447,7 +451,7 @@ impl Compiled {
                 }
             }
             Index::Equal { request: slot, rules } => {
-                if let Some(ids) = rules.get(&request[*slot]) {
+                if let Some(ids) = rules.get(request[*slot]) {
                     for &i in ids {
                         visit(i as usize)?;
                     }
@@ -458,7 +462,7 @@ impl Compiled {
                     Some(operand) => self.value(operand, request, &[]),
                     None => DEFAULT_DOMAIN,
                 };
-                let subject = request[*slot].as_str();
+                let subject = request[*slot];
                 if let Some(ids) = rules.get(subject) {
                     for &i in ids {
                         visit(i as usize)?;
@@ -500,16 +504,16 @@ impl Compiled {
         })
     }
 
-    fn value<'a>(&'a self, operand: &'a Operand, request: &'a [String], rule: &'a [String]) -> &'a str {
+    fn value<'a>(&'a self, operand: &'a Operand, request: &[&'a str], rule: &'a [String]) -> &'a str {
         match operand {
-            Operand::Request(i) => &request[*i],
+            Operand::Request(i) => request[*i],
             Operand::Policy(i) => &rule[*i],
             Operand::Literal(s) => s,
         }
     }
 
     /// Evaluates the matcher for a candidate, skipping the indexed term.
-    fn eval_candidate(&self, request: &[String], rule: &[String]) -> Result<bool, String> {
+    fn eval_candidate(&self, request: &[&str], rule: &[String]) -> Result<bool, String> {
         match (&self.expr, self.indexed_term) {
             (Expr::And(terms), Some(skip)) => {
                 for (i, term) in terms.iter().enumerate() {
@@ -548,7 +552,7 @@ impl Compiled {
         false
     }
 
-    fn eval(&self, expr: &Expr, request: &[String], rule: &[String]) -> Result<bool, String> {
+    fn eval(&self, expr: &Expr, request: &[&str], rule: &[String]) -> Result<bool, String> {
         Ok(match expr {
             Expr::And(terms) => {
                 for term in terms {

@@ -183,8 +183,11 @@ pub struct Engine {
     policy_subject: Option<usize>,
     /// `g` takes a domain (`g = _, _, _`).
     domain_roles: bool,
-    /// `g` grants by (domain or "", member), in policy order: role paths.
-    grants: HashMap<(String, String), Vec<String>>,
+    /// `g` grants: domain (or "") → member → roles, in policy order: role
+    /// paths.
+    grants: HashMap<String, HashMap<String, Vec<String>>>,
+    /// Where each rule of the compiled evaluator came from, by its index.
+    compiled_origins: Vec<Option<Origin>>,
     has_roles: bool,
     policy_rules: usize,
     grouping_rules: usize,
@@ -252,12 +255,17 @@ impl Engine {
             .unwrap_or_default();
 
         let compiled = compile(&enforcer);
-        let mut grants: HashMap<(String, String), Vec<String>> = HashMap::new();
+        let mut grants: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
         for rule in rules.iter().filter(|r| r.ptype == "g" && r.values.len() >= 2) {
             let domain = rule.values.get(2).cloned().unwrap_or_default();
-            grants.entry((domain, rule.values[0].clone())).or_default().push(rule.values[1].clone());
+            grants.entry(domain).or_default().entry(rule.values[0].clone()).or_default().push(rule.values[1].clone());
         }
+        let compiled_origins = match &compiled {
+            Some(compiled) => (0..compiled.len()).map(|i| origins.get(compiled.rule(i)).cloned()).collect(),
+            None => Vec::new(),
+        };
         Ok(Engine {
+            compiled_origins,
             grants,
             compiled,
             tokens,
@@ -300,7 +308,7 @@ impl Engine {
         let mut roles: Vec<String> = Vec::new();
         let mut queue = VecDeque::from([subject.to_owned()]);
         while let Some(name) = queue.pop_front() {
-            for role in self.grants.get(&(domain.to_owned(), name)).into_iter().flatten() {
+            for role in self.grants.get(domain).and_then(|m| m.get(&name)).into_iter().flatten() {
                 if role != subject && !roles.contains(role) {
                     roles.push(role.clone());
                     queue.push_back(role.clone());
@@ -331,22 +339,26 @@ impl Engine {
     }
 
     /// One evaluation: allowed, and the rule casbin-rs's explanation names.
-    fn evaluate(&self, values: &[String], use_compiled: bool) -> Result<(bool, Option<Vec<String>>), String> {
+    fn evaluate(&self, values: &[&str], use_compiled: bool) -> Result<(bool, Option<MatchedRule>), String> {
         if let (true, Some(compiled)) = (use_compiled, &self.compiled) {
             let (allowed, rule) = compiled.decide(values)?;
-            return Ok((allowed, rule.map(|i| compiled.rule(i).to_vec())));
+            return Ok((allowed, rule.map(|i| self.matched_rule(compiled.rule(i), self.compiled_origins.get(i).cloned().flatten()))));
         }
         // casbin-rs panics on a few malformed states instead of returning
         // errors; a panic must deny, not take the server down.
+        let owned: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            casbin::CoreApi::enforce_ex(&self.enforcer, values.to_vec())
+            casbin::CoreApi::enforce_ex(&self.enforcer, owned)
         }));
         match answer {
             Ok(Ok((allowed, mut rules))) => {
                 // With deny-override effects the explanation lists the
                 // allows seen first and the deciding deny last.
                 let deciding = if allowed { rules.drain(..).next() } else { rules.pop() };
-                Ok((allowed, deciding))
+                Ok((allowed, deciding.map(|rule| {
+                    let origin = self.origins.get(&rule).cloned();
+                    self.matched_rule(&rule, origin)
+                })))
             }
             Ok(Err(e)) => Err(casbin_message(&e)),
             Err(_) => Err("the Casbin engine panicked".into()),
@@ -362,13 +374,13 @@ impl Engine {
             .chain(request.extra_roles.iter().map(String::as_str).filter(|role| *role != request.subject));
         for candidate in candidates {
             if let Some(slot) = subject_slot {
-                candidate.clone_into(&mut values[slot]);
+                values[slot] = candidate;
             }
             let (allowed, deciding) = match self.evaluate(&values, use_compiled) {
                 Ok(answer) => answer,
                 Err(why) => return Ok(Verdict::Deny(Denial::EngineFailure(why))),
             };
-            let rule = deciding.map(|values| self.matched_rule(values));
+            let rule = deciding;
             if allowed {
                 if permit.is_none() {
                     let role_path = self.role_path(request, candidate, rule.as_ref());
@@ -386,15 +398,15 @@ impl Engine {
         Ok(permit.unwrap_or(Verdict::Deny(Denial::NoMatch)))
     }
 
-    fn request_values(&self, request: &AccessRequest<'_>) -> Result<Vec<String>, RequestError> {
+    fn request_values<'r>(&self, request: &AccessRequest<'r>) -> Result<Vec<&'r str>, RequestError> {
         self.tokens
             .iter()
             .map(|token| match token {
-                RequestToken::Subject => Ok(request.subject.to_owned()),
-                RequestToken::Domain => Ok(request.domain.to_owned()),
-                RequestToken::Object => Ok(request.object.to_owned()),
-                RequestToken::Action => Ok(request.action.to_owned()),
-                RequestToken::Attribute(name) => request.attributes.get(name).cloned().ok_or_else(|| {
+                RequestToken::Subject => Ok(request.subject),
+                RequestToken::Domain => Ok(request.domain),
+                RequestToken::Object => Ok(request.object),
+                RequestToken::Action => Ok(request.action),
+                RequestToken::Attribute(name) => request.attributes.get(name).map(String::as_str).ok_or_else(|| {
                     RequestError::MissingToken {
                         token: name.clone(),
                         source_field: format!("attributes[\"{name}\"]"),
@@ -404,9 +416,13 @@ impl Engine {
             .collect()
     }
 
-    fn matched_rule(&self, values: Vec<String>) -> MatchedRule {
-        let origin = self.origins.get(&values).cloned();
-        let text = std::iter::once("p".to_owned()).chain(values).collect::<Vec<_>>().join(", ");
+    fn matched_rule(&self, values: &[String], origin: Option<Origin>) -> MatchedRule {
+        let mut text = String::with_capacity(values.iter().map(|v| v.len() + 2).sum::<usize>() + 1);
+        text.push('p');
+        for value in values {
+            text.push_str(", ");
+            text.push_str(value);
+        }
         MatchedRule { origin, text }
     }
 
@@ -455,7 +471,7 @@ impl Engine {
             if seen.len() > 10_000 {
                 break;
             }
-            for role in self.grants.get(&(domain.to_owned(), name.to_owned())).into_iter().flatten() {
+            for role in self.grants.get(domain).and_then(|m| m.get(name)).into_iter().flatten() {
                 if seen.insert(role) {
                     parent.insert(role, name);
                     queue.push_back(role);
