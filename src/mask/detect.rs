@@ -136,20 +136,25 @@ fn numeric_tokens(text: &str) -> Vec<(usize, usize, Vec<u8>)> {
     tokens
 }
 
-fn builtin_spans(builtin: Builtin, text: &str, detector: usize, out: &mut Vec<Span>) {
+type NumericTokens = Vec<(usize, usize, Vec<u8>)>;
+
+fn builtin_spans(builtin: Builtin, text: &str, detector: usize, tokens: &mut Option<NumericTokens>, out: &mut Vec<Span>) {
     let bytes = text.as_bytes();
     match builtin {
         Builtin::CnMobile | Builtin::CnResidentId | Builtin::BankCard => {
-            for (start, end, digits) in numeric_tokens(text) {
+            // One scan for digits serves all three numeric detectors.
+            let tokens = tokens.get_or_insert_with(|| numeric_tokens(text));
+            for (start, end, digits) in tokens.iter() {
+                let (start, end) = (*start, *end);
                 let contiguous = end - start == digits.len();
                 let found = match builtin {
-                    Builtin::CnResidentId => contiguous && resident_id_valid(&digits),
+                    Builtin::CnResidentId => contiguous && resident_id_valid(digits),
                     Builtin::CnMobile => {
-                        let number = digits.strip_prefix(b"86").filter(|_| digits.len() == 13).unwrap_or(&digits);
+                        let number = digits.strip_prefix(b"86").filter(|_| digits.len() == 13).unwrap_or(digits);
                         number.len() == 11 && number[0] == b'1' && (b'3'..=b'9').contains(&number[1])
                     }
                     Builtin::BankCard => {
-                        (13..=19).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) && luhn_valid(&digits)
+                        (13..=19).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) && luhn_valid(digits)
                     }
                     _ => false,
                 };
@@ -198,9 +203,10 @@ pub fn find_spans(detectors: &[Detector], has_custom: bool, text: &str) -> Vec<S
         return Vec::new();
     }
     let mut all = Vec::new();
+    let mut tokens = None;
     for (index, detector) in detectors.iter().enumerate() {
         match &detector.pattern {
-            Pattern::Builtin(builtin) => builtin_spans(*builtin, text, index, &mut all),
+            Pattern::Builtin(builtin) => builtin_spans(*builtin, text, index, &mut tokens, &mut all),
             Pattern::Custom(regex) => {
                 all.extend(regex.find_iter(text).filter(|m| !m.is_empty()).map(|m| Span { start: m.start(), end: m.end(), detector: index }))
             }
