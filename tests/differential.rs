@@ -61,6 +61,20 @@ fn shapes() -> Vec<Shape> {
             has_domain: false,
         },
         Shape {
+            // Many distinct patterns: the keyMatch prefix index is chosen.
+            name: "keymatch_prefix_index",
+            model: "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub) && keyMatch(r.obj, p.obj) && r.act == p.act\n",
+            rule: |rng| {
+                if rng.random_bool(0.2) {
+                    grant(rng)
+                } else {
+                    let pattern = ["/api/*", "/api/users/*", "/api/users/1", "/api/admin", "data*", "data1", "reports.*", "/", "*", "/api/users/2/orders", "/api/users/2/*", "rep*"][rng.random_range(0..12)].to_owned();
+                    ("p", vec![subject(rng), pattern, pick(rng, &ACTIONS)])
+                }
+            },
+            has_domain: false,
+        },
+        Shape {
             name: "rbac_domains",
             model: "[request_definition]\nr = sub, dom, obj, act\n[policy_definition]\np = sub, dom, obj, act\n[role_definition]\ng = _, _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act\n",
             rule: |rng| {
@@ -150,7 +164,7 @@ async fn compiled_decisions_equal_casbin_rs() {
             }
         }
     }
-    assert_eq!(compared, 8 * 12 * 150);
+    assert_eq!(compared, 9 * 12 * 150);
 }
 
 #[tokio::test]

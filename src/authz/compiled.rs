@@ -291,6 +291,12 @@ enum Index {
     /// every role r.x holds (in r.d's graph): exactly the rules for which
     /// the role check is true.
     Roles { request: usize, domain: Option<Operand>, rules: HashMap<String, Vec<u32>> },
+    /// `keyMatch(r.x, p.y)` is required: rules by their pattern's literal
+    /// part. casbin's keyMatch compares the key with the pattern up to its
+    /// first `*` (or the whole pattern), so a key's candidates are the
+    /// patterns equal to it plus, for each prefix length in use, the
+    /// patterns whose prefix equals the key's.
+    KeyPrefix { request: usize, exact: HashMap<String, Vec<u32>>, prefixes: Vec<(usize, HashMap<String, Vec<u32>>)> },
     /// No usable index: every rule is a candidate.
     Scan,
 }
@@ -364,6 +370,26 @@ impl Compiled {
         };
         let mut best: Option<(usize, usize, Index)> = None;
         for (position, term) in top.iter().enumerate() {
+            if let Expr::Call(Func::KeyMatch, Operand::Request(request), Operand::Policy(policy)) = term {
+                let (mut exact, mut by_length): (HashMap<String, Vec<u32>>, HashMap<usize, HashMap<String, Vec<u32>>>) =
+                    (HashMap::new(), HashMap::new());
+                let mut distinct = HashSet::new();
+                for (i, rule) in rules.iter().enumerate() {
+                    let pattern = &rule[*policy];
+                    distinct.insert(pattern.as_str());
+                    match pattern.find('*') {
+                        Some(star) => by_length.entry(star).or_default().entry(pattern[..star].to_owned()).or_default().push(i as u32),
+                        None => exact.entry(pattern.clone()).or_default().push(i as u32),
+                    }
+                }
+                let selectivity = distinct.len();
+                if best.as_ref().is_none_or(|(s, _, _)| selectivity > *s) {
+                    let mut prefixes: Vec<(usize, HashMap<String, Vec<u32>>)> = by_length.into_iter().collect();
+                    prefixes.sort_by_key(|(length, _)| *length);
+                    best = Some((selectivity, position, Index::KeyPrefix { request: *request, exact, prefixes }));
+                }
+                continue;
+            }
             let (request, policy, domain, is_role) = match term {
                 Expr::Eq(Operand::Request(r), Operand::Policy(p)) | Expr::Eq(Operand::Policy(p), Operand::Request(r)) => {
                     (*r, *p, None, false)
@@ -454,6 +480,27 @@ impl Compiled {
                 if let Some(ids) = rules.get(request[*slot]) {
                     for &i in ids {
                         visit(i as usize)?;
+                    }
+                }
+            }
+            Index::KeyPrefix { request: slot, exact, prefixes } => {
+                let key = request[*slot];
+                if let Some(ids) = exact.get(key) {
+                    for &i in ids {
+                        visit(i as usize)?;
+                    }
+                }
+                for (length, patterns) in prefixes {
+                    // A key no longer than the prefix must equal it; a
+                    // longer one must start with it (casbin's key_match).
+                    let Some(head) = key.get(..*length.min(&key.len())) else { continue };
+                    if key.len() < *length {
+                        continue;
+                    }
+                    if let Some(ids) = patterns.get(head) {
+                        for &i in ids {
+                            visit(i as usize)?;
+                        }
                     }
                 }
             }
