@@ -282,6 +282,9 @@ impl Parser<'_> {
 
 // ---- the compiled engine -------------------------------------------------
 
+/// Rule indexes by a policy value.
+type RuleIds = HashMap<String, Vec<u32>>;
+
 /// How candidate rules are found for a request.
 #[derive(Debug)]
 enum Index {
@@ -371,8 +374,8 @@ impl Compiled {
         let mut best: Option<(usize, usize, Index)> = None;
         for (position, term) in top.iter().enumerate() {
             if let Expr::Call(Func::KeyMatch, Operand::Request(request), Operand::Policy(policy)) = term {
-                let (mut exact, mut by_length): (HashMap<String, Vec<u32>>, HashMap<usize, HashMap<String, Vec<u32>>>) =
-                    (HashMap::new(), HashMap::new());
+                let mut exact: RuleIds = HashMap::new();
+                let mut by_length: HashMap<usize, RuleIds> = HashMap::new();
                 let mut distinct = HashSet::new();
                 for (i, rule) in rules.iter().enumerate() {
                     let pattern = &rule[*policy];
