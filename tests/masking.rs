@@ -231,8 +231,8 @@ async fn bad_records_get_clear_errors() {
     assert_eq!(status.code(), Code::InvalidArgument);
 }
 
-#[test]
-fn mask_cli_streams_jsonl() {
+/// Runs `vigil mask` as the support role over `input` (JSONL).
+fn mask_cli(input: &str) -> std::process::Output {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(common::BIN)
@@ -243,26 +243,21 @@ fn mask_cli_streams_jsonl() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let customer: serde_json::Value = serde_json::from_str(CUSTOMER).unwrap();
-    let input = format!("{}\n{}\n", customer, serde_json::json!({"phone": "13900000000"}));
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn mask_cli_streams_jsonl() {
+    let customer: serde_json::Value = serde_json::from_str(CUSTOMER).unwrap();
+    let output = mask_cli(&format!("{}\n{}\n", customer, serde_json::json!({"phone": "13900000000"})));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let lines: Vec<serde_json::Value> =
         String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["phone"], "139****0000");
 
-    let mut child = std::process::Command::new(common::BIN)
-        .args(["mask", "--policies", repo_path("policies").to_str().unwrap(), "--subject", "bob", "--object", "crm.customers"])
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"[1,2]\n").unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = mask_cli("[1,2]\n");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("line 1: a record must be a JSON object"));
 }

@@ -54,25 +54,20 @@ impl DataMaskingService {
         }
     }
 
-    /// The base record for a Mask/Unmask call.
-    fn record(&self, kind: &'static str, principal: &Principal, object: &str, domain: &str, policy: &PolicySet) -> Record {
+    /// Starts the call's audit record and checks `read` on the object; a
+    /// denial is audited and refused.
+    async fn admit(&self, kind: &'static str, asker: &AccessRequest<'_>, policy: &PolicySet) -> Result<Record, Status> {
         let mut record = Record::new(kind);
         record.id = Some(decision_id());
-        record.sub = Some(self.shared.redactor.subject(&principal.subject));
-        record.obj = Some(object.to_owned());
+        record.sub = Some(self.shared.redactor.subject(asker.subject));
+        record.obj = Some(asker.object.to_owned());
         record.act = Some(READ.to_owned());
-        if !domain.is_empty() {
-            record.dom = Some(domain.to_owned());
+        if !asker.domain.is_empty() {
+            record.dom = Some(asker.domain.to_owned());
         }
         record.pv = Some(policy.version.clone());
-        record
-    }
-
-    /// Checks `read` on the object; a denial is audited and refused.
-    async fn require_read(&self, mut record: Record, asker: &AccessRequest<'_>, policy: &PolicySet) -> Result<Record, Status> {
-        let read = AccessRequest { action: READ, ..*asker };
-        let verdict = policy.engine.decide(&read)?;
-        record.reason = Some(verdict.reason(&read));
+        let verdict = policy.engine.decide(asker)?;
+        record.reason = Some(verdict.reason(asker));
         if verdict.allowed() {
             record.allowed = Some(true);
             return Ok(record);
@@ -82,6 +77,16 @@ impl DataMaskingService {
         self.shared.audit.append_one(record).await?;
         Err(Status::permission_denied(format!("{} may not read {}: {reason}", asker.subject, asker.object)))
     }
+}
+
+/// The asker of a Mask/Unmask call as a `read` request on its object.
+fn reader<'a>(
+    principal: &'a Principal,
+    object: &'a str,
+    domain: &'a str,
+    attributes: &'a std::collections::HashMap<String, String>,
+) -> AccessRequest<'a> {
+    AccessRequest { subject: &principal.subject, extra_roles: &principal.roles, object, action: READ, domain, attributes }
 }
 
 /// Field actions summarized for the audit record: which paths got which
@@ -117,16 +122,8 @@ impl DataMasking for DataMaskingService {
         };
         let mut message = request.into_inner();
         let policy = self.shared.policies.snapshot();
-        let asker = AccessRequest {
-            subject: &principal.subject,
-            extra_roles: &principal.roles,
-            object: &message.object,
-            action: READ,
-            domain: &message.domain,
-            attributes: &message.attributes,
-        };
-        let record = self.record(kind::MASK, &principal, &message.object, &message.domain, &policy);
-        let mut record = self.require_read(record, &asker, &policy).await?;
+        let asker = reader(&principal, &message.object, &message.domain, &message.attributes);
+        let mut record = self.admit(kind::MASK, &asker, &policy).await?;
 
         let keys = self.shared.keys.clone();
         let visibility = |label: &mask::Label| policy.grant(&asker, label);
@@ -167,16 +164,8 @@ impl DataMasking for DataMaskingService {
         };
         let mut message = request.into_inner();
         let policy = self.shared.policies.snapshot();
-        let asker = AccessRequest {
-            subject: &principal.subject,
-            extra_roles: &principal.roles,
-            object: &message.object,
-            action: READ,
-            domain: &message.domain,
-            attributes: &message.attributes,
-        };
-        let record = self.record(kind::UNMASK, &principal, &message.object, &message.domain, &policy);
-        let mut record = self.require_read(record, &asker, &policy).await?;
+        let asker = reader(&principal, &message.object, &message.domain, &message.attributes);
+        let mut record = self.admit(kind::UNMASK, &asker, &policy).await?;
 
         // Unmask is `see:clear` on every label it opens; one refusal fails
         // the whole call, so nothing is returned half-opened.
