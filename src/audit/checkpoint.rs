@@ -84,6 +84,13 @@ pub struct CheckpointWriter {
     pub last_seq: u64,
 }
 
+impl std::fmt::Debug for CheckpointWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The signing key stays out of Debug output.
+        f.debug_struct("CheckpointWriter").field("last_seq", &self.last_seq).finish_non_exhaustive()
+    }
+}
+
 impl CheckpointWriter {
     pub fn open(dir: &Path, key: SigningKey) -> std::io::Result<CheckpointWriter> {
         let path = dir.join(CHECKPOINT_FILE);

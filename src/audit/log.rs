@@ -1,20 +1,24 @@
-//! The audit writer: one thread owns the chain head and the active segment.
+//! The audit writer.
 //!
-//! Handlers hand complete records to [`AuditLog::append`] and await their
-//! receipts; the writer assigns `seq` and `prev`, writes, and makes the
-//! records durable before any receipt is sent. In `batch` mode every record
-//! that arrived while the previous fdatasync ran is written and synced
-//! together (group commit), so no handler waits behind a lock held across
-//! an fsync and one sync covers many decisions.
+//! A handler appends its records itself, under a short lock that covers
+//! only assigning `seq` and `prev`, encoding and one `write` (never an
+//! fsync, never an await): no thread hand-off on the way in. Durability is
+//! the job of one sync thread: a handler asks it to fdatasync the segment
+//! its records went to and awaits the answer. In `batch` mode one
+//! fdatasync answers every request that arrived while the previous one ran
+//! (group commit); in `always` mode every request gets its own; in `off`
+//! mode nobody waits.
 //!
-//! The writer also rotates segments (by size and age), signs checkpoints
-//! (periodically, at rotation and at shutdown), prunes old segments that a
-//! checkpoint covers, notices an active file that was deleted or replaced,
-//! and reports health.
+//! Under the same lock the writer rotates segments (by size and age),
+//! prunes old segments a checkpoint covers, and notices an active file that
+//! was deleted or replaced; the sync thread signs checkpoints (after
+//! syncing what they cover), probes a failing disk and reports health.
 //!
-//! Architecture invariant: a receipt exists only for a record that is on
-//! disk (and synced, unless sync is `off`). A failed write rolls the file and
-//! the head back and fails every record of that group.
+//! Architecture invariant: a receipt is returned only for a record that is
+//! on disk (and synced, unless sync is `off`). A failed write rolls the file
+//! and the head back and fails the call; a failed sync fails every call
+//! waiting on it (their records may still surface after a crash, as
+//! decisions that were never answered, which is the safe direction).
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -22,7 +26,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -109,17 +113,34 @@ impl AuditOptions {
     }
 }
 
-enum Command {
-    Append { records: Vec<Record>, done: oneshot::Sender<Result<Vec<Receipt>, AuditError>> },
-    Close { last: Box<Record>, done: oneshot::Sender<Result<Receipt, AuditError>> },
+/// A request to make a segment durable up to what has been written to it.
+enum SyncCommand {
+    Sync { file: Arc<File>, done: oneshot::Sender<Result<(), AuditError>> },
+    Stop,
 }
 
-/// Handle to the audit writer. Cloning is shallow.
+/// Handle to the audit log. Cloning is shallow.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Command>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    core: Mutex<Core>,
+    sync_tx: mpsc::Sender<SyncCommand>,
     healthy: Arc<AtomicBool>,
+    sync: SyncMode,
+    on_failure: FailurePolicy,
     enqueue_timeout: Duration,
+}
+
+impl Inner {
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        // A panic while writing leaves the file rolled back or ahead by
+        // whole lines; the state stays usable.
+        self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 pub const FILE_PREFIX: &str = "audit-";
@@ -152,10 +173,11 @@ pub fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 }
 
 /// The active segment and the chain head at its end.
+#[derive(Debug)]
 struct Tail {
     index: u64,
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     len: u64,
     seq: u64,
     hash: Hash,
@@ -182,9 +204,9 @@ impl AuditLog {
         let checkpoints = CheckpointWriter::open(&options.dir, options.signing_key.clone())
             .map_err(|e| open_error(format!("cannot open {}: {e}", checkpoint::CHECKPOINT_FILE)))?;
 
-        let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
+        let (sync_tx, sync_rx) = mpsc::channel(options.queue_depth.max(1));
         let healthy = Arc::new(AtomicBool::new(true));
-        let mut writer = Writer {
+        let mut core = Core {
             tail,
             checkpoints,
             healthy: healthy.clone(),
@@ -192,9 +214,10 @@ impl AuditLog {
             failed_since: None,
             last_checkpoint: Instant::now(),
             options: options.clone(),
+            closed: false,
         };
 
-        // Written before the writer thread exists: the repair note and the
+        // Written and synced before anything else: the repair note and the
         // startup record, so a broken disk stops start-up rather than the
         // first request.
         let mut first = Vec::new();
@@ -202,26 +225,60 @@ impl AuditLog {
             first.push(recovery);
         }
         first.push(startup);
-        let receipts = writer.commit(&mut first)?;
+        let (receipts, file) = core.commit(&mut first)?;
+        file.sync_data().map_err(|e| open_error(format!("cannot sync the audit log: {e}")))?;
         let startup_receipt = *receipts.last().expect("one receipt per record");
 
+        let inner = Arc::new(Inner {
+            core: Mutex::new(core),
+            sync_tx,
+            healthy,
+            sync: options.sync,
+            on_failure: options.on_failure,
+            enqueue_timeout: options.enqueue_timeout,
+        });
+        let syncer = inner.clone();
         std::thread::Builder::new()
-            .name("vigil-audit".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| open_error(format!("cannot start the writer thread: {e}")))?;
-        Ok((AuditLog { tx, healthy, enqueue_timeout: options.enqueue_timeout }, startup_receipt))
+            .name("vigil-audit-sync".into())
+            .spawn(move || run_sync(syncer, sync_rx))
+            .map_err(|e| open_error(format!("cannot start the sync thread: {e}")))?;
+        Ok((AuditLog { inner }, startup_receipt))
     }
 
     /// Appends records in order and returns once they are durable.
-    pub async fn append(&self, records: Vec<Record>) -> Result<Vec<Receipt>, AuditError> {
-        let (done, receipts) = oneshot::channel();
-        let command = Command::Append { records, done };
-        match tokio::time::timeout(self.enqueue_timeout, self.tx.send(command)).await {
+    pub async fn append(&self, mut records: Vec<Record>) -> Result<Vec<Receipt>, AuditError> {
+        let inner = &self.inner;
+        let deadline = match inner.on_failure {
+            FailurePolicy::FailClosed => None,
+            FailurePolicy::Block(limit) => Some(tokio::time::Instant::now() + limit),
+        };
+        let (receipts, file) = loop {
+            let attempt = {
+                let mut core = inner.core();
+                if core.closed {
+                    return Err(AuditError::Closed);
+                }
+                core.commit(&mut records)
+            };
+            match attempt {
+                Ok(written) => break written,
+                Err(AuditError::Write(_)) if deadline.is_some_and(|d| tokio::time::Instant::now() < d) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if inner.sync == SyncMode::Off {
+            return Ok(receipts);
+        }
+        let (done, synced) = oneshot::channel();
+        match tokio::time::timeout(inner.enqueue_timeout, inner.sync_tx.send(SyncCommand::Sync { file, done })).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(AuditError::Closed),
-            Err(_) => return Err(AuditError::Overloaded(self.enqueue_timeout)),
+            Err(_) => return Err(AuditError::Overloaded(inner.enqueue_timeout)),
         }
-        receipts.await.map_err(|_| AuditError::Closed)?
+        synced.await.map_err(|_| AuditError::Closed)??;
+        Ok(receipts)
     }
 
     pub async fn append_one(&self, record: Record) -> Result<Receipt, AuditError> {
@@ -229,18 +286,27 @@ impl AuditLog {
         Ok(receipts[0])
     }
 
-    /// Writes `last` (the shutdown record), signs a final checkpoint, syncs,
-    /// and stops the writer. Appends after this fail with
+    /// Writes `last` (the shutdown record), syncs, signs a final checkpoint
+    /// and stops the sync thread. Appends after this fail with
     /// [`AuditError::Closed`].
     pub async fn close(&self, last: Record) -> Result<Receipt, AuditError> {
-        let (done, receipt) = oneshot::channel();
-        self.tx.send(Command::Close { last: Box::new(last), done }).await.map_err(|_| AuditError::Closed)?;
-        receipt.await.map_err(|_| AuditError::Closed)?
+        let receipt = {
+            let mut core = self.inner.core();
+            if core.closed {
+                return Err(AuditError::Closed);
+            }
+            let (receipts, _) = core.commit(&mut [last])?;
+            core.checkpoint();
+            core.closed = true;
+            receipts[receipts.len() - 1]
+        };
+        let _ = self.inner.sync_tx.send(SyncCommand::Stop).await;
+        Ok(receipt)
     }
 
     /// False while the log cannot be written.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.inner.healthy.load(Ordering::Relaxed)
     }
 }
 
@@ -257,7 +323,7 @@ fn open_tail(index: u64, path: &Path) -> Result<(Tail, Option<Record>), AuditErr
         .open(path)
         .map_err(|e| corrupt(0, format!("cannot open: {e}")))?;
     let len = file.metadata().map_err(|e| corrupt(0, e.to_string()))?.len();
-    let tail = |file, len, seq, hash| Tail { index, path: path.to_owned(), file, len, seq, hash, opened: Instant::now() };
+    let tail = |file, len, seq, hash| Tail { index, path: path.to_owned(), file: Arc::new(file), len, seq, hash, opened: Instant::now() };
     if len == 0 {
         return Ok((tail(file, 0, 0, GENESIS), None));
     }
@@ -319,23 +385,27 @@ fn cut_tail(path: &Path, file: &mut File, torn: &[u8], good_len: u64, len: u64, 
     Ok(recovery)
 }
 
-struct Writer {
+#[derive(Debug)]
+struct Core {
     tail: Tail,
     checkpoints: CheckpointWriter,
     healthy: Arc<AtomicBool>,
     buf: Vec<u8>,
-    /// Set while writes fail: when, and how many groups failed.
+    /// Set while writes fail: when, and how many attempts failed.
     failed_since: Option<(String, u64)>,
     last_checkpoint: Instant,
     options: AuditOptions,
+    closed: bool,
 }
 
-/// Most commands folded into one group commit.
+/// Most sync requests answered by one fdatasync.
 const MAX_GROUP: usize = 4096;
 /// Most yields while gathering a group.
 const GATHER_YIELDS: usize = 16;
+/// How often an unhealthy log probes whether writing works again.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 
-fn drain(rx: &mut mpsc::Receiver<Command>, group: &mut Vec<Command>) {
+fn drain(rx: &mut mpsc::Receiver<SyncCommand>, group: &mut Vec<SyncCommand>) {
     while group.len() < MAX_GROUP {
         match rx.try_recv() {
             Ok(command) => group.push(command),
@@ -343,37 +413,37 @@ fn drain(rx: &mut mpsc::Receiver<Command>, group: &mut Vec<Command>) {
         }
     }
 }
-/// How often an unhealthy log probes whether writing works again.
-const PROBE_EVERY: Duration = Duration::from_millis(250);
 
-impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        // A private single-threaded runtime gives the blocking writer a
-        // receive with a timeout (for checkpoints and health probes).
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                tracing::error!(error = %e, "audit writer cannot start its timer; audit log stopped");
-                return;
+/// The sync thread: fdatasyncs on request (grouped in `batch` mode), signs
+/// due checkpoints, probes a failing disk.
+fn run_sync(inner: Arc<Inner>, mut rx: mpsc::Receiver<SyncCommand>) {
+    // A private single-threaded runtime gives this blocking thread a receive
+    // with a timeout (for checkpoints and health probes).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "audit sync thread cannot start its timer; durable appends will fail");
+            return;
+        }
+    };
+    let checkpoint_every = inner.core().options.checkpoint_every;
+    let mut group = Vec::with_capacity(64);
+    loop {
+        let wait = if inner.healthy.load(Ordering::Relaxed) { checkpoint_every } else { PROBE_EVERY };
+        match runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+            Ok(Some(command)) => group.push(command),
+            Ok(None) => return,
+            Err(_) => {
+                inner.core().idle();
+                continue;
             }
-        };
-        let mut group = Vec::with_capacity(64);
-        loop {
-            let wait = if self.failed_since.is_some() { PROBE_EVERY } else { self.options.checkpoint_every };
-            match runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
-                Ok(Some(command)) => group.push(command),
-                Ok(None) => return,
-                Err(_) => {
-                    self.idle();
-                    continue;
-                }
-            }
-            drain(&mut rx, &mut group);
-            // Group commit needs a group. When request handlers share a core
-            // with this thread, waking it on the first record would write
-            // records one by one; yielding lets runnable handlers enqueue
-            // theirs first. When nothing else is runnable, the yield returns
-            // at once.
+        }
+        drain(&mut rx, &mut group);
+        // Group commit needs a group. When handlers share a core with this
+        // thread, syncing at the first request would sync requests one by
+        // one; yielding lets runnable handlers write and ask first. When
+        // nothing else is runnable, the yield returns at once.
+        if inner.sync == SyncMode::Batch {
             for _ in 0..GATHER_YIELDS {
                 let before = group.len();
                 std::thread::yield_now();
@@ -382,108 +452,99 @@ impl Writer {
                     break;
                 }
             }
-            if self.commit_group(&mut group) {
-                return;
-            }
-            if self.last_checkpoint.elapsed() >= self.options.checkpoint_every {
-                self.checkpoint();
+        }
+        let mut stop = false;
+        let mut synced: Vec<(*const File, Result<(), AuditError>)> = Vec::new();
+        for command in group.drain(..) {
+            match command {
+                SyncCommand::Stop => stop = true,
+                SyncCommand::Sync { file, done } => {
+                    let key = Arc::as_ptr(&file);
+                    // `always`: every request its own fdatasync; `batch`:
+                    // one per segment for the whole group.
+                    let cached = if inner.sync == SyncMode::Batch {
+                        synced.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone())
+                    } else {
+                        None
+                    };
+                    let result = cached.unwrap_or_else(|| {
+                        let result = file.sync_data().map_err(|e| {
+                            inner.healthy.store(false, Ordering::Relaxed);
+                            tracing::error!(error = %e, "audit log fdatasync failed; failing the waiting requests closed");
+                            AuditError::Write(format!("fdatasync: {e}"))
+                        });
+                        synced.push((key, result.clone()));
+                        result
+                    });
+                    let _ = done.send(result);
+                }
             }
         }
+        if stop {
+            return;
+        }
+        let mut core = inner.core();
+        if core.last_checkpoint.elapsed() >= checkpoint_every {
+            core.checkpoint();
+        }
     }
+}
 
-    /// Nothing to write: probe a failed log, or sign a due checkpoint.
+impl Core {
+    /// Nothing to sync: probe a failed log, or sign a due checkpoint.
     fn idle(&mut self) {
+        if self.closed {
+            return;
+        }
         if self.failed_since.is_some() {
-            let _ = self.commit(&mut []);
+            if let Ok((_, file)) = self.commit(&mut []) {
+                let _ = file.sync_data();
+            }
         } else {
             self.checkpoint();
         }
     }
 
+    /// Signs a checkpoint of the head, after making sure what it covers is
+    /// on disk (a checkpoint ahead of the data would look like tampering
+    /// after a crash).
     fn checkpoint(&mut self) {
         self.last_checkpoint = Instant::now();
+        if self.tail.seq == self.checkpoints.last_seq {
+            return;
+        }
+        if let Err(e) = self.tail.file.sync_data() {
+            tracing::error!(error = %e, "cannot sync before an audit checkpoint");
+            return;
+        }
         if let Err(e) = self.checkpoints.write(self.tail.seq, &self.tail.hash) {
             tracing::error!(error = %e, "cannot write an audit checkpoint");
         }
     }
 
-    /// Commits the records of every append in `group`; returns true after a
-    /// close command.
-    fn commit_group(&mut self, group: &mut Vec<Command>) -> bool {
-        let mut records = Vec::new();
-        let mut waiters = Vec::with_capacity(group.len());
-        let mut closing = None;
-        for command in group.drain(..) {
-            match command {
-                Command::Append { records: batch, done } => {
-                    waiters.push((batch.len(), done));
-                    records.extend(batch);
-                }
-                Command::Close { last, done } => {
-                    // Appends queued behind a close are dropped: their
-                    // callers see the log closed.
-                    closing = Some((last, done));
-                    break;
-                }
-            }
+    /// Writes `records` (plus any notes the writer owes the log) without
+    /// syncing. Returns one receipt per given record and the segment they
+    /// went to (for the sync that makes them durable).
+    fn commit(&mut self, records: &mut [Record]) -> Result<(Vec<Receipt>, Arc<File>), AuditError> {
+        let mut notes = self.notes();
+        if notes.is_empty() && records.is_empty() {
+            return Ok((Vec::new(), self.tail.file.clone()));
         }
-        group.clear();
-        match self.commit(&mut records) {
+        match self.write(&mut notes, records) {
             Ok(receipts) => {
-                let mut rest = receipts.as_slice();
-                for (count, done) in waiters {
-                    let (mine, others) = rest.split_at(count);
-                    rest = others;
-                    let _ = done.send(Ok(mine.to_vec()));
+                if let Some((since, failures)) = self.failed_since.take() {
+                    tracing::info!(%since, failures, "audit log writable again");
                 }
+                self.healthy.store(true, Ordering::Relaxed);
+                let file = self.tail.file.clone();
+                self.maybe_rotate();
+                Ok((receipts, file))
             }
             Err(e) => {
-                for (_, done) in waiters {
-                    let _ = done.send(Err(e.clone()));
-                }
-            }
-        }
-        if let Some((last, done)) = closing {
-            let result = self.commit(&mut [*last]).map(|receipts| receipts[receipts.len() - 1]);
-            self.checkpoint();
-            let _ = done.send(result);
-            return true;
-        }
-        false
-    }
-
-    /// Writes and syncs `records` (plus any notes the writer owes the log),
-    /// honouring the failure policy. Returns one receipt per given record.
-    fn commit(&mut self, records: &mut [Record]) -> Result<Vec<Receipt>, AuditError> {
-        let deadline = match self.options.on_failure {
-            FailurePolicy::FailClosed => None,
-            FailurePolicy::Block(limit) => Some(Instant::now() + limit),
-        };
-        loop {
-            let mut notes = self.notes();
-            if notes.is_empty() && records.is_empty() {
-                return Ok(Vec::new());
-            }
-            match self.write(&mut notes, records) {
-                Ok(receipts) => {
-                    if let Some((since, failures)) = self.failed_since.take() {
-                        tracing::info!(%since, failures, "audit log writable again");
-                    }
-                    self.healthy.store(true, Ordering::Relaxed);
-                    self.maybe_rotate();
-                    return Ok(receipts);
-                }
-                Err(e) => {
-                    self.healthy.store(false, Ordering::Relaxed);
-                    let failures = self.failed_since.get_or_insert_with(|| (record::now_rfc3339(), 0));
-                    failures.1 += 1;
-                    match deadline {
-                        Some(deadline) if Instant::now() < deadline && !records.is_empty() => {
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                        _ => return Err(e),
-                    }
-                }
+                self.healthy.store(false, Ordering::Relaxed);
+                let failures = self.failed_since.get_or_insert_with(|| (record::now_rfc3339(), 0));
+                failures.1 += 1;
+                Err(e)
             }
         }
     }
@@ -535,7 +596,7 @@ impl Writer {
         File::open(&self.options.dir).and_then(|dir| dir.sync_all())?;
         self.tail.index = index;
         self.tail.path = path;
-        self.tail.file = file;
+        self.tail.file = Arc::new(file);
         self.tail.len = 0;
         self.tail.opened = Instant::now();
         Ok(())
@@ -592,46 +653,31 @@ impl Writer {
         }
     }
 
-    /// One attempt: `notes` then `records`, written and synced as a unit.
+    /// One attempt: `notes` then `records`, written with one `write`, all
+    /// or nothing.
     fn write(&mut self, notes: &mut [Record], records: &mut [Record]) -> Result<Vec<Receipt>, AuditError> {
         let mut seq = self.tail.seq;
         let mut hash = self.tail.hash;
-        let mut written = 0u64;
         let mut receipts = Vec::with_capacity(records.len());
         self.buf.clear();
-        let sync = self.options.sync;
-        let result = (|| {
-            for (is_note, record) in notes.iter_mut().map(|r| (true, r)).chain(records.iter_mut().map(|r| (false, r))) {
-                seq += 1;
-                record.seq = seq;
-                record.prev = record::hash_text(&hash);
-                hash = record::encode(record, &mut self.buf);
-                if !is_note {
-                    receipts.push(Receipt { seq, hash });
-                }
-                if sync == SyncMode::Always {
-                    self.tail.file.write_all(&self.buf)?;
-                    written += self.buf.len() as u64;
-                    self.buf.clear();
-                    self.tail.file.sync_data()?;
-                }
+        for (is_note, record) in notes.iter_mut().map(|r| (true, r)).chain(records.iter_mut().map(|r| (false, r))) {
+            seq += 1;
+            record.seq = seq;
+            record.prev = record::hash_text(&hash);
+            hash = record::encode(record, &mut self.buf);
+            if !is_note {
+                receipts.push(Receipt { seq, hash });
             }
-            self.tail.file.write_all(&self.buf)?;
-            written += self.buf.len() as u64;
-            if sync == SyncMode::Batch {
-                self.tail.file.sync_data()?;
-            }
-            Ok::<(), std::io::Error>(())
-        })();
-        match result {
+        }
+        match (&*self.tail.file).write_all(&self.buf) {
             Ok(()) => {
                 self.tail.seq = seq;
                 self.tail.hash = hash;
-                self.tail.len += written;
+                self.tail.len += self.buf.len() as u64;
                 Ok(receipts)
             }
             Err(e) => {
-                // Roll back whatever part of the group reached the file.
+                // Roll back whatever part reached the file.
                 let _ = self.tail.file.set_len(self.tail.len);
                 tracing::error!(file = %self.tail.path.display(), error = %e, "audit log write failed; failing the affected requests closed");
                 Err(AuditError::Write(format!("{}: {e}", self.tail.path.display())))
