@@ -566,13 +566,14 @@ impl Core {
     }
 
     /// A deleted or replaced active file must not swallow records: move to a
-    /// fresh segment and say what happened.
+    /// fresh segment and say what happened. One `fstat` per call: a file
+    /// deleted or renamed over has no links left.
     fn check_active_file(&mut self) -> Option<Record> {
-        let same = match (fs::metadata(&self.tail.path), self.tail.file.metadata()) {
-            (Ok(on_disk), Ok(open)) => same_file(&on_disk, &open),
-            _ => false,
+        let linked = match self.tail.file.metadata() {
+            Ok(meta) => links(&meta) > 0,
+            Err(_) => false,
         };
-        if same {
+        if linked {
             return None;
         }
         let lost = self.tail.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -687,12 +688,12 @@ impl Core {
 }
 
 #[cfg(unix)]
-fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+fn links(meta: &fs::Metadata) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    a.dev() == b.dev() && a.ino() == b.ino()
+    meta.nlink()
 }
 
 #[cfg(not(unix))]
-fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    a.len() == b.len()
+fn links(_: &fs::Metadata) -> u64 {
+    1
 }

@@ -520,17 +520,30 @@ impl Compiled {
                 }
                 // casbin-rs only walks from names that are in the graph.
                 if let Some(graph) = self.graph.get(domain).filter(|g| g.contains_key(subject)) {
-                    let mut seen: HashSet<&str> = HashSet::from([subject]);
-                    let mut queue: VecDeque<&str> = VecDeque::from([subject]);
-                    while let Some(name) = queue.pop_front() {
+                    // The closure is usually a handful of roles: a flat
+                    // list is queue and visited set at once.
+                    let mut closure: Vec<&str> = vec![subject];
+                    let mut large: Option<HashSet<&str>> = None;
+                    let mut next = 0;
+                    while next < closure.len() {
+                        let name = closure[next];
+                        next += 1;
                         for parent in graph.get(name).into_iter().flatten() {
-                            if seen.insert(parent) {
-                                if let Some(ids) = rules.get(parent.as_str()) {
+                            let parent = parent.as_str();
+                            if large.is_none() && closure.len() >= 32 {
+                                large = Some(closure.iter().copied().collect());
+                            }
+                            let seen = match &mut large {
+                                Some(set) => !set.insert(parent),
+                                None => closure.contains(&parent),
+                            };
+                            if !seen {
+                                if let Some(ids) = rules.get(parent) {
                                     for &i in ids {
                                         visit(i as usize)?;
                                     }
                                 }
-                                queue.push_back(parent);
+                                closure.push(parent);
                             }
                         }
                     }

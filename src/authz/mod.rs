@@ -453,30 +453,29 @@ impl Engine {
         let domain = if self.domain_roles { request.domain } else { "" };
         // Breadth-first over grants in policy order: the shortest chain,
         // and the same one every time.
-        let mut parent: HashMap<&str, &str> = HashMap::new();
-        let mut queue = VecDeque::from([start]);
-        let mut seen = HashSet::from([start]);
-        while let Some(name) = queue.pop_front() {
+        // Role sets are small: a flat list (name, index of its parent)
+        // doubles as queue and visited set, without hashing.
+        let mut nodes: Vec<(&str, usize)> = vec![(start, usize::MAX)];
+        let mut next = 0;
+        while next < nodes.len() && nodes.len() <= MAX_PATH_SEARCH {
+            let (name, _) = nodes[next];
             if name == target {
-                let mut chain = vec![name.to_owned()];
-                let mut cursor = name;
-                while let Some(previous) = parent.get(cursor) {
-                    chain.push((*previous).to_owned());
-                    cursor = previous;
+                let mut chain = Vec::new();
+                let mut cursor = next;
+                while cursor != usize::MAX {
+                    chain.push(nodes[cursor].0.to_owned());
+                    cursor = nodes[cursor].1;
                 }
                 chain.reverse();
                 path.extend(chain);
                 return path;
             }
-            if seen.len() > 10_000 {
-                break;
-            }
             for role in self.grants.get(domain).and_then(|m| m.get(name)).into_iter().flatten() {
-                if seen.insert(role) {
-                    parent.insert(role, name);
-                    queue.push_back(role);
+                if !nodes.iter().any(|(seen, _)| *seen == role.as_str()) {
+                    nodes.push((role, next));
                 }
             }
+            next += 1;
         }
         if !path.is_empty() {
             path.push(start.to_owned());
@@ -484,6 +483,10 @@ impl Engine {
         path
     }
 }
+
+/// Most roles visited when looking for a role path (the search is for an
+/// explanation; a decision never depends on it).
+const MAX_PATH_SEARCH: usize = 512;
 
 /// Compiles the enforcer's model when its matcher is in the supported subset.
 fn compile(enforcer: &Enforcer) -> Option<Compiled> {
