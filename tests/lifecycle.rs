@@ -159,6 +159,32 @@ async fn shadow_policies_count_and_audit_divergences() {
     assert_eq!(status.shadow_divergences, 1);
     let decision = kinds(&vigil.audit_dir, "decision").into_iter().find(|r| r["seq"] == answer.audit_seq).unwrap();
     assert_eq!(decision["detail"]["shadow"]["allowed"], false);
+
+    // Masking treatments are shadowed too: the candidate shows support
+    // phone numbers in clear.
+    std::fs::write(
+        candidate.path().join("policy.csv"),
+        std::fs::read_to_string(candidate.path().join("policy.csv")).unwrap() + "p, support, label:phone, see:clear, allow\n",
+    )
+    .unwrap();
+    std::fs::copy(repo_path("policies/classification.toml"), candidate.path().join("classification.toml")).unwrap();
+    admin.reload_policies(ReloadPoliciesRequest {}).await.unwrap();
+    use vigil::proto::{data_masking_client::DataMaskingClient, MaskRequest};
+    let record = match vigil::mask::from_json(&serde_json::json!({"phone": "13812345678"})).kind {
+        Some(prost_types::value::Kind::StructValue(s)) => s,
+        _ => unreachable!("an object"),
+    };
+    let mut masking = DataMaskingClient::new(vigil.channel().await);
+    let masked = masking
+        .mask(MaskRequest { subject: "bob".into(), object: "crm.customers".into(), records: vec![record], ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(vigil::mask::struct_to_json(&masked.records[0])["phone"], "138****5678", "the live treatment is served");
+    let status = admin.get_policy_status(GetPolicyStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.shadow_divergences, 2);
+    let mask_record = kinds(&vigil.audit_dir, "mask").pop().unwrap();
+    assert_eq!(mask_record["detail"]["shadow"]["treatments"][0], serde_json::json!({"label": "phone", "live": "mask", "candidate": "clear"}));
 }
 
 #[tokio::test]
@@ -239,11 +265,17 @@ fn policy_test_runs_the_shipped_cases_and_reports_failures() {
     std::fs::write(
         cases.path(),
         "[[case]]\nsubject = \"alice\"\nobject = \"hr.employees\"\naction = \"read\"\nexpect = \"allow\"\n\
-         [[case]]\nname = \"fine\"\nsubject = \"alice\"\nobject = \"crm.x\"\naction = \"read\"\nexpect = \"allow\"\n",
+         [[case]]\nname = \"fine\"\nsubject = \"alice\"\nobject = \"crm.x\"\naction = \"read\"\nexpect = \"allow\"\n\
+         [[mask_case]]\nname = \"wrong mask\"\nsubject = \"bob\"\nobject = \"crm.customers\"\n\
+         record = { phone = \"13812345678\" }\nexpect = { phone = \"13812345678\" }\ntreatments = { phone = \"clear\" }\n",
     )
     .unwrap();
     let (code, out) = run(&["policy", "test", "--policies", repo_path("policies").to_str().unwrap(), "--cases", cases.path().to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL #1: alice read hr.employees: expected allow, got deny: no policy rule allows alice to read hr.employees"), "{out}");
-    assert!(out.contains("1 passed, 1 failed"), "{out}");
+    assert!(
+        out.contains("FAIL wrong mask: phone: expected \"13812345678\", got \"138****5678\"; phone: expected treatment clear, got mask"),
+        "{out}"
+    );
+    assert!(out.contains("1 passed, 2 failed"), "{out}");
 }

@@ -79,6 +79,38 @@ impl DataMaskingService {
     }
 }
 
+impl DataMaskingService {
+    /// Shadow evaluation for masking: the treatment the candidate policy
+    /// would give each label this call used, where it differs from the live
+    /// one. Counted and returned for the audit record; never served.
+    fn shadow_treatments(&self, asker: &AccessRequest<'_>, actions: &[FieldAction]) -> Option<serde_json::Value> {
+        let shadow = self.shared.shadow.as_ref()?.snapshot();
+        let mut live: BTreeMap<&str, &str> = BTreeMap::new();
+        for action in actions {
+            live.entry(action.label.as_str()).or_insert(action.treatment.as_str());
+        }
+        let mut divergences = Vec::new();
+        for (label, live_treatment) in live {
+            let candidate = match shadow.classification.labels.get(label) {
+                Some(known) => match shadow.grant(asker, known) {
+                    Some((treatment, _)) => treatment.to_string(),
+                    None => known.default.to_string(),
+                },
+                None => "unclassified".to_owned(),
+            };
+            if candidate != live_treatment {
+                divergences.push(serde_json::json!({ "label": label, "live": live_treatment, "candidate": candidate }));
+            }
+        }
+        if divergences.is_empty() {
+            return None;
+        }
+        self.shared.shadow_divergences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(object = %asker.object, labels = divergences.len(), "shadow policy masks differently");
+        Some(serde_json::json!({ "pv": shadow.version, "treatments": divergences }))
+    }
+}
+
 /// The asker of a Mask/Unmask call as a `read` request on its object.
 fn reader<'a>(
     principal: &'a Principal,
@@ -135,6 +167,11 @@ impl DataMasking for DataMaskingService {
         drop(masker);
 
         record.detail = Some(serde_json::json!({ "records": message.records.len(), "fields": summarize(&actions) }));
+        if let Some(divergences) = self.shadow_treatments(&asker, &actions) {
+            if let Some(detail) = record.detail.as_mut() {
+                detail["shadow"] = divergences;
+            }
+        }
         let id = record.id.clone().unwrap_or_default();
         let receipt = self.shared.audit.append_one(record).await?;
         Ok(Response::new(MaskResponse {

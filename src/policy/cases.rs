@@ -9,6 +9,14 @@
 //! action = "read"
 //! expect = "allow"            # or "deny"
 //! # optional: domain = "acme", roles = ["analyst"], attributes = { region = "eu" }
+//!
+//! [[mask_case]]
+//! name = "support sees phone numbers masked"
+//! subject = "bob"
+//! object = "crm.customers"
+//! record = { phone = "13812345678", notes = "call 13987654321" }
+//! expect = { phone = "138****5678", notes = "call 139****4321" }   # field → output
+//! treatments = { phone = "mask" }                                  # path → treatment
 //! ```
 
 use std::collections::HashMap;
@@ -26,6 +34,29 @@ pub const DEFAULT_CASES_FILE: &str = "policy_test.toml";
 pub struct CaseFile {
     #[serde(default, rename = "case")]
     pub cases: Vec<AccessCase>,
+    #[serde(default, rename = "mask_case")]
+    pub mask_cases: Vec<MaskCase>,
+}
+
+/// A record masked for a subject, with the expected output fields and/or
+/// the expected treatment per path. Outputs of keyed treatments
+/// (pseudonyms, ciphertexts) differ per keyring: check those by treatment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskCase {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub subject: String,
+    pub object: String,
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub record: toml::Table,
+    #[serde(default)]
+    pub expect: toml::Table,
+    #[serde(default)]
+    pub treatments: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -82,6 +113,78 @@ pub fn parse(text: &str) -> Result<CaseFile, String> {
 }
 
 pub fn run(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
+    let mut outcomes = run_access(policy, file);
+    outcomes.extend(run_masking(policy, file));
+    outcomes
+}
+
+fn toml_to_json(value: &toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => s.clone().into(),
+        toml::Value::Integer(i) => (*i).into(),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or_default(),
+        toml::Value::Boolean(b) => (*b).into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(items) => items.iter().map(toml_to_json).collect(),
+        toml::Value::Table(table) => table.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect::<serde_json::Map<_, _>>().into(),
+    }
+}
+
+fn run_masking(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
+    let keys = crate::keys::Keyring::generate();
+    let no_attributes = HashMap::new();
+    file.mask_cases
+        .iter()
+        .enumerate()
+        .map(|(index, case)| {
+            let label = case.name.clone().unwrap_or_else(|| format!("mask #{}: {} on {}", index + 1, case.subject, case.object));
+            let asker = AccessRequest {
+                subject: &case.subject,
+                extra_roles: &case.roles,
+                object: &case.object,
+                action: "read",
+                domain: &case.domain,
+                attributes: &no_attributes,
+            };
+            let failure = (|| -> Option<String> {
+                match policy.engine.decide(&asker) {
+                    Err(e) => return Some(format!("request error: {e}")),
+                    Ok(v) if !v.allowed() => return Some(format!("{} may not read {}: {}", case.subject, case.object, v.reason(&asker))),
+                    Ok(_) => {}
+                }
+                let json = toml_to_json(&toml::Value::Table(case.record.clone()));
+                let prost_types::Value { kind: Some(prost_types::value::Kind::StructValue(mut record)) } = crate::mask::from_json(&json) else {
+                    return Some("record must be a table".into());
+                };
+                let visibility = |l: &crate::mask::Label| policy.grant(&asker, l);
+                let mut masker = crate::mask::Masker::new(&policy.classification, &case.object, &keys, visibility, 64);
+                let mut actions = Vec::new();
+                if let Err(e) = masker.mask(0, &mut record, &mut actions) {
+                    return Some(e.to_string());
+                }
+                let out = crate::mask::struct_to_json(&record);
+                let mut problems = Vec::new();
+                for (field, expected) in &case.expect {
+                    let expected = toml_to_json(expected);
+                    let got = out.get(field).cloned().unwrap_or(serde_json::Value::Null);
+                    if got != expected {
+                        problems.push(format!("{field}: expected {expected}, got {got}"));
+                    }
+                }
+                for (path, treatment) in &case.treatments {
+                    let got: Vec<&str> = actions.iter().filter(|a| a.path == *path).map(|a| a.treatment.as_str()).collect();
+                    if got != [treatment.as_str()] {
+                        problems.push(format!("{path}: expected treatment {treatment}, got {}", if got.is_empty() { "none".to_owned() } else { got.join(", ") }));
+                    }
+                }
+                (!problems.is_empty()).then(|| problems.join("; "))
+            })();
+            Outcome { label, failure }
+        })
+        .collect()
+}
+
+fn run_access(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
     file.cases
         .iter()
         .enumerate()
