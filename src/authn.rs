@@ -156,10 +156,10 @@ impl std::fmt::Debug for JwtVerifier {
 impl JwtVerifier {
     pub fn from_config(config: &JwtConfig) -> Result<JwtVerifier, KeyError> {
         let keys = match &config.keys {
-            JwtKeySource::Secret(path) => vec![secret_key(path, &read_secret(path)?)],
+            JwtKeySource::Secret(path) => vec![secret_key(&read_secret(path)?)],
             JwtKeySource::DevSecret(path) => {
                 let secret = load_or_create_dev_secret(path)?;
-                vec![secret_key(path, &secret)]
+                vec![secret_key(&secret)]
             }
             JwtKeySource::PublicKeyPem(path) => vec![pem_key(path)?],
             JwtKeySource::Jwks(path) => jwks_keys(path)?,
@@ -311,8 +311,7 @@ fn read_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
     Ok(trimmed)
 }
 
-fn secret_key(path: &Path, secret: &[u8]) -> VerifyingKey {
-    let _ = path;
+fn secret_key(secret: &[u8]) -> VerifyingKey {
     VerifyingKey { kid: None, algorithm: Algorithm::HS256, key: DecodingKey::from_secret(secret) }
 }
 
@@ -397,7 +396,7 @@ mod tests {
 
     fn verifier() -> JwtVerifier {
         JwtVerifier {
-            keys: vec![secret_key(Path::new("x"), SECRET)],
+            keys: vec![secret_key(SECRET)],
             issuer: Some("vigil-test".into()),
             audience: None,
             leeway: Duration::from_secs(30),
