@@ -227,6 +227,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         shadow_divergences: Default::default(),
         keys: Arc::new(Keyring::load_or_create(&config.keyring)?),
     });
+    // A file size limit (RLIMIT_FSIZE) must make audit writes fail, and so
+    // fail closed, rather than kill the process with SIGXFSZ.
+    #[cfg(target_os = "linux")]
+    let _file_size_signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)).ok();
+
     // Installed before any listener is announced, so a SIGHUP sent as soon
     // as vigil is up reloads instead of killing the process.
     #[cfg(unix)]

@@ -376,3 +376,64 @@ async fn a_deleted_active_file_is_noticed_not_written_into_the_void() {
     let decision: serde_json::Value = serde_json::from_str(&lines[1].1).unwrap();
     assert_eq!(decision["seq"], answer.audit_seq);
 }
+
+#[tokio::test]
+async fn a_disk_that_refuses_writes_fails_closed_and_health_follows() {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    // RLIMIT_FSIZE of 8 KiB: after a couple of dozen records every write fails.
+    let mut launch = Launch::new(repo_path("policies"));
+    launch.wrapper = vec!["prlimit".into(), "--fsize=8192:unlimited".into(), "--".into()];
+    let vigil = launch.start();
+    let mut client = vigil.client().await;
+    let mut health = HealthClient::new(vigil.channel().await);
+    let mut answered = Vec::new();
+    let refusal = loop {
+        match client.authorize(request("alice", "crm.customers", "read")).await {
+            Ok(answer) => answered.push(answer.into_inner().audit_seq),
+            Err(status) => break status,
+        }
+        assert!(answered.len() < 100, "the size limit never bit");
+    };
+    assert_eq!(refusal.code(), tonic::Code::Unavailable, "{}", refusal.message());
+    assert!(refusal.message().contains("audit log write failed"), "{}", refusal.message());
+    let serving = |status: i32| status == 1;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner().status;
+        if !serving(status) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "health never turned NOT_SERVING");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Lift the limit: vigil notices by itself and serves again.
+    let lifted = std::process::Command::new("prlimit")
+        .args(["--pid", &vigil.pid().to_string(), "--fsize=unlimited:unlimited"])
+        .status()
+        .unwrap();
+    assert!(lifted.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner().status;
+        if serving(status) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "health never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = client.authorize(request("alice", "crm.customers", "read")).await.unwrap().into_inner();
+    answered.push(after.audit_seq);
+    drop((client, health));
+    let audit_dir = vigil.audit_dir.clone();
+    let (status, _, _dir) = vigil.terminate().await;
+    assert!(status.success());
+    let (ok, text) = verify(&audit_dir, &[]);
+    assert!(ok, "{text}");
+    let lines = audit_lines(&audit_dir);
+    let seqs: Vec<u64> = lines.iter().map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap()).collect();
+    for seq in &answered {
+        assert!(seqs.contains(seq), "answered decision {seq} is not in the log");
+    }
+    assert!(lines.iter().any(|(_, l)| l.contains("\"kind\":\"audit_resumed\"")));
+}

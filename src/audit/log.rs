@@ -433,10 +433,9 @@ fn run_sync(inner: Arc<Inner>, mut rx: mpsc::Receiver<SyncCommand>) {
     let mut group = Vec::with_capacity(64);
     let mut last_flush = Instant::now();
     loop {
-        let mut wait = if inner.healthy.load(Ordering::Relaxed) { checkpoint_every } else { PROBE_EVERY };
-        if inner.sync == SyncMode::Off {
-            wait = wait.min(OFF_FLUSH_EVERY);
-        }
+        // Wake regularly even when idle: a failed write (no sync request
+        // follows it) must be probed soon, and checkpoints come due.
+        let wait = if inner.sync == SyncMode::Off { OFF_FLUSH_EVERY.min(PROBE_EVERY) } else { PROBE_EVERY };
         match runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
             Ok(Some(command)) => group.push(command),
             Ok(None) => return,
@@ -516,7 +515,7 @@ impl Core {
             if let Ok((_, file)) = self.commit(&mut []) {
                 let _ = file.sync_data();
             }
-        } else {
+        } else if self.last_checkpoint.elapsed() >= self.options.checkpoint_every {
             self.checkpoint();
         }
     }

@@ -36,6 +36,8 @@ pub struct Vigil {
 pub struct Launch {
     pub policies: PathBuf,
     pub args: Vec<String>,
+    /// A program (and its arguments) that runs vigil, e.g. `prlimit ...`.
+    pub wrapper: Vec<String>,
     pub tcp: bool,
     pub unix: bool,
     pub envs: Vec<(String, String)>,
@@ -43,7 +45,7 @@ pub struct Launch {
 
 impl Launch {
     pub fn new(policies: impl Into<PathBuf>) -> Launch {
-        Launch { policies: policies.into(), args: Vec::new(), tcp: true, unix: false, envs: Vec::new() }
+        Launch { policies: policies.into(), args: Vec::new(), wrapper: Vec::new(), tcp: true, unix: false, envs: Vec::new() }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Launch {
@@ -81,7 +83,14 @@ impl Vigil {
         let dir = dir.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
         let audit_dir = dir.path().join("audit");
         let socket = dir.path().join("vigil.sock");
-        let mut command = Command::new(BIN);
+        let mut command = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
         command
             .arg("serve")
             .arg("--policies")
