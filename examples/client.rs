@@ -17,10 +17,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
-    let addr = args.next().unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
+    let addr = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
 
     let mut client = AccessControlClient::connect(addr).await?;
-    let request = AuthorizeRequest { subject, object, action, ..Default::default() };
+    let request = AuthorizeRequest {
+        subject,
+        object,
+        action,
+        ..Default::default()
+    };
     // In jwt mode, attach the caller's token:
     // request.metadata_mut().insert("authorization", format!("Bearer {token}").parse()?);
     let answer = client.authorize(request).await?.into_inner();

@@ -99,9 +99,16 @@ pub enum Authenticator {
 impl Authenticator {
     /// Resolves the principal of a request from its bearer token (if any)
     /// and the `subject` it names.
-    pub fn authenticate(&self, authorization: Option<&str>, request_subject: &str) -> Result<Principal, AuthnError> {
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        request_subject: &str,
+    ) -> Result<Principal, AuthnError> {
         match self {
-            Authenticator::Trusted => Ok(Principal { subject: request_subject.to_owned(), roles: Vec::new() }),
+            Authenticator::Trusted => Ok(Principal {
+                subject: request_subject.to_owned(),
+                roles: Vec::new(),
+            }),
             Authenticator::Jwt(verifier) => {
                 let header = authorization.ok_or(AuthnError::MissingToken)?;
                 let token = bearer_token(header)?;
@@ -146,7 +153,10 @@ impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Keys stay out of Debug output on purpose.
         f.debug_struct("JwtVerifier")
-            .field("algorithms", &self.keys.iter().map(|k| k.algorithm).collect::<Vec<_>>())
+            .field(
+                "algorithms",
+                &self.keys.iter().map(|k| k.algorithm).collect::<Vec<_>>(),
+            )
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish_non_exhaustive()
@@ -174,21 +184,33 @@ impl JwtVerifier {
     }
 
     fn expected_algorithms(&self) -> String {
-        let mut names: Vec<String> = self.keys.iter().map(|k| format!("{:?}", k.algorithm)).collect();
+        let mut names: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| format!("{:?}", k.algorithm))
+            .collect();
         names.dedup();
         names.join(" or ")
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthnError> {
         let (algorithm, kid) = peek_header(token)?;
-        let candidates: Vec<&VerifyingKey> = self.keys.iter().filter(|k| k.algorithm == algorithm).collect();
+        let candidates: Vec<&VerifyingKey> = self
+            .keys
+            .iter()
+            .filter(|k| k.algorithm == algorithm)
+            .collect();
         if candidates.is_empty() {
-            return Err(AuthnError::WrongAlgorithm { found: format!("{algorithm:?}"), expected: self.expected_algorithms() });
+            return Err(AuthnError::WrongAlgorithm {
+                found: format!("{algorithm:?}"),
+                expected: self.expected_algorithms(),
+            });
         }
         let key = match &kid {
-            Some(kid) if candidates.iter().any(|k| k.kid.is_some()) => {
-                candidates.into_iter().find(|k| k.kid.as_deref() == Some(kid)).ok_or(AuthnError::UnknownKey)?
-            }
+            Some(kid) if candidates.iter().any(|k| k.kid.is_some()) => candidates
+                .into_iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .ok_or(AuthnError::UnknownKey)?,
             _ if candidates.len() == 1 => candidates[0],
             _ => return Err(AuthnError::UnknownKey),
         };
@@ -214,26 +236,32 @@ impl JwtVerifier {
         }
         validation.set_required_spec_claims(&required);
 
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::InvalidSignature => AuthnError::BadSignature,
-                ErrorKind::ExpiredSignature => AuthnError::Expired,
-                ErrorKind::ImmatureSignature => AuthnError::NotYetValid,
-                ErrorKind::InvalidIssuer => AuthnError::WrongIssuer,
-                ErrorKind::InvalidAudience => AuthnError::WrongAudience,
-                ErrorKind::MissingRequiredClaim(claim) => AuthnError::MissingClaim(claim.clone()),
-                ErrorKind::InvalidAlgorithm => AuthnError::WrongAlgorithm {
-                    found: format!("{algorithm:?}"),
-                    expected: self.expected_algorithms(),
-                },
-                ErrorKind::InvalidClaimFormat(claim) => AuthnError::Malformed(format!("claim `{claim}` has the wrong type")),
-                ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
-                    AuthnError::Malformed("not a well-formed JWT".into())
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::InvalidSignature => AuthnError::BadSignature,
+                    ErrorKind::ExpiredSignature => AuthnError::Expired,
+                    ErrorKind::ImmatureSignature => AuthnError::NotYetValid,
+                    ErrorKind::InvalidIssuer => AuthnError::WrongIssuer,
+                    ErrorKind::InvalidAudience => AuthnError::WrongAudience,
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        AuthnError::MissingClaim(claim.clone())
+                    }
+                    ErrorKind::InvalidAlgorithm => AuthnError::WrongAlgorithm {
+                        found: format!("{algorithm:?}"),
+                        expected: self.expected_algorithms(),
+                    },
+                    ErrorKind::InvalidClaimFormat(claim) => {
+                        AuthnError::Malformed(format!("claim `{claim}` has the wrong type"))
+                    }
+                    ErrorKind::InvalidToken
+                    | ErrorKind::Base64(_)
+                    | ErrorKind::Json(_)
+                    | ErrorKind::Utf8(_) => AuthnError::Malformed("not a well-formed JWT".into()),
+                    _ => AuthnError::BadSignature,
                 }
-                _ => AuthnError::BadSignature,
-            }
-        })?;
+            })?;
         let claims = data.claims;
         let subject = match claims.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -248,14 +276,18 @@ impl JwtVerifier {
 /// with a clear message and to pick the key.
 fn peek_header(token: &str) -> Result<(Algorithm, Option<String>), AuthnError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(AuthnError::Malformed("a JWT has three dot-separated parts".into()));
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthnError::Malformed(
+            "a JWT has three dot-separated parts".into(),
+        ));
     };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(header.trim_end_matches('='))
         .map_err(|_| AuthnError::Malformed("header is not base64url".into()))?;
-    let header: Map<String, Value> =
-        serde_json::from_slice(&bytes).map_err(|_| AuthnError::Malformed("header is not a JSON object".into()))?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes)
+        .map_err(|_| AuthnError::Malformed("header is not a JSON object".into()))?;
     let alg = match header.get("alg") {
         Some(Value::String(alg)) => alg,
         _ => return Err(AuthnError::Malformed("header has no `alg`".into())),
@@ -274,7 +306,10 @@ fn peek_header(token: &str) -> Result<(Algorithm, Option<String>), AuthnError> {
     Ok((algorithm, kid))
 }
 
-fn roles_from_claims(claims: &Map<String, Value>, path: &[String]) -> Result<Vec<String>, AuthnError> {
+fn roles_from_claims(
+    claims: &Map<String, Value>,
+    path: &[String],
+) -> Result<Vec<String>, AuthnError> {
     let mut value = None;
     let mut current = claims;
     for (i, segment) in path.iter().enumerate() {
@@ -287,59 +322,108 @@ fn roles_from_claims(claims: &Map<String, Value>, path: &[String]) -> Result<Vec
     let claim = path.join(".");
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(s.split([' ', ',']).filter(|r| !r.is_empty()).map(str::to_owned).collect()),
+        Some(Value::String(s)) => Ok(s
+            .split([' ', ','])
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect()),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
                 Value::String(s) => Ok(s.clone()),
-                _ => Err(AuthnError::Malformed(format!("claim `{claim}` must hold strings"))),
+                _ => Err(AuthnError::Malformed(format!(
+                    "claim `{claim}` must hold strings"
+                ))),
             })
             .collect(),
-        Some(_) => Err(AuthnError::Malformed(format!("claim `{claim}` must be a list of role names"))),
+        Some(_) => Err(AuthnError::Malformed(format!(
+            "claim `{claim}` must be a list of role names"
+        ))),
     }
 }
 
 fn read_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let trimmed = bytes.trim_ascii_end().to_vec();
     if trimmed.len() < 32 {
         return Err(KeyError::Invalid {
             path: path.to_owned(),
-            message: format!("an HS256 secret needs at least 32 bytes, this one has {}", trimmed.len()),
+            message: format!(
+                "an HS256 secret needs at least 32 bytes, this one has {}",
+                trimmed.len()
+            ),
         });
     }
     Ok(trimmed)
 }
 
 fn secret_key(secret: &[u8]) -> VerifyingKey {
-    VerifyingKey { kid: None, algorithm: Algorithm::HS256, key: DecodingKey::from_secret(secret) }
+    VerifyingKey {
+        kid: None,
+        algorithm: Algorithm::HS256,
+        key: DecodingKey::from_secret(secret),
+    }
 }
 
 fn pem_key(path: &Path) -> Result<VerifyingKey, KeyError> {
-    let pem = std::fs::read(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+    let pem = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
-        return Ok(VerifyingKey { kid: None, algorithm: Algorithm::RS256, key });
+        return Ok(VerifyingKey {
+            kid: None,
+            algorithm: Algorithm::RS256,
+            key,
+        });
     }
     if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
-        return Ok(VerifyingKey { kid: None, algorithm: Algorithm::ES256, key });
+        return Ok(VerifyingKey {
+            kid: None,
+            algorithm: Algorithm::ES256,
+            key,
+        });
     }
-    Err(KeyError::Invalid { path: path.to_owned(), message: "not an RSA or P-256 EC public key in PEM".into() })
+    Err(KeyError::Invalid {
+        path: path.to_owned(),
+        message: "not an RSA or P-256 EC public key in PEM".into(),
+    })
 }
 
 fn jwks_keys(path: &Path) -> Result<Vec<VerifyingKey>, KeyError> {
-    let invalid = |message: String| KeyError::Invalid { path: path.to_owned(), message };
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| invalid(format!("not a JSON Web Key Set: {e}")))?;
+    let invalid = |message: String| KeyError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let set: JwkSet =
+        serde_json::from_str(&text).map_err(|e| invalid(format!("not a JSON Web Key Set: {e}")))?;
     let mut keys = Vec::new();
     for (index, jwk) in set.keys.iter().enumerate() {
         use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
         let algorithm = match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
-            _ => return Err(invalid(format!("key {index}: only RSA (RS256) and P-256 (ES256) keys are supported"))),
+            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                Algorithm::ES256
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "key {index}: only RSA (RS256) and P-256 (ES256) keys are supported"
+                )))
+            }
         };
         let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("key {index}: {e}")))?;
-        keys.push(VerifyingKey { kid: jwk.common.key_id.clone(), algorithm, key });
+        keys.push(VerifyingKey {
+            kid: jwk.common.key_id.clone(),
+            algorithm,
+            key,
+        });
     }
     if keys.is_empty() {
         return Err(invalid("the key set is empty".into()));
@@ -351,7 +435,10 @@ fn jwks_keys(path: &Path) -> Result<Vec<VerifyingKey>, KeyError> {
 /// 0600) the first time.
 pub fn load_or_create_dev_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
     if !path.exists() {
-        let io = |source| KeyError::Read { path: path.to_owned(), source };
+        let io = |source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
@@ -372,8 +459,14 @@ pub struct DevToken<'a> {
     pub ttl: Duration,
 }
 
-pub fn mint_hs256(secret: &[u8], token: &DevToken<'_>) -> Result<String, jsonwebtoken::errors::Error> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+pub fn mint_hs256(
+    secret: &[u8],
+    token: &DevToken<'_>,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let mut claims = Map::new();
     claims.insert("sub".into(), token.subject.into());
     claims.insert("iat".into(), now.into());
@@ -385,7 +478,11 @@ pub fn mint_hs256(secret: &[u8], token: &DevToken<'_>) -> Result<String, jsonweb
     if let Some(audience) = token.audience {
         claims.insert("aud".into(), audience.into());
     }
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
 }
 
 #[cfg(test)]
@@ -416,27 +513,46 @@ mod tests {
         };
         let mut token = mint_hs256(SECRET, &dev).unwrap();
         // Re-mint with a nested roles claim to exercise dotted paths.
-        let claims = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(&token).unwrap().claims;
+        let claims = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(&token)
+            .unwrap()
+            .claims;
         let mut claims = claims;
         claims.remove("placeholder");
         claims.insert("realm".into(), serde_json::json!({"roles": ["analyst"]}));
-        token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET)).unwrap();
+        token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
         token
     }
 
     #[test]
     fn verifies_and_reads_nested_roles() {
         let principal = verifier().verify(&token("alice", 60)).unwrap();
-        assert_eq!(principal, Principal { subject: "alice".into(), roles: vec!["analyst".into()] });
+        assert_eq!(
+            principal,
+            Principal {
+                subject: "alice".into(),
+                roles: vec!["analyst".into()]
+            }
+        );
     }
 
     #[test]
     fn refusals_are_specific() {
         let v = verifier();
-        assert_eq!(v.verify("a.b"), Err(AuthnError::Malformed("a JWT has three dot-separated parts".into())));
+        assert_eq!(
+            v.verify("a.b"),
+            Err(AuthnError::Malformed(
+                "a JWT has three dot-separated parts".into()
+            ))
+        );
         let none = format!(
             "{}.{}.",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(br#"{"alg":"none","typ":"JWT"}"#),
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"alice"}"#)
         );
         assert_eq!(v.verify(&none), Err(AuthnError::Unsigned));
@@ -445,14 +561,24 @@ mod tests {
         forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).unwrap();
         assert_eq!(v.verify(&forged), Err(AuthnError::BadSignature));
-        assert_eq!(v.verify(&token("alice", 0)).map(|_| ()), Ok(()), "within leeway");
+        assert_eq!(
+            v.verify(&token("alice", 0)).map(|_| ()),
+            Ok(()),
+            "within leeway"
+        );
         let auth = Authenticator::Jwt(Box::new(v));
         let header = format!("Bearer {}", token("alice", 60));
         assert_eq!(
             auth.authenticate(Some(&header), "bob"),
-            Err(AuthnError::SubjectMismatch { request: "bob".into(), token: "alice".into() })
+            Err(AuthnError::SubjectMismatch {
+                request: "bob".into(),
+                token: "alice".into()
+            })
         );
         assert_eq!(auth.authenticate(None, ""), Err(AuthnError::MissingToken));
-        assert_eq!(auth.authenticate(Some("Basic abc"), ""), Err(AuthnError::NotBearer));
+        assert_eq!(
+            auth.authenticate(Some("Basic abc"), ""),
+            Err(AuthnError::NotBearer)
+        );
     }
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about = "Data governance and access-control policy sidecar")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Data governance and access-control policy sidecar"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "VIGIL_LOG_FORMAT", value_enum)]

@@ -224,7 +224,10 @@ enum OneOrMany {
 
 impl Config {
     /// Builds the config for `vigil serve`. `log_format` is the global flag.
-    pub fn from_args(args: ServeArgs, log_format: Option<LogFormat>) -> Result<Config, ConfigError> {
+    pub fn from_args(
+        args: ServeArgs,
+        log_format: Option<LogFormat>,
+    ) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let file = match &args.config {
             Some(path) => read_file_config(path).unwrap_or_else(|problem| {
@@ -268,34 +271,57 @@ impl Config {
         // Keys live beside the audit directory, not in it: handing the
         // directory to an auditor must not hand over the keys.
         let key_home = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut duration = |name: &str, flag: Option<String>, file: Option<String>, default: Option<Duration>| {
-            match flag.or(file) {
-                Some(text) => match parse_duration(&text) {
-                    Ok(d) => Some(d),
-                    Err(problem) => {
-                        problems.push(format!("{name}: {problem}"));
-                        default
-                    }
-                },
-                None => default,
-            }
-        };
-        let block_timeout = duration("audit block_timeout", args.audit_block_timeout, file_audit.block_timeout, Some(Duration::from_secs(5)));
-        let rotate_age = duration("audit rotate_age", args.audit_rotate_age, file_audit.rotate_age, None);
-        let checkpoint_every =
-            duration("audit checkpoint_every", args.audit_checkpoint_every, file_audit.checkpoint_every, Some(Duration::from_secs(10)));
+        let mut duration =
+            |name: &str, flag: Option<String>, file: Option<String>, default: Option<Duration>| {
+                match flag.or(file) {
+                    Some(text) => match parse_duration(&text) {
+                        Ok(d) => Some(d),
+                        Err(problem) => {
+                            problems.push(format!("{name}: {problem}"));
+                            default
+                        }
+                    },
+                    None => default,
+                }
+            };
+        let block_timeout = duration(
+            "audit block_timeout",
+            args.audit_block_timeout,
+            file_audit.block_timeout,
+            Some(Duration::from_secs(5)),
+        );
+        let rotate_age = duration(
+            "audit rotate_age",
+            args.audit_rotate_age,
+            file_audit.rotate_age,
+            None,
+        );
+        let checkpoint_every = duration(
+            "audit checkpoint_every",
+            args.audit_checkpoint_every,
+            file_audit.checkpoint_every,
+            Some(Duration::from_secs(10)),
+        );
         let audit = AuditConfig {
             sync: args
                 .audit_sync
                 .or(file.audit_sync)
                 .or(file_audit.sync)
                 .unwrap_or(SyncMode::Batch),
-            on_failure: args.audit_on_failure.or(file_audit.on_failure).unwrap_or(OnFailure::FailClosed),
+            on_failure: args
+                .audit_on_failure
+                .or(file_audit.on_failure)
+                .unwrap_or(OnFailure::FailClosed),
             block_timeout: block_timeout.unwrap_or(Duration::from_secs(5)),
-            rotate_bytes: args.audit_rotate_bytes.or(file_audit.rotate_bytes).unwrap_or(64 << 20),
+            rotate_bytes: args
+                .audit_rotate_bytes
+                .or(file_audit.rotate_bytes)
+                .unwrap_or(64 << 20),
             rotate_age,
             retain_segments: args.audit_retain_segments.or(file_audit.retain_segments),
-            checkpoint_every: checkpoint_every.unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(10)),
+            checkpoint_every: checkpoint_every
+                .unwrap_or(Duration::from_secs(10))
+                .max(Duration::from_millis(10)),
             signing_key_file: args
                 .audit_signing_key
                 .or(file_audit.signing_key_file)
@@ -333,7 +359,9 @@ impl Config {
                         remote.join(", ")
                     ));
                 }
-                AuthConfig::Trusted { forced_remote: !remote.is_empty() && force_remote }
+                AuthConfig::Trusted {
+                    forced_remote: !remote.is_empty() && force_remote,
+                }
             }
             AuthMode::Jwt => {
                 let secret = args.jwt_secret_file.or(file.jwt_secret_file);
@@ -360,9 +388,13 @@ impl Config {
                 };
                 let leeway = match (args.jwt_leeway, file.jwt_leeway) {
                     (Some(flag), _) => parse_duration(&flag),
-                    (None, Some(toml::Value::Integer(secs))) if secs >= 0 => Ok(Duration::from_secs(secs as u64)),
+                    (None, Some(toml::Value::Integer(secs))) if secs >= 0 => {
+                        Ok(Duration::from_secs(secs as u64))
+                    }
                     (None, Some(toml::Value::String(s))) => parse_duration(&s),
-                    (None, Some(other)) => Err(format!("jwt_leeway must be a duration like \"30s\", got {other}")),
+                    (None, Some(other)) => Err(format!(
+                        "jwt_leeway must be a duration like \"30s\", got {other}"
+                    )),
                     (None, None) => Ok(Duration::from_secs(30)),
                 };
                 let leeway = leeway.unwrap_or_else(|problem| {
@@ -383,12 +415,21 @@ impl Config {
         };
 
         let limits = Limits {
-            max_message_bytes: args.max_message_bytes.or(file.max_message_bytes).unwrap_or(4 << 20),
-            max_batch_items: args.max_batch_items.or(file.max_batch_items).unwrap_or(1000),
+            max_message_bytes: args
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(4 << 20),
+            max_batch_items: args
+                .max_batch_items
+                .or(file.max_batch_items)
+                .unwrap_or(1000),
             max_depth: args.max_depth.or(file.max_depth).unwrap_or(32),
         };
         if limits.max_message_bytes < 1024 {
-            problems.push(format!("max_message_bytes {} is below the 1024-byte minimum", limits.max_message_bytes));
+            problems.push(format!(
+                "max_message_bytes {} is below the 1024-byte minimum",
+                limits.max_message_bytes
+            ));
         }
         if limits.max_batch_items == 0 {
             problems.push("max_batch_items must be at least 1".to_owned());
@@ -397,7 +438,10 @@ impl Config {
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
-        let admin_role = args.admin_role.or(file.admin_role).unwrap_or_else(|| "admin".to_owned());
+        let admin_role = args
+            .admin_role
+            .or(file.admin_role)
+            .unwrap_or_else(|| "admin".to_owned());
         Ok(Config {
             policies,
             listeners,
@@ -408,7 +452,10 @@ impl Config {
             admin_role,
             shadow_policies: args.shadow_policies.or(file.shadow_policies),
             watch: args.watch.or(file.watch).unwrap_or(true),
-            keyring: args.keyring.or(file.keyring).unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING)),
+            keyring: args
+                .keyring
+                .or(file.keyring)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING)),
         })
     }
 }
@@ -425,7 +472,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like \"30s\" or \"5m\" ({e})"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like \"30s\" or \"5m\" ({e})"))
 }
 
 #[cfg(test)]
@@ -439,8 +487,16 @@ mod tests {
     #[test]
     fn defaults_are_local_and_trusted() {
         let config = Config::from_args(serve_args(), None).unwrap();
-        assert_eq!(config.listeners, vec![ListenAddr::parse(DEFAULT_LISTEN).unwrap()]);
-        assert!(matches!(config.auth, AuthConfig::Trusted { forced_remote: false }));
+        assert_eq!(
+            config.listeners,
+            vec![ListenAddr::parse(DEFAULT_LISTEN).unwrap()]
+        );
+        assert!(matches!(
+            config.auth,
+            AuthConfig::Trusted {
+                forced_remote: false
+            }
+        ));
         assert_eq!(config.audit.sync, SyncMode::Batch);
     }
 
@@ -455,7 +511,12 @@ mod tests {
         args.listen = vec!["0.0.0.0:5000".into()];
         args.force_trusted_remote = true;
         let config = Config::from_args(args, None).unwrap();
-        assert!(matches!(config.auth, AuthConfig::Trusted { forced_remote: true }));
+        assert!(matches!(
+            config.auth,
+            AuthConfig::Trusted {
+                forced_remote: true
+            }
+        ));
     }
 
     #[test]

@@ -62,7 +62,11 @@ struct Key {
 
 impl Key {
     fn new(bytes: [u8; 32]) -> Key {
-        Key { gcm: Aes256Gcm::new((&bytes).into()), siv: Aes256GcmSiv::new((&bytes).into()), bytes }
+        Key {
+            gcm: Aes256Gcm::new((&bytes).into()),
+            siv: Aes256GcmSiv::new((&bytes).into()),
+            bytes,
+        }
     }
 }
 
@@ -74,7 +78,10 @@ pub struct Keyring {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring").field("active", &self.active).field("key_ids", &self.keys.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("Keyring")
+            .field("active", &self.active)
+            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,7 +91,11 @@ fn decode_key(text: &str) -> Option<[u8; 32]> {
 }
 
 fn valid_key_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !id.is_empty()
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Keyring {
@@ -92,31 +103,55 @@ impl Keyring {
     pub fn generate() -> Keyring {
         let mut keys = BTreeMap::new();
         keys.insert("k1".to_owned(), Key::new(rand::random()));
-        Keyring { active: "k1".to_owned(), keys, pseudonym_key: rand::random() }
+        Keyring {
+            active: "k1".to_owned(),
+            keys,
+            pseudonym_key: rand::random(),
+        }
     }
 
     pub fn load(path: &Path) -> Result<Keyring, KeyringError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| KeyringError::Read { path: name.clone(), message: e.to_string() })?;
-        let invalid = |message: String| KeyringError::Invalid { path: name.clone(), message };
-        let file: KeyringFile = serde_json::from_str(&text).map_err(|e| invalid(format!("not a vigil keyring: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| KeyringError::Read {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| KeyringError::Invalid {
+            path: name.clone(),
+            message,
+        };
+        let file: KeyringFile = serde_json::from_str(&text)
+            .map_err(|e| invalid(format!("not a vigil keyring: {e}")))?;
         if file.version != 1 {
-            return Err(invalid(format!("unsupported keyring version {}", file.version)));
+            return Err(invalid(format!(
+                "unsupported keyring version {}",
+                file.version
+            )));
         }
         let mut keys = BTreeMap::new();
         for (id, encoded) in &file.keys {
             if !valid_key_id(id) {
-                return Err(invalid(format!("key id {id:?} must be 1-32 letters, digits, '-' or '_'")));
+                return Err(invalid(format!(
+                    "key id {id:?} must be 1-32 letters, digits, '-' or '_'"
+                )));
             }
-            let bytes = decode_key(encoded).ok_or_else(|| invalid(format!("key {id:?} is not 32 bytes of base64url")))?;
+            let bytes = decode_key(encoded)
+                .ok_or_else(|| invalid(format!("key {id:?} is not 32 bytes of base64url")))?;
             keys.insert(id.clone(), Key::new(bytes));
         }
         if !keys.contains_key(&file.active) {
-            return Err(invalid(format!("active key {:?} is not in the keyring", file.active)));
+            return Err(invalid(format!(
+                "active key {:?} is not in the keyring",
+                file.active
+            )));
         }
-        let pseudonym_key =
-            decode_key(&file.pseudonym_key).ok_or_else(|| invalid("pseudonym_key is not 32 bytes of base64url".into()))?;
-        Ok(Keyring { active: file.active, keys, pseudonym_key })
+        let pseudonym_key = decode_key(&file.pseudonym_key)
+            .ok_or_else(|| invalid("pseudonym_key is not 32 bytes of base64url".into()))?;
+        Ok(Keyring {
+            active: file.active,
+            keys,
+            pseudonym_key,
+        })
     }
 
     /// Loads `path`, creating a fresh keyring there the first time.
@@ -133,12 +168,19 @@ impl Keyring {
     /// a crash never leaves half a keyring.
     pub fn save(&self, path: &Path) -> Result<(), KeyringError> {
         let name = path.display().to_string();
-        let write_error = |e: std::io::Error| KeyringError::Write { path: name.clone(), message: e.to_string() };
+        let write_error = |e: std::io::Error| KeyringError::Write {
+            path: name.clone(),
+            message: e.to_string(),
+        };
         let file = KeyringFile {
             version: 1,
             active: self.active.clone(),
             pseudonym_key: URL_SAFE_NO_PAD.encode(self.pseudonym_key),
-            keys: self.keys.iter().map(|(id, key)| (id.clone(), URL_SAFE_NO_PAD.encode(key.bytes))).collect(),
+            keys: self
+                .keys
+                .iter()
+                .map(|(id, key)| (id.clone(), URL_SAFE_NO_PAD.encode(key.bytes)))
+                .collect(),
         };
         let text = serde_json::to_string_pretty(&file).expect("a keyring always serializes");
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -161,7 +203,10 @@ impl Keyring {
     /// Adds a new random key and makes it the one that encrypts; older keys
     /// keep decrypting.
     pub fn rotate(&mut self) -> String {
-        let next = (1..).map(|n| format!("k{n}")).find(|id| !self.keys.contains_key(id)).expect("an unused id exists");
+        let next = (1..)
+            .map(|n| format!("k{n}"))
+            .find(|id| !self.keys.contains_key(id))
+            .expect("an unused id exists");
         self.keys.insert(next.clone(), Key::new(rand::random()));
         self.active = next.clone();
         next
@@ -187,7 +232,13 @@ impl Keyring {
         let ciphertext = self
             .active()
             .gcm
-            .encrypt(Nonce::from_slice(&nonce), aes_gcm::aead::Payload { msg: &Self::seal_payload(label, value), aad: prefix.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                aes_gcm::aead::Payload {
+                    msg: &Self::seal_payload(label, value),
+                    aad: prefix.as_bytes(),
+                },
+            )
             .expect("AES-GCM encrypts any message under 64 GiB");
         let mut data = nonce.to_vec();
         data.extend_from_slice(&ciphertext);
@@ -201,13 +252,20 @@ impl Keyring {
         let prefix = format!("{DETERMINISTIC_PREFIX}{}:", self.active);
         let key = self.active();
         let payload = Self::seal_payload(label, value);
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.bytes).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&key.bytes).expect("HMAC takes any key length");
         mac.update(&payload);
         let digest = mac.finalize().into_bytes();
         let nonce = aes_gcm_siv::Nonce::from_slice(&digest[..12]);
         let ciphertext = key
             .siv
-            .encrypt(nonce, aes_gcm_siv::aead::Payload { msg: &payload, aad: prefix.as_bytes() })
+            .encrypt(
+                nonce,
+                aes_gcm_siv::aead::Payload {
+                    msg: &payload,
+                    aad: prefix.as_bytes(),
+                },
+            )
             .expect("AES-GCM-SIV encrypts any message under 64 GiB");
         let mut data = digest[..12].to_vec();
         data.extend_from_slice(&ciphertext);
@@ -218,9 +276,13 @@ impl Keyring {
     /// value gives the same pseudonym under the same keyring, across key
     /// rotations (it has its own key).
     pub fn pseudonym(&self, value: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.pseudonym_key).expect("HMAC takes any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.pseudonym_key)
+            .expect("HMAC takes any key length");
         mac.update(value.as_bytes());
-        format!("pn_{}", URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..12]))
+        format!(
+            "pn_{}",
+            URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..12])
+        )
     }
 
     pub fn is_ciphertext(text: &str) -> bool {
@@ -236,29 +298,52 @@ impl Keyring {
         } else {
             return Err(CipherError::NotCiphertext);
         };
-        let (key_id, data) = rest.split_once(':').ok_or(CipherError::Malformed("no key id"))?;
+        let (key_id, data) = rest
+            .split_once(':')
+            .ok_or(CipherError::Malformed("no key id"))?;
         if !valid_key_id(key_id) {
             return Err(CipherError::Malformed("bad key id"));
         }
-        let key = self.keys.get(key_id).ok_or_else(|| CipherError::UnknownKey(key_id.to_owned()))?;
-        let data = URL_SAFE_NO_PAD.decode(data).map_err(|_| CipherError::Malformed("data is not base64url"))?;
+        let key = self
+            .keys
+            .get(key_id)
+            .ok_or_else(|| CipherError::UnknownKey(key_id.to_owned()))?;
+        let data = URL_SAFE_NO_PAD
+            .decode(data)
+            .map_err(|_| CipherError::Malformed("data is not base64url"))?;
         if data.len() < 12 + 16 + 1 {
             return Err(CipherError::Malformed("too short"));
         }
         let (nonce, ciphertext) = data.split_at(12);
         let aad = &text[..text.len() - rest.len() + key_id.len() + 1];
         let payload = if deterministic {
-            key.siv.decrypt(aes_gcm_siv::Nonce::from_slice(nonce), aes_gcm_siv::aead::Payload { msg: ciphertext, aad: aad.as_bytes() })
+            key.siv.decrypt(
+                aes_gcm_siv::Nonce::from_slice(nonce),
+                aes_gcm_siv::aead::Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
         } else {
-            key.gcm.decrypt(Nonce::from_slice(nonce), aes_gcm::aead::Payload { msg: ciphertext, aad: aad.as_bytes() })
+            key.gcm.decrypt(
+                Nonce::from_slice(nonce),
+                aes_gcm::aead::Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
         }
         .map_err(|_| CipherError::Forged(key_id.to_owned()))?;
-        let label_len = *payload.first().ok_or(CipherError::Malformed("empty payload"))? as usize;
+        let label_len = *payload
+            .first()
+            .ok_or(CipherError::Malformed("empty payload"))? as usize;
         if payload.len() < 1 + label_len {
             return Err(CipherError::Malformed("payload too short"));
         }
-        let label = String::from_utf8(payload[1..1 + label_len].to_vec()).map_err(|_| CipherError::Malformed("label is not UTF-8"))?;
-        let value = String::from_utf8(payload[1 + label_len..].to_vec()).map_err(|_| CipherError::Malformed("value is not UTF-8"))?;
+        let label = String::from_utf8(payload[1..1 + label_len].to_vec())
+            .map_err(|_| CipherError::Malformed("label is not UTF-8"))?;
+        let value = String::from_utf8(payload[1 + label_len..].to_vec())
+            .map_err(|_| CipherError::Malformed("value is not UTF-8"))?;
         Ok((label, value))
     }
 
@@ -274,8 +359,11 @@ impl Keyring {
 
     /// Whether an envelope was made with an older key.
     pub fn needs_rewrap(&self, text: &str) -> bool {
-        let rest = text.strip_prefix(RANDOM_PREFIX).or_else(|| text.strip_prefix(DETERMINISTIC_PREFIX));
-        rest.and_then(|r| r.split_once(':')).is_some_and(|(id, _)| id != self.active)
+        let rest = text
+            .strip_prefix(RANDOM_PREFIX)
+            .or_else(|| text.strip_prefix(DETERMINISTIC_PREFIX));
+        rest.and_then(|r| r.split_once(':'))
+            .is_some_and(|(id, _)| id != self.active)
     }
 }
 
@@ -288,11 +376,18 @@ mod tests {
         let mut keyring = Keyring::generate();
         let sealed = keyring.encrypt("phone", "13812345678");
         assert!(sealed.starts_with("vigil:v1:k1:"));
-        assert_ne!(sealed, keyring.encrypt("phone", "13812345678"), "random nonces");
+        assert_ne!(
+            sealed,
+            keyring.encrypt("phone", "13812345678"),
+            "random nonces"
+        );
         let same = keyring.encrypt_deterministic("phone", "13812345678");
         assert_eq!(same, keyring.encrypt_deterministic("phone", "13812345678"));
         keyring.rotate();
-        assert_eq!(keyring.decrypt(&sealed).unwrap(), ("phone".into(), "13812345678".into()));
+        assert_eq!(
+            keyring.decrypt(&sealed).unwrap(),
+            ("phone".into(), "13812345678".into())
+        );
         assert_eq!(keyring.decrypt(&same).unwrap().1, "13812345678");
         assert!(keyring.needs_rewrap(&sealed));
         let rewrapped = keyring.rewrap(&sealed).unwrap();
@@ -304,13 +399,22 @@ mod tests {
         let keyring = Keyring::generate();
         let sealed = keyring.encrypt("email", "a@example.com");
         let swapped = sealed.replacen(":k1:", ":k9:", 1);
-        assert_eq!(keyring.decrypt(&swapped), Err(CipherError::UnknownKey("k9".into())));
+        assert_eq!(
+            keyring.decrypt(&swapped),
+            Err(CipherError::UnknownKey("k9".into()))
+        );
         let mut bytes = sealed.into_bytes();
         let last = bytes.len() - 3;
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
         let altered = String::from_utf8(bytes).unwrap();
-        assert!(matches!(keyring.decrypt(&altered), Err(CipherError::Forged(_) | CipherError::Malformed(_))));
+        assert!(matches!(
+            keyring.decrypt(&altered),
+            Err(CipherError::Forged(_) | CipherError::Malformed(_))
+        ));
         assert_eq!(keyring.decrypt("hello"), Err(CipherError::NotCiphertext));
-        assert_eq!(keyring.decrypt("vigil:v1:k1:%%%"), Err(CipherError::Malformed("data is not base64url")));
+        assert_eq!(
+            keyring.decrypt("vigil:v1:k1:%%%"),
+            Err(CipherError::Malformed("data is not base64url"))
+        );
     }
 }

@@ -7,23 +7,26 @@ use anyhow::Context;
 use clap::Parser;
 use vigil::{
     audit::verify::{verify_dir, Anchor},
+    audit::{checkpoint, export::ExportFilter, verify::KeyTrust, Redactor},
     authn::{load_or_create_dev_secret, mint_hs256, DevToken},
     authz::AccessRequest,
-    audit::{checkpoint, export::ExportFilter, verify::KeyTrust, Redactor},
     cli::{
-        AuditCommand, CheckArgs, Cli, Command, ExportArgs, KeysCommand, LogFormat, MaskArgs, PolicyCommand,
-        PolicyDiffArgs, PolicyDirArgs, PolicyTestArgs, TokenArgs, VerifyArgs,
+        AuditCommand, CheckArgs, Cli, Command, ExportArgs, KeysCommand, LogFormat, MaskArgs,
+        PolicyCommand, PolicyDiffArgs, PolicyDirArgs, PolicyTestArgs, TokenArgs, VerifyArgs,
     },
+    config::{parse_duration, Config},
     keys::Keyring,
     mask::{self as masking, Masker},
-    config::{parse_duration, Config},
     policy::{cases, diff, lint, PolicySet},
 };
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format.unwrap_or(LogFormat::Text));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -56,7 +59,9 @@ fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -111,16 +116,35 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     println!("{word}: {}", verdict.reason(&request));
     if args.explain {
         let held = policy.engine.roles_of(&args.subject, &args.domain);
-        let held: Vec<&str> = held.iter().map(String::as_str).chain(args.roles.iter().map(String::as_str)).collect();
+        let held: Vec<&str> = held
+            .iter()
+            .map(String::as_str)
+            .chain(args.roles.iter().map(String::as_str))
+            .collect();
         println!("subject: {}", args.subject);
-        println!("roles held: {}", if held.is_empty() { "none".to_owned() } else { held.join(", ") });
+        println!(
+            "roles held: {}",
+            if held.is_empty() {
+                "none".to_owned()
+            } else {
+                held.join(", ")
+            }
+        );
         println!(
             "engine: {}",
-            if policy.engine.is_compiled() { "compiled (indexed) evaluator" } else { "casbin-rs (matcher outside the compiled subset)" }
+            if policy.engine.is_compiled() {
+                "compiled (indexed) evaluator"
+            } else {
+                "casbin-rs (matcher outside the compiled subset)"
+            }
         );
         println!("policy version: {}", policy.version);
     }
-    Ok(if verdict.allowed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if verdict.allowed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
@@ -150,7 +174,11 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .map(|a| a.parse::<Anchor>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
-    let public_key = args.public_key.as_deref().map(checkpoint::load_public_key).transpose()?;
+    let public_key = args
+        .public_key
+        .as_deref()
+        .map(checkpoint::load_public_key)
+        .transpose()?;
     match verify_dir(&args.audit_dir, &anchors, public_key.as_ref()) {
         Ok(report) => {
             println!(
@@ -174,7 +202,11 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             };
             println!("checkpoints: {} ({trust})", report.checkpoints);
             for anchor in &anchors {
-                println!("present: seq {} with hash {}", anchor.seq, hex::encode(anchor.hash));
+                println!(
+                    "present: seq {} with hash {}",
+                    anchor.seq,
+                    hex::encode(anchor.hash)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -213,12 +245,25 @@ async fn policy_check(args: PolicyDirArgs) -> anyhow::Result<ExitCode> {
     for problem in &report.warnings {
         println!("{}", with_severity(problem, "warning"));
     }
-    println!("{} error(s), {} warning(s) in {}", report.errors.len(), report.warnings.len(), args.policies.display());
-    Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    println!(
+        "{} error(s), {} warning(s) in {}",
+        report.errors.len(),
+        report.warnings.len(),
+        args.policies.display()
+    );
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn with_severity(problem: &vigil::policy::files::Problem, severity: &str) -> String {
-    let place = if problem.line == 0 { problem.file.clone() } else { format!("{}:{}", problem.file, problem.line) };
+    let place = if problem.line == 0 {
+        problem.file.clone()
+    } else {
+        format!("{}:{}", problem.file, problem.line)
+    };
     if place.is_empty() {
         format!("{severity}: {}", problem.message)
     } else {
@@ -230,8 +275,11 @@ async fn policy_test(args: PolicyTestArgs) -> anyhow::Result<ExitCode> {
     let policy = PolicySet::load(&args.policies)
         .await
         .with_context(|| format!("policy in {}", args.policies.display()))?;
-    let path = args.cases.unwrap_or_else(|| args.policies.join(cases::DEFAULT_CASES_FILE));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read cases file {}", path.display()))?;
+    let path = args
+        .cases
+        .unwrap_or_else(|| args.policies.join(cases::DEFAULT_CASES_FILE));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read cases file {}", path.display()))?;
     let file = cases::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let outcomes = cases::run(&policy, &file);
     let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
@@ -242,14 +290,23 @@ async fn policy_test(args: PolicyTestArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{} passed, {} failed", outcomes.len() - failed, failed);
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn policy_diff(args: PolicyDiffArgs) -> anyhow::Result<ExitCode> {
-    let live = PolicySet::load(&args.policies).await.with_context(|| format!("policy in {}", args.policies.display()))?;
-    let candidate =
-        PolicySet::load(&args.candidate).await.with_context(|| format!("policy in {}", args.candidate.display()))?;
-    let read = |dir: &std::path::Path| std::fs::read_to_string(dir.join(vigil::policy::files::POLICY_FILE)).unwrap_or_default();
+    let live = PolicySet::load(&args.policies)
+        .await
+        .with_context(|| format!("policy in {}", args.policies.display()))?;
+    let candidate = PolicySet::load(&args.candidate)
+        .await
+        .with_context(|| format!("policy in {}", args.candidate.display()))?;
+    let read = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join(vigil::policy::files::POLICY_FILE)).unwrap_or_default()
+    };
     let rules = diff::rule_diff(&read(&args.policies), &read(&args.candidate));
     println!("policy {} -> {}", live.version, candidate.version);
     for line in &rules.added {
@@ -258,7 +315,11 @@ async fn policy_diff(args: PolicyDiffArgs) -> anyhow::Result<ExitCode> {
     for line in &rules.removed {
         println!("- {line}");
     }
-    println!("{} rule(s) added, {} removed", rules.added.len(), rules.removed.len());
+    println!(
+        "{} rule(s) added, {} removed",
+        rules.added.len(),
+        rules.removed.len()
+    );
     if let Some(audit_dir) = &args.from_audit {
         let replay = diff::replay(audit_dir, &live, &candidate)?;
         for change in &replay.changes {
@@ -287,7 +348,9 @@ async fn policy_diff(args: PolicyDiffArgs) -> anyhow::Result<ExitCode> {
 
 async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
     use std::io::{BufRead, Write};
-    let policy = PolicySet::load(&args.policies).await.with_context(|| format!("policy in {}", args.policies.display()))?;
+    let policy = PolicySet::load(&args.policies)
+        .await
+        .with_context(|| format!("policy in {}", args.policies.display()))?;
     let keys = Keyring::load_or_create(&args.keyring)?;
     let attributes = HashMap::new();
     let asker = AccessRequest {
@@ -300,11 +363,22 @@ async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
     };
     let verdict = policy.engine.decide(&asker)?;
     if !verdict.allowed() {
-        eprintln!("denied: {} may not read {}: {}", args.subject, args.object, verdict.reason(&asker));
+        eprintln!(
+            "denied: {} may not read {}: {}",
+            args.subject,
+            args.object,
+            verdict.reason(&asker)
+        );
         return Ok(ExitCode::from(1));
     }
     let visibility = |label: &masking::Label| policy.grant(&asker, label);
-    let mut masker = Masker::new(&policy.classification, &args.object, &keys, visibility, args.max_depth);
+    let mut masker = Masker::new(
+        &policy.classification,
+        &args.object,
+        &keys,
+        visibility,
+        args.max_depth,
+    );
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut actions = Vec::new();
@@ -313,9 +387,12 @@ async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let json: serde_json::Value =
-            serde_json::from_str(&line).with_context(|| format!("stdin line {}: not JSON", index + 1))?;
-        let prost_types::Value { kind: Some(prost_types::value::Kind::StructValue(mut record)) } = masking::from_json(&json) else {
+        let json: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("stdin line {}: not JSON", index + 1))?;
+        let prost_types::Value {
+            kind: Some(prost_types::value::Kind::StructValue(mut record)),
+        } = masking::from_json(&json)
+        else {
             anyhow::bail!("stdin line {}: a record must be a JSON object", index + 1);
         };
         actions.clear();
@@ -332,17 +409,27 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
         KeysCommand::Generate(args) => {
             if args.keyring.exists() {
-                anyhow::bail!("{} exists; use `vigil keys rotate` to add a key", args.keyring.display());
+                anyhow::bail!(
+                    "{} exists; use `vigil keys rotate` to add a key",
+                    args.keyring.display()
+                );
             }
             let keyring = Keyring::generate();
             keyring.save(&args.keyring)?;
-            println!("created {} with key {}", args.keyring.display(), keyring.active_key_id());
+            println!(
+                "created {} with key {}",
+                args.keyring.display(),
+                keyring.active_key_id()
+            );
         }
         KeysCommand::Rotate(args) => {
             let mut keyring = Keyring::load(&args.keyring)?;
             let id = keyring.rotate();
             keyring.save(&args.keyring)?;
-            println!("key {id} now encrypts; {} key(s) decrypt", keyring.key_ids().count());
+            println!(
+                "key {id} now encrypts; {} key(s) decrypt",
+                keyring.key_ids().count()
+            );
         }
         KeysCommand::Rewrap(args) => {
             let keyring = Keyring::load(&args.keyring)?;
@@ -351,22 +438,32 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             let mut rewrapped = 0u64;
             for (index, line) in std::io::stdin().lock().lines().enumerate() {
                 let line = line.context("cannot read stdin")?;
-                let mut json: serde_json::Value =
-                    serde_json::from_str(&line).with_context(|| format!("stdin line {}: not JSON", index + 1))?;
-                rewrap_json(&keyring, &mut json, &mut rewrapped).map_err(|e| anyhow::anyhow!("stdin line {}: {e}", index + 1))?;
+                let mut json: serde_json::Value = serde_json::from_str(&line)
+                    .with_context(|| format!("stdin line {}: not JSON", index + 1))?;
+                rewrap_json(&keyring, &mut json, &mut rewrapped)
+                    .map_err(|e| anyhow::anyhow!("stdin line {}: {e}", index + 1))?;
                 serde_json::to_writer(&mut out, &json)?;
                 out.write_all(b"\n")?;
             }
             out.flush()?;
-            eprintln!("rewrapped {rewrapped} value(s) under key {}", keyring.active_key_id());
+            eprintln!(
+                "rewrapped {rewrapped} value(s) under key {}",
+                keyring.active_key_id()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn rewrap_json(keyring: &Keyring, value: &mut serde_json::Value, count: &mut u64) -> Result<(), vigil::keys::CipherError> {
+fn rewrap_json(
+    keyring: &Keyring,
+    value: &mut serde_json::Value,
+    count: &mut u64,
+) -> Result<(), vigil::keys::CipherError> {
     match value {
-        serde_json::Value::String(text) if Keyring::is_ciphertext(text) && keyring.needs_rewrap(text) => {
+        serde_json::Value::String(text)
+            if Keyring::is_ciphertext(text) && keyring.needs_rewrap(text) =>
+        {
             *text = keyring.rewrap(text)?;
             *count += 1;
         }

@@ -15,17 +15,22 @@ use tonic::transport::{server::TcpIncoming, Server};
 use tonic_health::ServingStatus;
 
 use crate::{
-    audit::{checkpoint, kind, AuditError, AuditLog, AuditOptions, FailurePolicy, Record, Redactor},
-    cli::OnFailure,
+    audit::{
+        checkpoint, kind, AuditError, AuditLog, AuditOptions, FailurePolicy, Record, Redactor,
+    },
     authn::{Authenticator, JwtVerifier, KeyError},
+    cli::OnFailure,
     config::{AuthConfig, Config, ListenAddr},
-    grpc::{admin::reload_and_audit, AccessControlService, AuditService, DataMaskingService, PolicyAdminService, Shared},
+    grpc::{
+        admin::reload_and_audit, AccessControlService, AuditService, DataMaskingService,
+        PolicyAdminService, Shared,
+    },
     keys::{Keyring, KeyringError},
-    policy::{PolicyError, PolicyStore},
     policy::watch::Watcher,
+    policy::{PolicyError, PolicyStore},
     proto::{
-        access_control_server::AccessControlServer, audit_server::AuditServer, data_masking_server::DataMaskingServer,
-        policy_admin_server::PolicyAdminServer,
+        access_control_server::AccessControlServer, audit_server::AuditServer,
+        data_masking_server::DataMaskingServer, policy_admin_server::PolicyAdminServer,
         FILE_DESCRIPTOR_SET,
     },
 };
@@ -70,10 +75,15 @@ impl Bound {
 }
 
 async fn bind(addr: &ListenAddr) -> Result<Bound, ServerError> {
-    let fail = |message: String| ServerError::Bind { addr: addr.to_string(), message };
+    let fail = |message: String| ServerError::Bind {
+        addr: addr.to_string(),
+        message,
+    };
     match addr {
         ListenAddr::Tcp(socket) => {
-            let listener = TcpListener::bind(socket).await.map_err(|e| fail(e.to_string()))?;
+            let listener = TcpListener::bind(socket)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             let local = listener.local_addr().map_err(|e| fail(e.to_string()))?;
             Ok(Bound::Tcp(listener, local))
         }
@@ -83,7 +93,8 @@ async fn bind(addr: &ListenAddr) -> Result<Bound, ServerError> {
                 if tokio::net::UnixStream::connect(path).await.is_ok() {
                     return Err(fail("another process is serving on this socket".into()));
                 }
-                std::fs::remove_file(path).map_err(|e| fail(format!("cannot remove the stale socket file: {e}")))?;
+                std::fs::remove_file(path)
+                    .map_err(|e| fail(format!("cannot remove the stale socket file: {e}")))?;
             }
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
@@ -96,17 +107,28 @@ async fn bind(addr: &ListenAddr) -> Result<Bound, ServerError> {
 
 /// tonic reports an oversize request as OUT_OF_RANGE; vigil's contract is
 /// RESOURCE_EXHAUSTED with the limit named.
-fn oversize_as_resource_exhausted(mut response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+fn oversize_as_resource_exhausted(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
     let headers = response.headers_mut();
-    let out_of_range = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"11");
+    let out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11");
     let too_large = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
+        .is_some_and(|m| {
+            m.contains("message%20length%20too%20large") || m.contains("message length too large")
+        });
     if out_of_range && too_large {
-        let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let message = headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         let decoded = percent_decode(message);
-        let friendly = format!("request too large ({decoded}); raise max_message_bytes or send smaller requests");
+        let friendly = format!(
+            "request too large ({decoded}); raise max_message_bytes or send smaller requests"
+        );
         headers.insert("grpc-status", http::HeaderValue::from_static("8"));
         if let Ok(value) = http::HeaderValue::from_str(&percent_encode(&friendly)) {
             headers.insert("grpc-message", value);
@@ -149,7 +171,10 @@ fn percent_encode(s: &str) -> String {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let policies = PolicyStore::open(&config.policies)
         .await
-        .map_err(|source| ServerError::Policy { dir: config.policies.clone(), source })?;
+        .map_err(|source| ServerError::Policy {
+            dir: config.policies.clone(),
+            source,
+        })?;
     let policy = policies.snapshot();
     for warning in &policy.warnings {
         tracing::warn!("{warning}");
@@ -166,9 +191,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         AuthConfig::Jwt(jwt) => {
             if matches!(jwt.keys, crate::config::JwtKeySource::DevSecret(_)) {
-                tracing::warn!("--auth jwt without a key option: verifying with the local development secret");
+                tracing::warn!(
+                    "--auth jwt without a key option: verifying with the local development secret"
+                );
             }
-            (Authenticator::Jwt(Box::new(JwtVerifier::from_config(jwt)?)), "jwt")
+            (
+                Authenticator::Jwt(Box::new(JwtVerifier::from_config(jwt)?)),
+                "jwt",
+            )
         }
     };
 
@@ -203,13 +233,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Redactor::default()
     } else {
         let key = checkpoint::load_or_create_secret(&audit_config.hmac_key_file)?;
-        Redactor::new(key, audit_config.hmac_attributes.iter().cloned(), audit_config.hmac_subjects)
+        Redactor::new(
+            key,
+            audit_config.hmac_attributes.iter().cloned(),
+            audit_config.hmac_subjects,
+        )
     };
     let (audit, _) = AuditLog::open(options, startup)?;
 
     let shadow = match &config.shadow_policies {
         Some(dir) => {
-            let store = PolicyStore::open(dir).await.map_err(|source| ServerError::Policy { dir: dir.clone(), source })?;
+            let store = PolicyStore::open(dir)
+                .await
+                .map_err(|source| ServerError::Policy {
+                    dir: dir.clone(),
+                    source,
+                })?;
             tracing::info!(dir = %dir.display(), version = %store.snapshot().version, "shadow policy loaded: divergences are audited, live answers served");
             Some(Arc::new(store))
         }
@@ -230,7 +269,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // A file size limit (RLIMIT_FSIZE) must make audit writes fail, and so
     // fail closed, rather than kill the process with SIGXFSZ.
     #[cfg(target_os = "linux")]
-    let _file_size_signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)).ok();
+    let _file_size_signal =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)).ok();
 
     // Installed before any listener is announced, so a SIGHUP sent as soon
     // as vigil is up reloads instead of killing the process.
@@ -238,10 +278,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     #[cfg(not(unix))]
     let hangup = None;
-    let reload_task = tokio::spawn(reload_on_change_or_sighup(shared.clone(), config.watch, hangup));
+    let reload_task = tokio::spawn(reload_on_change_or_sighup(
+        shared.clone(),
+        config.watch,
+        hangup,
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<AccessControlServer<AccessControlService>>().await;
+    health
+        .set_serving::<AccessControlServer<AccessControlService>>()
+        .await;
     let health_task = tokio::spawn(watch_audit_health(health.clone(), audit.clone()));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -263,10 +309,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let access = AccessControlServer::new(AccessControlService::new(shared.clone()))
             .max_decoding_message_size(config.limits.max_message_bytes);
         let router = Server::builder()
-            .layer(tower::util::MapResponseLayer::new(oversize_as_resource_exhausted))
+            .layer(tower::util::MapResponseLayer::new(
+                oversize_as_resource_exhausted,
+            ))
             .add_service(access)
             .add_service(AuditServer::new(AuditService::new(shared.clone())))
-            .add_service(PolicyAdminServer::new(PolicyAdminService::new(shared.clone())))
+            .add_service(PolicyAdminServer::new(PolicyAdminService::new(
+                shared.clone(),
+            )))
             .add_service(
                 DataMaskingServer::new(DataMaskingService::new(shared.clone()))
                     .max_decoding_message_size(config.limits.max_message_bytes),
@@ -309,7 +359,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for (address, mut task) in servers {
         match tokio::time::timeout_at(deadline, &mut task).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(address = %address, error = %e, "server stopped with an error"),
+            Ok(Ok(Err(e))) => {
+                tracing::error!(address = %address, error = %e, "server stopped with an error")
+            }
             Ok(Err(e)) => tracing::error!(address = %address, error = %e, "server task failed"),
             Err(_) => {
                 tracing::warn!(address = %address, grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them");
@@ -423,9 +475,15 @@ async fn watch_audit_health(health: tonic_health::server::HealthReporter, audit:
         tokio::time::sleep(Duration::from_millis(200)).await;
         let healthy = audit.is_healthy();
         if healthy != last {
-            let status = if healthy { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if healthy {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             health.set_service_status("", status).await;
-            health.set_service_status("vigil.v1.AccessControl", status).await;
+            health
+                .set_service_status("vigil.v1.AccessControl", status)
+                .await;
             last = healthy;
         }
     }

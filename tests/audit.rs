@@ -12,10 +12,19 @@ use std::{
 use common::{audit_lines, repo_path, request, vigil_command, Launch, Vigil};
 
 fn verify(audit_dir: &Path, extra: &[&str]) -> (bool, String) {
-    let mut args = vec!["audit", "verify", "--audit-dir", audit_dir.to_str().unwrap()];
+    let mut args = vec![
+        "audit",
+        "verify",
+        "--audit-dir",
+        audit_dir.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let output = vigil_command(&args, audit_dir);
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     (output.status.success(), text)
 }
 
@@ -31,7 +40,11 @@ async fn audited_traffic() -> (tempfile::TempDir, std::path::PathBuf, Vec<(u64, 
         ("frank", "finance.payments", "read"),
         ("erin", "reports.q3", "read"),
     ] {
-        let answer = client.authorize(request(subject, object, action)).await.unwrap().into_inner();
+        let answer = client
+            .authorize(request(subject, object, action))
+            .await
+            .unwrap()
+            .into_inner();
         receipts.push((answer.audit_seq, answer.audit_hash));
     }
     drop(client);
@@ -70,8 +83,15 @@ async fn any_single_byte_edit_is_detected() {
     let file = segment(&audit_dir);
     let original = std::fs::read(&file).unwrap();
     // Every byte of the third record, one at a time.
-    let starts: Vec<usize> =
-        std::iter::once(0).chain(original.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect();
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            original
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
     let (from, to) = (starts[2], starts[3]);
     for i in from..to {
         let mut tampered = original.clone();
@@ -79,7 +99,10 @@ async fn any_single_byte_edit_is_detected() {
         std::fs::write(&file, &tampered).unwrap();
         let (ok, text) = verify(&audit_dir, &[]);
         assert!(!ok, "edit at byte {i} went unnoticed");
-        assert!(text.contains("line 3") || text.contains("line 4"), "byte {i}: {text}");
+        assert!(
+            text.contains("line 3") || text.contains("line 4"),
+            "byte {i}: {text}"
+        );
     }
     std::fs::write(&file, &original).unwrap();
     assert!(verify(&audit_dir, &[]).0);
@@ -97,14 +120,20 @@ async fn removed_and_reordered_records_are_detected() {
     std::fs::write(&file, removed.join("\n") + "\n").unwrap();
     let (ok, out) = verify(&audit_dir, &[]);
     assert!(!ok);
-    assert!(out.contains("line 4") && out.contains("expected seq 4, found 5"), "{out}");
+    assert!(
+        out.contains("line 4") && out.contains("expected seq 4, found 5"),
+        "{out}"
+    );
 
     let mut swapped = lines.clone();
     swapped.swap(2, 3);
     std::fs::write(&file, swapped.join("\n") + "\n").unwrap();
     let (ok, out) = verify(&audit_dir, &[]);
     assert!(!ok);
-    assert!(out.contains("line 3") && out.contains("expected seq 3, found 4"), "{out}");
+    assert!(
+        out.contains("line 3") && out.contains("expected seq 3, found 4"),
+        "{out}"
+    );
 
     // A record forged with a correct-looking hash of its own still breaks the chain.
     let mut forged: serde_json::Value = serde_json::from_str(lines[4]).unwrap();
@@ -127,17 +156,23 @@ async fn a_torn_tail_is_cut_recorded_and_the_chain_continues() {
     assert!(!ok);
     assert!(text.contains("incomplete"), "{text}");
 
-    let vigil = Vigil::restart(
-        Launch::new(repo_path("policies")),
-        dir,
-    );
+    let vigil = Vigil::restart(Launch::new(repo_path("policies")), dir);
     let mut client = vigil.client().await;
-    let answer = client.authorize(request("alice", "crm.customers", "read")).await.unwrap().into_inner();
+    let answer = client
+        .authorize(request("alice", "crm.customers", "read"))
+        .await
+        .unwrap()
+        .into_inner();
     drop(client);
     let lines = audit_lines(&vigil.audit_dir);
     let kinds: Vec<String> = lines
         .iter()
-        .map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
+        .map(|(_, l)| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(&kinds[7..], ["recovery", "startup", "decision"]);
     assert_eq!(answer.audit_seq, 10);
@@ -159,10 +194,16 @@ async fn sigkill_under_load_loses_no_answered_decision() {
             let mut client = vigil::proto::access_control_client::AccessControlClient::new(channel);
             for i in 0.. {
                 let subject = ["alice", "bob", "carol", "frank"][(worker + i) % 4];
-                match client.authorize(request(subject, "crm.customers", "read")).await {
+                match client
+                    .authorize(request(subject, "crm.customers", "read"))
+                    .await
+                {
                     Ok(answer) => {
                         let answer = answer.into_inner();
-                        received.lock().unwrap().push((answer.audit_seq, answer.audit_hash));
+                        received
+                            .lock()
+                            .unwrap()
+                            .push((answer.audit_seq, answer.audit_hash));
                     }
                     Err(_) => break,
                 }
@@ -193,15 +234,28 @@ async fn sigkill_under_load_loses_no_answered_decision() {
         on_disk.insert(record["seq"].as_u64().unwrap(), hex::encode(hash));
     }
     for (seq, hash) in &received {
-        assert_eq!(on_disk.get(seq), Some(hash), "answered decision {seq} is missing from the log");
+        assert_eq!(
+            on_disk.get(seq),
+            Some(hash),
+            "answered decision {seq} is missing from the log"
+        );
     }
 }
 
 fn export(audit_dir: &Path, extra: &[&str]) -> String {
-    let mut args = vec!["audit", "export", "--audit-dir", audit_dir.to_str().unwrap()];
+    let mut args = vec![
+        "audit",
+        "export",
+        "--audit-dir",
+        audit_dir.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let output = vigil_command(&args, audit_dir);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -222,7 +276,11 @@ async fn export_filters_and_the_python_verifier() {
             .expect("python3 runs the verifier")
     };
     let output = python(&path, &["--full"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let tampered = all.replacen("\"allowed\":false", "\"allowed\":true", 1);
     std::fs::write(&path, tampered).unwrap();
     let output = python(&path, &["--full"]);
@@ -232,7 +290,12 @@ async fn export_filters_and_the_python_verifier() {
     let denied = export(&audit_dir, &["--allowed", "false"]);
     let subjects: Vec<String> = denied
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["sub"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["sub"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(subjects, ["bob", "frank"]);
     let carol = export(&audit_dir, &["--subject", "carol"]);
@@ -242,16 +305,42 @@ async fn export_filters_and_the_python_verifier() {
     // A contiguous slice still verifies on its own.
     std::fs::write(&path, &from).unwrap();
     assert!(python(&path, &[]).status.success());
-    assert_eq!(export(&audit_dir, &["--since", "2000-01-01T00:00:00Z"]).lines().count(), 7);
-    assert_eq!(export(&audit_dir, &["--until", "2000-01-01T00:00:00Z"]).lines().count(), 0);
+    assert_eq!(
+        export(&audit_dir, &["--since", "2000-01-01T00:00:00Z"])
+            .lines()
+            .count(),
+        7
+    );
+    assert_eq!(
+        export(&audit_dir, &["--until", "2000-01-01T00:00:00Z"])
+            .lines()
+            .count(),
+        0
+    );
 
     let csv = export(&audit_dir, &["--format", "csv", "--allowed", "true"]);
     let mut rows = csv.lines();
-    assert_eq!(rows.next().unwrap(), "seq,ts,kind,id,sub,obj,act,dom,allowed,reason,pv,prev,hash");
+    assert_eq!(
+        rows.next().unwrap(),
+        "seq,ts,kind,id,sub,obj,act,dom,allowed,reason,pv,prev,hash"
+    );
     let first = rows.next().unwrap();
-    assert!(first.starts_with("2,") && first.contains(",alice,crm.customers,read,,true,"), "{first}");
+    assert!(
+        first.starts_with("2,") && first.contains(",alice,crm.customers,read,,true,"),
+        "{first}"
+    );
 
-    let output = vigil_command(&["audit", "export", "--audit-dir", audit_dir.to_str().unwrap(), "--since", "yesterday"], &audit_dir);
+    let output = vigil_command(
+        &[
+            "audit",
+            "export",
+            "--audit-dir",
+            audit_dir.to_str().unwrap(),
+            "--since",
+            "yesterday",
+        ],
+        &audit_dir,
+    );
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("RFC 3339"));
 }
@@ -263,7 +352,8 @@ async fn hmac_attributes_and_subjects_never_reach_the_disk_in_clear() {
         .start();
     let mut client = vigil.client().await;
     let mut req = request("carol-secret-subject", "orders", "read");
-    req.attributes.insert("owner".into(), "carol-secret-subject".into());
+    req.attributes
+        .insert("owner".into(), "carol-secret-subject".into());
     req.attributes.insert("region".into(), "us".into());
     assert!(client.authorize(req).await.unwrap().into_inner().allowed);
     drop(client);
@@ -280,11 +370,25 @@ async fn hmac_attributes_and_subjects_never_reach_the_disk_in_clear() {
     let lines = audit_lines(&audit_dir);
     let decision: serde_json::Value = serde_json::from_str(&lines[1].1).unwrap();
     assert_eq!(decision["attrs"]["region"], "us");
-    assert!(decision["attrs"]["owner"].as_str().unwrap().starts_with("hmac:"));
-    assert_eq!(decision["sub"], decision["attrs"]["owner"], "same value, same digest");
+    assert!(decision["attrs"]["owner"]
+        .as_str()
+        .unwrap()
+        .starts_with("hmac:"));
+    assert_eq!(
+        decision["sub"], decision["attrs"]["owner"],
+        "same value, same digest"
+    );
     // The export can still find the subject, given the key.
     let key = dir.path().join("audit-hmac.key");
-    let found = export(&audit_dir, &["--subject", "carol-secret-subject", "--hmac-key-file", key.to_str().unwrap()]);
+    let found = export(
+        &audit_dir,
+        &[
+            "--subject",
+            "carol-secret-subject",
+            "--hmac-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
     assert_eq!(found.lines().count(), 1);
 }
 
@@ -304,11 +408,19 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn rotation_retention_and_signed_checkpoints() {
     let vigil = Launch::new(repo_path("policies"))
-        .args(["--audit-rotate-bytes", "2000", "--audit-retain-segments", "3"])
+        .args([
+            "--audit-rotate-bytes",
+            "2000",
+            "--audit-retain-segments",
+            "3",
+        ])
         .start();
     let mut client = vigil.client().await;
     for _ in 0..60 {
-        client.authorize(request("alice", "crm.customers", "read")).await.unwrap();
+        client
+            .authorize(request("alice", "crm.customers", "read"))
+            .await
+            .unwrap();
     }
     drop(client);
     let audit_dir = vigil.audit_dir.clone();
@@ -320,15 +432,26 @@ async fn rotation_retention_and_signed_checkpoints() {
         .filter(|n| n.starts_with("audit-"))
         .collect();
     assert!(segments.len() <= 4, "{segments:?}");
-    assert!(!audit_dir.join("audit-000001.jsonl").exists(), "the oldest segments were pruned");
+    assert!(
+        !audit_dir.join("audit-000001.jsonl").exists(),
+        "the oldest segments were pruned"
+    );
     let public = dir.path().join("audit-signing.pub");
     let (ok, text) = verify(&audit_dir, &["--public-key", public.to_str().unwrap()]);
     assert!(ok, "{text}");
     assert!(text.contains("pruned: seq 1..="), "{text}");
-    assert!(text.contains("signatures checked with the supplied public key"), "{text}");
+    assert!(
+        text.contains("signatures checked with the supplied public key"),
+        "{text}"
+    );
     let kinds: Vec<String> = audit_lines(&audit_dir)
         .iter()
-        .map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
+        .map(|(_, l)| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert!(kinds.iter().any(|k| k == "prune"));
 
@@ -354,21 +477,34 @@ async fn foreign_files_and_missing_segments_are_named() {
     std::fs::write(audit_dir.join("notes.txt"), "hello").unwrap();
     let (ok, text) = verify(&audit_dir, &[]);
     assert!(!ok);
-    assert!(text.contains("notes.txt") && text.contains("did not write"), "{text}");
+    assert!(
+        text.contains("notes.txt") && text.contains("did not write"),
+        "{text}"
+    );
     std::fs::remove_file(audit_dir.join("notes.txt")).unwrap();
     std::fs::write(audit_dir.join("audit-000003.jsonl"), "").unwrap();
     let (ok, text) = verify(&audit_dir, &[]);
     assert!(!ok);
-    assert!(text.contains("audit-000002.jsonl: segment missing"), "{text}");
+    assert!(
+        text.contains("audit-000002.jsonl: segment missing"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn a_deleted_active_file_is_noticed_not_written_into_the_void() {
     let vigil = Vigil::example();
     let mut client = vigil.client().await;
-    client.authorize(request("alice", "crm.customers", "read")).await.unwrap();
+    client
+        .authorize(request("alice", "crm.customers", "read"))
+        .await
+        .unwrap();
     std::fs::remove_file(vigil.audit_dir.join("audit-000001.jsonl")).unwrap();
-    let answer = client.authorize(request("bob", "crm.tickets", "read")).await.unwrap().into_inner();
+    let answer = client
+        .authorize(request("bob", "crm.tickets", "read"))
+        .await
+        .unwrap()
+        .into_inner();
     let lines = audit_lines(&vigil.audit_dir);
     assert_eq!(lines[0].0.file_name().unwrap(), "audit-000002.jsonl");
     let note: serde_json::Value = serde_json::from_str(&lines[0].1).unwrap();
@@ -382,47 +518,91 @@ async fn a_disk_that_refuses_writes_fails_closed_and_health_follows() {
     use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
     // RLIMIT_FSIZE of 8 KiB: after a couple of dozen records every write fails.
     let mut launch = Launch::new(repo_path("policies"));
-    launch.wrapper = vec!["prlimit".into(), "--fsize=8192:unlimited".into(), "--".into()];
+    launch.wrapper = vec![
+        "prlimit".into(),
+        "--fsize=8192:unlimited".into(),
+        "--".into(),
+    ];
     let vigil = launch.start();
     let mut client = vigil.client().await;
     let mut health = HealthClient::new(vigil.channel().await);
     let mut answered = Vec::new();
     let refusal = loop {
-        match client.authorize(request("alice", "crm.customers", "read")).await {
+        match client
+            .authorize(request("alice", "crm.customers", "read"))
+            .await
+        {
             Ok(answer) => answered.push(answer.into_inner().audit_seq),
             Err(status) => break status,
         }
         assert!(answered.len() < 100, "the size limit never bit");
     };
-    assert_eq!(refusal.code(), tonic::Code::Unavailable, "{}", refusal.message());
-    assert!(refusal.message().contains("audit log write failed"), "{}", refusal.message());
+    assert_eq!(
+        refusal.code(),
+        tonic::Code::Unavailable,
+        "{}",
+        refusal.message()
+    );
+    assert!(
+        refusal.message().contains("audit log write failed"),
+        "{}",
+        refusal.message()
+    );
     let serving = |status: i32| status == 1;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let status = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner().status;
+        let status = health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
         if !serving(status) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "health never turned NOT_SERVING");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health never turned NOT_SERVING"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // Lift the limit: vigil notices by itself and serves again.
     let lifted = std::process::Command::new("prlimit")
-        .args(["--pid", &vigil.pid().to_string(), "--fsize=unlimited:unlimited"])
+        .args([
+            "--pid",
+            &vigil.pid().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
         .status()
         .unwrap();
     assert!(lifted.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let status = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner().status;
+        let status = health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
         if serving(status) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "health never recovered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health never recovered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let after = client.authorize(request("alice", "crm.customers", "read")).await.unwrap().into_inner();
+    let after = client
+        .authorize(request("alice", "crm.customers", "read"))
+        .await
+        .unwrap()
+        .into_inner();
     answered.push(after.audit_seq);
     drop((client, health));
     let audit_dir = vigil.audit_dir.clone();
@@ -431,9 +611,21 @@ async fn a_disk_that_refuses_writes_fails_closed_and_health_follows() {
     let (ok, text) = verify(&audit_dir, &[]);
     assert!(ok, "{text}");
     let lines = audit_lines(&audit_dir);
-    let seqs: Vec<u64> = lines.iter().map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = lines
+        .iter()
+        .map(|(_, l)| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     for seq in &answered {
-        assert!(seqs.contains(seq), "answered decision {seq} is not in the log");
+        assert!(
+            seqs.contains(seq),
+            "answered decision {seq} is not in the log"
+        );
     }
-    assert!(lines.iter().any(|(_, l)| l.contains("\"kind\":\"audit_resumed\"")));
+    assert!(lines
+        .iter()
+        .any(|(_, l)| l.contains("\"kind\":\"audit_resumed\"")));
 }

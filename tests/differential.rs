@@ -18,8 +18,23 @@ struct Shape {
 
 const USERS: [&str; 6] = ["alice", "bob", "carol", "dave", "root", "erin"];
 const ROLES: [&str; 5] = ["admin", "editor", "viewer", "auditor", "ops"];
-const OBJECTS: [&str; 6] = ["data1", "data2", "/api/users/1", "/api/users/2/orders", "/api/admin", "reports.q3"];
-const PATTERNS: [&str; 7] = ["/api/*", "/api/users/:id", "/api/users/:id/orders", "/api/admin", "data*", "data1", "reports.*"];
+const OBJECTS: [&str; 6] = [
+    "data1",
+    "data2",
+    "/api/users/1",
+    "/api/users/2/orders",
+    "/api/admin",
+    "reports.q3",
+];
+const PATTERNS: [&str; 7] = [
+    "/api/*",
+    "/api/users/:id",
+    "/api/users/:id/orders",
+    "/api/admin",
+    "data*",
+    "data1",
+    "reports.*",
+];
 const ACTIONS: [&str; 4] = ["read", "write", "delete", "*"];
 const DOMAINS: [&str; 3] = ["acme", "globex", "initech"];
 
@@ -28,15 +43,36 @@ fn pick(rng: &mut StdRng, from: &[&str]) -> String {
 }
 
 fn subject(rng: &mut StdRng) -> String {
-    if rng.random_bool(0.5) { pick(rng, &USERS) } else { pick(rng, &ROLES) }
+    if rng.random_bool(0.5) {
+        pick(rng, &USERS)
+    } else {
+        pick(rng, &ROLES)
+    }
 }
 
 fn grant(rng: &mut StdRng) -> (&'static str, Vec<String>) {
-    ("g", vec![pick(rng, &USERS.iter().chain(ROLES.iter()).copied().collect::<Vec<_>>()), pick(rng, &ROLES)])
+    (
+        "g",
+        vec![
+            pick(
+                rng,
+                &USERS
+                    .iter()
+                    .chain(ROLES.iter())
+                    .copied()
+                    .collect::<Vec<_>>(),
+            ),
+            pick(rng, &ROLES),
+        ],
+    )
 }
 
 fn eft(rng: &mut StdRng) -> String {
-    if rng.random_bool(0.3) { "deny".into() } else { "allow".into() }
+    if rng.random_bool(0.3) {
+        "deny".into()
+    } else {
+        "allow".into()
+    }
 }
 
 fn shapes() -> Vec<Shape> {
@@ -139,18 +175,44 @@ async fn compiled_decisions_equal_casbin_rs() {
             for line in 0..lines {
                 let (ptype, values) = (shape.rule)(&mut rng);
                 if seen.insert((ptype, values.clone())) {
-                    rules.push(RuleLine { ptype: ptype.into(), values, origin: Origin { file: "policy.csv".into(), line: line + 1 } });
+                    rules.push(RuleLine {
+                        ptype: ptype.into(),
+                        values,
+                        origin: Origin {
+                            file: "policy.csv".into(),
+                            line: line + 1,
+                        },
+                    });
                 }
             }
             let engine = Engine::build(shape.model, &rules).await.unwrap();
-            assert!(engine.is_compiled(), "{} is expected to compile", shape.name);
+            assert!(
+                engine.is_compiled(),
+                "{} is expected to compile",
+                shape.name
+            );
             for _ in 0..150 {
                 let subject = subject(&mut rng);
                 let object = pick(&mut rng, &OBJECTS);
                 let action = pick(&mut rng, &ACTIONS[..3]);
-                let domain = if shape.has_domain { pick(&mut rng, &DOMAINS) } else { String::new() };
-                let extra: Vec<String> = if rng.random_bool(0.2) { vec![pick(&mut rng, &ROLES)] } else { Vec::new() };
-                let request = AccessRequest { subject: &subject, extra_roles: &extra, object: &object, action: &action, domain: &domain, attributes: &attributes };
+                let domain = if shape.has_domain {
+                    pick(&mut rng, &DOMAINS)
+                } else {
+                    String::new()
+                };
+                let extra: Vec<String> = if rng.random_bool(0.2) {
+                    vec![pick(&mut rng, &ROLES)]
+                } else {
+                    Vec::new()
+                };
+                let request = AccessRequest {
+                    subject: &subject,
+                    extra_roles: &extra,
+                    object: &object,
+                    action: &action,
+                    domain: &domain,
+                    attributes: &attributes,
+                };
                 let fast = engine.decide(&request).unwrap();
                 let reference = engine.decide_reference(&request).unwrap();
                 assert_eq!(
@@ -170,10 +232,24 @@ async fn compiled_decisions_equal_casbin_rs() {
 #[tokio::test]
 async fn models_outside_the_subset_fall_back_to_casbin_rs() {
     let model = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = r.sub == p.sub && r.obj + \"-x\" == p.obj && r.act == p.act\n";
-    let rules = vec![RuleLine { ptype: "p".into(), values: vec!["alice".into(), "a-x".into(), "read".into()], origin: Origin { file: "policy.csv".into(), line: 1 } }];
+    let rules = vec![RuleLine {
+        ptype: "p".into(),
+        values: vec!["alice".into(), "a-x".into(), "read".into()],
+        origin: Origin {
+            file: "policy.csv".into(),
+            line: 1,
+        },
+    }];
     let engine = Engine::build(model, &rules).await.unwrap();
     assert!(!engine.is_compiled());
     let attributes = HashMap::new();
-    let request = AccessRequest { subject: "alice", extra_roles: &[], object: "a", action: "read", domain: "", attributes: &attributes };
+    let request = AccessRequest {
+        subject: "alice",
+        extra_roles: &[],
+        object: "a",
+        action: "read",
+        domain: "",
+        attributes: &attributes,
+    };
     assert!(engine.decide(&request).unwrap().allowed());
 }

@@ -16,7 +16,10 @@ const ISSUER: &str = "https://idp.example.test";
 const AUDIENCE: &str = "vigil";
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn claims(subject: &str, roles: &[&str]) -> Value {
@@ -45,21 +48,42 @@ fn ec_key() -> EncodingKey {
 fn with_token(token: Option<&str>, message: AuthorizeRequest) -> Request<AuthorizeRequest> {
     let mut request = Request::new(message);
     if let Some(token) = token {
-        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
     request
 }
 
 fn jwt_server(key_flag: &str, key_file: &str) -> Vigil {
     Launch::new(repo_path("policies"))
-        .args(["--auth", "jwt", key_flag, fixture(key_file).to_str().unwrap()])
-        .args(["--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE, "--jwt-leeway", "5s"])
+        .args([
+            "--auth",
+            "jwt",
+            key_flag,
+            fixture(key_file).to_str().unwrap(),
+        ])
+        .args([
+            "--jwt-issuer",
+            ISSUER,
+            "--jwt-audience",
+            AUDIENCE,
+            "--jwt-leeway",
+            "5s",
+        ])
         .start()
 }
 
-async fn authorize(vigil: &Vigil, token: Option<&str>, message: AuthorizeRequest) -> Result<AuthorizeResponse, tonic::Status> {
+async fn authorize(
+    vigil: &Vigil,
+    token: Option<&str>,
+    message: AuthorizeRequest,
+) -> Result<AuthorizeResponse, tonic::Status> {
     let mut client = vigil.client().await;
-    client.authorize(with_token(token, message)).await.map(|r| r.into_inner())
+    client
+        .authorize(with_token(token, message))
+        .await
+        .map(|r| r.into_inner())
 }
 
 #[tokio::test]
@@ -69,88 +93,206 @@ async fn hs256_tokens_identify_the_subject_and_refusals_are_audited() {
 
     // The subject comes from the token; the request may leave it empty.
     let alice = sign(Algorithm::HS256, &key, &claims("alice", &[]), None);
-    let answer = authorize(&vigil, Some(&alice), request("", "crm.customers", "read")).await.unwrap();
+    let answer = authorize(&vigil, Some(&alice), request("", "crm.customers", "read"))
+        .await
+        .unwrap();
     assert!(answer.allowed, "{}", answer.reason);
-    let answer = authorize(&vigil, Some(&alice), request("alice", "hr.employees", "read")).await.unwrap();
+    let answer = authorize(
+        &vigil,
+        Some(&alice),
+        request("alice", "hr.employees", "read"),
+    )
+    .await
+    .unwrap();
     assert!(!answer.allowed);
 
     // Roles from the token count in RBAC decisions.
-    let etl = sign(Algorithm::HS256, &key, &claims("svc-etl", &["data_steward"]), None);
-    let answer = authorize(&vigil, Some(&etl), request("", "hr.employees", "read")).await.unwrap();
+    let etl = sign(
+        Algorithm::HS256,
+        &key,
+        &claims("svc-etl", &["data_steward"]),
+        None,
+    );
+    let answer = authorize(&vigil, Some(&etl), request("", "hr.employees", "read"))
+        .await
+        .unwrap();
     assert!(answer.allowed);
     assert_eq!(
         answer.reason,
         "allowed by policy.csv:38 [p, data_steward, hr.employees, read, allow] via svc-etl → data_steward"
     );
     let no_roles = sign(Algorithm::HS256, &key, &claims("svc-etl", &[]), None);
-    assert!(!authorize(&vigil, Some(&no_roles), request("", "hr.employees", "read")).await.unwrap().allowed);
+    assert!(
+        !authorize(&vigil, Some(&no_roles), request("", "hr.employees", "read"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
     let mut refusals = Vec::new();
     let mut expect = |case: &str, status: tonic::Status, code: Code, needle: &str| {
         assert_eq!(status.code(), code, "{case}: {}", status.message());
-        assert!(status.message().contains(needle), "{case}: {:?} lacks {needle:?}", status.message());
+        assert!(
+            status.message().contains(needle),
+            "{case}: {:?} lacks {needle:?}",
+            status.message()
+        );
         refusals.push(case.to_owned());
     };
 
-    let status = authorize(&vigil, None, request("alice", "crm.customers", "read")).await.unwrap_err();
-    expect("missing", status, Code::Unauthenticated, "missing bearer token");
+    let status = authorize(&vigil, None, request("alice", "crm.customers", "read"))
+        .await
+        .unwrap_err();
+    expect(
+        "missing",
+        status,
+        Code::Unauthenticated,
+        "missing bearer token",
+    );
 
-    let status = authorize(&vigil, Some("not-a-jwt"), request("", "crm.customers", "read")).await.unwrap_err();
-    expect("malformed", status, Code::Unauthenticated, "malformed token");
+    let status = authorize(
+        &vigil,
+        Some("not-a-jwt"),
+        request("", "crm.customers", "read"),
+    )
+    .await
+    .unwrap_err();
+    expect(
+        "malformed",
+        status,
+        Code::Unauthenticated,
+        "malformed token",
+    );
 
     let mut expired = claims("alice", &[]);
     expired["exp"] = json!(now() - 60);
     let token = sign(Algorithm::HS256, &key, &expired, None);
-    let status = authorize(&vigil, Some(&token), request("", "crm.customers", "read")).await.unwrap_err();
+    let status = authorize(&vigil, Some(&token), request("", "crm.customers", "read"))
+        .await
+        .unwrap_err();
     expect("expired", status, Code::Unauthenticated, "expired");
 
     let mut early = claims("alice", &[]);
     early["nbf"] = json!(now() + 600);
     let token = sign(Algorithm::HS256, &key, &early, None);
-    let status = authorize(&vigil, Some(&token), request("", "crm.customers", "read")).await.unwrap_err();
-    expect("not yet valid", status, Code::Unauthenticated, "not valid yet");
+    let status = authorize(&vigil, Some(&token), request("", "crm.customers", "read"))
+        .await
+        .unwrap_err();
+    expect(
+        "not yet valid",
+        status,
+        Code::Unauthenticated,
+        "not valid yet",
+    );
 
     let unsigned = format!(
         "{}.{}.",
         URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
         URL_SAFE_NO_PAD.encode(claims("dave", &["admin"]).to_string())
     );
-    let status = authorize(&vigil, Some(&unsigned), request("", "hr.employees", "delete")).await.unwrap_err();
+    let status = authorize(
+        &vigil,
+        Some(&unsigned),
+        request("", "hr.employees", "delete"),
+    )
+    .await
+    .unwrap_err();
     expect("alg none", status, Code::Unauthenticated, "alg \"none\"");
 
-    let wrong_key = sign(Algorithm::HS256, &EncodingKey::from_secret(b"another-secret-another-secret-00"), &claims("alice", &[]), None);
-    let status = authorize(&vigil, Some(&wrong_key), request("", "crm.customers", "read")).await.unwrap_err();
-    expect("wrong key", status, Code::Unauthenticated, "signature does not verify");
+    let wrong_key = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"another-secret-another-secret-00"),
+        &claims("alice", &[]),
+        None,
+    );
+    let status = authorize(
+        &vigil,
+        Some(&wrong_key),
+        request("", "crm.customers", "read"),
+    )
+    .await
+    .unwrap_err();
+    expect(
+        "wrong key",
+        status,
+        Code::Unauthenticated,
+        "signature does not verify",
+    );
 
-    let wrong_alg = sign(Algorithm::RS256, &rsa_key("rsa-private.pem"), &claims("alice", &[]), None);
-    let status = authorize(&vigil, Some(&wrong_alg), request("", "crm.customers", "read")).await.unwrap_err();
-    expect("wrong algorithm", status, Code::Unauthenticated, "algorithm RS256 is not accepted");
+    let wrong_alg = sign(
+        Algorithm::RS256,
+        &rsa_key("rsa-private.pem"),
+        &claims("alice", &[]),
+        None,
+    );
+    let status = authorize(
+        &vigil,
+        Some(&wrong_alg),
+        request("", "crm.customers", "read"),
+    )
+    .await
+    .unwrap_err();
+    expect(
+        "wrong algorithm",
+        status,
+        Code::Unauthenticated,
+        "algorithm RS256 is not accepted",
+    );
 
     let mut other_issuer = claims("alice", &[]);
     other_issuer["iss"] = json!("https://evil.example.test");
     let token = sign(Algorithm::HS256, &key, &other_issuer, None);
-    let status = authorize(&vigil, Some(&token), request("", "crm.customers", "read")).await.unwrap_err();
+    let status = authorize(&vigil, Some(&token), request("", "crm.customers", "read"))
+        .await
+        .unwrap_err();
     expect("issuer", status, Code::Unauthenticated, "issuer");
 
     let mut other_audience = claims("alice", &[]);
     other_audience["aud"] = json!("someone-else");
     let token = sign(Algorithm::HS256, &key, &other_audience, None);
-    let status = authorize(&vigil, Some(&token), request("", "crm.customers", "read")).await.unwrap_err();
+    let status = authorize(&vigil, Some(&token), request("", "crm.customers", "read"))
+        .await
+        .unwrap_err();
     expect("audience", status, Code::Unauthenticated, "audience");
 
-    let status = authorize(&vigil, Some(&alice), request("dave", "hr.employees", "delete")).await.unwrap_err();
-    expect("subject mismatch", status, Code::PermissionDenied, "differs from the token's subject");
+    let status = authorize(
+        &vigil,
+        Some(&alice),
+        request("dave", "hr.employees", "delete"),
+    )
+    .await
+    .unwrap_err();
+    expect(
+        "subject mismatch",
+        status,
+        Code::PermissionDenied,
+        "differs from the token's subject",
+    );
 
     let mut client = vigil.client().await;
-    let batch = AuthorizeBatchRequest { requests: vec![request("", "crm.customers", "read"), request("bob", "crm.tickets", "write")] };
+    let batch = AuthorizeBatchRequest {
+        requests: vec![
+            request("", "crm.customers", "read"),
+            request("bob", "crm.tickets", "write"),
+        ],
+    };
     let mut call = Request::new(batch);
-    call.metadata_mut().insert("authorization", format!("Bearer {alice}").parse().unwrap());
+    call.metadata_mut()
+        .insert("authorization", format!("Bearer {alice}").parse().unwrap());
     let status = client.authorize_batch(call).await.unwrap_err();
-    expect("batch subject mismatch", status, Code::PermissionDenied, "differs");
+    expect(
+        "batch subject mismatch",
+        status,
+        Code::PermissionDenied,
+        "differs",
+    );
 
     // Every refusal is in the audit log; no token is anywhere on disk or in the logs.
     let lines = audit_lines(&vigil.audit_dir);
-    let failures = lines.iter().filter(|(_, l)| l.contains("\"kind\":\"authn_failure\"")).count();
+    let failures = lines
+        .iter()
+        .filter(|(_, l)| l.contains("\"kind\":\"authn_failure\""))
+        .count();
     assert_eq!(failures, refusals.len(), "{refusals:?}");
     let stderr = vigil.stderr();
     for token in [&alice, &etl, &wrong_key, &wrong_alg, &unsigned] {
@@ -166,47 +308,126 @@ async fn hs256_tokens_identify_the_subject_and_refusals_are_audited() {
 #[tokio::test]
 async fn rs256_and_es256_public_keys_and_key_confusion() {
     let rsa = jwt_server("--jwt-public-key-file", "jwt/rsa-public.pem");
-    let token = sign(Algorithm::RS256, &rsa_key("rsa-private.pem"), &claims("alice", &[]), None);
-    assert!(authorize(&rsa, Some(&token), request("", "crm.customers", "read")).await.unwrap().allowed);
+    let token = sign(
+        Algorithm::RS256,
+        &rsa_key("rsa-private.pem"),
+        &claims("alice", &[]),
+        None,
+    );
+    assert!(
+        authorize(&rsa, Some(&token), request("", "crm.customers", "read"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
-    let other = sign(Algorithm::RS256, &rsa_key("other-rsa-private.pem"), &claims("alice", &[]), None);
-    let status = authorize(&rsa, Some(&other), request("", "crm.customers", "read")).await.unwrap_err();
+    let other = sign(
+        Algorithm::RS256,
+        &rsa_key("other-rsa-private.pem"),
+        &claims("alice", &[]),
+        None,
+    );
+    let status = authorize(&rsa, Some(&other), request("", "crm.customers", "read"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert!(status.message().contains("signature does not verify"), "{}", status.message());
+    assert!(
+        status.message().contains("signature does not verify"),
+        "{}",
+        status.message()
+    );
 
     // Classic confusion attack: HS256 signed with the public key as secret.
     let public_pem = std::fs::read(fixture("jwt/rsa-public.pem")).unwrap();
-    let confused = sign(Algorithm::HS256, &EncodingKey::from_secret(&public_pem), &claims("dave", &["admin"]), None);
-    let status = authorize(&rsa, Some(&confused), request("", "hr.employees", "delete")).await.unwrap_err();
+    let confused = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(&public_pem),
+        &claims("dave", &["admin"]),
+        None,
+    );
+    let status = authorize(&rsa, Some(&confused), request("", "hr.employees", "delete"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert!(status.message().contains("algorithm HS256 is not accepted"), "{}", status.message());
+    assert!(
+        status.message().contains("algorithm HS256 is not accepted"),
+        "{}",
+        status.message()
+    );
 
     let ec = jwt_server("--jwt-public-key-file", "jwt/ec-public.pem");
     let token = sign(Algorithm::ES256, &ec_key(), &claims("bob", &[]), None);
-    assert!(authorize(&ec, Some(&token), request("", "crm.tickets", "write")).await.unwrap().allowed);
+    assert!(
+        authorize(&ec, Some(&token), request("", "crm.tickets", "write"))
+            .await
+            .unwrap()
+            .allowed
+    );
 }
 
 #[tokio::test]
 async fn jwks_keys_are_picked_by_kid() {
     let vigil = jwt_server("--jwks-file", "jwt/jwks.json");
-    let rsa = sign(Algorithm::RS256, &rsa_key("rsa-private.pem"), &claims("alice", &[]), Some("rsa-1"));
-    assert!(authorize(&vigil, Some(&rsa), request("", "crm.customers", "read")).await.unwrap().allowed);
-    let ec = sign(Algorithm::ES256, &ec_key(), &claims("bob", &[]), Some("ec-1"));
-    assert!(authorize(&vigil, Some(&ec), request("", "crm.tickets", "read")).await.unwrap().allowed);
+    let rsa = sign(
+        Algorithm::RS256,
+        &rsa_key("rsa-private.pem"),
+        &claims("alice", &[]),
+        Some("rsa-1"),
+    );
+    assert!(
+        authorize(&vigil, Some(&rsa), request("", "crm.customers", "read"))
+            .await
+            .unwrap()
+            .allowed
+    );
+    let ec = sign(
+        Algorithm::ES256,
+        &ec_key(),
+        &claims("bob", &[]),
+        Some("ec-1"),
+    );
+    assert!(
+        authorize(&vigil, Some(&ec), request("", "crm.tickets", "read"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
-    let unknown = sign(Algorithm::RS256, &rsa_key("rsa-private.pem"), &claims("alice", &[]), Some("rsa-9"));
-    let status = authorize(&vigil, Some(&unknown), request("", "crm.customers", "read")).await.unwrap_err();
+    let unknown = sign(
+        Algorithm::RS256,
+        &rsa_key("rsa-private.pem"),
+        &claims("alice", &[]),
+        Some("rsa-9"),
+    );
+    let status = authorize(&vigil, Some(&unknown), request("", "crm.customers", "read"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert!(status.message().contains("key id"), "{}", status.message());
 }
 
 #[tokio::test]
 async fn dev_token_and_jwt_mode_work_together_in_one_step() {
-    let vigil = Launch::new(repo_path("policies")).args(["--auth", "jwt"]).start();
-    let output = vigil_command(&["token", "--subject", "svc-report", "--roles", "viewer"], vigil.dir.path());
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let vigil = Launch::new(repo_path("policies"))
+        .args(["--auth", "jwt"])
+        .start();
+    let output = vigil_command(
+        &["token", "--subject", "svc-report", "--roles", "viewer"],
+        vigil.dir.path(),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let token = String::from_utf8(output.stdout).unwrap();
-    let answer = authorize(&vigil, Some(token.trim()), request("", "reports.daily", "read")).await.unwrap();
+    let answer = authorize(
+        &vigil,
+        Some(token.trim()),
+        request("", "reports.daily", "read"),
+    )
+    .await
+    .unwrap();
     assert!(answer.allowed, "{}", answer.reason);
     assert!(vigil.stderr().contains("development secret"));
 }
@@ -217,24 +438,37 @@ async fn audit_service_is_for_admins_only() {
     let vigil = jwt_server("--jwt-secret-file", "jwt/hs256.secret");
     let key = hs256_key();
     let alice = sign(Algorithm::HS256, &key, &claims("alice", &[]), None);
-    authorize(&vigil, Some(&alice), request("", "crm.customers", "read")).await.unwrap();
+    authorize(&vigil, Some(&alice), request("", "crm.customers", "read"))
+        .await
+        .unwrap();
 
     let mut audit = AuditClient::new(vigil.channel().await);
     let export = |token: &str, subject: &str| {
-        let mut call = Request::new(ExportAuditRequest { subject: subject.into(), ..Default::default() });
-        call.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let mut call = Request::new(ExportAuditRequest {
+            subject: subject.into(),
+            ..Default::default()
+        });
+        call.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
         call
     };
     let status = audit.export_audit(export(&alice, "")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(status.message().contains("requires the admin role"));
-    let status = audit.export_audit(Request::new(ExportAuditRequest::default())).await.unwrap_err();
+    let status = audit
+        .export_audit(Request::new(ExportAuditRequest::default()))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 
     // dave is an admin by the policy; svc-ops by its token's roles.
     for admin in [claims("dave", &[]), claims("svc-ops", &["admin"])] {
         let token = sign(Algorithm::HS256, &key, &admin, None);
-        let mut stream = audit.export_audit(export(&token, "alice")).await.unwrap().into_inner();
+        let mut stream = audit
+            .export_audit(export(&token, "alice"))
+            .await
+            .unwrap()
+            .into_inner();
         let mut records = Vec::new();
         while let Some(record) = stream.message().await.unwrap() {
             if record.kind == "decision" {
@@ -242,15 +476,24 @@ async fn audit_service_is_for_admins_only() {
             }
         }
         assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!((records[0].kind.as_str(), records[0].object.as_str()), ("decision", "crm.customers"));
-        assert!(records[0].raw.ends_with(&format!("\"hash\":\"{}\"}}", records[0].hash)));
+        assert_eq!(
+            (records[0].kind.as_str(), records[0].object.as_str()),
+            ("decision", "crm.customers")
+        );
+        assert!(records[0]
+            .raw
+            .ends_with(&format!("\"hash\":\"{}\"}}", records[0].hash)));
 
         let mut call = Request::new(VerifyAuditRequest::default());
-        call.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        call.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
         let report = audit.verify_audit(call).await.unwrap().into_inner();
         assert!(report.ok, "{}", report.error);
     }
     // Each admin call (granted or refused) is itself audited.
-    let admin_records = audit_lines(&vigil.audit_dir).iter().filter(|(_, l)| l.contains("\"kind\":\"admin\"")).count();
+    let admin_records = audit_lines(&vigil.audit_dir)
+        .iter()
+        .filter(|(_, l)| l.contains("\"kind\":\"admin\""))
+        .count();
     assert_eq!(admin_records, 5);
 }

@@ -10,8 +10,8 @@ use std::{
 
 use common::{audit_lines, repo_path, request, vigil_command, Launch, Vigil};
 use vigil::proto::{
-    access_control_client::AccessControlClient, policy_admin_client::PolicyAdminClient, GetPolicyStatusRequest,
-    ReloadPoliciesRequest,
+    access_control_client::AccessControlClient, policy_admin_client::PolicyAdminClient,
+    GetPolicyStatusRequest, ReloadPoliciesRequest,
 };
 
 /// A private copy of the example policies that a test may edit.
@@ -34,14 +34,28 @@ fn append(dir: &Path, line: &str) {
     std::fs::rename(temp, path).unwrap();
 }
 
-async fn until_allowed(client: &mut AccessControlClient<tonic::transport::Channel>, subject: &str, object: &str, action: &str, want: bool) -> Duration {
+async fn until_allowed(
+    client: &mut AccessControlClient<tonic::transport::Channel>,
+    subject: &str,
+    object: &str,
+    action: &str,
+    want: bool,
+) -> Duration {
     let start = Instant::now();
     loop {
-        let answer = client.authorize(request(subject, object, action)).await.unwrap().into_inner();
+        let answer = client
+            .authorize(request(subject, object, action))
+            .await
+            .unwrap()
+            .into_inner();
         if answer.allowed == want {
             return start.elapsed();
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "no reload after 10 s: {}", answer.reason);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no reload after 10 s: {}",
+            answer.reason
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -59,46 +73,83 @@ async fn a_changed_file_is_served_and_a_broken_one_rejected() {
     let policies = policy_copy();
     let vigil = Launch::new(policies.path()).start();
     let mut client = vigil.client().await;
-    let before = client.authorize(request("erin", "finance.payments", "read")).await.unwrap().into_inner();
+    let before = client
+        .authorize(request("erin", "finance.payments", "read"))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!before.allowed);
 
     append(policies.path(), "p, viewer, finance.payments, read, allow");
     let took = until_allowed(&mut client, "erin", "finance.payments", "read", true).await;
     eprintln!("file change served after {took:?}");
-    let after = client.authorize(request("erin", "finance.payments", "read")).await.unwrap().into_inner();
+    let after = client
+        .authorize(request("erin", "finance.payments", "read"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(after.policy_version, before.policy_version);
 
     // A broken set is rejected whole; the last good one keeps serving.
     append(policies.path(), "p, viewer, hr.employees");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while kinds(&vigil.audit_dir, "reload").iter().all(|r| r["allowed"] != false) {
-        assert!(Instant::now() < deadline, "the broken reload was never audited");
+    while kinds(&vigil.audit_dir, "reload")
+        .iter()
+        .all(|r| r["allowed"] != false)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the broken reload was never audited"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let still = client.authorize(request("erin", "finance.payments", "read")).await.unwrap().into_inner();
+    let still = client
+        .authorize(request("erin", "finance.payments", "read"))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(still.allowed);
     assert_eq!(still.policy_version, after.policy_version);
-    let failure = kinds(&vigil.audit_dir, "reload").into_iter().find(|r| r["allowed"] == false).unwrap();
-    assert!(failure["reason"].as_str().unwrap().contains("policy.csv:"), "{failure}");
+    let failure = kinds(&vigil.audit_dir, "reload")
+        .into_iter()
+        .find(|r| r["allowed"] == false)
+        .unwrap();
+    assert!(
+        failure["reason"].as_str().unwrap().contains("policy.csv:"),
+        "{failure}"
+    );
 
     let mut admin = PolicyAdminClient::new(vigil.channel().await);
-    let status = admin.get_policy_status(GetPolicyStatusRequest {}).await.unwrap().into_inner();
+    let status = admin
+        .get_policy_status(GetPolicyStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.policy_version, after.policy_version);
-    assert!(status.last_reload_error.contains("policy.csv:"), "{}", status.last_reload_error);
+    assert!(
+        status.last_reload_error.contains("policy.csv:"),
+        "{}",
+        status.last_reload_error
+    );
     assert!(status.policy_rules > 10 && status.roles >= 5, "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_during_reloads_all_succeed() {
     let policies = policy_copy();
-    let vigil = Launch::new(policies.path()).args(["--watch", "false"]).start();
+    let vigil = Launch::new(policies.path())
+        .args(["--watch", "false"])
+        .start();
     let mut workers = Vec::new();
     for _ in 0..4 {
         let mut client = AccessControlClient::new(vigil.channel().await);
         workers.push(tokio::spawn(async move {
             let mut answered = 0;
             for _ in 0..300 {
-                let answer = client.authorize(request("alice", "crm.customers", "read")).await.expect("no request fails during a reload");
+                let answer = client
+                    .authorize(request("alice", "crm.customers", "read"))
+                    .await
+                    .expect("no request fails during a reload");
                 assert!(answer.into_inner().allowed);
                 answered += 1;
             }
@@ -107,8 +158,15 @@ async fn requests_during_reloads_all_succeed() {
     }
     let mut admin = PolicyAdminClient::new(vigil.channel().await);
     for i in 0..10 {
-        append(policies.path(), &format!("p, viewer, scratch.{i}, read, allow"));
-        let reply = admin.reload_policies(ReloadPoliciesRequest {}).await.unwrap().into_inner();
+        append(
+            policies.path(),
+            &format!("p, viewer, scratch.{i}, read, allow"),
+        );
+        let reply = admin
+            .reload_policies(ReloadPoliciesRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         assert!(reply.changed);
     }
     let mut total = 0;
@@ -118,57 +176,107 @@ async fn requests_during_reloads_all_succeed() {
     assert_eq!(total, 1200);
     let reloads = kinds(&vigil.audit_dir, "reload");
     assert_eq!(reloads.len(), 10);
-    assert!(reloads.iter().all(|r| r["detail"]["trigger"] == "rpc" && r["allowed"] == true));
+    assert!(reloads
+        .iter()
+        .all(|r| r["detail"]["trigger"] == "rpc" && r["allowed"] == true));
 }
 
 #[tokio::test]
 async fn sighup_reloads() {
     let policies = policy_copy();
-    let vigil = Launch::new(policies.path()).args(["--watch", "false"]).start();
+    let vigil = Launch::new(policies.path())
+        .args(["--watch", "false"])
+        .start();
     let mut client = vigil.client().await;
     append(policies.path(), "p, viewer, finance.payments, read, allow");
-    std::process::Command::new("kill").arg("-HUP").arg(vigil.pid().to_string()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(vigil.pid().to_string())
+        .status()
+        .unwrap();
     until_allowed(&mut client, "erin", "finance.payments", "read", true).await;
-    assert_eq!(kinds(&vigil.audit_dir, "reload")[0]["detail"]["trigger"], "sighup");
+    assert_eq!(
+        kinds(&vigil.audit_dir, "reload")[0]["detail"]["trigger"],
+        "sighup"
+    );
 }
 
 #[tokio::test]
 async fn shadow_policies_count_and_audit_divergences() {
     let candidate = policy_copy();
     append(candidate.path(), "p, contractor, crm.*, *, deny");
-    let vigil = Launch::new(repo_path("policies")).arg("--shadow-policies").arg(candidate.path().to_str().unwrap()).start();
+    let vigil = Launch::new(repo_path("policies"))
+        .arg("--shadow-policies")
+        .arg(candidate.path().to_str().unwrap())
+        .start();
     let mut client = vigil.client().await;
     // frank (contractor) may read crm.customers live; the candidate would deny it.
-    let live = client.authorize(request("frank", "reports.q3", "read")).await.unwrap().into_inner();
+    let live = client
+        .authorize(request("frank", "reports.q3", "read"))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(live.allowed);
-    let answer = client.authorize(request("bob", "crm.tickets", "read")).await.unwrap().into_inner();
+    let answer = client
+        .authorize(request("bob", "crm.tickets", "read"))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(answer.allowed);
     let mut admin = PolicyAdminClient::new(vigil.channel().await);
-    let status = admin.get_policy_status(GetPolicyStatusRequest {}).await.unwrap().into_inner();
+    let status = admin
+        .get_policy_status(GetPolicyStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.shadow_divergences, 0);
     std::fs::write(
         candidate.path().join("policy.csv"),
-        std::fs::read_to_string(candidate.path().join("policy.csv")).unwrap() + "p, support, crm.tickets, read, deny\n",
+        std::fs::read_to_string(candidate.path().join("policy.csv")).unwrap()
+            + "p, support, crm.tickets, read, deny\n",
     )
     .unwrap();
-    let reply = admin.reload_policies(ReloadPoliciesRequest {}).await.unwrap().into_inner();
+    let reply = admin
+        .reload_policies(ReloadPoliciesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!reply.changed, "the live policy did not change");
-    let answer = client.authorize(request("bob", "crm.tickets", "read")).await.unwrap().into_inner();
+    let answer = client
+        .authorize(request("bob", "crm.tickets", "read"))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(answer.allowed, "the live decision is served");
-    let status = admin.get_policy_status(GetPolicyStatusRequest {}).await.unwrap().into_inner();
+    let status = admin
+        .get_policy_status(GetPolicyStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.shadow_divergences, 1);
-    let decision = kinds(&vigil.audit_dir, "decision").into_iter().find(|r| r["seq"] == answer.audit_seq).unwrap();
+    let decision = kinds(&vigil.audit_dir, "decision")
+        .into_iter()
+        .find(|r| r["seq"] == answer.audit_seq)
+        .unwrap();
     assert_eq!(decision["detail"]["shadow"]["allowed"], false);
 
     // Masking treatments are shadowed too: the candidate shows support
     // phone numbers in clear.
     std::fs::write(
         candidate.path().join("policy.csv"),
-        std::fs::read_to_string(candidate.path().join("policy.csv")).unwrap() + "p, support, label:phone, see:clear, allow\n",
+        std::fs::read_to_string(candidate.path().join("policy.csv")).unwrap()
+            + "p, support, label:phone, see:clear, allow\n",
     )
     .unwrap();
-    std::fs::copy(repo_path("policies/classification.toml"), candidate.path().join("classification.toml")).unwrap();
-    admin.reload_policies(ReloadPoliciesRequest {}).await.unwrap();
+    std::fs::copy(
+        repo_path("policies/classification.toml"),
+        candidate.path().join("classification.toml"),
+    )
+    .unwrap();
+    admin
+        .reload_policies(ReloadPoliciesRequest {})
+        .await
+        .unwrap();
     use vigil::proto::{data_masking_client::DataMaskingClient, MaskRequest};
     let record = match vigil::mask::from_json(&serde_json::json!({"phone": "13812345678"})).kind {
         Some(prost_types::value::Kind::StructValue(s)) => s,
@@ -176,45 +284,91 @@ async fn shadow_policies_count_and_audit_divergences() {
     };
     let mut masking = DataMaskingClient::new(vigil.channel().await);
     let masked = masking
-        .mask(MaskRequest { subject: "bob".into(), object: "crm.customers".into(), records: vec![record], ..Default::default() })
+        .mask(MaskRequest {
+            subject: "bob".into(),
+            object: "crm.customers".into(),
+            records: vec![record],
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(vigil::mask::struct_to_json(&masked.records[0])["phone"], "138****5678", "the live treatment is served");
-    let status = admin.get_policy_status(GetPolicyStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        vigil::mask::struct_to_json(&masked.records[0])["phone"],
+        "138****5678",
+        "the live treatment is served"
+    );
+    let status = admin
+        .get_policy_status(GetPolicyStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.shadow_divergences, 2);
     let mask_record = kinds(&vigil.audit_dir, "mask").pop().unwrap();
-    assert_eq!(mask_record["detail"]["shadow"]["treatments"][0], serde_json::json!({"label": "phone", "live": "mask", "candidate": "clear"}));
+    assert_eq!(
+        mask_record["detail"]["shadow"]["treatments"][0],
+        serde_json::json!({"label": "phone", "live": "mask", "candidate": "clear"})
+    );
 }
 
 #[tokio::test]
 async fn policy_diff_replays_recorded_decisions() {
     let vigil = Vigil::example();
     let mut client = vigil.client().await;
-    for (s, o, a) in [("bob", "crm.tickets", "read"), ("alice", "crm.customers", "read"), ("bob", "crm.tickets", "read")] {
+    for (s, o, a) in [
+        ("bob", "crm.tickets", "read"),
+        ("alice", "crm.customers", "read"),
+        ("bob", "crm.tickets", "read"),
+    ] {
         client.authorize(request(s, o, a)).await.unwrap();
     }
     let candidate = policy_copy();
     append(candidate.path(), "p, support, crm.tickets, read, deny");
     let output = vigil_command(
         &[
-            "policy", "diff", "--policies", repo_path("policies").to_str().unwrap(),
-            "--candidate", candidate.path().to_str().unwrap(),
-            "--from-audit", vigil.audit_dir.to_str().unwrap(),
+            "policy",
+            "diff",
+            "--policies",
+            repo_path("policies").to_str().unwrap(),
+            "--candidate",
+            candidate.path().to_str().unwrap(),
+            "--from-audit",
+            vigil.audit_dir.to_str().unwrap(),
         ],
         vigil.dir.path(),
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("+ p, support, crm.tickets, read, deny"), "{stdout}");
-    assert!(stdout.contains("bob read crm.tickets: allow -> deny"), "{stdout}");
-    assert!(stdout.contains("3 decision(s) replayed, 2 would change (2 allow -> deny, 0 deny -> allow)"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("+ p, support, crm.tickets, read, deny"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bob read crm.tickets: allow -> deny"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("3 decision(s) replayed, 2 would change (2 allow -> deny, 0 deny -> allow)"),
+        "{stdout}"
+    );
 }
 
 fn run(args: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let output = vigil_command(args, dir.path());
-    (output.status.code().unwrap(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    (
+        output.status.code().unwrap(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
 }
 
 #[test]
@@ -231,33 +385,74 @@ fn policy_check_reports_each_kind_of_finding() {
     let path = dir.path().to_str().unwrap();
     let (code, out) = run(&["policy", "check", "--policies", path]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("policy.csv:3: warning: duplicate of line 2"), "{out}");
+    assert!(
+        out.contains("policy.csv:3: warning: duplicate of line 2"),
+        "{out}"
+    );
     assert!(out.contains("policy.csv:4: warning: role `auditor` is granted but neither it nor any role it inherits has a rule"), "{out}");
-    assert!(out.contains("policy.csv:5: warning: `ghost` has rules but appears in no role grant"), "{out}");
+    assert!(
+        out.contains("policy.csv:5: warning: `ghost` has rules but appears in no role grant"),
+        "{out}"
+    );
 
-    std::fs::write(dir.path().join("policy.csv"), "p, analyst, crm.*, read\nq, x, y\n").unwrap();
-    std::fs::write(dir.path().join("model.conf"), model.replace("[matchers]", "[matcher]")).unwrap();
+    std::fs::write(
+        dir.path().join("policy.csv"),
+        "p, analyst, crm.*, read\nq, x, y\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("model.conf"),
+        model.replace("[matchers]", "[matcher]"),
+    )
+    .unwrap();
     let (code, out) = run(&["policy", "check", "--policies", path]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("model.conf:17: error: unknown section [matcher]"), "{out}");
+    assert!(
+        out.contains("model.conf:17: error: unknown section [matcher]"),
+        "{out}"
+    );
 
     std::fs::write(dir.path().join("model.conf"), &model).unwrap();
     let (code, out) = run(&["policy", "check", "--policies", path]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("policy.csv:1: error: `p` rule has 3 field(s) but model.conf line 9 defines 4"), "{out}");
-    assert!(out.contains("policy.csv:2: error: rule type `q` is not defined"), "{out}");
+    assert!(
+        out.contains(
+            "policy.csv:1: error: `p` rule has 3 field(s) but model.conf line 9 defines 4"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("policy.csv:2: error: rule type `q` is not defined"),
+        "{out}"
+    );
 
-    std::fs::write(dir.path().join("policy.csv"), "p, analyst, crm.*, read, allow\n").unwrap();
-    std::fs::write(dir.path().join("model.conf"), model.replace("keyMatch(r.obj, p.obj)", "keyMatch(r.obj, p.obj")).unwrap();
+    std::fs::write(
+        dir.path().join("policy.csv"),
+        "p, analyst, crm.*, read, allow\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("model.conf"),
+        model.replace("keyMatch(r.obj, p.obj)", "keyMatch(r.obj, p.obj"),
+    )
+    .unwrap();
     let (code, out) = run(&["policy", "check", "--policies", path]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("model.conf:18: error: Failed to compile matcher 'm'"), "{out}");
+    assert!(
+        out.contains("model.conf:18: error: Failed to compile matcher 'm'"),
+        "{out}"
+    );
 }
 
 #[test]
 fn policy_test_runs_the_shipped_cases_and_reports_failures() {
     for dir in ["policies", "policies/tenants"] {
-        let (code, out) = run(&["policy", "test", "--policies", repo_path(dir).to_str().unwrap()]);
+        let (code, out) = run(&[
+            "policy",
+            "test",
+            "--policies",
+            repo_path(dir).to_str().unwrap(),
+        ]);
         assert_eq!(code, 0, "{out}");
         assert!(out.contains(" passed, 0 failed"), "{out}");
     }
@@ -270,7 +465,14 @@ fn policy_test_runs_the_shipped_cases_and_reports_failures() {
          record = { phone = \"13812345678\" }\nexpect = { phone = \"13812345678\" }\ntreatments = { phone = \"clear\" }\n",
     )
     .unwrap();
-    let (code, out) = run(&["policy", "test", "--policies", repo_path("policies").to_str().unwrap(), "--cases", cases.path().to_str().unwrap()]);
+    let (code, out) = run(&[
+        "policy",
+        "test",
+        "--policies",
+        repo_path("policies").to_str().unwrap(),
+        "--cases",
+        cases.path().to_str().unwrap(),
+    ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL #1: alice read hr.employees: expected allow, got deny: no policy rule allows alice to read hr.employees"), "{out}");
     assert!(

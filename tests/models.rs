@@ -18,22 +18,39 @@ struct Case {
     allowed: bool,
 }
 
-const fn case(subject: &'static str, object: &'static str, action: &'static str, allowed: bool) -> Case {
-    Case { subject, domain: "", object, action, attributes: &[], allowed }
+const fn case(
+    subject: &'static str,
+    object: &'static str,
+    action: &'static str,
+    allowed: bool,
+) -> Case {
+    Case {
+        subject,
+        domain: "",
+        object,
+        action,
+        attributes: &[],
+        allowed,
+    }
 }
 
 async fn check(model: &str, cases: &[Case]) {
     let dir = repo_path(&format!("tests/models/{model}"));
     // casbin-rs takes `&'static str` paths.
-    let leak = |name: &str| -> &'static str { Box::leak(dir.join(name).to_str().unwrap().to_owned().into_boxed_str()) };
+    let leak = |name: &str| -> &'static str {
+        Box::leak(dir.join(name).to_str().unwrap().to_owned().into_boxed_str())
+    };
     let reference = Enforcer::new(leak("model.conf"), leak("policy.csv"))
         .await
         .expect("casbin-rs loads the model");
     let vigil = Launch::new(&dir).start();
     let mut client = vigil.client().await;
     for case in cases {
-        let attributes: HashMap<String, String> =
-            case.attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let attributes: HashMap<String, String> = case
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let request = AuthorizeRequest {
             subject: case.subject.into(),
             object: case.object.into(),
@@ -42,7 +59,10 @@ async fn check(model: &str, cases: &[Case]) {
             attributes: attributes.clone(),
         };
         let answer = client.authorize(request).await.unwrap().into_inner();
-        let label = format!("{model}: {} {} {} {} {:?}", case.subject, case.domain, case.object, case.action, case.attributes);
+        let label = format!(
+            "{model}: {} {} {} {} {:?}",
+            case.subject, case.domain, case.object, case.action, case.attributes
+        );
         assert_eq!(answer.allowed, case.allowed, "{label}: {}", answer.reason);
 
         // The reference, fed in the model's own token order.
@@ -57,110 +77,152 @@ async fn check(model: &str, cases: &[Case]) {
                 other => attributes[other].clone(),
             })
             .collect();
-        assert_eq!(answer.allowed, reference.enforce(values).unwrap(), "{label}: differs from casbin-rs");
+        assert_eq!(
+            answer.allowed,
+            reference.enforce(values).unwrap(),
+            "{label}: differs from casbin-rs"
+        );
     }
 }
 
 #[tokio::test]
 async fn acl() {
-    check("acl", &[
-        case("alice", "data1", "read", true),
-        case("alice", "data1", "write", false),
-        case("alice", "data2", "write", false),
-        case("bob", "data2", "write", true),
-        case("bob", "data2", "read", false),
-    ])
+    check(
+        "acl",
+        &[
+            case("alice", "data1", "read", true),
+            case("alice", "data1", "write", false),
+            case("alice", "data2", "write", false),
+            case("bob", "data2", "write", true),
+            case("bob", "data2", "read", false),
+        ],
+    )
     .await;
 }
 
 #[tokio::test]
 async fn rbac_with_a_multi_level_hierarchy() {
-    check("rbac_hierarchy", &[
-        case("alice", "doc", "read", true),
-        case("alice", "doc", "delete", true),
-        case("bob", "doc", "write", true),
-        case("bob", "doc", "delete", false),
-        case("carol", "doc", "read", true),
-        case("carol", "log", "read", true),
-        case("carol", "doc", "write", false),
-        case("dave", "doc", "read", false),
-    ])
+    check(
+        "rbac_hierarchy",
+        &[
+            case("alice", "doc", "read", true),
+            case("alice", "doc", "delete", true),
+            case("bob", "doc", "write", true),
+            case("bob", "doc", "delete", false),
+            case("carol", "doc", "read", true),
+            case("carol", "log", "read", true),
+            case("carol", "doc", "write", false),
+            case("dave", "doc", "read", false),
+        ],
+    )
     .await;
 }
 
 #[tokio::test]
 async fn rbac_with_domains() {
-    let d = |subject, domain, object, action, allowed| Case { subject, domain, object, action, attributes: &[], allowed };
-    check("rbac_domains", &[
-        d("alice", "domain1", "data1", "read", true),
-        d("alice", "domain1", "data1", "write", true),
-        d("alice", "domain2", "data2", "read", false),
-        d("bob", "domain2", "data2", "write", true),
-        d("bob", "domain1", "data1", "read", false),
-    ])
+    let d = |subject, domain, object, action, allowed| Case {
+        subject,
+        domain,
+        object,
+        action,
+        attributes: &[],
+        allowed,
+    };
+    check(
+        "rbac_domains",
+        &[
+            d("alice", "domain1", "data1", "read", true),
+            d("alice", "domain1", "data1", "write", true),
+            d("alice", "domain2", "data2", "read", false),
+            d("bob", "domain2", "data2", "write", true),
+            d("bob", "domain1", "data1", "read", false),
+        ],
+    )
     .await;
 }
 
 #[tokio::test]
 async fn deny_override() {
-    check("deny_override", &[
-        case("alice", "data1", "read", true),
-        case("alice", "data2", "read", true),
-        case("alice", "data2", "write", false),
-        case("bob", "data2", "write", true),
-        case("bob", "data1", "read", false),
-    ])
+    check(
+        "deny_override",
+        &[
+            case("alice", "data1", "read", true),
+            case("alice", "data2", "read", true),
+            case("alice", "data2", "write", false),
+            case("bob", "data2", "write", true),
+            case("bob", "data1", "read", false),
+        ],
+    )
     .await;
 }
 
 #[tokio::test]
 async fn key_match_and_regex_match() {
-    check("keymatch", &[
-        case("alice", "/alice_data/anything", "GET", true),
-        case("alice", "/alice_data/resource1", "POST", true),
-        case("alice", "/alice_data/resource2", "POST", false),
-        case("bob", "/bob_data/1", "GET", true),
-        case("bob", "/bob_data/1", "POST", true),
-        case("bob", "/bob_data/1", "DELETE", false),
-        case("bob", "/bob_data/1/2", "GET", false),
-        case("cathy", "/cathy_data", "GET", true),
-        case("cathy", "/cathy_data/x", "GET", false),
-    ])
+    check(
+        "keymatch",
+        &[
+            case("alice", "/alice_data/anything", "GET", true),
+            case("alice", "/alice_data/resource1", "POST", true),
+            case("alice", "/alice_data/resource2", "POST", false),
+            case("bob", "/bob_data/1", "GET", true),
+            case("bob", "/bob_data/1", "POST", true),
+            case("bob", "/bob_data/1", "DELETE", false),
+            case("bob", "/bob_data/1/2", "GET", false),
+            case("cathy", "/cathy_data", "GET", true),
+            case("cathy", "/cathy_data/x", "GET", false),
+        ],
+    )
     .await;
 }
 
 #[tokio::test]
 async fn resource_roles() {
-    check("resource_roles", &[
-        case("alice", "data1", "read", true),
-        case("alice", "data1", "write", true),
-        case("alice", "data2", "write", true),
-        case("alice", "data2", "read", false),
-        case("bob", "data2", "write", true),
-        case("bob", "data1", "write", false),
-    ])
+    check(
+        "resource_roles",
+        &[
+            case("alice", "data1", "read", true),
+            case("alice", "data1", "write", true),
+            case("alice", "data2", "write", true),
+            case("alice", "data2", "read", false),
+            case("bob", "data2", "write", true),
+            case("bob", "data1", "write", false),
+        ],
+    )
     .await;
 }
 
 #[tokio::test]
 async fn abac_request_tokens_from_attributes() {
-    let a = |subject, attributes, allowed| Case { subject, domain: "", object: "orders", action: "read", attributes, allowed };
-    check("abac", &[
-        a("carol", &[("owner", "carol"), ("region", "us")], true),
-        a("alice", &[("owner", "x"), ("region", "eu")], true),
-        a("alice", &[("owner", "x"), ("region", "us")], false),
-        a("bob", &[("owner", "x"), ("region", "us")], true),
-    ])
+    let a = |subject, attributes, allowed| Case {
+        subject,
+        domain: "",
+        object: "orders",
+        action: "read",
+        attributes,
+        allowed,
+    };
+    check(
+        "abac",
+        &[
+            a("carol", &[("owner", "carol"), ("region", "us")], true),
+            a("alice", &[("owner", "x"), ("region", "eu")], true),
+            a("alice", &[("owner", "x"), ("region", "us")], false),
+            a("bob", &[("owner", "x"), ("region", "us")], true),
+        ],
+    )
     .await;
 }
 
 #[tokio::test]
 async fn priority_effect() {
-    check("priority", &[
-        case("alice", "data1", "read", true),
-        case("alice", "data1", "write", false),
-        case("bob", "data2", "read", true),
-        case("bob", "data2", "write", false),
-    ])
+    check(
+        "priority",
+        &[
+            case("alice", "data1", "read", true),
+            case("alice", "data1", "write", false),
+            case("bob", "data2", "read", true),
+            case("bob", "data2", "write", false),
+        ],
+    )
     .await;
 }

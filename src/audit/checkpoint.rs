@@ -60,7 +60,13 @@ pub fn key_id(key: &VerifyingKey) -> String {
 pub fn sign(key: &SigningKey, seq: u64, head: &Hash, ts: String) -> Checkpoint {
     let head = record::hash_text(head);
     let signature = key.sign(signed_message(seq, &head, &ts).as_bytes());
-    Checkpoint { seq, head, ts, key: key_id(&key.verifying_key()), sig: URL_SAFE_NO_PAD.encode(signature.to_bytes()) }
+    Checkpoint {
+        seq,
+        head,
+        ts,
+        key: key_id(&key.verifying_key()),
+        sig: URL_SAFE_NO_PAD.encode(signature.to_bytes()),
+    }
 }
 
 impl Checkpoint {
@@ -70,10 +76,16 @@ impl Checkpoint {
 
     /// Checks the signature with `key`.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), String> {
-        let bytes = URL_SAFE_NO_PAD.decode(&self.sig).map_err(|_| "signature is not base64url".to_owned())?;
-        let signature = Signature::from_slice(&bytes).map_err(|_| "signature has the wrong length".to_owned())?;
-        key.verify(signed_message(self.seq, &self.head, &self.ts).as_bytes(), &signature)
-            .map_err(|_| format!("signature does not verify with key {}", key_id(key)))
+        let bytes = URL_SAFE_NO_PAD
+            .decode(&self.sig)
+            .map_err(|_| "signature is not base64url".to_owned())?;
+        let signature = Signature::from_slice(&bytes)
+            .map_err(|_| "signature has the wrong length".to_owned())?;
+        key.verify(
+            signed_message(self.seq, &self.head, &self.ts).as_bytes(),
+            &signature,
+        )
+        .map_err(|_| format!("signature does not verify with key {}", key_id(key)))
     }
 }
 
@@ -87,18 +99,27 @@ pub struct CheckpointWriter {
 impl std::fmt::Debug for CheckpointWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The signing key stays out of Debug output.
-        f.debug_struct("CheckpointWriter").field("last_seq", &self.last_seq).finish_non_exhaustive()
+        f.debug_struct("CheckpointWriter")
+            .field("last_seq", &self.last_seq)
+            .finish_non_exhaustive()
     }
 }
 
 impl CheckpointWriter {
     pub fn open(dir: &Path, key: SigningKey) -> std::io::Result<CheckpointWriter> {
         let path = dir.join(CHECKPOINT_FILE);
-        let last_seq = read_checkpoints(&path).ok().and_then(|all| all.last().map(|c| c.seq)).unwrap_or(0);
+        let last_seq = read_checkpoints(&path)
+            .ok()
+            .and_then(|all| all.last().map(|c| c.seq))
+            .unwrap_or(0);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let public = hex::encode(key.verifying_key().as_bytes());
         std::fs::write(dir.join(PUBLIC_KEY_FILE), format!("{public}\n"))?;
-        Ok(CheckpointWriter { file, key, last_seq })
+        Ok(CheckpointWriter {
+            file,
+            key,
+            last_seq,
+        })
     }
 
     pub fn write(&mut self, seq: u64, head: &Hash) -> std::io::Result<()> {
@@ -127,7 +148,11 @@ pub fn read_checkpoints(path: &Path) -> Result<Vec<Checkpoint>, String> {
     for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let checkpoint: Checkpoint = serde_json::from_slice(&line).map_err(|e| {
-            format!("{} line {} (offset {offset}): not a checkpoint: {e}", path.display(), index + 1)
+            format!(
+                "{} line {} (offset {offset}): not a checkpoint: {e}",
+                path.display(),
+                index + 1
+            )
         })?;
         offset += line.len() as u64 + 1;
         checkpoints.push(checkpoint);
@@ -137,9 +162,13 @@ pub fn read_checkpoints(path: &Path) -> Result<Vec<Checkpoint>, String> {
 
 /// Reads a 32-byte Ed25519 key written as 64 hex digits.
 fn read_key_bytes(path: &Path) -> Result<[u8; 32], KeyFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| KeyFileError::Format(path.to_owned()))?;
+    hex::decode_to_slice(text.trim(), &mut bytes)
+        .map_err(|_| KeyFileError::Format(path.to_owned()))?;
     Ok(bytes)
 }
 
@@ -147,14 +176,21 @@ fn read_key_bytes(path: &Path) -> Result<[u8; 32], KeyFileError> {
 /// first time.
 pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     if !path.exists() {
-        let io = |source| KeyFileError::Io { path: path.to_owned(), source };
+        let io = |source| KeyFileError::Io {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         let key = SigningKey::from_bytes(&rand::random());
         crate::keyfile::write_private(path, hex::encode(key.to_bytes()).as_bytes()).map_err(io)?;
         let public = path.with_extension("pub");
-        std::fs::write(&public, format!("{}\n", hex::encode(key.verifying_key().as_bytes()))).map_err(io)?;
+        std::fs::write(
+            &public,
+            format!("{}\n", hex::encode(key.verifying_key().as_bytes())),
+        )
+        .map_err(io)?;
     }
     Ok(SigningKey::from_bytes(&read_key_bytes(path)?))
 }
@@ -162,17 +198,22 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, KeyFileErro
 /// Loads a 32-byte secret (the HMAC key), creating it the first time.
 pub fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyFileError> {
     if !path.exists() {
-        let io = |source| KeyFileError::Io { path: path.to_owned(), source };
+        let io = |source| KeyFileError::Io {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        crate::keyfile::write_private(path, hex::encode(rand::random::<[u8; 32]>()).as_bytes()).map_err(io)?;
+        crate::keyfile::write_private(path, hex::encode(rand::random::<[u8; 32]>()).as_bytes())
+            .map_err(io)?;
     }
     read_key_bytes(path)
 }
 
 pub fn load_public_key(path: &Path) -> Result<VerifyingKey, KeyFileError> {
-    VerifyingKey::from_bytes(&read_key_bytes(path)?).map_err(|_| KeyFileError::Format(path.to_owned()))
+    VerifyingKey::from_bytes(&read_key_bytes(path)?)
+        .map_err(|_| KeyFileError::Format(path.to_owned()))
 }
 
 #[cfg(test)]

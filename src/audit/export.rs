@@ -35,7 +35,9 @@ impl ExportFilter {
         from_seq: Option<u64>,
     ) -> Result<ExportFilter, String> {
         let time = |s: &str| {
-            humantime::parse_rfc3339_weak(s).map_err(|e| format!("{s:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z ({e})"))
+            humantime::parse_rfc3339_weak(s).map_err(|e| {
+                format!("{s:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z ({e})")
+            })
         };
         let allowed = match allowed {
             None | Some("") => None,
@@ -62,13 +64,21 @@ impl ExportFilter {
             }
         }
         if let Some(subject) = &self.subject {
-            if !record.sub.as_deref().is_some_and(|written| redactor.subject_matches(written, subject)) {
+            if !record
+                .sub
+                .as_deref()
+                .is_some_and(|written| redactor.subject_matches(written, subject))
+            {
                 return false;
             }
         }
         if self.since.is_some() || self.until.is_some() {
-            let Ok(ts) = humantime::parse_rfc3339_weak(&record.ts) else { return false };
-            if self.since.is_some_and(|since| ts < since) || self.until.is_some_and(|until| ts > until) {
+            let Ok(ts) = humantime::parse_rfc3339_weak(&record.ts) else {
+                return false;
+            };
+            if self.since.is_some_and(|since| ts < since)
+                || self.until.is_some_and(|until| ts > until)
+            {
                 return false;
             }
         }
@@ -77,7 +87,12 @@ impl ExportFilter {
 }
 
 /// Visits each matching record with its exact stored line.
-pub fn for_each<F>(dir: &Path, filter: &ExportFilter, redactor: &Redactor, mut visit: F) -> Result<(), VerifyError>
+pub fn for_each<F>(
+    dir: &Path,
+    filter: &ExportFilter,
+    redactor: &Redactor,
+    mut visit: F,
+) -> Result<(), VerifyError>
 where
     F: FnMut(&[u8], &CheckedLine) -> Result<(), String>,
 {
@@ -143,7 +158,10 @@ pub fn export(
     let mut count = 0;
     let io_error = |e: std::io::Error| e.to_string();
     if format == Format::Csv {
-        writeln!(out, "{CSV_HEADER}").map_err(|source| VerifyError::Io { path: "stdout".into(), source })?;
+        writeln!(out, "{CSV_HEADER}").map_err(|source| VerifyError::Io {
+            path: "stdout".into(),
+            source,
+        })?;
     }
     for_each(dir, filter, redactor, |line, checked| {
         count += 1;

@@ -58,7 +58,11 @@ pub enum AuditError {
     #[error("cannot open the audit log in {dir}: {message}")]
     Open { dir: PathBuf, message: String },
     #[error("{file}: offset {offset}: {message}")]
-    Corrupt { file: PathBuf, offset: u64, message: String },
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        message: String,
+    },
     #[error("audit log write failed, decision not recorded: {0}")]
     Write(String),
     #[error("audit log cannot keep up: no room in its queue after {0:?}")]
@@ -115,7 +119,10 @@ impl AuditOptions {
 
 /// A request to make a segment durable up to what has been written to it.
 enum SyncCommand {
-    Sync { file: Arc<File>, done: oneshot::Sender<Result<(), AuditError>> },
+    Sync {
+        file: Arc<File>,
+        done: oneshot::Sender<Result<(), AuditError>>,
+    },
     Stop,
 }
 
@@ -139,7 +146,9 @@ impl Inner {
     fn core(&self) -> std::sync::MutexGuard<'_, Core> {
         // A panic while writing leaves the file rolled back or ahead by
         // whole lines; the state stays usable.
-        self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.core
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -188,10 +197,18 @@ impl AuditLog {
     /// Opens (or creates) the log, repairs a torn tail left by a crash, and
     /// starts the writer. `startup` is the first record written.
     pub fn open(options: AuditOptions, startup: Record) -> Result<(AuditLog, Receipt), AuditError> {
-        let open_error = |message: String| AuditError::Open { dir: options.dir.clone(), message };
-        fs::create_dir_all(&options.dir).map_err(|e| open_error(format!("cannot create the directory: {e}")))?;
-        let files = segments(&options.dir).map_err(|e| open_error(format!("cannot list the directory: {e}")))?;
-        let (index, path) = files.last().cloned().unwrap_or_else(|| (1, options.dir.join(segment_name(1))));
+        let open_error = |message: String| AuditError::Open {
+            dir: options.dir.clone(),
+            message,
+        };
+        fs::create_dir_all(&options.dir)
+            .map_err(|e| open_error(format!("cannot create the directory: {e}")))?;
+        let files = segments(&options.dir)
+            .map_err(|e| open_error(format!("cannot list the directory: {e}")))?;
+        let (index, path) = files
+            .last()
+            .cloned()
+            .unwrap_or_else(|| (1, options.dir.join(segment_name(1))));
         let (mut tail, recovery) = open_tail(index, &path)?;
         if tail.len == 0 && tail.seq == 0 && files.len() > 1 {
             // An empty newest segment after a crash right after rotation:
@@ -226,7 +243,8 @@ impl AuditLog {
         }
         first.push(startup);
         let (receipts, file) = core.commit(&mut first)?;
-        file.sync_data().map_err(|e| open_error(format!("cannot sync the audit log: {e}")))?;
+        file.sync_data()
+            .map_err(|e| open_error(format!("cannot sync the audit log: {e}")))?;
         let startup_receipt = *receipts.last().expect("one receipt per record");
 
         let inner = Arc::new(Inner {
@@ -262,7 +280,9 @@ impl AuditLog {
             };
             match attempt {
                 Ok(written) => break written,
-                Err(AuditError::Write(_)) if deadline.is_some_and(|d| tokio::time::Instant::now() < d) => {
+                Err(AuditError::Write(_))
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
+                {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => return Err(e),
@@ -272,7 +292,12 @@ impl AuditLog {
             return Ok(receipts);
         }
         let (done, synced) = oneshot::channel();
-        match tokio::time::timeout(inner.enqueue_timeout, inner.sync_tx.send(SyncCommand::Sync { file, done })).await {
+        match tokio::time::timeout(
+            inner.enqueue_timeout,
+            inner.sync_tx.send(SyncCommand::Sync { file, done }),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(AuditError::Closed),
             Err(_) => return Err(AuditError::Overloaded(inner.enqueue_timeout)),
@@ -315,15 +340,30 @@ impl AuditLog {
 /// cut off (kept beside the log for inspection) and a recovery record
 /// describing the cut is returned for writing.
 fn open_tail(index: u64, path: &Path) -> Result<(Tail, Option<Record>), AuditError> {
-    let corrupt = |offset: u64, message: String| AuditError::Corrupt { file: path.to_owned(), offset, message };
+    let corrupt = |offset: u64, message: String| AuditError::Corrupt {
+        file: path.to_owned(),
+        offset,
+        message,
+    };
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .open(path)
         .map_err(|e| corrupt(0, format!("cannot open: {e}")))?;
-    let len = file.metadata().map_err(|e| corrupt(0, e.to_string()))?.len();
-    let tail = |file, len, seq, hash| Tail { index, path: path.to_owned(), file: Arc::new(file), len, seq, hash, opened: Instant::now() };
+    let len = file
+        .metadata()
+        .map_err(|e| corrupt(0, e.to_string()))?
+        .len();
+    let tail = |file, len, seq, hash| Tail {
+        index,
+        path: path.to_owned(),
+        file: Arc::new(file),
+        len,
+        seq,
+        hash,
+        opened: Instant::now(),
+    };
     if len == 0 {
         return Ok((tail(file, 0, 0, GENESIS), None));
     }
@@ -332,22 +372,39 @@ fn open_tail(index: u64, path: &Path) -> Result<(Tail, Option<Record>), AuditErr
     const WINDOW: u64 = 4 << 20;
     let start = len.saturating_sub(WINDOW);
     let mut window = Vec::with_capacity((len - start) as usize);
-    file.seek(SeekFrom::Start(start)).map_err(|e| corrupt(start, e.to_string()))?;
-    file.read_to_end(&mut window).map_err(|e| corrupt(start, e.to_string()))?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| corrupt(start, e.to_string()))?;
+    file.read_to_end(&mut window)
+        .map_err(|e| corrupt(start, e.to_string()))?;
 
     // Complete lines end with '\n'; walk them backwards to the last good one.
     let mut end = window.iter().rposition(|&b| b == b'\n').map(|i| i + 1);
     while let Some(line_end) = end {
-        let line_start = window[..line_end - 1].iter().rposition(|&b| b == b'\n').map(|i| i + 1);
-        let Some(line_start) = line_start.or((start == 0).then_some(0)) else { break };
+        let line_start = window[..line_end - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map(|i| i + 1);
+        let Some(line_start) = line_start.or((start == 0).then_some(0)) else {
+            break;
+        };
         if let Ok(checked) = record::decode(&window[line_start..line_end - 1]) {
             let good_len = start + line_end as u64;
             let recovery = if good_len < len {
-                Some(cut_tail(path, &mut file, &window[line_end..], good_len, len, checked.record.seq)?)
+                Some(cut_tail(
+                    path,
+                    &mut file,
+                    &window[line_end..],
+                    good_len,
+                    len,
+                    checked.record.seq,
+                )?)
             } else {
                 None
             };
-            return Ok((tail(file, good_len, checked.record.seq, checked.hash), recovery));
+            return Ok((
+                tail(file, good_len, checked.record.seq, checked.hash),
+                recovery,
+            ));
         }
         end = (line_start > 0).then_some(line_start);
     }
@@ -364,14 +421,27 @@ fn open_tail(index: u64, path: &Path) -> Result<(Tail, Option<Record>), AuditErr
     ))
 }
 
-fn cut_tail(path: &Path, file: &mut File, torn: &[u8], good_len: u64, len: u64, last_seq: u64) -> Result<Record, AuditError> {
-    let corrupt = |message: String| AuditError::Corrupt { file: path.to_owned(), offset: good_len, message };
+fn cut_tail(
+    path: &Path,
+    file: &mut File,
+    torn: &[u8],
+    good_len: u64,
+    len: u64,
+    last_seq: u64,
+) -> Result<Record, AuditError> {
+    let corrupt = |message: String| AuditError::Corrupt {
+        file: path.to_owned(),
+        offset: good_len,
+        message,
+    };
     let mut saved = path.as_os_str().to_owned();
     saved.push(format!(".torn-{good_len}"));
     let saved = PathBuf::from(saved);
     fs::write(&saved, torn).map_err(|e| corrupt(format!("cannot save the torn tail: {e}")))?;
-    file.set_len(good_len).map_err(|e| corrupt(format!("cannot truncate the torn tail: {e}")))?;
-    file.sync_all().map_err(|e| corrupt(format!("cannot sync after truncating: {e}")))?;
+    file.set_len(good_len)
+        .map_err(|e| corrupt(format!("cannot truncate the torn tail: {e}")))?;
+    file.sync_all()
+        .map_err(|e| corrupt(format!("cannot sync after truncating: {e}")))?;
     tracing::warn!(file = %path.display(), offset = good_len, bytes = len - good_len, "audit log: cut a torn final record left by a crash");
     let mut recovery = Record::new(kind::RECOVERY);
     recovery.reason = Some("torn final record left by an interrupted write was cut off".to_owned());
@@ -422,7 +492,10 @@ fn drain(rx: &mut mpsc::Receiver<SyncCommand>, group: &mut Vec<SyncCommand>) {
 fn run_sync(inner: Arc<Inner>, mut rx: mpsc::Receiver<SyncCommand>) {
     // A private single-threaded runtime gives this blocking thread a receive
     // with a timeout (for checkpoints and health probes).
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!(error = %e, "audit sync thread cannot start its timer; durable appends will fail");
@@ -435,7 +508,11 @@ fn run_sync(inner: Arc<Inner>, mut rx: mpsc::Receiver<SyncCommand>) {
     loop {
         // Wake regularly even when idle: a failed write (no sync request
         // follows it) must be probed soon, and checkpoints come due.
-        let wait = if inner.sync == SyncMode::Off { OFF_FLUSH_EVERY.min(PROBE_EVERY) } else { PROBE_EVERY };
+        let wait = if inner.sync == SyncMode::Off {
+            OFF_FLUSH_EVERY.min(PROBE_EVERY)
+        } else {
+            PROBE_EVERY
+        };
         match runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
             Ok(Some(command)) => group.push(command),
             Ok(None) => return,
@@ -478,7 +555,10 @@ fn run_sync(inner: Arc<Inner>, mut rx: mpsc::Receiver<SyncCommand>) {
                     // `always`: every request its own fdatasync; `batch`:
                     // one per segment for the whole group.
                     let cached = if inner.sync == SyncMode::Batch {
-                        synced.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone())
+                        synced
+                            .iter()
+                            .find(|(k, _)| *k == key)
+                            .map(|(_, r)| r.clone())
                     } else {
                         None
                     };
@@ -557,7 +637,9 @@ impl Core {
             }
             Err(e) => {
                 self.healthy.store(false, Ordering::Relaxed);
-                let failures = self.failed_since.get_or_insert_with(|| (record::now_rfc3339(), 0));
+                let failures = self
+                    .failed_since
+                    .get_or_insert_with(|| (record::now_rfc3339(), 0));
                 failures.1 += 1;
                 Err(e)
             }
@@ -574,7 +656,8 @@ impl Core {
         if let Some((since, failures)) = &self.failed_since {
             let mut resumed = Record::new(kind::RESUMED);
             resumed.reason = Some("audit log writable again after write failures".to_owned());
-            resumed.detail = Some(serde_json::json!({ "failing_since": since, "failed_groups": failures }));
+            resumed.detail =
+                Some(serde_json::json!({ "failing_since": since, "failed_groups": failures }));
             notes.push(resumed);
         }
         notes
@@ -591,7 +674,12 @@ impl Core {
         if linked {
             return None;
         }
-        let lost = self.tail.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let lost = self
+            .tail
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         tracing::error!(file = %lost, "the active audit file was deleted or replaced; continuing in a new segment");
         if let Err(e) = self.open_segment(self.tail.index + 1) {
             tracing::error!(error = %e, "cannot open a new audit segment");
@@ -608,7 +696,11 @@ impl Core {
 
     fn open_segment(&mut self, index: u64) -> std::io::Result<()> {
         let path = self.options.dir.join(segment_name(index));
-        let file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?;
         File::open(&self.options.dir).and_then(|dir| dir.sync_all())?;
         self.tail.index = index;
         self.tail.path = path;
@@ -620,7 +712,10 @@ impl Core {
 
     fn maybe_rotate(&mut self) {
         let by_size = self.options.rotate_bytes > 0 && self.tail.len >= self.options.rotate_bytes;
-        let by_age = self.options.rotate_age.is_some_and(|age| self.tail.opened.elapsed() >= age && self.tail.len > 0);
+        let by_age = self
+            .options
+            .rotate_age
+            .is_some_and(|age| self.tail.opened.elapsed() >= age && self.tail.len > 0);
         if !(by_size || by_age) {
             return;
         }
@@ -635,20 +730,27 @@ impl Core {
     }
 
     fn prune(&mut self) {
-        let Some(keep) = self.options.retain_segments else { return };
-        let Ok(files) = segments(&self.options.dir) else { return };
+        let Some(keep) = self.options.retain_segments else {
+            return;
+        };
+        let Ok(files) = segments(&self.options.dir) else {
+            return;
+        };
         if files.len() <= keep.max(1) {
             return;
         }
-        let covered: std::collections::HashSet<u64> = checkpoint::read_checkpoints(&self.options.dir.join(checkpoint::CHECKPOINT_FILE))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.seq)
-            .collect();
+        let covered: std::collections::HashSet<u64> =
+            checkpoint::read_checkpoints(&self.options.dir.join(checkpoint::CHECKPOINT_FILE))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.seq)
+                .collect();
         let mut removed = Vec::new();
         let mut through_seq = 0;
         for (_, path) in &files[..files.len() - keep.max(1)] {
-            let Ok((tail, _)) = open_tail(0, path) else { break };
+            let Ok((tail, _)) = open_tail(0, path) else {
+                break;
+            };
             if !covered.contains(&tail.seq) {
                 break;
             }
@@ -656,13 +758,20 @@ impl Core {
                 break;
             }
             through_seq = tail.seq;
-            removed.push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            removed.push(
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
         }
         if removed.is_empty() {
             return;
         }
         let mut note = Record::new(kind::PRUNE);
-        note.reason = Some(format!("retention removed {} segment(s); a signed checkpoint covers seq 1..={through_seq}", removed.len()));
+        note.reason = Some(format!(
+            "retention removed {} segment(s); a signed checkpoint covers seq 1..={through_seq}",
+            removed.len()
+        ));
         note.detail = Some(serde_json::json!({ "removed": removed, "through_seq": through_seq }));
         if let Err(e) = self.write(&mut [note], &mut []) {
             tracing::error!(error = %e, "cannot record pruning in the audit log");
@@ -671,12 +780,20 @@ impl Core {
 
     /// One attempt: `notes` then `records`, written with one `write`, all
     /// or nothing.
-    fn write(&mut self, notes: &mut [Record], records: &mut [Record]) -> Result<Vec<Receipt>, AuditError> {
+    fn write(
+        &mut self,
+        notes: &mut [Record],
+        records: &mut [Record],
+    ) -> Result<Vec<Receipt>, AuditError> {
         let mut seq = self.tail.seq;
         let mut hash = self.tail.hash;
         let mut receipts = Vec::with_capacity(records.len());
         self.buf.clear();
-        for (is_note, record) in notes.iter_mut().map(|r| (true, r)).chain(records.iter_mut().map(|r| (false, r))) {
+        for (is_note, record) in notes
+            .iter_mut()
+            .map(|r| (true, r))
+            .chain(records.iter_mut().map(|r| (false, r)))
+        {
             seq += 1;
             record.seq = seq;
             record.prev = record::hash_text(&hash);
@@ -696,7 +813,10 @@ impl Core {
                 // Roll back whatever part reached the file.
                 let _ = self.tail.file.set_len(self.tail.len);
                 tracing::error!(file = %self.tail.path.display(), error = %e, "audit log write failed; failing the affected requests closed");
-                Err(AuditError::Write(format!("{}: {e}", self.tail.path.display())))
+                Err(AuditError::Write(format!(
+                    "{}: {e}",
+                    self.tail.path.display()
+                )))
             }
         }
     }

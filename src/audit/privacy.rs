@@ -29,8 +29,16 @@ impl std::fmt::Debug for Redactor {
 }
 
 impl Redactor {
-    pub fn new(key: [u8; 32], attributes: impl IntoIterator<Item = String>, subjects: bool) -> Redactor {
-        Redactor { key: Some(key), attributes: attributes.into_iter().collect(), subjects }
+    pub fn new(
+        key: [u8; 32],
+        attributes: impl IntoIterator<Item = String>,
+        subjects: bool,
+    ) -> Redactor {
+        Redactor {
+            key: Some(key),
+            attributes: attributes.into_iter().collect(),
+            subjects,
+        }
     }
 
     /// `hmac:` + the first 128 bits of HMAC-SHA256(key, value), base64url.
@@ -56,7 +64,10 @@ impl Redactor {
     }
 
     /// Attributes as they go into a record, in key order.
-    pub fn attributes(&self, attributes: &HashMap<String, String>) -> Option<BTreeMap<String, String>> {
+    pub fn attributes(
+        &self,
+        attributes: &HashMap<String, String>,
+    ) -> Option<BTreeMap<String, String>> {
         if attributes.is_empty() {
             return None;
         }
@@ -83,7 +94,10 @@ mod tests {
     #[test]
     fn configured_values_become_stable_digests() {
         let redactor = Redactor::new([9; 32], ["ssn".to_owned()], true);
-        let attributes = HashMap::from([("ssn".to_owned(), "110101199003077777".to_owned()), ("region".to_owned(), "eu".to_owned())]);
+        let attributes = HashMap::from([
+            ("ssn".to_owned(), "110101199003077777".to_owned()),
+            ("region".to_owned(), "eu".to_owned()),
+        ]);
         let written = redactor.attributes(&attributes).unwrap();
         assert_eq!(written["region"], "eu");
         assert!(written["ssn"].starts_with(HMAC_PREFIX) && !written["ssn"].contains("1101"));

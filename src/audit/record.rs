@@ -139,13 +139,16 @@ pub fn now_rfc3339() -> String {
 /// `out` and returns its hash.
 pub fn encode(record: &Record, out: &mut Vec<u8>) -> Hash {
     let start = out.len();
-    serde_json::to_writer(&mut *out, record).expect("a record always serializes: plain strings and numbers");
+    serde_json::to_writer(&mut *out, record)
+        .expect("a record always serializes: plain strings and numbers");
     let hash: Hash = Sha256::digest(&out[start..]).into();
     // The object ends with '}'; splice the hash in before it.
     out.pop();
     out.extend_from_slice(b",\"hash\":\"");
     let mut text = [0u8; HASH_B64_LEN];
-    let written = URL_SAFE_NO_PAD.encode_slice(hash, &mut text).expect("43 bytes hold 32 bytes of base64");
+    let written = URL_SAFE_NO_PAD
+        .encode_slice(hash, &mut text)
+        .expect("43 bytes hold 32 bytes of base64");
     out.extend_from_slice(&text[..written]);
     out.extend_from_slice(b"\"}\n");
     hash
@@ -193,7 +196,10 @@ pub fn check(line: &[u8]) -> Result<ChainFields, LineError> {
         return Err(LineError::NoHash);
     }
     let stored_text = &suffix[9..9 + HASH_B64_LEN];
-    let stored = std::str::from_utf8(stored_text).ok().and_then(parse_hash).ok_or(LineError::NoHash)?;
+    let stored = std::str::from_utf8(stored_text)
+        .ok()
+        .and_then(parse_hash)
+        .ok_or(LineError::NoHash)?;
     let mut hasher = Sha256::new();
     hasher.update(body);
     hasher.update(b"}");
@@ -206,14 +212,27 @@ pub fn check(line: &[u8]) -> Result<ChainFields, LineError> {
     }
     let layout = || LineError::Json("a record starts with \"seq\" and ends with \"prev\"".into());
     let digits = body.strip_prefix(b"{\"seq\":").ok_or_else(layout)?;
-    let end = digits.iter().position(|b| !b.is_ascii_digit()).ok_or_else(layout)?;
-    let seq = std::str::from_utf8(&digits[..end]).ok().and_then(|d| d.parse().ok()).ok_or_else(layout)?;
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .ok_or_else(layout)?;
+    let seq = std::str::from_utf8(&digits[..end])
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(layout)?;
     let prev_field = &body[body.len() - PREV_SUFFIX_LEN..];
     if !prev_field.starts_with(b",\"prev\":\"") || !prev_field.ends_with(b"\"") {
         return Err(layout());
     }
-    let prev = std::str::from_utf8(&prev_field[9..9 + HASH_B64_LEN]).ok().and_then(parse_hash).ok_or_else(layout)?;
-    Ok(ChainFields { seq, prev, hash: computed })
+    let prev = std::str::from_utf8(&prev_field[9..9 + HASH_B64_LEN])
+        .ok()
+        .and_then(parse_hash)
+        .ok_or_else(layout)?;
+    Ok(ChainFields {
+        seq,
+        prev,
+        hash: computed,
+    })
 }
 
 /// Checks one line and parses the whole record.
@@ -223,11 +242,17 @@ pub fn decode(line: &[u8]) -> Result<CheckedLine, LineError> {
     let mut object = Vec::with_capacity(body.len() + 1);
     object.extend_from_slice(body);
     object.push(b'}');
-    let record: Record = serde_json::from_slice(&object).map_err(|e| LineError::Json(e.to_string()))?;
+    let record: Record =
+        serde_json::from_slice(&object).map_err(|e| LineError::Json(e.to_string()))?;
     if record.seq != fields.seq || parse_hash(&record.prev) != Some(fields.prev) {
-        return Err(LineError::Json("chain fields disagree with the record".into()));
+        return Err(LineError::Json(
+            "chain fields disagree with the record".into(),
+        ));
     }
-    Ok(CheckedLine { record, hash: fields.hash })
+    Ok(CheckedLine {
+        record,
+        hash: fields.hash,
+    })
 }
 
 #[cfg(test)]
@@ -256,7 +281,10 @@ mod tests {
         for i in 0..body.len() {
             let mut tampered = body.to_vec();
             tampered[i] ^= 0x01;
-            assert!(decode(&tampered).is_err(), "flipping byte {i} went unnoticed");
+            assert!(
+                decode(&tampered).is_err(),
+                "flipping byte {i} went unnoticed"
+            );
         }
     }
 
@@ -268,7 +296,10 @@ mod tests {
         record.sub = Some("svc-reporting".into());
         record.obj = Some("crm.customers".into());
         record.act = Some("read".into());
-        record.reason = Some("allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via svc-reporting → analyst".into());
+        record.reason = Some(
+            "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via svc-reporting → analyst"
+                .into(),
+        );
         record.pv = Some("0123456789abcdef".into());
         let mut line = Vec::new();
         encode(&record, &mut line);

@@ -31,10 +31,15 @@ impl std::str::FromStr for Anchor {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Anchor, String> {
-        let (seq, hash) = s.split_once(':').ok_or_else(|| format!("anchor {s:?} is not SEQ:HASH"))?;
-        let seq = seq.parse().map_err(|_| format!("anchor {s:?}: {seq:?} is not a sequence number"))?;
-        let hash = record::parse_hash(hash)
-            .ok_or_else(|| format!("anchor {s:?}: the hash is neither 64 hex digits nor 43 base64url characters"))?;
+        let (seq, hash) = s
+            .split_once(':')
+            .ok_or_else(|| format!("anchor {s:?} is not SEQ:HASH"))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| format!("anchor {s:?}: {seq:?} is not a sequence number"))?;
+        let hash = record::parse_hash(hash).ok_or_else(|| {
+            format!("anchor {s:?}: the hash is neither 64 hex digits nor 43 base64url characters")
+        })?;
         Ok(Anchor { seq, hash })
     }
 }
@@ -73,7 +78,13 @@ pub enum VerifyError {
         source: std::io::Error,
     },
     #[error("{} line {line} (offset {offset}){}: {message}", .file.display(), .seq.map(|s| format!(", record seq {s}")).unwrap_or_default())]
-    Broken { file: PathBuf, line: u64, offset: u64, seq: Option<u64>, message: String },
+    Broken {
+        file: PathBuf,
+        line: u64,
+        offset: u64,
+        seq: Option<u64>,
+        message: String,
+    },
     #[error("{0}")]
     Checkpoint(String),
     #[error("{0}")]
@@ -86,7 +97,10 @@ pub enum VerifyError {
 
 /// The segments of `dir` in order, refusing foreign files and gaps.
 pub fn audit_files(dir: &Path) -> Result<Vec<PathBuf>, VerifyError> {
-    let io = |source| VerifyError::Io { path: dir.to_owned(), source };
+    let io = |source| VerifyError::Io {
+        path: dir.to_owned(),
+        source,
+    };
     let mut indexes = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -117,7 +131,10 @@ pub fn audit_files(dir: &Path) -> Result<Vec<PathBuf>, VerifyError> {
             )));
         }
     }
-    Ok(indexes.into_iter().map(|i| dir.join(segment_name(i))).collect())
+    Ok(indexes
+        .into_iter()
+        .map(|i| dir.join(segment_name(i)))
+        .collect())
 }
 
 /// Calls `visit` with every line of every segment, in order, after checking
@@ -128,7 +145,10 @@ where
 {
     let mut bytes = 0;
     for path in files {
-        let io = |source| VerifyError::Io { path: path.clone(), source };
+        let io = |source| VerifyError::Io {
+            path: path.clone(),
+            source,
+        };
         let mut reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
         let mut line = Vec::with_capacity(512);
         let mut number = 0u64;
@@ -140,8 +160,13 @@ where
                 break;
             }
             number += 1;
-            let broken =
-                |seq, message| VerifyError::Broken { file: path.clone(), line: number, offset, seq, message };
+            let broken = |seq, message| VerifyError::Broken {
+                file: path.clone(),
+                line: number,
+                offset,
+                seq,
+                message,
+            };
             if line.last() != Some(&b'\n') {
                 return Err(broken(
                     None,
@@ -150,7 +175,8 @@ where
             }
             let body = &line[..line.len() - 1];
             let fields = record::check(body).map_err(|e| broken(None, e.to_string()))?;
-            visit(path, number, offset, body, fields).map_err(|message| broken(Some(fields.seq), message))?;
+            visit(path, number, offset, body, fields)
+                .map_err(|message| broken(Some(fields.seq), message))?;
             offset += read as u64;
         }
         bytes += offset;
@@ -159,12 +185,17 @@ where
 }
 
 /// Walks the whole chain in `dir`.
-pub fn verify_dir(dir: &Path, anchors: &[Anchor], public_key: Option<&VerifyingKey>) -> Result<VerifyReport, VerifyError> {
+pub fn verify_dir(
+    dir: &Path,
+    anchors: &[Anchor],
+    public_key: Option<&VerifyingKey>,
+) -> Result<VerifyReport, VerifyError> {
     let files = audit_files(dir)?;
     if files.is_empty() {
         return Err(VerifyError::Empty(dir.to_owned()));
     }
-    let checkpoints = checkpoint::read_checkpoints(&dir.join(CHECKPOINT_FILE)).map_err(VerifyError::Checkpoint)?;
+    let checkpoints = checkpoint::read_checkpoints(&dir.join(CHECKPOINT_FILE))
+        .map_err(VerifyError::Checkpoint)?;
     let found_key;
     let (key, trust) = match public_key {
         Some(key) => (Some(key), KeyTrust::Supplied),
@@ -178,9 +209,12 @@ pub fn verify_dir(dir: &Path, anchors: &[Anchor], public_key: Option<&VerifyingK
     };
     if let Some(key) = key {
         for checkpoint in &checkpoints {
-            checkpoint
-                .verify(key)
-                .map_err(|e| VerifyError::Checkpoint(format!("{CHECKPOINT_FILE}: checkpoint at seq {}: {e}", checkpoint.seq)))?;
+            checkpoint.verify(key).map_err(|e| {
+                VerifyError::Checkpoint(format!(
+                    "{CHECKPOINT_FILE}: checkpoint at seq {}: {e}",
+                    checkpoint.seq
+                ))
+            })?;
         }
     }
     let mut by_seq: Vec<&Checkpoint> = checkpoints.iter().collect();
@@ -208,7 +242,9 @@ pub fn verify_dir(dir: &Path, anchors: &[Anchor], public_key: Option<&VerifyingK
             if seq != 1 || prev != GENESIS {
                 // A pruned prefix must be summarized by a checkpoint that
                 // ends exactly where the remaining log begins.
-                let covering = by_seq.iter().find(|c| c.seq + 1 == seq && c.head_hash() == Some(prev));
+                let covering = by_seq
+                    .iter()
+                    .find(|c| c.seq + 1 == seq && c.head_hash() == Some(prev));
                 if covering.is_none() {
                     return Err(format!(
                         "the log starts at seq {seq}, and no checkpoint at seq {} with its prev hash covers the records before it",
@@ -221,8 +257,14 @@ pub fn verify_dir(dir: &Path, anchors: &[Anchor], public_key: Option<&VerifyingK
         } else {
             let expected = report.last_seq + 1;
             if seq != expected {
-                let how = if seq > expected { "removed or reordered" } else { "duplicated or reordered" };
-                return Err(format!("expected seq {expected}, found {seq}: record(s) {how}"));
+                let how = if seq > expected {
+                    "removed or reordered"
+                } else {
+                    "duplicated or reordered"
+                };
+                return Err(format!(
+                    "expected seq {expected}, found {seq}: record(s) {how}"
+                ));
             }
             if prev != report.head {
                 return Err(format!(

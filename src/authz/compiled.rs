@@ -188,7 +188,11 @@ impl Parser<'_> {
             self.next();
             terms.push(self.and()?);
         }
-        Some(if terms.len() == 1 { terms.pop()? } else { Expr::Or(terms) })
+        Some(if terms.len() == 1 {
+            terms.pop()?
+        } else {
+            Expr::Or(terms)
+        })
     }
 
     fn and(&mut self) -> Option<Expr> {
@@ -197,7 +201,11 @@ impl Parser<'_> {
             self.next();
             terms.push(self.unary()?);
         }
-        Some(if terms.len() == 1 { terms.pop()? } else { Expr::And(terms) })
+        Some(if terms.len() == 1 {
+            terms.pop()?
+        } else {
+            Expr::And(terms)
+        })
     }
 
     fn unary(&mut self) -> Option<Expr> {
@@ -244,7 +252,11 @@ impl Parser<'_> {
         if let Some(&arity) = self.groupings.get(name) {
             return match (arity, args.len()) {
                 (2, 2) => Some(Expr::Role(args[0].clone(), args[1].clone(), None)),
-                (3, 3) => Some(Expr::Role(args[0].clone(), args[1].clone(), Some(args[2].clone()))),
+                (3, 3) => Some(Expr::Role(
+                    args[0].clone(),
+                    args[1].clone(),
+                    Some(args[2].clone()),
+                )),
                 _ => None,
             };
         }
@@ -272,7 +284,10 @@ impl Parser<'_> {
                 if let Some(i) = self.request.iter().position(|t| *t == name) {
                     Some(Operand::Request(i))
                 } else {
-                    self.policy.iter().position(|t| *t == name).map(Operand::Policy)
+                    self.policy
+                        .iter()
+                        .position(|t| *t == name)
+                        .map(Operand::Policy)
                 }
             }
             _ => None,
@@ -289,17 +304,28 @@ type RuleIds = HashMap<String, Vec<u32>>;
 #[derive(Debug)]
 enum Index {
     /// `r.x == p.y` is required: rules by the value of p.y.
-    Equal { request: usize, rules: HashMap<String, Vec<u32>> },
+    Equal {
+        request: usize,
+        rules: HashMap<String, Vec<u32>>,
+    },
     /// `g(r.x, p.y[, r.d])` is required: rules by p.y, looked up for r.x and
     /// every role r.x holds (in r.d's graph): exactly the rules for which
     /// the role check is true.
-    Roles { request: usize, domain: Option<Operand>, rules: HashMap<String, Vec<u32>> },
+    Roles {
+        request: usize,
+        domain: Option<Operand>,
+        rules: HashMap<String, Vec<u32>>,
+    },
     /// `keyMatch(r.x, p.y)` is required: rules by their pattern's literal
     /// part. casbin's keyMatch compares the key with the pattern up to its
     /// first `*` (or the whole pattern), so a key's candidates are the
     /// patterns equal to it plus, for each prefix length in use, the
     /// patterns whose prefix equals the key's.
-    KeyPrefix { request: usize, exact: HashMap<String, Vec<u32>>, prefixes: Vec<(usize, HashMap<String, Vec<u32>>)> },
+    KeyPrefix {
+        request: usize,
+        exact: HashMap<String, Vec<u32>>,
+        prefixes: Vec<(usize, HashMap<String, Vec<u32>>)>,
+    },
     /// No usable index: every rule is a candidate.
     Scan,
 }
@@ -323,7 +349,10 @@ pub(crate) struct Compiled {
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compiled").field("effect", &self.effect).field("rules", &self.rules.len()).finish_non_exhaustive()
+        f.debug_struct("Compiled")
+            .field("effect", &self.effect)
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -344,7 +373,13 @@ impl Compiled {
         grouping_rules: &[Vec<String>],
     ) -> Option<Compiled> {
         let effect = Effect::parse(effect)?;
-        let mut parser = Parser { tokens: tokenize(matcher)?, at: 0, request: request_tokens, policy: policy_tokens, groupings };
+        let mut parser = Parser {
+            tokens: tokenize(matcher)?,
+            at: 0,
+            request: request_tokens,
+            policy: policy_tokens,
+            groupings,
+        };
         let expr = parser.or()?;
         if parser.at != parser.tokens.len() {
             return None;
@@ -360,7 +395,11 @@ impl Compiled {
                 continue;
             }
             let domain = rule.get(2).map(String::as_str).unwrap_or(DEFAULT_DOMAIN);
-            let parents = graph.entry(domain.to_owned()).or_default().entry(rule[0].clone()).or_default();
+            let parents = graph
+                .entry(domain.to_owned())
+                .or_default()
+                .entry(rule[0].clone())
+                .or_default();
             if !parents.contains(&rule[1]) {
                 parents.push(rule[1].clone());
             }
@@ -373,7 +412,9 @@ impl Compiled {
         };
         let mut best: Option<(usize, usize, Index)> = None;
         for (position, term) in top.iter().enumerate() {
-            if let Expr::Call(Func::KeyMatch, Operand::Request(request), Operand::Policy(policy)) = term {
+            if let Expr::Call(Func::KeyMatch, Operand::Request(request), Operand::Policy(policy)) =
+                term
+            {
                 let mut exact: RuleIds = HashMap::new();
                 let mut by_length: HashMap<usize, RuleIds> = HashMap::new();
                 let mut distinct = HashSet::new();
@@ -381,24 +422,40 @@ impl Compiled {
                     let pattern = &rule[*policy];
                     distinct.insert(pattern.as_str());
                     match pattern.find('*') {
-                        Some(star) => by_length.entry(star).or_default().entry(pattern[..star].to_owned()).or_default().push(i as u32),
+                        Some(star) => by_length
+                            .entry(star)
+                            .or_default()
+                            .entry(pattern[..star].to_owned())
+                            .or_default()
+                            .push(i as u32),
                         None => exact.entry(pattern.clone()).or_default().push(i as u32),
                     }
                 }
                 let selectivity = distinct.len();
                 if best.as_ref().is_none_or(|(s, _, _)| selectivity > *s) {
-                    let mut prefixes: Vec<(usize, HashMap<String, Vec<u32>>)> = by_length.into_iter().collect();
+                    let mut prefixes: Vec<(usize, HashMap<String, Vec<u32>>)> =
+                        by_length.into_iter().collect();
                     prefixes.sort_by_key(|(length, _)| *length);
-                    best = Some((selectivity, position, Index::KeyPrefix { request: *request, exact, prefixes }));
+                    best = Some((
+                        selectivity,
+                        position,
+                        Index::KeyPrefix {
+                            request: *request,
+                            exact,
+                            prefixes,
+                        },
+                    ));
                 }
                 continue;
             }
             let (request, policy, domain, is_role) = match term {
-                Expr::Eq(Operand::Request(r), Operand::Policy(p)) | Expr::Eq(Operand::Policy(p), Operand::Request(r)) => {
-                    (*r, *p, None, false)
-                }
+                Expr::Eq(Operand::Request(r), Operand::Policy(p))
+                | Expr::Eq(Operand::Policy(p), Operand::Request(r)) => (*r, *p, None, false),
                 Expr::Role(Operand::Request(r), Operand::Policy(p), domain) => {
-                    if domain.as_ref().is_some_and(|d| matches!(d, Operand::Policy(_))) {
+                    if domain
+                        .as_ref()
+                        .is_some_and(|d| matches!(d, Operand::Policy(_)))
+                    {
                         continue;
                     }
                     (*r, *p, domain.clone(), true)
@@ -407,14 +464,24 @@ impl Compiled {
             };
             let mut by_value: HashMap<String, Vec<u32>> = HashMap::new();
             for (i, rule) in rules.iter().enumerate() {
-                by_value.entry(rule[policy].clone()).or_default().push(i as u32);
+                by_value
+                    .entry(rule[policy].clone())
+                    .or_default()
+                    .push(i as u32);
             }
             let selectivity = by_value.len();
             if best.as_ref().is_none_or(|(s, _, _)| selectivity > *s) {
                 let index = if is_role {
-                    Index::Roles { request, domain, rules: by_value }
+                    Index::Roles {
+                        request,
+                        domain,
+                        rules: by_value,
+                    }
                 } else {
-                    Index::Equal { request, rules: by_value }
+                    Index::Equal {
+                        request,
+                        rules: by_value,
+                    }
                 };
                 best = Some((selectivity, position, index));
             }
@@ -422,7 +489,17 @@ impl Compiled {
         let indexed_term = best.as_ref().map(|(_, position, _)| *position);
         let index = best.map(|(_, _, index)| index).unwrap_or(Index::Scan);
         let policy_arity = policy_tokens.len();
-        Some(Compiled { expr, effect, rules, eft, index, indexed_term, policy_arity, graph, regexes: Default::default() })
+        Some(Compiled {
+            expr,
+            effect,
+            rules,
+            eft,
+            index,
+            indexed_term,
+            policy_arity,
+            graph,
+            regexes: Default::default(),
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -479,14 +556,21 @@ impl Compiled {
                     visit(i)?;
                 }
             }
-            Index::Equal { request: slot, rules } => {
+            Index::Equal {
+                request: slot,
+                rules,
+            } => {
                 if let Some(ids) = rules.get(request[*slot]) {
                     for &i in ids {
                         visit(i as usize)?;
                     }
                 }
             }
-            Index::KeyPrefix { request: slot, exact, prefixes } => {
+            Index::KeyPrefix {
+                request: slot,
+                exact,
+                prefixes,
+            } => {
                 let key = request[*slot];
                 if let Some(ids) = exact.get(key) {
                     for &i in ids {
@@ -496,7 +580,9 @@ impl Compiled {
                 for (length, patterns) in prefixes {
                     // A key no longer than the prefix must equal it; a
                     // longer one must start with it (casbin's key_match).
-                    let Some(head) = key.get(..*length.min(&key.len())) else { continue };
+                    let Some(head) = key.get(..*length.min(&key.len())) else {
+                        continue;
+                    };
                     if key.len() < *length {
                         continue;
                     }
@@ -507,7 +593,11 @@ impl Compiled {
                     }
                 }
             }
-            Index::Roles { request: slot, domain, rules } => {
+            Index::Roles {
+                request: slot,
+                domain,
+                rules,
+            } => {
                 let domain = match domain {
                     Some(operand) => self.value(operand, request, &[]),
                     None => DEFAULT_DOMAIN,
@@ -567,7 +657,12 @@ impl Compiled {
         })
     }
 
-    fn value<'a>(&'a self, operand: &'a Operand, request: &[&'a str], rule: &'a [String]) -> &'a str {
+    fn value<'a>(
+        &'a self,
+        operand: &'a Operand,
+        request: &[&'a str],
+        rule: &'a [String],
+    ) -> &'a str {
         match operand {
             Operand::Request(i) => request[*i],
             Operand::Policy(i) => &rule[*i],
@@ -599,7 +694,9 @@ impl Compiled {
         if member == role {
             return true;
         }
-        let Some(graph) = self.graph.get(domain.unwrap_or(DEFAULT_DOMAIN)) else { return false };
+        let Some(graph) = self.graph.get(domain.unwrap_or(DEFAULT_DOMAIN)) else {
+            return false;
+        };
         let mut seen: HashSet<&str> = HashSet::from([member]);
         let mut queue: VecDeque<&str> = VecDeque::from([member]);
         while let Some(name) = queue.pop_front() {
@@ -642,7 +739,11 @@ impl Compiled {
                 let domain = domain.as_ref().map(|d| self.value(d, request, rule));
                 self.linked(a, b, domain)
             }
-            Expr::Call(func, a, b) => self.call(*func, self.value(a, request, rule), self.value(b, request, rule))?,
+            Expr::Call(func, a, b) => self.call(
+                *func,
+                self.value(a, request, rule),
+                self.value(b, request, rule),
+            )?,
         })
     }
 
@@ -668,35 +769,71 @@ impl Compiled {
             Func::KeyMatch3 => 2,
             _ => 3,
         };
-        let cached = self.regexes[slot].read().unwrap_or_else(|p| p.into_inner()).get(pattern).cloned();
+        let cached = self.regexes[slot]
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(pattern)
+            .cloned();
         let regex = match cached {
             Some(regex) => regex,
             None => {
                 let source = match func {
                     Func::RegexMatch => pattern.to_owned(),
                     Func::KeyMatch2 => {
-                        let p = if pattern.contains("/*") { pattern.replace("/*", "/.*") } else { pattern.to_owned() };
-                        format!("^{}$", Regex::new(r":[^/]*").expect("valid regex").replace_all(&p, "[^/]+"))
+                        let p = if pattern.contains("/*") {
+                            pattern.replace("/*", "/.*")
+                        } else {
+                            pattern.to_owned()
+                        };
+                        format!(
+                            "^{}$",
+                            Regex::new(r":[^/]*")
+                                .expect("valid regex")
+                                .replace_all(&p, "[^/]+")
+                        )
                     }
                     Func::KeyMatch3 => {
-                        let p = if pattern.contains("/*") { pattern.replace("/*", "/.*") } else { pattern.to_owned() };
-                        format!("^{}$", Regex::new(r"\{[^/]*\}").expect("valid regex").replace_all(&p, "[^/]+"))
+                        let p = if pattern.contains("/*") {
+                            pattern.replace("/*", "/.*")
+                        } else {
+                            pattern.to_owned()
+                        };
+                        format!(
+                            "^{}$",
+                            Regex::new(r"\{[^/]*\}")
+                                .expect("valid regex")
+                                .replace_all(&p, "[^/]+")
+                        )
                     }
                     Func::KeyMatch5 => {
                         let p = pattern.replace("/*", "/.*");
-                        format!("^{}$", Regex::new(r"(\{[^/]+?\})").expect("valid regex").replace_all(&p, "[^/]+"))
+                        format!(
+                            "^{}$",
+                            Regex::new(r"(\{[^/]+?\})")
+                                .expect("valid regex")
+                                .replace_all(&p, "[^/]+")
+                        )
                     }
                     _ => unreachable!("handled above"),
                 };
                 let compiled = Regex::new(&source).ok().map(Arc::new);
-                self.regexes[slot].write().unwrap_or_else(|p| p.into_inner()).insert(pattern.to_owned(), compiled.clone());
+                self.regexes[slot]
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(pattern.to_owned(), compiled.clone());
                 compiled
             }
         };
-        let key = if func == Func::KeyMatch5 { key.split('?').next().unwrap_or(key) } else { key };
+        let key = if func == Func::KeyMatch5 {
+            key.split('?').next().unwrap_or(key)
+        } else {
+            key
+        };
         match regex {
             Some(regex) => Ok(regex.is_match(key)),
-            None => Err(format!("pattern {pattern:?} is not a valid regular expression")),
+            None => Err(format!(
+                "pattern {pattern:?} is not a valid regular expression"
+            )),
         }
     }
 }
@@ -707,11 +844,21 @@ mod tests {
 
     #[test]
     fn parses_common_matchers_and_refuses_the_rest() {
-        let r: Vec<String> = ["r_sub", "r_dom", "r_obj", "r_act"].map(String::from).to_vec();
-        let p: Vec<String> = ["p_sub", "p_dom", "p_obj", "p_act"].map(String::from).to_vec();
+        let r: Vec<String> = ["r_sub", "r_dom", "r_obj", "r_act"]
+            .map(String::from)
+            .to_vec();
+        let p: Vec<String> = ["p_sub", "p_dom", "p_obj", "p_act"]
+            .map(String::from)
+            .to_vec();
         let g = HashMap::from([("g".to_owned(), 3)]);
         let parse = |m: &str| {
-            let mut parser = Parser { tokens: tokenize(m)?, at: 0, request: &r, policy: &p, groupings: &g };
+            let mut parser = Parser {
+                tokens: tokenize(m)?,
+                at: 0,
+                request: &r,
+                policy: &p,
+                groupings: &g,
+            };
             let expr = parser.or()?;
             (parser.at == parser.tokens.len()).then_some(expr)
         };
@@ -720,6 +867,9 @@ mod tests {
         assert!(parse("r_sub.Age > 18").is_none());
         assert!(parse("r_obj in (\"a\", \"b\")").is_none());
         assert!(parse("customFn(r_sub, p_sub)").is_none());
-        assert!(parse("g(r_sub, p_sub)").is_none(), "wrong arity for a 3-argument g");
+        assert!(
+            parse("g(r_sub, p_sub)").is_none(),
+            "wrong arity for a 3-argument g"
+        );
     }
 }

@@ -78,7 +78,9 @@ pub enum EngineError {
 /// Errors in the request itself (as opposed to a denial).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RequestError {
-    #[error("the model's request line needs token `{token}`, but the request has no {source_field}")]
+    #[error(
+        "the model's request line needs token `{token}`, but the request has no {source_field}"
+    )]
     MissingToken { token: String, source_field: String },
 }
 
@@ -127,7 +129,10 @@ pub enum Denial {
     /// No rule allows the request.
     NoMatch,
     /// A matching rule with a deny effect decided.
-    Rule { rule: MatchedRule, role_path: Vec<String> },
+    Rule {
+        rule: MatchedRule,
+        role_path: Vec<String>,
+    },
     /// The engine failed on this request; denied because vigil fails closed.
     EngineFailure(String),
 }
@@ -140,10 +145,15 @@ impl Verdict {
     /// Human-readable reason for the response and the audit record.
     pub fn reason(&self, request: &AccessRequest<'_>) -> String {
         match self {
-            Verdict::Permit { rule: Some(rule), role_path } => {
+            Verdict::Permit {
+                rule: Some(rule),
+                role_path,
+            } => {
                 format!("allowed by {rule}{}", describe_path(role_path))
             }
-            Verdict::Permit { rule: None, .. } => "allowed by the model's effect: no rule denies it".to_owned(),
+            Verdict::Permit { rule: None, .. } => {
+                "allowed by the model's effect: no rule denies it".to_owned()
+            }
             Verdict::Deny(Denial::Rule { rule, role_path }) => {
                 format!("denied by {rule}{}", describe_path(role_path))
             }
@@ -158,7 +168,9 @@ impl Verdict {
                     request.subject, request.action, request.object
                 )
             }
-            Verdict::Deny(Denial::EngineFailure(why)) => format!("denied: policy evaluation failed: {why}"),
+            Verdict::Deny(Denial::EngineFailure(why)) => {
+                format!("denied: policy evaluation failed: {why}")
+            }
         }
     }
 }
@@ -217,7 +229,9 @@ impl Engine {
         let mut origins = HashMap::new();
         for rule in rules {
             if rule.ptype == "p" {
-                origins.entry(rule.values.clone()).or_insert_with(|| rule.origin.clone());
+                origins
+                    .entry(rule.values.clone())
+                    .or_insert_with(|| rule.origin.clone());
             }
             match by_type.iter_mut().find(|(ptype, _)| *ptype == rule.ptype) {
                 Some((_, list)) => list.push(rule.values.clone()),
@@ -251,17 +265,32 @@ impl Engine {
         let grouping = sections.get("g").and_then(|section| section.get("g"));
         let domain_roles = grouping.is_some_and(|g| g.value.matches('_').count() >= 3);
         let role_names: HashSet<&str> = grouping
-            .map(|g| g.policy.iter().filter_map(|rule| rule.get(1).map(String::as_str)).collect())
+            .map(|g| {
+                g.policy
+                    .iter()
+                    .filter_map(|rule| rule.get(1).map(String::as_str))
+                    .collect()
+            })
             .unwrap_or_default();
 
         let compiled = compile(&enforcer);
         let mut grants: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
-        for rule in rules.iter().filter(|r| r.ptype == "g" && r.values.len() >= 2) {
+        for rule in rules
+            .iter()
+            .filter(|r| r.ptype == "g" && r.values.len() >= 2)
+        {
             let domain = rule.values.get(2).cloned().unwrap_or_default();
-            grants.entry(domain).or_default().entry(rule.values[0].clone()).or_default().push(rule.values[1].clone());
+            grants
+                .entry(domain)
+                .or_default()
+                .entry(rule.values[0].clone())
+                .or_default()
+                .push(rule.values[1].clone());
         }
         let compiled_origins = match &compiled {
-            Some(compiled) => (0..compiled.len()).map(|i| origins.get(compiled.rule(i)).cloned()).collect(),
+            Some(compiled) => (0..compiled.len())
+                .map(|i| origins.get(compiled.rule(i)).cloned())
+                .collect(),
             None => Vec::new(),
         };
         Ok(Engine {
@@ -308,7 +337,13 @@ impl Engine {
         let mut roles: Vec<String> = Vec::new();
         let mut queue = VecDeque::from([subject.to_owned()]);
         while let Some(name) = queue.pop_front() {
-            for role in self.grants.get(domain).and_then(|m| m.get(&name)).into_iter().flatten() {
+            for role in self
+                .grants
+                .get(domain)
+                .and_then(|m| m.get(&name))
+                .into_iter()
+                .flatten()
+            {
                 if role != subject && !roles.contains(role) {
                     roles.push(role.clone());
                     queue.push_back(role.clone());
@@ -320,7 +355,12 @@ impl Engine {
 
     /// Whether the policy's role graph gives `subject` the role `role`.
     pub fn has_role(&self, subject: &str, role: &str) -> bool {
-        self.has_roles && self.enforcer.get_role_manager().read().has_link(subject, role, None)
+        self.has_roles
+            && self
+                .enforcer
+                .get_role_manager()
+                .read()
+                .has_link(subject, role, None)
     }
 
     /// Decides one request.
@@ -339,10 +379,22 @@ impl Engine {
     }
 
     /// One evaluation: allowed, and the rule casbin-rs's explanation names.
-    fn evaluate(&self, values: &[&str], use_compiled: bool) -> Result<(bool, Option<MatchedRule>), String> {
+    fn evaluate(
+        &self,
+        values: &[&str],
+        use_compiled: bool,
+    ) -> Result<(bool, Option<MatchedRule>), String> {
         if let (true, Some(compiled)) = (use_compiled, &self.compiled) {
             let (allowed, rule) = compiled.decide(values)?;
-            return Ok((allowed, rule.map(|i| self.matched_rule(compiled.rule(i), self.compiled_origins.get(i).cloned().flatten()))));
+            return Ok((
+                allowed,
+                rule.map(|i| {
+                    self.matched_rule(
+                        compiled.rule(i),
+                        self.compiled_origins.get(i).cloned().flatten(),
+                    )
+                }),
+            ));
         }
         // casbin-rs panics on a few malformed states instead of returning
         // errors; a panic must deny, not take the server down.
@@ -354,24 +406,40 @@ impl Engine {
             Ok(Ok((allowed, mut rules))) => {
                 // With deny-override effects the explanation lists the
                 // allows seen first and the deciding deny last.
-                let deciding = if allowed { rules.drain(..).next() } else { rules.pop() };
-                Ok((allowed, deciding.map(|rule| {
-                    let origin = self.origins.get(&rule).cloned();
-                    self.matched_rule(&rule, origin)
-                })))
+                let deciding = if allowed {
+                    rules.drain(..).next()
+                } else {
+                    rules.pop()
+                };
+                Ok((
+                    allowed,
+                    deciding.map(|rule| {
+                        let origin = self.origins.get(&rule).cloned();
+                        self.matched_rule(&rule, origin)
+                    }),
+                ))
             }
             Ok(Err(e)) => Err(casbin_message(&e)),
             Err(_) => Err("the Casbin engine panicked".into()),
         }
     }
 
-    fn decide_with(&self, request: &AccessRequest<'_>, use_compiled: bool) -> Result<Verdict, RequestError> {
+    fn decide_with(
+        &self,
+        request: &AccessRequest<'_>,
+        use_compiled: bool,
+    ) -> Result<Verdict, RequestError> {
         let mut values = self.request_values(request)?;
         let subject_slot = self.tokens.iter().position(|t| *t == RequestToken::Subject);
 
         let mut permit = None;
-        let candidates = std::iter::once(request.subject)
-            .chain(request.extra_roles.iter().map(String::as_str).filter(|role| *role != request.subject));
+        let candidates = std::iter::once(request.subject).chain(
+            request
+                .extra_roles
+                .iter()
+                .map(String::as_str)
+                .filter(|role| *role != request.subject),
+        );
         for candidate in candidates {
             if let Some(slot) = subject_slot {
                 values[slot] = candidate;
@@ -398,7 +466,10 @@ impl Engine {
         Ok(permit.unwrap_or(Verdict::Deny(Denial::NoMatch)))
     }
 
-    fn request_values<'r>(&self, request: &AccessRequest<'r>) -> Result<Vec<&'r str>, RequestError> {
+    fn request_values<'r>(
+        &self,
+        request: &AccessRequest<'r>,
+    ) -> Result<Vec<&'r str>, RequestError> {
         self.tokens
             .iter()
             .map(|token| match token {
@@ -406,12 +477,14 @@ impl Engine {
                 RequestToken::Domain => Ok(request.domain),
                 RequestToken::Object => Ok(request.object),
                 RequestToken::Action => Ok(request.action),
-                RequestToken::Attribute(name) => request.attributes.get(name).map(String::as_str).ok_or_else(|| {
-                    RequestError::MissingToken {
+                RequestToken::Attribute(name) => request
+                    .attributes
+                    .get(name)
+                    .map(String::as_str)
+                    .ok_or_else(|| RequestError::MissingToken {
                         token: name.clone(),
                         source_field: format!("attributes[\"{name}\"]"),
-                    }
-                }),
+                    }),
             })
             .collect()
     }
@@ -429,8 +502,17 @@ impl Engine {
     /// The chain of role grants from `start` to the subject of `rule`, found
     /// breadth-first over the `g` role graph. Empty when no roles were needed
     /// or the rule's subject is reached only through pattern matching.
-    fn role_path(&self, request: &AccessRequest<'_>, start: &str, rule: Option<&MatchedRule>) -> Vec<String> {
-        let mut path = if start != request.subject { vec![request.subject.to_owned()] } else { Vec::new() };
+    fn role_path(
+        &self,
+        request: &AccessRequest<'_>,
+        start: &str,
+        rule: Option<&MatchedRule>,
+    ) -> Vec<String> {
+        let mut path = if start != request.subject {
+            vec![request.subject.to_owned()]
+        } else {
+            Vec::new()
+        };
         let target = rule.and_then(|rule| {
             let index = self.policy_subject?;
             rule.text.split(", ").nth(index + 1).map(str::to_owned)
@@ -450,7 +532,11 @@ impl Engine {
         if !self.has_roles {
             return Vec::new();
         }
-        let domain = if self.domain_roles { request.domain } else { "" };
+        let domain = if self.domain_roles {
+            request.domain
+        } else {
+            ""
+        };
         // Breadth-first over grants in policy order: the shortest chain,
         // and the same one every time.
         // Role sets are small: a flat list (name, index of its parent)
@@ -470,7 +556,13 @@ impl Engine {
                 path.extend(chain);
                 return path;
             }
-            for role in self.grants.get(domain).and_then(|m| m.get(name)).into_iter().flatten() {
+            for role in self
+                .grants
+                .get(domain)
+                .and_then(|m| m.get(name))
+                .into_iter()
+                .flatten()
+            {
                 if !nodes.iter().any(|(seen, _)| *seen == role.as_str()) {
                     nodes.push((role, next));
                 }
@@ -492,7 +584,12 @@ const MAX_PATH_SEARCH: usize = 512;
 fn compile(enforcer: &Enforcer) -> Option<Compiled> {
     let sections = enforcer.get_model().get_model();
     let get = |sec: &str, key: &str| sections.get(sec).and_then(|s| s.get(key));
-    let (request, policy, matcher, effect) = (get("r", "r")?, get("p", "p")?, get("m", "m")?, get("e", "e")?);
+    let (request, policy, matcher, effect) = (
+        get("r", "r")?,
+        get("p", "p")?,
+        get("m", "m")?,
+        get("e", "e")?,
+    );
     let mut groupings = HashMap::new();
     let mut grouping_rules = Vec::new();
     if let Some(section) = sections.get("g") {
@@ -517,7 +614,9 @@ fn compile(enforcer: &Enforcer) -> Option<Compiled> {
 fn casbin_message(error: &casbin::Error) -> String {
     let text = error.to_string();
     match (text.find("(\""), text.rfind("\")")) {
-        (Some(start), Some(end)) if start + 2 < end => text[start + 2..end].replace("\\\"", "\"").replace("\\'", "'"),
+        (Some(start), Some(end)) if start + 2 < end => text[start + 2..end]
+            .replace("\\\"", "\"")
+            .replace("\\'", "'"),
         _ => text,
     }
 }
@@ -526,7 +625,8 @@ fn casbin_message(error: &casbin::Error) -> String {
 mod tests {
     use super::*;
 
-    const RBAC: &str = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n\
+    const RBAC: &str =
+        "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n\
         [role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n\
         [matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n";
 
@@ -534,11 +634,21 @@ mod tests {
         RuleLine {
             ptype: ptype.to_owned(),
             values: values.iter().map(|v| v.to_string()).collect(),
-            origin: Origin { file: "policy.csv".into(), line },
+            origin: Origin {
+                file: "policy.csv".into(),
+                line,
+            },
         }
     }
 
-    fn check(engine: &Engine, subject: &str, roles: &[&str], object: &str, action: &str, expect: &str) {
+    fn check(
+        engine: &Engine,
+        subject: &str,
+        roles: &[&str],
+        object: &str,
+        action: &str,
+        expect: &str,
+    ) {
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
         let attributes = HashMap::new();
         let request = AccessRequest {
@@ -561,19 +671,53 @@ mod tests {
             rule("g", &["alice", "analyst"], 3),
         ];
         let engine = Engine::build(RBAC, &rules).await.unwrap();
-        check(&engine, "alice", &[], "crm.customers", "read",
-            "allowed by policy.csv:1 [p, viewer, crm.customers, read] via alice → analyst → viewer");
-        check(&engine, "viewer", &[], "crm.customers", "read",
-            "allowed by policy.csv:1 [p, viewer, crm.customers, read]");
-        check(&engine, "bob", &[], "crm.customers", "read", "no policy rule allows bob to read crm.customers");
-        check(&engine, "bob", &["analyst"], "crm.customers", "read",
-            "allowed by policy.csv:1 [p, viewer, crm.customers, read] via bob → analyst → viewer");
-        check(&engine, "alice", &[], "crm.customers", "write", "no policy rule allows alice to write crm.customers");
+        check(
+            &engine,
+            "alice",
+            &[],
+            "crm.customers",
+            "read",
+            "allowed by policy.csv:1 [p, viewer, crm.customers, read] via alice → analyst → viewer",
+        );
+        check(
+            &engine,
+            "viewer",
+            &[],
+            "crm.customers",
+            "read",
+            "allowed by policy.csv:1 [p, viewer, crm.customers, read]",
+        );
+        check(
+            &engine,
+            "bob",
+            &[],
+            "crm.customers",
+            "read",
+            "no policy rule allows bob to read crm.customers",
+        );
+        check(
+            &engine,
+            "bob",
+            &["analyst"],
+            "crm.customers",
+            "read",
+            "allowed by policy.csv:1 [p, viewer, crm.customers, read] via bob → analyst → viewer",
+        );
+        check(
+            &engine,
+            "alice",
+            &[],
+            "crm.customers",
+            "write",
+            "no policy rule allows alice to write crm.customers",
+        );
     }
 
     #[tokio::test]
     async fn a_missing_attribute_names_the_token() {
-        let model = RBAC.replace("r = sub, obj, act", "r = sub, obj, act, ip").replace("r.act == p.act", "r.act == p.act && r.ip != \"\"");
+        let model = RBAC
+            .replace("r = sub, obj, act", "r = sub, obj, act, ip")
+            .replace("r.act == p.act", "r.act == p.act && r.ip != \"\"");
         let engine = Engine::build(&model, &[]).await.unwrap();
         let attributes = HashMap::new();
         let request = AccessRequest {
@@ -585,6 +729,9 @@ mod tests {
             attributes: &attributes,
         };
         let err = engine.decide(&request).unwrap_err();
-        assert_eq!(err.to_string(), "the model's request line needs token `ip`, but the request has no attributes[\"ip\"]");
+        assert_eq!(
+            err.to_string(),
+            "the model's request line needs token `ip`, but the request has no attributes[\"ip\"]"
+        );
     }
 }

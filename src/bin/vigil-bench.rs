@@ -34,8 +34,8 @@ use vigil::{
     cli::SyncMode,
     proto::{
         access_control_client::AccessControlClient, data_masking_client::DataMaskingClient,
-        policy_admin_client::PolicyAdminClient, AuthorizeBatchRequest, AuthorizeRequest, MaskRequest,
-        ReloadPoliciesRequest,
+        policy_admin_client::PolicyAdminClient, AuthorizeBatchRequest, AuthorizeRequest,
+        MaskRequest, ReloadPoliciesRequest,
     },
 };
 
@@ -54,7 +54,10 @@ fn main() {
         pinned,
     };
     let vigil = build_vigil();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut report = Report::default();
     runtime.block_on(run(&vigil, &settings, &mut report, quick));
     report.finish(&settings);
@@ -62,7 +65,9 @@ fn main() {
 
 /// Re-executes the generator on core 1 (once); the server goes on core 0.
 fn pin_self() -> bool {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let taskset = Command::new("taskset").arg("--version").output().is_ok();
     if cores < 2 || !taskset || !cfg!(target_os = "linux") {
         return false;
@@ -137,7 +142,10 @@ impl Server {
         let mut tcp = String::new();
         let mut seen = 0;
         while seen < 2 {
-            let line = lines.next().expect("vigil exited before listening").expect("read stdout");
+            let line = lines
+                .next()
+                .expect("vigil exited before listening")
+                .expect("read stdout");
             if let Some(address) = line.strip_prefix("listening on ") {
                 seen += 1;
                 if !address.starts_with("unix:") {
@@ -146,7 +154,13 @@ impl Server {
             }
         }
         let started_in = started.elapsed();
-        Server { child, tcp, unix: socket, _dir: dir, started_in }
+        Server {
+            child,
+            tcp,
+            unix: socket,
+            _dir: dir,
+            started_in,
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -160,26 +174,38 @@ impl Server {
                 .expect("endpoint")
                 .connect_with_connector(tower::service_fn(move |_: Uri| {
                     let path = path.clone();
-                    async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(UnixStream::connect(path).await?)) }
+                    async move {
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                            UnixStream::connect(path).await?,
+                        ))
+                    }
                 }))
                 .await
                 .expect("connect unix")
         } else {
-            Endpoint::from_shared(format!("http://{}", self.tcp)).expect("endpoint").tcp_nodelay(true).connect().await.expect("connect tcp")
+            Endpoint::from_shared(format!("http://{}", self.tcp))
+                .expect("endpoint")
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .expect("connect tcp")
         }
     }
 
     /// User + system CPU time of the server, from /proc.
     fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         let after = stat.rsplit(')').next().unwrap_or_default();
         let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+        let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
         Duration::from_millis(ticks * 10)
     }
 
     fn memory(&self, key: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with(key))
@@ -239,7 +265,13 @@ impl Measured {
     }
 }
 
-async fn drive(server: &Server, unix: bool, streams: usize, call: Call, settings: &Settings) -> Measured {
+async fn drive(
+    server: &Server,
+    unix: bool,
+    streams: usize,
+    call: Call,
+    settings: &Settings,
+) -> Measured {
     let connections = streams.clamp(1, 4);
     let mut channels = Vec::new();
     for _ in 0..connections {
@@ -261,19 +293,42 @@ async fn drive(server: &Server, unix: bool, streams: usize, call: Call, settings
                 while Instant::now() < deadline {
                     let started = Instant::now();
                     let (ok, count) = match &call {
-                        Call::Floor => (health.check(HealthCheckRequest { service: String::new() }).await.is_ok(), 1),
+                        Call::Floor => (
+                            health
+                                .check(HealthCheckRequest {
+                                    service: String::new(),
+                                })
+                                .await
+                                .is_ok(),
+                            1,
+                        ),
                         Call::Authorize(requests) => {
                             n = n.wrapping_add(7);
-                            (access.authorize(requests[n % requests.len()].clone()).await.is_ok(), 1)
+                            (
+                                access
+                                    .authorize(requests[n % requests.len()].clone())
+                                    .await
+                                    .is_ok(),
+                                1,
+                            )
                         }
-                        Call::Batch(batch) => (access.authorize_batch(batch.clone()).await.is_ok(), batch.requests.len() as u64),
-                        Call::Mask(request) => (masking.mask(request.clone()).await.is_ok(), request.records.len() as u64),
+                        Call::Batch(batch) => (
+                            access.authorize_batch(batch.clone()).await.is_ok(),
+                            batch.requests.len() as u64,
+                        ),
+                        Call::Mask(request) => (
+                            masking.mask(request.clone()).await.is_ok(),
+                            request.records.len() as u64,
+                        ),
                     };
                     if ok {
                         calls += 1;
                         items += count;
                         if record {
-                            latencies.push((started.elapsed().as_nanos() / 100).min(u128::from(u32::MAX)) as u32);
+                            latencies.push(
+                                (started.elapsed().as_nanos() / 100).min(u128::from(u32::MAX))
+                                    as u32,
+                            );
                         }
                     } else {
                         errors += 1;
@@ -289,7 +344,14 @@ async fn drive(server: &Server, unix: bool, streams: usize, call: Call, settings
     }
     let cpu_before = server.cpu();
     let started = Instant::now();
-    let mut measured = Measured { calls: 0, items: 0, elapsed: Duration::ZERO, latencies: Vec::new(), cpu: Duration::ZERO, errors: 0 };
+    let mut measured = Measured {
+        calls: 0,
+        items: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        cpu: Duration::ZERO,
+        errors: 0,
+    };
     for task in run(settings.duration, true) {
         let (calls, items, errors, latencies) = task.await.expect("load task");
         measured.calls += calls;
@@ -317,12 +379,19 @@ fn authorize_mix() -> Vec<AuthorizeRequest> {
     ];
     cases
         .iter()
-        .map(|(s, o, a)| AuthorizeRequest { subject: (*s).into(), object: (*o).into(), action: (*a).into(), ..Default::default() })
+        .map(|(s, o, a)| AuthorizeRequest {
+            subject: (*s).into(),
+            object: (*o).into(),
+            action: (*a).into(),
+            ..Default::default()
+        })
         .collect()
 }
 
 fn string(s: &str) -> Value {
-    Value { kind: Some(Kind::StringValue(s.into())) }
+    Value {
+        kind: Some(Kind::StringValue(s.into())),
+    }
 }
 
 /// A 20-field customer record with 5 sensitive fields (mobile, resident id,
@@ -334,7 +403,10 @@ fn customer_record(i: usize) -> Struct {
     fields.insert("id_number".into(), string("11010519491231002X"));
     fields.insert("email".into(), string("zhang.san@example.com"));
     fields.insert("card_number".into(), string("4111 1111 1111 1111"));
-    fields.insert("address".into(), string("北京市朝阳区建国路88号 联系人电话 13987654321"));
+    fields.insert(
+        "address".into(),
+        string("北京市朝阳区建国路88号 联系人电话 13987654321"),
+    );
     for (k, v) in [
         ("segment", "retail"),
         ("status", "active"),
@@ -388,12 +460,23 @@ impl Report {
     }
 
     fn finish(&self, settings: &Settings) {
-        let commit = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+        let commit = Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+            })
             .unwrap_or_else(|| "unknown CPU".into());
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
         let mut out = String::new();
         let _ = writeln!(out, "# vigil benchmark results\n");
@@ -403,9 +486,17 @@ impl Report {
         let _ = writeln!(
             out,
             "- pinning: {}",
-            if settings.pinned { "server on core 0, load generator on core 1 (taskset)" } else { "none (fewer than 2 cores or no taskset)" }
+            if settings.pinned {
+                "server on core 0, load generator on core 1 (taskset)"
+            } else {
+                "none (fewer than 2 cores or no taskset)"
+            }
         );
-        let _ = writeln!(out, "- runs: {:?} warm-up, {:?} measured per scenario", settings.warmup, settings.duration);
+        let _ = writeln!(
+            out,
+            "- runs: {:?} warm-up, {:?} measured per scenario",
+            settings.warmup, settings.duration
+        );
         let _ = writeln!(out, "- command: `cargo run --release --bin vigil-bench`");
         for row in &self.rows {
             let _ = writeln!(out, "{row}");
@@ -432,7 +523,10 @@ enum Shape {
 }
 
 fn synthetic(shape: Shape, lines: usize) -> (String, Vec<RuleLine>) {
-    let origin = |line| Origin { file: "policy.csv".into(), line };
+    let origin = |line| Origin {
+        file: "policy.csv".into(),
+        line,
+    };
     let roles = (lines / 50).max(4);
     let users = (lines / 10).max(4);
     let grants = users;
@@ -447,17 +541,30 @@ fn synthetic(shape: Shape, lines: usize) -> (String, Vec<RuleLine>) {
         if shape == Shape::RbacDomains {
             values.push(format!("tenant{}", (u % roles) % 10));
         }
-        rules.push(RuleLine { ptype: "g".into(), values, origin: origin(rules.len() + 1) });
+        rules.push(RuleLine {
+            ptype: "g".into(),
+            values,
+            origin: origin(rules.len() + 1),
+        });
     }
     let mut k = 0;
     while rules.len() < lines {
         let role = format!("role{}", k % roles);
         let values = match shape {
             Shape::Rbac => vec![role, format!("dataset{k}"), "read".into()],
-            Shape::RbacDomains => vec![role, format!("tenant{}", (k % roles) % 10), format!("dataset{k}"), "read".into()],
+            Shape::RbacDomains => vec![
+                role,
+                format!("tenant{}", (k % roles) % 10),
+                format!("dataset{k}"),
+                "read".into(),
+            ],
             Shape::KeyMatch => vec![role, format!("svc{k}.*"), "read".into(), "allow".into()],
         };
-        rules.push(RuleLine { ptype: "p".into(), values, origin: origin(rules.len() + 1) });
+        rules.push(RuleLine {
+            ptype: "p".into(),
+            values,
+            origin: origin(rules.len() + 1),
+        });
         k += 1;
     }
     (model.to_owned(), rules)
@@ -481,7 +588,12 @@ fn write_policy_dir(shape: Shape, lines: usize) -> tempfile::TempDir {
 }
 
 /// Requests with distinct subjects and objects, allowed or denied.
-fn scale_requests(shape: Shape, lines: usize, allowed: bool, count: usize) -> Vec<(String, String, String)> {
+fn scale_requests(
+    shape: Shape,
+    lines: usize,
+    allowed: bool,
+    count: usize,
+) -> Vec<(String, String, String)> {
     let roles = (lines / 50).max(4);
     let users = (lines / 10).max(4).min(lines / 2);
     let datasets = lines - users;
@@ -499,7 +611,11 @@ fn scale_requests(shape: Shape, lines: usize, allowed: bool, count: usize) -> Ve
                 Shape::KeyMatch => format!("svc{k}.orders"),
                 _ => format!("dataset{k}"),
             };
-            let domain = if shape == Shape::RbacDomains { format!("tenant{}", role % 10) } else { String::new() };
+            let domain = if shape == Shape::RbacDomains {
+                format!("tenant{}", role % 10)
+            } else {
+                String::new()
+            };
             (format!("user{user}"), object, domain)
         })
         .collect()
@@ -526,7 +642,14 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
                     floor_by_key.insert((unix, streams), floor);
                 }
                 let floor = &floor_by_key[&(unix, streams)];
-                let m = drive(&server, unix, streams, Call::Authorize(authorize_mix()), settings).await;
+                let m = drive(
+                    &server,
+                    unix,
+                    streams,
+                    Call::Authorize(authorize_mix()),
+                    settings,
+                )
+                .await;
                 if sync == "batch" && !unix && streams == 64 {
                     saturated_batch_authorize = m.throughput();
                 }
@@ -561,14 +684,27 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
 
     let server = Server::start(vigil, &policies, &[], settings.pinned);
     report.section("(b, c) AuthorizeBatch and Mask (TCP, audit sync batch)", "| scenario | streams | calls/s | items/s | p50 µs | p99 µs | server CPU µs/item | items/s ÷ Authorize saturated |");
-    let batch = AuthorizeBatchRequest { requests: authorize_mix().into_iter().cycle().take(100).collect() };
-    let mut mask_request = MaskRequest { subject: "bob".into(), object: "crm.customers".into(), ..Default::default() };
+    let batch = AuthorizeBatchRequest {
+        requests: authorize_mix().into_iter().cycle().take(100).collect(),
+    };
+    let mut mask_request = MaskRequest {
+        subject: "bob".into(),
+        object: "crm.customers".into(),
+        ..Default::default()
+    };
     mask_request.records = (0..10).map(customer_record).collect();
-    let mask_single = MaskRequest { records: vec![customer_record(1)], ..mask_request.clone() };
+    let mask_single = MaskRequest {
+        records: vec![customer_record(1)],
+        ..mask_request.clone()
+    };
     for (name, call, streams) in [
         ("AuthorizeBatch ×100", Call::Batch(batch), 16),
         ("Mask, 1 record of 20 fields", Call::Mask(mask_single), 64),
-        ("Mask, 10 records of 20 fields", Call::Mask(mask_request), 16),
+        (
+            "Mask, 10 records of 20 fields",
+            Call::Mask(mask_request),
+            16,
+        ),
     ] {
         let m = drive(&server, false, streams, call, settings).await;
         let items = m.items as f64 / m.elapsed.as_secs_f64();
@@ -584,13 +720,26 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
     }
     peak_rss = peak_rss.max(server.memory("VmHWM"));
     drop(server);
-    report.note(format!("peak RSS of the server under load on the example policies: {:.1} MB", peak_rss as f64 / 1e6));
+    report.note(format!(
+        "peak RSS of the server under load on the example policies: {:.1} MB",
+        peak_rss as f64 / 1e6
+    ));
 
-    report.section("(h) Where time goes in one Authorize call, in process (example policies)", "| stage | ns/call |");
+    report.section(
+        "(h) Where time goes in one Authorize call, in process (example policies)",
+        "| stage | ns/call |",
+    );
     {
         use prost::Message;
-        let policy = vigil::policy::PolicySet::load(&policies).await.expect("example policies");
-        let request = AuthorizeRequest { subject: "alice".into(), object: "crm.customers".into(), action: "read".into(), ..Default::default() };
+        let policy = vigil::policy::PolicySet::load(&policies)
+            .await
+            .expect("example policies");
+        let request = AuthorizeRequest {
+            subject: "alice".into(),
+            object: "crm.customers".into(),
+            action: "read".into(),
+            ..Default::default()
+        };
         let bytes = request.encode_to_vec();
         let n = if quick { 20_000 } else { 100_000 };
         let time = |f: &mut dyn FnMut()| {
@@ -604,7 +753,14 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
             std::hint::black_box(AuthorizeRequest::decode(bytes.as_slice()).expect("decodes"));
         });
         let attributes = HashMap::new();
-        let access = AccessRequest { subject: "alice", extra_roles: &[], object: "crm.customers", action: "read", domain: "", attributes: &attributes };
+        let access = AccessRequest {
+            subject: "alice",
+            extra_roles: &[],
+            object: "crm.customers",
+            action: "read",
+            domain: "",
+            attributes: &attributes,
+        };
         let decide = time(&mut || {
             std::hint::black_box(policy.engine.decide(&access).expect("valid").allowed());
         });
@@ -620,7 +776,10 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
             record.obj = Some("crm.customers".into());
             record.act = Some("read".into());
             record.allowed = Some(true);
-            record.reason = Some("allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst".into());
+            record.reason = Some(
+                "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst"
+                    .into(),
+            );
             record.pv = Some(policy.version.clone());
             record.prev = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
             buf.clear();
@@ -629,7 +788,8 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
         let response = vigil::proto::AuthorizeResponse {
             allowed: true,
             decision_id: "Xq0-a1B2c3D4e5F6g7H8iA".into(),
-            reason: "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst".into(),
+            reason: "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst"
+                .into(),
             policy_version: policy.version.clone(),
             audit_seq: 42,
             audit_hash: "00".repeat(32),
@@ -638,11 +798,21 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
             std::hint::black_box(response.encode_to_vec());
         });
         let keys = vigil::keys::Keyring::generate();
-        let support = AccessRequest { subject: "bob", object: "crm.customers", ..access };
+        let support = AccessRequest {
+            subject: "bob",
+            object: "crm.customers",
+            ..access
+        };
         let record = customer_record(1);
         let mask_one = time(&mut || {
             let visibility = |label: &vigil::mask::Label| policy.grant(&support, label);
-            let mut masker = vigil::mask::Masker::new(&policy.classification, "crm.customers", &keys, visibility, 32);
+            let mut masker = vigil::mask::Masker::new(
+                &policy.classification,
+                "crm.customers",
+                &keys,
+                visibility,
+                32,
+            );
             let mut copy = record.clone();
             let mut actions = Vec::new();
             masker.mask(0, &mut copy, &mut actions).expect("masks");
@@ -654,12 +824,22 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
             }
         });
         report.row(format!("| decode request (prost) | {decode:.0} |"));
-        report.row(format!("| decision (compiled engine: {}) | {decide:.0} |", policy.engine.is_compiled()));
+        report.row(format!(
+            "| decision (compiled engine: {}) | {decide:.0} |",
+            policy.engine.is_compiled()
+        ));
         report.row(format!("| reason text (rule, role path) | {reason:.0} |"));
-        report.row(format!("| audit record: build, JSON, SHA-256 | {record_cost:.0} |"));
+        report.row(format!(
+            "| audit record: build, JSON, SHA-256 | {record_cost:.0} |"
+        ));
         report.row(format!("| encode response (prost) | {encode:.0} |"));
-        report.row(format!("| Mask: one 20-field record, support role (whole masker) | {mask_one:.0} |"));
-        report.row(format!("| Mask: resolving grants for all {} labels | {grants:.0} |", policy.classification.labels.len()));
+        report.row(format!(
+            "| Mask: one 20-field record, support role (whole masker) | {mask_one:.0} |"
+        ));
+        report.row(format!(
+            "| Mask: resolving grants for all {} labels | {grants:.0} |",
+            policy.classification.labels.len()
+        ));
     }
 
     report.section(
@@ -670,28 +850,56 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
     for shape in [Shape::Rbac, Shape::RbacDomains, Shape::KeyMatch] {
         for lines in [100, 10_000, 100_000] {
             let (model, rules) = synthetic(shape, lines);
-            let engine = Engine::build(&model, &rules).await.expect("synthetic policy builds");
+            let engine = Engine::build(&model, &rules)
+                .await
+                .expect("synthetic policy builds");
             let mut figures = Vec::new();
             for allowed in [true, false] {
-                let requests = scale_requests(shape, lines, allowed, if quick { 5_000 } else { 20_000 });
+                let requests =
+                    scale_requests(shape, lines, allowed, if quick { 5_000 } else { 20_000 });
                 let mut latencies = Vec::with_capacity(requests.len());
                 for (subject, object, domain) in &requests {
-                    let request = AccessRequest { subject, extra_roles: &[], object, action: "read", domain, attributes: &attributes };
+                    let request = AccessRequest {
+                        subject,
+                        extra_roles: &[],
+                        object,
+                        action: "read",
+                        domain,
+                        attributes: &attributes,
+                    };
                     let started = Instant::now();
                     let verdict = engine.decide(&request).expect("valid request");
                     latencies.push(started.elapsed());
-                    assert_eq!(verdict.allowed(), allowed, "{shape:?} {lines}: {subject} {object}: {}", verdict.reason(&request));
+                    assert_eq!(
+                        verdict.allowed(),
+                        allowed,
+                        "{shape:?} {lines}: {subject} {object}: {}",
+                        verdict.reason(&request)
+                    );
                 }
                 latencies.sort_unstable();
                 figures.push(latencies[latencies.len() / 2]);
                 figures.push(latencies[latencies.len() * 99 / 100]);
             }
             // casbin-rs alone, for comparison: few calls, it is linear.
-            let samples = if lines >= 100_000 { 3 } else if lines >= 10_000 { 20 } else { 500 };
+            let samples = if lines >= 100_000 {
+                3
+            } else if lines >= 10_000 {
+                20
+            } else {
+                500
+            };
             let requests = scale_requests(shape, lines, true, samples);
             let mut reference = Vec::new();
             for (subject, object, domain) in &requests {
-                let request = AccessRequest { subject, extra_roles: &[], object, action: "read", domain, attributes: &attributes };
+                let request = AccessRequest {
+                    subject,
+                    extra_roles: &[],
+                    object,
+                    action: "read",
+                    domain,
+                    attributes: &attributes,
+                };
                 let started = Instant::now();
                 let _ = engine.decide_reference(&request);
                 reference.push(started.elapsed());
@@ -709,23 +917,50 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
         }
     }
 
-    report.section("(e) Start-up and reload at 100,000 policy lines", "| measure | value |");
+    report.section(
+        "(e) Start-up and reload at 100,000 policy lines",
+        "| measure | value |",
+    );
     let big = write_policy_dir(Shape::Rbac, 100_000);
     let server = Server::start(vigil, big.path(), &[], settings.pinned);
-    report.row(format!("| start-up to listening | {:.0} ms |", server.started_in.as_secs_f64() * 1e3));
-    report.row(format!("| RSS after start-up | {:.1} MB |", server.memory("VmRSS") as f64 / 1e6));
+    report.row(format!(
+        "| start-up to listening | {:.0} ms |",
+        server.started_in.as_secs_f64() * 1e3
+    ));
+    report.row(format!(
+        "| RSS after start-up | {:.1} MB |",
+        server.memory("VmRSS") as f64 / 1e6
+    ));
     let mut admin = PolicyAdminClient::new(server.channel(false).await);
     let policy_file = big.path().join("policy.csv");
     let text = std::fs::read_to_string(&policy_file).expect("policy");
     std::fs::write(&policy_file, format!("{text}p, role1, dataset-new, read\n")).expect("edit");
     let started = Instant::now();
-    admin.reload_policies(ReloadPoliciesRequest {}).await.expect("reload");
-    report.row(format!("| reload (ReloadPolicies RPC, changed set) | {:.0} ms |", started.elapsed().as_secs_f64() * 1e3));
+    admin
+        .reload_policies(ReloadPoliciesRequest {})
+        .await
+        .expect("reload");
+    report.row(format!(
+        "| reload (ReloadPolicies RPC, changed set) | {:.0} ms |",
+        started.elapsed().as_secs_f64() * 1e3
+    ));
     let requests: Vec<AuthorizeRequest> = scale_requests(Shape::Rbac, 100_000, true, 64)
         .into_iter()
-        .map(|(s, o, _)| AuthorizeRequest { subject: s, object: o, action: "read".into(), ..Default::default() })
+        .map(|(s, o, _)| AuthorizeRequest {
+            subject: s,
+            object: o,
+            action: "read".into(),
+            ..Default::default()
+        })
         .collect();
-    let quiet = drive(&server, false, 16, Call::Authorize(requests.clone()), settings).await;
+    let quiet = drive(
+        &server,
+        false,
+        16,
+        Call::Authorize(requests.clone()),
+        settings,
+    )
+    .await;
     let reloading = {
         let admin_channel = server.channel(false).await;
         let reloads = tokio::spawn(async move {
@@ -733,7 +968,11 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
             let mut count = 0;
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
-                if admin.reload_policies(ReloadPoliciesRequest {}).await.is_ok() {
+                if admin
+                    .reload_policies(ReloadPoliciesRequest {})
+                    .await
+                    .is_ok()
+                {
                     count += 1;
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -744,18 +983,35 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
         reloads.abort();
         m
     };
-    report.row(format!("| Authorize p99, 16 streams, no reload | {} µs |", micros(quiet.percentile(0.99))));
-    report.row(format!("| Authorize p99, 16 streams, reloading every 300 ms | {} µs (errors: {}) |", micros(reloading.percentile(0.99)), reloading.errors));
-    report.row(format!("| peak RSS with 100,000 lines | {:.1} MB |", server.memory("VmHWM") as f64 / 1e6));
+    report.row(format!(
+        "| Authorize p99, 16 streams, no reload | {} µs |",
+        micros(quiet.percentile(0.99))
+    ));
+    report.row(format!(
+        "| Authorize p99, 16 streams, reloading every 300 ms | {} µs (errors: {}) |",
+        micros(reloading.percentile(0.99)),
+        reloading.errors
+    ));
+    report.row(format!(
+        "| peak RSS with 100,000 lines | {:.1} MB |",
+        server.memory("VmHWM") as f64 / 1e6
+    ));
     drop(server);
 
-    report.section("(f) Audit log: append and verify, in process", "| measure | value |");
+    report.section(
+        "(f) Audit log: append and verify, in process",
+        "| measure | value |",
+    );
     {
         // The disk's own cost of a durable append: the bound on any
         // durable single-stream latency.
         use std::io::Write;
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(dir.path().join("probe")).expect("probe file");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("probe"))
+            .expect("probe file");
         let line = vec![b'x'; 350];
         let mut syncs = Vec::new();
         for _ in 0..if quick { 200 } else { 1000 } {
@@ -774,7 +1030,11 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
     for sync in [SyncMode::Batch, SyncMode::Always, SyncMode::Off] {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let (log, _) = AuditLog::open(AuditOptions::new(dir.path(), sync, key), Record::new("startup")).expect("open audit");
+        let (log, _) = AuditLog::open(
+            AuditOptions::new(dir.path(), sync, key),
+            Record::new("startup"),
+        )
+        .expect("open audit");
         let log = Arc::new(log);
         let deadline = Instant::now() + settings.duration;
         let mut tasks = Vec::new();
@@ -803,11 +1063,21 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
             total += task.await.expect("writer");
         }
         let rate = total as f64 / started.elapsed().as_secs_f64();
-        report.row(format!("| append, sync {sync:?}, 64 concurrent writers | {rate:.0} records/s |"));
+        report.row(format!(
+            "| append, sync {sync:?}, 64 concurrent writers | {rate:.0} records/s |"
+        ));
         if sync == SyncMode::Off {
             let _ = log.close(Record::new("shutdown")).await;
-            let bytes: u64 = std::fs::read_dir(dir.path()).expect("dir").filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("audit-")).map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum();
-            report.row(format!("| average record size on disk | {:.0} bytes |", bytes as f64 / (total + 2) as f64));
+            let bytes: u64 = std::fs::read_dir(dir.path())
+                .expect("dir")
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
+                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum();
+            report.row(format!(
+                "| average record size on disk | {:.0} bytes |",
+                bytes as f64 / (total + 2) as f64
+            ));
             let started = Instant::now();
             let verified = verify_dir(dir.path(), &[], None).expect("the log verifies");
             let took = started.elapsed().as_secs_f64();

@@ -11,8 +11,8 @@ use crate::{
     authz::AccessRequest,
     policy::PolicySet,
     proto::{
-        access_control_server::AccessControl, AuthorizeBatchRequest, AuthorizeBatchResponse, AuthorizeRequest,
-        AuthorizeResponse,
+        access_control_server::AccessControl, AuthorizeBatchRequest, AuthorizeBatchResponse,
+        AuthorizeRequest, AuthorizeResponse,
     },
 };
 
@@ -33,7 +33,11 @@ struct Decided {
     response: AuthorizeResponse,
 }
 
-fn check_input(request: &AuthorizeRequest, prefix: &str, subject_required: bool) -> Result<(), InputError> {
+fn check_input(
+    request: &AuthorizeRequest,
+    prefix: &str,
+    subject_required: bool,
+) -> Result<(), InputError> {
     let field = |name: &str| format!("{prefix}{name}");
     for (name, value, required) in [
         ("subject", &request.subject, subject_required),
@@ -45,7 +49,11 @@ fn check_input(request: &AuthorizeRequest, prefix: &str, subject_required: bool)
             return Err(InputError::Empty { field: field(name) });
         }
         if value.len() > MAX_FIELD_BYTES {
-            return Err(InputError::TooLong { field: field(name), len: value.len(), limit: MAX_FIELD_BYTES });
+            return Err(InputError::TooLong {
+                field: field(name),
+                len: value.len(),
+                limit: MAX_FIELD_BYTES,
+            });
         }
     }
     for (key, value) in &request.attributes {
@@ -60,7 +68,12 @@ fn check_input(request: &AuthorizeRequest, prefix: &str, subject_required: bool)
     Ok(())
 }
 
-fn decide(shared: &Shared, policy: &PolicySet, principal: &Principal, request: &AuthorizeRequest) -> Result<Decided, Status> {
+fn decide(
+    shared: &Shared,
+    policy: &PolicySet,
+    principal: &Principal,
+    request: &AuthorizeRequest,
+) -> Result<Decided, Status> {
     let access = AccessRequest {
         subject: &principal.subject,
         extra_roles: &principal.roles,
@@ -95,9 +108,14 @@ fn decide(shared: &Shared, policy: &PolicySet, principal: &Principal, request: &
         // A shadow failure never affects the live answer.
         if let Ok(shadow_verdict) = candidate.engine.decide(&access) {
             if shadow_verdict.allowed() != allowed {
-                shared.shadow_divergences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared
+                    .shadow_divergences
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(decision_id = %id, live = allowed, candidate = shadow_verdict.allowed(), "shadow policy diverges");
-                let mut detail = record.detail.take().unwrap_or_else(|| serde_json::json!({}));
+                let mut detail = record
+                    .detail
+                    .take()
+                    .unwrap_or_else(|| serde_json::json!({}));
                 detail["shadow"] = serde_json::json!({
                     "pv": candidate.version,
                     "allowed": shadow_verdict.allowed(),
@@ -120,17 +138,32 @@ fn decide(shared: &Shared, policy: &PolicySet, principal: &Principal, request: &
 
 #[tonic::async_trait]
 impl AccessControl for AccessControlService {
-    async fn authorize(&self, request: Request<AuthorizeRequest>) -> Result<Response<AuthorizeResponse>, Status> {
+    async fn authorize(
+        &self,
+        request: Request<AuthorizeRequest>,
+    ) -> Result<Response<AuthorizeResponse>, Status> {
         let token = authorization(&request).map(str::to_owned);
         let request = request.into_inner();
         let trusted = matches!(self.shared.authn, crate::authn::Authenticator::Trusted);
         check_input(&request, "", trusted)?;
-        let principal = match self.shared.authn.authenticate(token.as_deref(), &request.subject) {
+        let principal = match self
+            .shared
+            .authn
+            .authenticate(token.as_deref(), &request.subject)
+        {
             Ok(principal) => principal,
-            Err(error) => return Err(self.shared.refuse(error, &request.subject, "Authorize").await),
+            Err(error) => {
+                return Err(self
+                    .shared
+                    .refuse(error, &request.subject, "Authorize")
+                    .await)
+            }
         };
         let policy = self.shared.policies.snapshot();
-        let Decided { record, mut response } = decide(&self.shared, &policy, &principal, &request)?;
+        let Decided {
+            record,
+            mut response,
+        } = decide(&self.shared, &policy, &principal, &request)?;
         let receipt = self.shared.audit.append_one(record).await?;
         response.audit_seq = receipt.seq;
         response.audit_hash = receipt.hash_hex();
@@ -145,14 +178,20 @@ impl AccessControl for AccessControlService {
         let batch = request.into_inner();
         let limit = self.shared.limits.max_batch_items;
         if batch.requests.len() > limit {
-            return Err(InputError::TooManyItems { count: batch.requests.len(), limit }.into());
+            return Err(InputError::TooManyItems {
+                count: batch.requests.len(),
+                limit,
+            }
+            .into());
         }
         let trusted = matches!(self.shared.authn, crate::authn::Authenticator::Trusted);
         for (index, item) in batch.requests.iter().enumerate() {
             check_input(item, &format!("requests[{index}]."), trusted)?;
         }
         if batch.requests.is_empty() {
-            return Ok(Response::new(AuthorizeBatchResponse { responses: Vec::new() }));
+            return Ok(Response::new(AuthorizeBatchResponse {
+                responses: Vec::new(),
+            }));
         }
 
         // In jwt mode one token covers the batch: verify it once, then hold
@@ -162,11 +201,20 @@ impl AccessControl for AccessControlService {
             if principals.contains_key(item.subject.as_str()) {
                 continue;
             }
-            match self.shared.authn.authenticate(token.as_deref(), &item.subject) {
+            match self
+                .shared
+                .authn
+                .authenticate(token.as_deref(), &item.subject)
+            {
                 Ok(principal) => {
                     principals.insert(&item.subject, principal);
                 }
-                Err(error) => return Err(self.shared.refuse(error, &item.subject, "AuthorizeBatch").await),
+                Err(error) => {
+                    return Err(self
+                        .shared
+                        .refuse(error, &item.subject, "AuthorizeBatch")
+                        .await)
+                }
             }
         }
 
@@ -175,8 +223,12 @@ impl AccessControl for AccessControlService {
         let mut responses = Vec::with_capacity(batch.requests.len());
         for (index, item) in batch.requests.iter().enumerate() {
             let principal = &principals[item.subject.as_str()];
-            let decided = decide(&self.shared, &policy, principal, item)
-                .map_err(|status| Status::new(status.code(), format!("requests[{index}]: {}", status.message())))?;
+            let decided = decide(&self.shared, &policy, principal, item).map_err(|status| {
+                Status::new(
+                    status.code(),
+                    format!("requests[{index}]: {}", status.message()),
+                )
+            })?;
             records.push(decided.record);
             responses.push(decided.response);
         }

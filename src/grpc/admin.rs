@@ -10,14 +10,18 @@ use crate::{
     audit::{kind, Record},
     policy::{PolicyError, PolicyStore, Reloaded},
     proto::{
-        policy_admin_server::PolicyAdmin, GetPolicyStatusRequest, PolicyStatus, ReloadPoliciesRequest,
-        ReloadPoliciesResponse,
+        policy_admin_server::PolicyAdmin, GetPolicyStatusRequest, PolicyStatus,
+        ReloadPoliciesRequest, ReloadPoliciesResponse,
     },
 };
 
 /// Reloads `store`, audits the outcome (success with both versions, or the
 /// failure with its `file:line` problems) and logs it.
-pub async fn reload_and_audit(shared: &Shared, store: &PolicyStore, trigger: &str) -> Result<Reloaded, PolicyError> {
+pub async fn reload_and_audit(
+    shared: &Shared,
+    store: &PolicyStore,
+    trigger: &str,
+) -> Result<Reloaded, PolicyError> {
     let result = store.reload().await;
     let mut record = Record::new(kind::RELOAD);
     record.obj = Some(store.dir().display().to_string());
@@ -26,7 +30,10 @@ pub async fn reload_and_audit(shared: &Shared, store: &PolicyStore, trigger: &st
             record.allowed = Some(true);
             record.pv = Some(reloaded.version.clone());
             record.reason = Some(if reloaded.changed {
-                format!("policy {} replaced {}", reloaded.version, reloaded.previous_version)
+                format!(
+                    "policy {} replaced {}",
+                    reloaded.version, reloaded.previous_version
+                )
             } else {
                 format!("policy unchanged at {}", reloaded.version)
             });
@@ -40,9 +47,14 @@ pub async fn reload_and_audit(shared: &Shared, store: &PolicyStore, trigger: &st
         Err(error) => {
             record.allowed = Some(false);
             record.pv = Some(store.snapshot().version.clone());
-            record.reason = Some(format!("reload rejected, previous policy keeps serving: {error}"));
+            record.reason = Some(format!(
+                "reload rejected, previous policy keeps serving: {error}"
+            ));
             record.detail = Some(serde_json::json!({ "trigger": trigger }));
-            tracing::error!(trigger, "policy reload rejected, previous policy keeps serving:\n{error}");
+            tracing::error!(
+                trigger,
+                "policy reload rejected, previous policy keeps serving:\n{error}"
+            );
         }
     }
     if let Err(e) = shared.audit.append_one(record).await {
@@ -74,7 +86,12 @@ impl PolicyAdminService {
             last_reload_error: last.error.unwrap_or_default(),
             last_reload_at: last.at.map(time).unwrap_or_default(),
             classification_rules: 0,
-            shadow_policy_version: self.shared.shadow.as_ref().map(|s| s.snapshot().version.clone()).unwrap_or_default(),
+            shadow_policy_version: self
+                .shared
+                .shadow
+                .as_ref()
+                .map(|s| s.snapshot().version.clone())
+                .unwrap_or_default(),
             shadow_divergences: self.shared.shadow_divergences.load(Ordering::Relaxed),
         }
     }
@@ -82,18 +99,31 @@ impl PolicyAdminService {
 
 #[tonic::async_trait]
 impl PolicyAdmin for PolicyAdminService {
-    async fn reload_policies(&self, request: Request<ReloadPoliciesRequest>) -> Result<Response<ReloadPoliciesResponse>, Status> {
+    async fn reload_policies(
+        &self,
+        request: Request<ReloadPoliciesRequest>,
+    ) -> Result<Response<ReloadPoliciesResponse>, Status> {
         self.shared.admit_admin(&request, "ReloadPolicies").await?;
         let reloaded = reload_and_audit(&self.shared, &self.shared.policies, "rpc")
             .await
-            .map_err(|e| Status::failed_precondition(format!("policy rejected, the previous one keeps serving:\n{e}")))?;
+            .map_err(|e| {
+                Status::failed_precondition(format!(
+                    "policy rejected, the previous one keeps serving:\n{e}"
+                ))
+            })?;
         if let Some(shadow) = &self.shared.shadow {
             let _ = reload_and_audit(&self.shared, shadow, "rpc").await;
         }
-        Ok(Response::new(ReloadPoliciesResponse { changed: reloaded.changed, status: Some(self.status()) }))
+        Ok(Response::new(ReloadPoliciesResponse {
+            changed: reloaded.changed,
+            status: Some(self.status()),
+        }))
     }
 
-    async fn get_policy_status(&self, request: Request<GetPolicyStatusRequest>) -> Result<Response<PolicyStatus>, Status> {
+    async fn get_policy_status(
+        &self,
+        request: Request<GetPolicyStatusRequest>,
+    ) -> Result<Response<PolicyStatus>, Status> {
         self.shared.admit_admin(&request, "GetPolicyStatus").await?;
         Ok(Response::new(self.status()))
     }

@@ -13,7 +13,10 @@ use crate::{
         record::{self, CheckedLine},
         verify::{verify_dir, Anchor, VerifyError},
     },
-    proto::{audit_server::Audit, AuditRecord, ExportAuditRequest, VerifyAuditRequest, VerifyAuditResponse},
+    proto::{
+        audit_server::Audit, AuditRecord, ExportAuditRequest, VerifyAuditRequest,
+        VerifyAuditResponse,
+    },
 };
 
 #[derive(Debug, Clone)]
@@ -55,7 +58,10 @@ fn broken_log(error: VerifyError) -> Status {
 impl Audit for AuditService {
     type ExportAuditStream = ReceiverStream<Result<AuditRecord, Status>>;
 
-    async fn export_audit(&self, request: Request<ExportAuditRequest>) -> Result<Response<Self::ExportAuditStream>, Status> {
+    async fn export_audit(
+        &self,
+        request: Request<ExportAuditRequest>,
+    ) -> Result<Response<Self::ExportAuditStream>, Status> {
         self.shared.admit_admin(&request, "ExportAudit").await?;
         let request = request.into_inner();
         let filter = ExportFilter::parse(
@@ -71,7 +77,8 @@ impl Audit for AuditService {
         let redactor = self.shared.redactor.clone();
         tokio::task::spawn_blocking(move || {
             let result = for_each(&dir, &filter, &redactor, |line, checked| {
-                tx.blocking_send(Ok(to_proto(line, checked))).map_err(|_| "the client went away".to_owned())
+                tx.blocking_send(Ok(to_proto(line, checked)))
+                    .map_err(|_| "the client went away".to_owned())
             });
             if let Err(error) = result {
                 let _ = tx.blocking_send(Err(broken_log(error)));
@@ -80,13 +87,19 @@ impl Audit for AuditService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn verify_audit(&self, request: Request<VerifyAuditRequest>) -> Result<Response<VerifyAuditResponse>, Status> {
+    async fn verify_audit(
+        &self,
+        request: Request<VerifyAuditRequest>,
+    ) -> Result<Response<VerifyAuditResponse>, Status> {
         self.shared.admit_admin(&request, "VerifyAudit").await?;
         let request = request.into_inner();
         let anchors = if request.anchor.is_empty() {
             Vec::new()
         } else {
-            vec![request.anchor.parse::<Anchor>().map_err(Status::invalid_argument)?]
+            vec![request
+                .anchor
+                .parse::<Anchor>()
+                .map_err(Status::invalid_argument)?]
         };
         let dir = self.shared.audit_dir.clone();
         let result = tokio::task::spawn_blocking(move || verify_dir(&dir, &anchors, None))
@@ -101,7 +114,11 @@ impl Audit for AuditService {
                 error: String::new(),
                 records: report.records,
             },
-            Err(error) => VerifyAuditResponse { ok: false, error: error.to_string(), ..Default::default() },
+            Err(error) => VerifyAuditResponse {
+                ok: false,
+                error: error.to_string(),
+                ..Default::default()
+            },
         };
         Ok(Response::new(response))
     }

@@ -13,7 +13,10 @@ use crate::{
     keys::CipherError,
     mask::{self, FieldAction, Masker, UnmaskError},
     policy::{PolicySet, SEE_CLEAR},
-    proto::{self, data_masking_server::DataMasking, MaskRequest, MaskResponse, UnmaskRequest, UnmaskResponse},
+    proto::{
+        self, data_masking_server::DataMasking, MaskRequest, MaskResponse, UnmaskRequest,
+        UnmaskResponse,
+    },
 };
 
 /// The action a subject needs on an object to receive its records at all.
@@ -29,17 +32,35 @@ impl DataMaskingService {
         DataMaskingService { shared }
     }
 
-    async fn principal<T>(&self, request: &Request<T>, subject: &str, object: &str, records: usize, rpc: &str) -> Result<Principal, Status> {
+    async fn principal<T>(
+        &self,
+        request: &Request<T>,
+        subject: &str,
+        object: &str,
+        records: usize,
+        rpc: &str,
+    ) -> Result<Principal, Status> {
         let trusted = matches!(self.shared.authn, Authenticator::Trusted);
         if trusted && subject.is_empty() {
-            return Err(InputError::Empty { field: "subject".into() }.into());
+            return Err(InputError::Empty {
+                field: "subject".into(),
+            }
+            .into());
         }
         if object.is_empty() {
-            return Err(InputError::Empty { field: "object".into() }.into());
+            return Err(InputError::Empty {
+                field: "object".into(),
+            }
+            .into());
         }
         for (field, value) in [("subject", subject), ("object", object)] {
             if value.len() > MAX_FIELD_BYTES {
-                return Err(InputError::TooLong { field: field.into(), len: value.len(), limit: MAX_FIELD_BYTES }.into());
+                return Err(InputError::TooLong {
+                    field: field.into(),
+                    len: value.len(),
+                    limit: MAX_FIELD_BYTES,
+                }
+                .into());
             }
         }
         let limit = self.shared.limits.max_batch_items;
@@ -48,7 +69,11 @@ impl DataMaskingService {
                 "{records} records in one call; the limit is {limit} (max_batch_items); send smaller batches"
             )));
         }
-        match self.shared.authn.authenticate(authorization(request), subject) {
+        match self
+            .shared
+            .authn
+            .authenticate(authorization(request), subject)
+        {
             Ok(principal) => Ok(principal),
             Err(error) => Err(self.shared.refuse(error, subject, rpc).await),
         }
@@ -56,7 +81,12 @@ impl DataMaskingService {
 
     /// Starts the call's audit record and checks `read` on the object; a
     /// denial is audited and refused.
-    async fn admit(&self, kind: &'static str, asker: &AccessRequest<'_>, policy: &PolicySet) -> Result<Record, Status> {
+    async fn admit(
+        &self,
+        kind: &'static str,
+        asker: &AccessRequest<'_>,
+        policy: &PolicySet,
+    ) -> Result<Record, Status> {
         let mut record = Record::new(kind);
         record.id = Some(decision_id());
         record.sub = Some(self.shared.redactor.subject(asker.subject));
@@ -75,7 +105,10 @@ impl DataMaskingService {
         record.allowed = Some(false);
         let reason = record.reason.clone().unwrap_or_default();
         self.shared.audit.append_one(record).await?;
-        Err(Status::permission_denied(format!("{} may not read {}: {reason}", asker.subject, asker.object)))
+        Err(Status::permission_denied(format!(
+            "{} may not read {}: {reason}",
+            asker.subject, asker.object
+        )))
     }
 }
 
@@ -83,11 +116,16 @@ impl DataMaskingService {
     /// Shadow evaluation for masking: the treatment the candidate policy
     /// would give each label this call used, where it differs from the live
     /// one. Counted and returned for the audit record; never served.
-    fn shadow_treatments(&self, asker: &AccessRequest<'_>, actions: &[FieldAction]) -> Option<serde_json::Value> {
+    fn shadow_treatments(
+        &self,
+        asker: &AccessRequest<'_>,
+        actions: &[FieldAction],
+    ) -> Option<serde_json::Value> {
         let shadow = self.shared.shadow.as_ref()?.snapshot();
         let mut live: BTreeMap<&str, &str> = BTreeMap::new();
         for action in actions {
-            live.entry(action.label.as_str()).or_insert(action.treatment.as_str());
+            live.entry(action.label.as_str())
+                .or_insert(action.treatment.as_str());
         }
         let mut divergences = Vec::new();
         for (label, live_treatment) in live {
@@ -105,7 +143,9 @@ impl DataMaskingService {
         if divergences.is_empty() {
             return None;
         }
-        self.shared.shadow_divergences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .shadow_divergences
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(object = %asker.object, labels = divergences.len(), "shadow policy masks differently");
         Some(serde_json::json!({ "pv": shadow.version, "treatments": divergences }))
     }
@@ -118,7 +158,14 @@ fn reader<'a>(
     domain: &'a str,
     attributes: &'a std::collections::HashMap<String, String>,
 ) -> AccessRequest<'a> {
-    AccessRequest { subject: &principal.subject, extra_roles: &principal.roles, object, action: READ, domain, attributes }
+    AccessRequest {
+        subject: &principal.subject,
+        extra_roles: &principal.roles,
+        object,
+        action: READ,
+        domain,
+        attributes,
+    }
 }
 
 /// Field actions summarized for the audit record: which paths got which
@@ -130,7 +177,9 @@ fn summarize(actions: &[FieldAction]) -> serde_json::Value {
             Some(i) if action.path[i..].contains("..") => action.path[..i].to_owned(),
             _ => action.path.clone(),
         };
-        *counts.entry((path, action.label.clone(), action.treatment.clone())).or_default() += 1;
+        *counts
+            .entry((path, action.label.clone(), action.treatment.clone()))
+            .or_default() += 1;
     }
     counts
         .into_iter()
@@ -140,7 +189,9 @@ fn summarize(actions: &[FieldAction]) -> serde_json::Value {
 
 fn cipher_status(error: CipherError) -> Status {
     match error {
-        CipherError::UnknownKey(_) => Status::failed_precondition(format!("{error}; add the key to the keyring")),
+        CipherError::UnknownKey(_) => {
+            Status::failed_precondition(format!("{error}; add the key to the keyring"))
+        }
         _ => Status::invalid_argument(error.to_string()),
     }
 }
@@ -150,23 +201,45 @@ impl DataMasking for DataMaskingService {
     async fn mask(&self, request: Request<MaskRequest>) -> Result<Response<MaskResponse>, Status> {
         let principal = {
             let message = request.get_ref();
-            self.principal(&request, &message.subject, &message.object, message.records.len(), "Mask").await?
+            self.principal(
+                &request,
+                &message.subject,
+                &message.object,
+                message.records.len(),
+                "Mask",
+            )
+            .await?
         };
         let mut message = request.into_inner();
         let policy = self.shared.policies.snapshot();
-        let asker = reader(&principal, &message.object, &message.domain, &message.attributes);
+        let asker = reader(
+            &principal,
+            &message.object,
+            &message.domain,
+            &message.attributes,
+        );
         let mut record = self.admit(kind::MASK, &asker, &policy).await?;
 
         let keys = self.shared.keys.clone();
         let visibility = |label: &mask::Label| policy.grant(&asker, label);
-        let mut masker = Masker::new(&policy.classification, &message.object, &keys, visibility, self.shared.limits.max_depth);
+        let mut masker = Masker::new(
+            &policy.classification,
+            &message.object,
+            &keys,
+            visibility,
+            self.shared.limits.max_depth,
+        );
         let mut actions = Vec::new();
         for (index, item) in message.records.iter_mut().enumerate() {
-            masker.mask(index, item, &mut actions).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            masker
+                .mask(index, item, &mut actions)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
         drop(masker);
 
-        record.detail = Some(serde_json::json!({ "records": message.records.len(), "fields": summarize(&actions) }));
+        record.detail = Some(
+            serde_json::json!({ "records": message.records.len(), "fields": summarize(&actions) }),
+        );
         if let Some(divergences) = self.shadow_treatments(&asker, &actions) {
             if let Some(detail) = record.detail.as_mut() {
                 detail["shadow"] = divergences;
@@ -193,15 +266,24 @@ impl DataMasking for DataMaskingService {
         }))
     }
 
-    async fn unmask(&self, request: Request<UnmaskRequest>) -> Result<Response<UnmaskResponse>, Status> {
+    async fn unmask(
+        &self,
+        request: Request<UnmaskRequest>,
+    ) -> Result<Response<UnmaskResponse>, Status> {
         let principal = {
             let message = request.get_ref();
             let count = message.records.len() + message.values.len();
-            self.principal(&request, &message.subject, &message.object, count, "Unmask").await?
+            self.principal(&request, &message.subject, &message.object, count, "Unmask")
+                .await?
         };
         let mut message = request.into_inner();
         let policy = self.shared.policies.snapshot();
-        let asker = reader(&principal, &message.object, &message.domain, &message.attributes);
+        let asker = reader(
+            &principal,
+            &message.object,
+            &message.domain,
+            &message.attributes,
+        );
         let mut record = self.admit(kind::UNMASK, &asker, &policy).await?;
 
         // Unmask is `see:clear` on every label it opens; one refusal fails
@@ -212,7 +294,10 @@ impl DataMasking for DataMaskingService {
             };
             match policy.grant(&asker, known) {
                 Some((mask::Treatment::Clear, _)) => Ok(()),
-                _ => Err(format!("{} may not {SEE_CLEAR} label {label}", asker.subject)),
+                _ => Err(format!(
+                    "{} may not {SEE_CLEAR} label {label}",
+                    asker.subject
+                )),
             }
         };
         let keys = self.shared.keys.clone();
@@ -221,10 +306,14 @@ impl DataMasking for DataMaskingService {
         // `values` are single ciphertexts: anything else is an error, not
         // something to pass through.
         for value in message.values.iter_mut() {
-            let opened_value = keys
-                .decrypt(value)
-                .map_err(UnmaskError::Cipher)
-                .and_then(|(label, clear)| allow(&label).map(|()| (label, clear)).map_err(UnmaskError::Refused));
+            let opened_value =
+                keys.decrypt(value)
+                    .map_err(UnmaskError::Cipher)
+                    .and_then(|(label, clear)| {
+                        allow(&label)
+                            .map(|()| (label, clear))
+                            .map_err(UnmaskError::Refused)
+                    });
             match opened_value {
                 Ok((label, clear)) => {
                     opened.push(label);

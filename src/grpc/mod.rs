@@ -42,7 +42,12 @@ pub struct Shared {
 
 impl Shared {
     /// Audits a refused identity, then returns the refusal.
-    pub(crate) async fn refuse(&self, error: AuthnError, claimed_subject: &str, rpc: &str) -> Status {
+    pub(crate) async fn refuse(
+        &self,
+        error: AuthnError,
+        claimed_subject: &str,
+        rpc: &str,
+    ) -> Status {
         let mut record = Record::new(kind::AUTHN_FAILURE);
         if !claimed_subject.is_empty() {
             record.sub = Some(self.redactor.subject(claimed_subject));
@@ -60,9 +65,16 @@ impl Shared {
     /// Admin calls (Audit, PolicyAdmin): in jwt mode the caller needs the
     /// admin role, from its token or from the policy's role graph; trusted
     /// mode is local-only by construction. Both outcomes are audited.
-    pub(crate) async fn admit_admin<T>(&self, request: &tonic::Request<T>, rpc: &'static str) -> Result<Principal, Status> {
+    pub(crate) async fn admit_admin<T>(
+        &self,
+        request: &tonic::Request<T>,
+        rpc: &'static str,
+    ) -> Result<Principal, Status> {
         let principal = match &self.authn {
-            Authenticator::Trusted => Principal { subject: "local-trusted".to_owned(), roles: Vec::new() },
+            Authenticator::Trusted => Principal {
+                subject: "local-trusted".to_owned(),
+                roles: Vec::new(),
+            },
             Authenticator::Jwt(_) => match self.authn.authenticate(authorization(request), "") {
                 Ok(principal) => principal,
                 Err(error) => return Err(self.refuse(error, "", rpc).await),
@@ -70,7 +82,11 @@ impl Shared {
         };
         let admitted = matches!(self.authn, Authenticator::Trusted)
             || principal.roles.contains(&self.admin_role)
-            || self.policies.snapshot().engine.has_role(&principal.subject, &self.admin_role);
+            || self
+                .policies
+                .snapshot()
+                .engine
+                .has_role(&principal.subject, &self.admin_role);
         let mut record = Record::new(kind::ADMIN);
         record.sub = Some(self.redactor.subject(&principal.subject));
         record.act = Some(rpc.to_owned());
@@ -84,11 +100,13 @@ impl Shared {
         if admitted {
             Ok(principal)
         } else {
-            Err(Status::permission_denied(format!("{rpc} requires the {} role", self.admin_role)))
+            Err(Status::permission_denied(format!(
+                "{rpc} requires the {} role",
+                self.admin_role
+            )))
         }
     }
 }
-
 
 /// Longest subject, object, action, domain or attribute accepted.
 pub const MAX_FIELD_BYTES: usize = 4096;
@@ -101,5 +119,8 @@ pub fn decision_id() -> String {
 }
 
 fn authorization<T>(request: &tonic::Request<T>) -> Option<&str> {
-    request.metadata().get("authorization").and_then(|value| value.to_str().ok())
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
 }

@@ -33,7 +33,11 @@ pub enum InputError {
     #[error("{field} must not be empty")]
     Empty { field: String },
     #[error("{field} is {len} bytes; the limit is {limit}")]
-    TooLong { field: String, len: usize, limit: usize },
+    TooLong {
+        field: String,
+        len: usize,
+        limit: usize,
+    },
     #[error("batch has {count} requests; the limit is {limit} (max_batch_items); split it into smaller batches")]
     TooManyItems { count: usize, limit: usize },
 }

@@ -20,8 +20,14 @@ pub enum Builtin {
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 6] =
-        [Builtin::CnResidentId, Builtin::CnMobile, Builtin::BankCard, Builtin::Email, Builtin::Ipv4, Builtin::Ipv6];
+    pub const ALL: [Builtin; 6] = [
+        Builtin::CnResidentId,
+        Builtin::CnMobile,
+        Builtin::BankCard,
+        Builtin::Email,
+        Builtin::Ipv4,
+        Builtin::Ipv6,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -62,11 +68,14 @@ pub struct Span {
 }
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}").expect("valid regex")
+    Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+        .expect("valid regex")
 });
-static IPV4: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d{1,3}(?:\.\d{1,3}){3}").expect("valid regex"));
-static IPV6: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}").expect("valid regex"));
+static IPV4: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\d{1,3}(?:\.\d{1,3}){3}").expect("valid regex"));
+static IPV6: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}").expect("valid regex")
+});
 
 /// Weights and check characters of GB 11643 (ISO 7064 MOD 11-2).
 pub fn resident_id_valid(id: &[u8]) -> bool {
@@ -120,7 +129,11 @@ fn numeric_tokens(text: &str) -> Vec<(usize, usize, Vec<u8>)> {
             if b.is_ascii_digit() {
                 digits.push(b);
                 end += 1;
-            } else if (b == b' ' || b == b'-') && end + 1 < bytes.len() && bytes[end + 1].is_ascii_digit() && digits.len() < 19 {
+            } else if (b == b' ' || b == b'-')
+                && end + 1 < bytes.len()
+                && bytes[end + 1].is_ascii_digit()
+                && digits.len() < 19
+            {
                 end += 1;
             } else {
                 break;
@@ -138,7 +151,13 @@ fn numeric_tokens(text: &str) -> Vec<(usize, usize, Vec<u8>)> {
 
 type NumericTokens = Vec<(usize, usize, Vec<u8>)>;
 
-fn builtin_spans(builtin: Builtin, text: &str, detector: usize, tokens: &mut Option<NumericTokens>, out: &mut Vec<Span>) {
+fn builtin_spans(
+    builtin: Builtin,
+    text: &str,
+    detector: usize,
+    tokens: &mut Option<NumericTokens>,
+    out: &mut Vec<Span>,
+) {
     let bytes = text.as_bytes();
     match builtin {
         Builtin::CnMobile | Builtin::CnResidentId | Builtin::BankCard => {
@@ -150,22 +169,37 @@ fn builtin_spans(builtin: Builtin, text: &str, detector: usize, tokens: &mut Opt
                 let found = match builtin {
                     Builtin::CnResidentId => contiguous && resident_id_valid(digits),
                     Builtin::CnMobile => {
-                        let number = digits.strip_prefix(b"86").filter(|_| digits.len() == 13).unwrap_or(digits);
-                        number.len() == 11 && number[0] == b'1' && (b'3'..=b'9').contains(&number[1])
+                        let number = digits
+                            .strip_prefix(b"86")
+                            .filter(|_| digits.len() == 13)
+                            .unwrap_or(digits);
+                        number.len() == 11
+                            && number[0] == b'1'
+                            && (b'3'..=b'9').contains(&number[1])
                     }
                     Builtin::BankCard => {
-                        (13..=19).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) && luhn_valid(digits)
+                        (13..=19).contains(&digits.len())
+                            && digits.iter().all(u8::is_ascii_digit)
+                            && luhn_valid(digits)
                     }
                     _ => false,
                 };
                 if found {
-                    out.push(Span { start, end, detector });
+                    out.push(Span {
+                        start,
+                        end,
+                        detector,
+                    });
                 }
             }
         }
         Builtin::Email => {
             if text.contains('@') {
-                out.extend(EMAIL.find_iter(text).map(|m| Span { start: m.start(), end: m.end(), detector }));
+                out.extend(EMAIL.find_iter(text).map(|m| Span {
+                    start: m.start(),
+                    end: m.end(),
+                    detector,
+                }));
             }
         }
         Builtin::Ipv4 => {
@@ -173,17 +207,30 @@ fn builtin_spans(builtin: Builtin, text: &str, detector: usize, tokens: &mut Opt
                 let before = m.start().checked_sub(1).map(|i| bytes[i]);
                 let after = bytes.get(m.end()).copied();
                 let isolated = !before.is_some_and(|b| b.is_ascii_digit() || b == b'.')
-                    && !after.is_some_and(|b| b.is_ascii_digit() || (b == b'.' && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_digit)));
+                    && !after.is_some_and(|b| {
+                        b.is_ascii_digit()
+                            || (b == b'.' && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_digit))
+                    });
                 if isolated && m.as_str().parse::<std::net::Ipv4Addr>().is_ok() {
-                    out.push(Span { start: m.start(), end: m.end(), detector });
+                    out.push(Span {
+                        start: m.start(),
+                        end: m.end(),
+                        detector,
+                    });
                 }
             }
         }
         Builtin::Ipv6 => {
             if text.matches(':').count() >= 2 {
                 for m in IPV6.find_iter(text) {
-                    if m.as_str().matches(':').count() >= 2 && m.as_str().parse::<std::net::Ipv6Addr>().is_ok() {
-                        out.push(Span { start: m.start(), end: m.end(), detector });
+                    if m.as_str().matches(':').count() >= 2
+                        && m.as_str().parse::<std::net::Ipv6Addr>().is_ok()
+                    {
+                        out.push(Span {
+                            start: m.start(),
+                            end: m.end(),
+                            detector,
+                        });
                     }
                 }
             }
@@ -193,7 +240,10 @@ fn builtin_spans(builtin: Builtin, text: &str, detector: usize, tokens: &mut Opt
 
 /// Whether any detector could fire on `text`: a cheap look before the scan.
 fn worth_scanning(text: &str, has_custom: bool) -> bool {
-    has_custom || text.bytes().any(|b| b.is_ascii_digit() || b == b'@' || b == b':')
+    has_custom
+        || text
+            .bytes()
+            .any(|b| b.is_ascii_digit() || b == b'@' || b == b':')
 }
 
 /// Non-overlapping spans in `text`, earliest first; where spans overlap the
@@ -206,10 +256,19 @@ pub fn find_spans(detectors: &[Detector], has_custom: bool, text: &str) -> Vec<S
     let mut tokens = None;
     for (index, detector) in detectors.iter().enumerate() {
         match &detector.pattern {
-            Pattern::Builtin(builtin) => builtin_spans(*builtin, text, index, &mut tokens, &mut all),
-            Pattern::Custom(regex) => {
-                all.extend(regex.find_iter(text).filter(|m| !m.is_empty()).map(|m| Span { start: m.start(), end: m.end(), detector: index }))
+            Pattern::Builtin(builtin) => {
+                builtin_spans(*builtin, text, index, &mut tokens, &mut all)
             }
+            Pattern::Custom(regex) => all.extend(
+                regex
+                    .find_iter(text)
+                    .filter(|m| !m.is_empty())
+                    .map(|m| Span {
+                        start: m.start(),
+                        end: m.end(),
+                        detector: index,
+                    }),
+            ),
         }
     }
     if all.len() <= 1 {
@@ -218,7 +277,10 @@ pub fn find_spans(detectors: &[Detector], has_custom: bool, text: &str) -> Vec<S
     all.sort_by_key(|s| (s.detector, s.start, std::cmp::Reverse(s.end)));
     let mut chosen: Vec<Span> = Vec::with_capacity(all.len());
     for span in all {
-        if chosen.iter().all(|c| span.end <= c.start || span.start >= c.end) {
+        if chosen
+            .iter()
+            .all(|c| span.end <= c.start || span.start >= c.end)
+        {
             chosen.push(span);
         }
     }
@@ -233,7 +295,11 @@ mod tests {
     fn builtins() -> Vec<Detector> {
         Builtin::ALL
             .iter()
-            .map(|b| Detector { name: b.name().into(), pattern: Pattern::Builtin(*b), label: b.name().into() })
+            .map(|b| Detector {
+                name: b.name().into(),
+                pattern: Pattern::Builtin(*b),
+                label: b.name().into(),
+            })
             .collect()
     }
 
@@ -251,17 +317,35 @@ mod tests {
         check("13812345678", &[("cn_mobile", "13812345678")]);
         check("12812345678", &[]);
         check("call 8613812345678 now", &[("cn_mobile", "8613812345678")]);
-        check("11010519491231002X", &[("cn_resident_id", "11010519491231002X")]);
+        check(
+            "11010519491231002X",
+            &[("cn_resident_id", "11010519491231002X")],
+        );
         check("110105194912310021", &[]);
         check("card 6222 0212 3456 7890 1", &[]);
-        check("card 4111 1111 1111 1111.", &[("bank_card", "4111 1111 1111 1111")]);
+        check(
+            "card 4111 1111 1111 1111.",
+            &[("bank_card", "4111 1111 1111 1111")],
+        );
         check("4111111111111112", &[]);
-        check("mail a.b+c@example.co.uk!", &[("email", "a.b+c@example.co.uk")]);
-        check("from 192.168.1.20, not 999.1.1.1", &[("ipv4", "192.168.1.20")]);
-        check("v6 2001:db8::8a2e:370:7334 at 12:30:45", &[("ipv6", "2001:db8::8a2e:370:7334")]);
-        check("客户电话13812345678，身份证11010519491231002X", &[
-            ("cn_mobile", "13812345678"),
-            ("cn_resident_id", "11010519491231002X"),
-        ]);
+        check(
+            "mail a.b+c@example.co.uk!",
+            &[("email", "a.b+c@example.co.uk")],
+        );
+        check(
+            "from 192.168.1.20, not 999.1.1.1",
+            &[("ipv4", "192.168.1.20")],
+        );
+        check(
+            "v6 2001:db8::8a2e:370:7334 at 12:30:45",
+            &[("ipv6", "2001:db8::8a2e:370:7334")],
+        );
+        check(
+            "客户电话13812345678，身份证11010519491231002X",
+            &[
+                ("cn_mobile", "13812345678"),
+                ("cn_resident_id", "11010519491231002X"),
+            ],
+        );
     }
 }

@@ -17,8 +17,8 @@ pub mod treat;
 
 use prost_types::{value::Kind, ListValue, Struct, Value};
 
-pub use rules::{Classification, Label};
 use rules::Step;
+pub use rules::{Classification, Label};
 pub use treat::Treatment;
 
 use crate::keys::Keyring;
@@ -55,7 +55,11 @@ impl<F: FnMut(&Label) -> Grant> Visibility for F {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MaskError {
     #[error("records[{record}] nests deeper than {limit} levels at {path}")]
-    TooDeep { record: usize, path: String, limit: usize },
+    TooDeep {
+        record: usize,
+        path: String,
+        limit: usize,
+    },
 }
 
 #[derive(Clone)]
@@ -104,16 +108,28 @@ enum Fate {
 }
 
 impl<'a, V: Visibility> Masker<'a, V> {
-    pub fn new(classification: &'a Classification, object: &'a str, keys: &'a Keyring, visibility: V, max_depth: usize) -> Self {
+    pub fn new(
+        classification: &'a Classification,
+        object: &'a str,
+        keys: &'a Keyring,
+        visibility: V,
+        max_depth: usize,
+    ) -> Self {
         let rules_for_object = classification
             .rules
             .iter()
-            .filter(|r| r.object.as_deref().is_none_or(|pattern| rules::object_matches(pattern, object)))
+            .filter(|r| {
+                r.object
+                    .as_deref()
+                    .is_none_or(|pattern| rules::object_matches(pattern, object))
+            })
             .collect();
         let mut format_hints = std::collections::HashMap::new();
         for detector in &classification.detectors {
             if let Pattern::Builtin(builtin) = detector.pattern {
-                format_hints.entry(detector.label.as_str()).or_insert(builtin);
+                format_hints
+                    .entry(detector.label.as_str())
+                    .or_insert(builtin);
             }
         }
         Masker {
@@ -133,7 +149,11 @@ impl<'a, V: Visibility> Masker<'a, V> {
     }
 
     /// The treatment for `label` (resolved once per label), with its reason.
-    fn treatment(&mut self, label_name: &str, rule_default: Option<Treatment>) -> (Treatment, String) {
+    fn treatment(
+        &mut self,
+        label_name: &str,
+        rule_default: Option<Treatment>,
+    ) -> (Treatment, String) {
         let Some(label) = self.classification.labels.get(label_name) else {
             // Validation guarantees labels exist; still fail closed.
             return (Treatment::Redact, "unknown label".into());
@@ -154,12 +174,24 @@ impl<'a, V: Visibility> Masker<'a, V> {
     }
 
     /// Masks one record in place, appending its field actions.
-    pub fn mask(&mut self, index: usize, record: &mut Struct, actions: &mut Vec<FieldAction>) -> Result<(), MaskError> {
+    pub fn mask(
+        &mut self,
+        index: usize,
+        record: &mut Struct,
+        actions: &mut Vec<FieldAction>,
+    ) -> Result<(), MaskError> {
         let mut path = Vec::new();
         self.walk_struct(index, record, &mut path, 1, actions)
     }
 
-    fn walk_struct(&mut self, index: usize, record: &mut Struct, path: &mut Vec<OwnedStep>, depth: usize, actions: &mut Vec<FieldAction>) -> Result<(), MaskError> {
+    fn walk_struct(
+        &mut self,
+        index: usize,
+        record: &mut Struct,
+        path: &mut Vec<OwnedStep>,
+        depth: usize,
+        actions: &mut Vec<FieldAction>,
+    ) -> Result<(), MaskError> {
         let mut dropped = Vec::new();
         for (key, value) in record.fields.iter_mut() {
             path.push(OwnedStep::Key(key.clone()));
@@ -174,9 +206,20 @@ impl<'a, V: Visibility> Masker<'a, V> {
         Ok(())
     }
 
-    fn walk(&mut self, index: usize, value: &mut Value, path: &mut Vec<OwnedStep>, depth: usize, actions: &mut Vec<FieldAction>) -> Result<Fate, MaskError> {
+    fn walk(
+        &mut self,
+        index: usize,
+        value: &mut Value,
+        path: &mut Vec<OwnedStep>,
+        depth: usize,
+        actions: &mut Vec<FieldAction>,
+    ) -> Result<Fate, MaskError> {
         if depth > self.max_depth {
-            return Err(MaskError::TooDeep { record: index, path: render_path(path), limit: self.max_depth });
+            return Err(MaskError::TooDeep {
+                record: index,
+                path: render_path(path),
+                limit: self.max_depth,
+            });
         }
         // Path rules first: they label whole fields (or whole subtrees).
         if !self.rules_for_object.is_empty() {
@@ -187,7 +230,12 @@ impl<'a, V: Visibility> Masker<'a, V> {
                     OwnedStep::Index(i) => Step::Index(*i),
                 })
                 .collect();
-            if let Some(rule) = self.rules_for_object.iter().find(|r| rules::path_matches(&r.pattern, &steps)).copied() {
+            if let Some(rule) = self
+                .rules_for_object
+                .iter()
+                .find(|r| rules::path_matches(&r.pattern, &steps))
+                .copied()
+            {
                 let (treatment, why) = self.treatment(&rule.label, rule.treatment);
                 actions.push(FieldAction {
                     record_index: index,
@@ -209,7 +257,10 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 let mut keep = Vec::with_capacity(values.len());
                 for (i, item) in values.iter_mut().enumerate() {
                     path.push(OwnedStep::Index(i));
-                    keep.push(matches!(self.walk(index, item, path, depth + 1, actions)?, Fate::Keep));
+                    keep.push(matches!(
+                        self.walk(index, item, path, depth + 1, actions)?,
+                        Fate::Keep
+                    ));
                     path.pop();
                 }
                 let mut flags = keep.into_iter();
@@ -241,18 +292,28 @@ impl<'a, V: Visibility> Masker<'a, V> {
     }
 
     /// Applies a field-level treatment to any value.
-    fn treat_value(&mut self, value: &mut Value, treatment: Treatment, label: &str, kind: Option<Builtin>) -> Fate {
+    fn treat_value(
+        &mut self,
+        value: &mut Value,
+        treatment: Treatment,
+        label: &str,
+        kind: Option<Builtin>,
+    ) -> Fate {
         match treatment {
             Treatment::Clear => Fate::Keep,
             Treatment::Drop => Fate::Drop,
             Treatment::Null => {
-                *value = Value { kind: Some(Kind::NullValue(0)) };
+                *value = Value {
+                    kind: Some(Kind::NullValue(0)),
+                };
                 Fate::Keep
             }
             _ => {
                 let text = match &value.kind {
                     Some(Kind::StringValue(s)) => s.clone(),
-                    Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 1e19 => format!("{}", *n as i128),
+                    Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 1e19 => {
+                        format!("{}", *n as i128)
+                    }
                     Some(Kind::NumberValue(n)) => n.to_string(),
                     Some(Kind::BoolValue(b)) => b.to_string(),
                     Some(Kind::NullValue(_)) | None => return Fate::Keep,
@@ -263,7 +324,8 @@ impl<'a, V: Visibility> Masker<'a, V> {
                         if matches!(treatment, Treatment::Mask { .. } | Treatment::Generalize(_)) {
                             treat::REDACTED.to_owned()
                         } else {
-                            treat::apply(treatment, &json, label, None, self.keys).unwrap_or_default()
+                            treat::apply(treatment, &json, label, None, self.keys)
+                                .unwrap_or_default()
                         }
                     }
                 };
@@ -271,18 +333,35 @@ impl<'a, V: Visibility> Masker<'a, V> {
                     Some(Kind::StructValue(_) | Kind::ListValue(_)) => text,
                     _ => treat::apply(treatment, &text, label, kind, self.keys).unwrap_or_default(),
                 };
-                *value = Value { kind: Some(Kind::StringValue(treated)) };
+                *value = Value {
+                    kind: Some(Kind::StringValue(treated)),
+                };
                 Fate::Keep
             }
         }
     }
 
     /// Runs the detectors over a string leaf.
-    fn detect(&mut self, index: usize, text: String, path: &[OwnedStep], actions: &mut Vec<FieldAction>) -> (Fate, Value) {
+    fn detect(
+        &mut self,
+        index: usize,
+        text: String,
+        path: &[OwnedStep],
+        actions: &mut Vec<FieldAction>,
+    ) -> (Fate, Value) {
         let classification = self.classification;
-        let spans = detect::find_spans(&classification.detectors, classification.has_custom_detectors, &text);
+        let spans = detect::find_spans(
+            &classification.detectors,
+            classification.has_custom_detectors,
+            &text,
+        );
         if spans.is_empty() {
-            return (Fate::Keep, Value { kind: Some(Kind::StringValue(text)) });
+            return (
+                Fate::Keep,
+                Value {
+                    kind: Some(Kind::StringValue(text)),
+                },
+            );
         }
         let builtin = |detector: usize| match classification.detectors[detector].pattern {
             Pattern::Builtin(b) => Some(b),
@@ -300,8 +379,15 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 treatment: treatment.to_string(),
                 rule: format!("detector {}; {why}", detector.name),
             });
-            let mut value = Value { kind: Some(Kind::StringValue(text)) };
-            let fate = self.treat_value(&mut value, treatment, &detector.label.clone(), builtin(spans[0].detector));
+            let mut value = Value {
+                kind: Some(Kind::StringValue(text)),
+            };
+            let fate = self.treat_value(
+                &mut value,
+                treatment,
+                &detector.label.clone(),
+                builtin(spans[0].detector),
+            );
             return (fate, value);
         }
         // Free text: treat each span, keep the rest.
@@ -312,7 +398,16 @@ impl<'a, V: Visibility> Masker<'a, V> {
             let (treatment, why) = self.treatment(&detector.label, None);
             let piece = &text[span.start..span.end];
             out.push_str(&text[cursor..span.start]);
-            out.push_str(&treat::apply(treatment, piece, &detector.label, builtin(span.detector), self.keys).unwrap_or_default());
+            out.push_str(
+                &treat::apply(
+                    treatment,
+                    piece,
+                    &detector.label,
+                    builtin(span.detector),
+                    self.keys,
+                )
+                .unwrap_or_default(),
+            );
             cursor = span.end;
             actions.push(FieldAction {
                 record_index: index,
@@ -323,7 +418,12 @@ impl<'a, V: Visibility> Masker<'a, V> {
             });
         }
         out.push_str(&text[cursor..]);
-        (Fate::Keep, Value { kind: Some(Kind::StringValue(out)) })
+        (
+            Fate::Keep,
+            Value {
+                kind: Some(Kind::StringValue(out)),
+            },
+        )
     }
 }
 
@@ -336,7 +436,9 @@ pub fn to_json(value: &Value) -> serde_json::Value {
             if n.fract() == 0.0 && n.abs() < 9e15 {
                 (*n as i64).into()
             } else {
-                serde_json::Number::from_f64(*n).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+                serde_json::Number::from_f64(*n)
+                    .map(serde_json::Value::Number)
+                    .unwrap_or(serde_json::Value::Null)
             }
         }
         Some(Kind::StringValue(s)) => s.clone().into(),
@@ -346,7 +448,12 @@ pub fn to_json(value: &Value) -> serde_json::Value {
 }
 
 pub fn struct_to_json(s: &Struct) -> serde_json::Value {
-    serde_json::Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+    serde_json::Value::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), to_json(v)))
+            .collect(),
+    )
 }
 
 /// JSON to a protobuf Value, for the CLI's JSONL input.
@@ -356,10 +463,12 @@ pub fn from_json(value: &serde_json::Value) -> Value {
         serde_json::Value::Bool(b) => Kind::BoolValue(*b),
         serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
         serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(items) => Kind::ListValue(ListValue { values: items.iter().map(from_json).collect() }),
-        serde_json::Value::Object(map) => {
-            Kind::StructValue(Struct { fields: map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect() })
-        }
+        serde_json::Value::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(from_json).collect(),
+        }),
+        serde_json::Value::Object(map) => Kind::StructValue(Struct {
+            fields: map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect(),
+        }),
     };
     Value { kind: Some(kind) }
 }
@@ -405,8 +514,9 @@ fn unmask_value<E>(
     Ok(())
 }
 
-static ENVELOPE: std::sync::LazyLock<regex::Regex> =
-    std::sync::LazyLock::new(|| regex::Regex::new(r"vigil:v1d?:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+").expect("valid regex"));
+static ENVELOPE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"vigil:v1d?:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+").expect("valid regex")
+});
 
 /// Opens every envelope in `text` (a whole value or spans in free text).
 pub fn unmask_text<E>(

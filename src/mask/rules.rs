@@ -133,22 +133,31 @@ pub fn parse_path(pattern: &str) -> Result<Vec<Segment>, String> {
             None => (piece, ""),
         };
         match key {
-            "" if brackets.is_empty() => return Err(format!("path {pattern:?} has an empty segment")),
+            "" if brackets.is_empty() => {
+                return Err(format!("path {pattern:?} has an empty segment"))
+            }
             "" => {}
             "*" => segments.push(Segment::Any),
             "**" => segments.push(Segment::AnyDepth),
             key => segments.push(Segment::Key(key.to_owned())),
         }
         while !brackets.is_empty() {
-            let close = brackets.find(']').ok_or_else(|| format!("path {pattern:?}: unclosed '['"))?;
+            let close = brackets
+                .find(']')
+                .ok_or_else(|| format!("path {pattern:?}: unclosed '['"))?;
             let inner = &brackets[1..close];
             segments.push(match inner {
                 "" | "*" => Segment::AnyIndex,
-                n => Segment::Index(n.parse().map_err(|_| format!("path {pattern:?}: [{n}] is not an index"))?),
+                n => Segment::Index(
+                    n.parse()
+                        .map_err(|_| format!("path {pattern:?}: [{n}] is not an index"))?,
+                ),
             });
             brackets = &brackets[close + 1..];
             if !brackets.is_empty() && !brackets.starts_with('[') {
-                return Err(format!("path {pattern:?}: unexpected {brackets:?} after ']'"));
+                return Err(format!(
+                    "path {pattern:?}: unexpected {brackets:?} after ']'"
+                ));
             }
         }
     }
@@ -158,9 +167,13 @@ pub fn parse_path(pattern: &str) -> Result<Vec<Segment>, String> {
 pub fn path_matches(pattern: &[Segment], path: &[Step<'_>]) -> bool {
     match pattern.split_first() {
         None => path.is_empty(),
-        Some((Segment::AnyDepth, rest)) => (0..=path.len()).any(|skip| path_matches(rest, &path[skip..])),
+        Some((Segment::AnyDepth, rest)) => {
+            (0..=path.len()).any(|skip| path_matches(rest, &path[skip..]))
+        }
         Some((segment, rest)) => {
-            let Some((step, path_rest)) = path.split_first() else { return false };
+            let Some((step, path_rest)) = path.split_first() else {
+                return false;
+            };
             let here = match (segment, step) {
                 (Segment::Key(k), Step::Key(s)) => k == s,
                 (Segment::Index(i), Step::Index(j)) => i == j,
@@ -182,12 +195,16 @@ pub fn object_matches(pattern: &str, object: &str) -> bool {
     let mut rest = object;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(after) = rest.strip_prefix(part) else { return false };
+            let Some(after) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = after;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
         } else {
-            let Some(at) = rest.find(part) else { return false };
+            let Some(at) = rest.find(part) else {
+                return false;
+            };
             rest = &rest[at + part.len()..];
         }
     }
@@ -195,11 +212,19 @@ pub fn object_matches(pattern: &str, object: &str) -> bool {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
-    let problem = |line: usize, message: String| Problem { file: CLASSIFICATION_FILE.into(), line, message };
+    let problem = |line: usize, message: String| Problem {
+        file: CLASSIFICATION_FILE.into(),
+        line,
+        message,
+    };
     let file: FileDef = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
         vec![problem(line, e.message().trim().to_owned())]
@@ -207,13 +232,18 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
     let mut problems = Vec::new();
     let levels: Vec<String> = match &file.levels {
         Some(levels) => levels.get_ref().clone(),
-        None => ["public", "internal", "confidential", "secret"].map(String::from).to_vec(),
+        None => ["public", "internal", "confidential", "secret"]
+            .map(String::from)
+            .to_vec(),
     };
     if let Some(spanned) = &file.levels {
         let mut seen = std::collections::HashSet::new();
         for level in spanned.get_ref() {
             if !seen.insert(level) {
-                problems.push(problem(line_of(text, spanned.span().start), format!("level {level:?} is listed twice")));
+                problems.push(problem(
+                    line_of(text, spanned.span().start),
+                    format!("level {level:?} is listed twice"),
+                ));
             }
         }
     }
@@ -222,12 +252,27 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
         let line = line_of(text, spanned.span().start);
         let def = spanned.get_ref();
         let Some(rank) = levels.iter().position(|l| *l == def.level) else {
-            problems.push(problem(line, format!("label {name:?}: unknown level {:?}; levels are {}", def.level, levels.join(" < "))));
+            problems.push(problem(
+                line,
+                format!(
+                    "label {name:?}: unknown level {:?}; levels are {}",
+                    def.level,
+                    levels.join(" < ")
+                ),
+            ));
             continue;
         };
         match def.default.parse::<Treatment>() {
             Ok(default) => {
-                labels.insert(name.clone(), Label { name: name.clone(), level: def.level.clone(), rank, default });
+                labels.insert(
+                    name.clone(),
+                    Label {
+                        name: name.clone(),
+                        level: def.level.clone(),
+                        rank,
+                        default,
+                    },
+                );
             }
             Err(e) => problems.push(problem(line, format!("label {name:?}: {e}"))),
         }
@@ -238,9 +283,14 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
         let line = line_of(text, spanned.span().start);
         let def = spanned.get_ref();
         if !known_label(&def.label) {
-            problems.push(problem(line, format!("rule for {:?}: unknown label {:?}", def.path, def.label)));
+            problems.push(problem(
+                line,
+                format!("rule for {:?}: unknown label {:?}", def.path, def.label),
+            ));
         }
-        let pattern = parse_path(&def.path).map_err(|e| problems.push(problem(line, e))).ok();
+        let pattern = parse_path(&def.path)
+            .map_err(|e| problems.push(problem(line, e)))
+            .ok();
         let treatment = match def.treatment.as_deref().map(str::parse::<Treatment>) {
             Some(Err(e)) => {
                 problems.push(problem(line, format!("rule for {:?}: {e}", def.path)));
@@ -265,14 +315,23 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
         let line = line_of(text, spanned.span().start);
         let def = spanned.get_ref();
         if !known_label(&def.label) {
-            problems.push(problem(line, format!("detector: unknown label {:?}", def.label)));
+            problems.push(problem(
+                line,
+                format!("detector: unknown label {:?}", def.label),
+            ));
         }
         let pattern = match (&def.builtin, &def.regex) {
             (Some(name), None) => match Builtin::from_name(name) {
                 Some(builtin) => Pattern::Builtin(builtin),
                 None => {
                     let known: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
-                    problems.push(problem(line, format!("unknown builtin detector {name:?}; known: {}", known.join(", "))));
+                    problems.push(problem(
+                        line,
+                        format!(
+                            "unknown builtin detector {name:?}; known: {}",
+                            known.join(", ")
+                        ),
+                    ));
                     continue;
                 }
             },
@@ -282,12 +341,18 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
                     Pattern::Custom(compiled)
                 }
                 Err(e) => {
-                    problems.push(problem(line, format!("detector regex does not compile: {e}")));
+                    problems.push(problem(
+                        line,
+                        format!("detector regex does not compile: {e}"),
+                    ));
                     continue;
                 }
             },
             _ => {
-                problems.push(problem(line, "a detector needs exactly one of `builtin` and `regex`".into()));
+                problems.push(problem(
+                    line,
+                    "a detector needs exactly one of `builtin` and `regex`".into(),
+                ));
                 continue;
             }
         };
@@ -296,10 +361,20 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
             .clone()
             .or_else(|| def.builtin.clone())
             .unwrap_or_else(|| format!("detector@{line}"));
-        detectors.push(Detector { name, pattern, label: def.label.clone() });
+        detectors.push(Detector {
+            name,
+            pattern,
+            label: def.label.clone(),
+        });
     }
     if problems.is_empty() {
-        Ok(Classification { levels, labels, rules, detectors, has_custom_detectors })
+        Ok(Classification {
+            levels,
+            labels,
+            rules,
+            detectors,
+            has_custom_detectors,
+        })
     } else {
         Err(problems)
     }
@@ -321,7 +396,11 @@ mod tests {
     #[test]
     fn path_globs() {
         let check = |pattern: &str, path: &[&str], expect: bool| {
-            assert_eq!(path_matches(&parse_path(pattern).unwrap(), &steps(path)), expect, "{pattern} vs {path:?}");
+            assert_eq!(
+                path_matches(&parse_path(pattern).unwrap(), &steps(path)),
+                expect,
+                "{pattern} vs {path:?}"
+            );
         };
         check("phone", &["phone"], true);
         check("customer.phone", &["customer", "phone"], true);
@@ -337,10 +416,24 @@ mod tests {
     fn problems_name_their_line() {
         let text = "[labels]\nphone = { level = \"confidential\", default = \"mask\" }\nid = { level = \"top\", default = \"mask\" }\n\
                     [[rules]]\npath = \"a.b\"\nlabel = \"nope\"\n[[detectors]]\nregex = \"(\"\nlabel = \"phone\"\n";
-        let problems: Vec<String> = parse(text).unwrap_err().iter().map(|p| p.to_string()).collect();
+        let problems: Vec<String> = parse(text)
+            .unwrap_err()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems[0].starts_with("classification.toml:3: label \"id\": unknown level \"top\""), "{problems:?}");
-        assert!(problems[1].starts_with("classification.toml:4: rule for \"a.b\": unknown label \"nope\""), "{problems:?}");
-        assert!(problems[2].starts_with("classification.toml:7: detector regex does not compile"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("classification.toml:3: label \"id\": unknown level \"top\""),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1]
+                .starts_with("classification.toml:4: rule for \"a.b\": unknown label \"nope\""),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].starts_with("classification.toml:7: detector regex does not compile"),
+            "{problems:?}"
+        );
     }
 }

@@ -20,7 +20,10 @@ pub enum Treatment {
     Clear,
     /// Partial mask keeping the value's format. `None` keeps what suits the
     /// detected kind (138****5678, 110***********123X, a***@example.com).
-    Mask { keep_first: Option<usize>, keep_last: Option<usize> },
+    Mask {
+        keep_first: Option<usize>,
+        keep_last: Option<usize>,
+    },
     Redact,
     Null,
     Drop,
@@ -40,7 +43,10 @@ impl FromStr for Treatment {
         let mut parts = s.split(':');
         let head = parts.next().unwrap_or_default();
         let rest: Vec<&str> = parts.collect();
-        let number = |text: &str| text.parse::<usize>().map_err(|_| format!("{text:?} in {s:?} is not a count"));
+        let number = |text: &str| {
+            text.parse::<usize>()
+                .map_err(|_| format!("{text:?} in {s:?} is not a count"))
+        };
         Ok(match (head, rest.as_slice()) {
             ("clear", []) => Treatment::Clear,
             ("mask", []) => Treatment::Mask { keep_first: None, keep_last: None },
@@ -74,7 +80,10 @@ impl fmt::Display for Treatment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Treatment::Clear => f.write_str("clear"),
-            Treatment::Mask { keep_first: Some(a), keep_last: Some(b) } => write!(f, "mask:{a}:{b}"),
+            Treatment::Mask {
+                keep_first: Some(a),
+                keep_last: Some(b),
+            } => write!(f, "mask:{a}:{b}"),
             Treatment::Mask { .. } => f.write_str("mask"),
             Treatment::Redact => f.write_str("redact"),
             Treatment::Null => f.write_str("null"),
@@ -103,12 +112,22 @@ fn mask_chars(value: &str, first: usize, last: usize) -> String {
     chars
         .iter()
         .enumerate()
-        .map(|(i, &c)| if i < first || i >= n - last || matches!(c, ' ' | '-' | '.' | ':') { c } else { '*' })
+        .map(|(i, &c)| {
+            if i < first || i >= n - last || matches!(c, ' ' | '-' | '.' | ':') {
+                c
+            } else {
+                '*'
+            }
+        })
         .collect()
 }
 
 /// Format-keeping partial mask.
-pub fn partial_mask(value: &str, kind: Option<Builtin>, keep: (Option<usize>, Option<usize>)) -> String {
+pub fn partial_mask(
+    value: &str,
+    kind: Option<Builtin>,
+    keep: (Option<usize>, Option<usize>),
+) -> String {
     if let (Some(first), Some(last)) = keep {
         return mask_chars(value, first, last);
     }
@@ -128,7 +147,11 @@ pub fn partial_mask(value: &str, kind: Option<Builtin>, keep: (Option<usize>, Op
         },
         Some(Builtin::Ipv4) => {
             let octets: Vec<&str> = value.split('.').collect();
-            format!("{}.{}.*.*", octets[0], octets.get(1).copied().unwrap_or("*"))
+            format!(
+                "{}.{}.*.*",
+                octets[0],
+                octets.get(1).copied().unwrap_or("*")
+            )
         }
         Some(Builtin::Ipv6) => {
             let first = value.split(':').next().unwrap_or_default();
@@ -158,7 +181,9 @@ pub fn generalize(value: &str, how: Generalize) -> Option<String> {
             if how == Generalize::Year {
                 return Some(value[..4].to_owned());
             }
-            let month_ok = bytes.len() >= 7 && matches!(bytes[4], b'-' | b'/' | b'.') && bytes[5..7].iter().all(u8::is_ascii_digit);
+            let month_ok = bytes.len() >= 7
+                && matches!(bytes[4], b'-' | b'/' | b'.')
+                && bytes[5..7].iter().all(u8::is_ascii_digit);
             month_ok.then(|| format!("{}-{}", &value[..4], &value[5..7]))
         }
         Generalize::Range(width) => {
@@ -174,10 +199,19 @@ pub fn generalize(value: &str, how: Generalize) -> Option<String> {
 
 /// What a treatment turns a string into. `None` means "no value" (null, or
 /// the field dropped, as the caller decides).
-pub fn apply(treatment: Treatment, value: &str, label: &str, kind: Option<Builtin>, keys: &Keyring) -> Option<String> {
+pub fn apply(
+    treatment: Treatment,
+    value: &str,
+    label: &str,
+    kind: Option<Builtin>,
+    keys: &Keyring,
+) -> Option<String> {
     Some(match treatment {
         Treatment::Clear => value.to_owned(),
-        Treatment::Mask { keep_first, keep_last } => partial_mask(value, kind, (keep_first, keep_last)),
+        Treatment::Mask {
+            keep_first,
+            keep_last,
+        } => partial_mask(value, kind, (keep_first, keep_last)),
         Treatment::Redact => REDACTED.to_owned(),
         Treatment::Null | Treatment::Drop => return None,
         Treatment::Pseudonym => keys.pseudonym(value),
@@ -193,26 +227,67 @@ mod tests {
 
     #[test]
     fn masks_keep_the_format() {
-        let check = |value: &str, kind, expect: &str| assert_eq!(partial_mask(value, kind, (None, None)), expect);
+        let check = |value: &str, kind, expect: &str| {
+            assert_eq!(partial_mask(value, kind, (None, None)), expect)
+        };
         check("13812345678", Some(Builtin::CnMobile), "138****5678");
         check("8613812345678", Some(Builtin::CnMobile), "86138****5678");
-        check("11010519491231002X", Some(Builtin::CnResidentId), "110***********002X");
-        check("alice@example.com", Some(Builtin::Email), "a***@example.com");
-        check("4111 1111 1111 1111", Some(Builtin::BankCard), "4111 **** **** 1111");
+        check(
+            "11010519491231002X",
+            Some(Builtin::CnResidentId),
+            "110***********002X",
+        );
+        check(
+            "alice@example.com",
+            Some(Builtin::Email),
+            "a***@example.com",
+        );
+        check(
+            "4111 1111 1111 1111",
+            Some(Builtin::BankCard),
+            "4111 **** **** 1111",
+        );
         check("192.168.1.20", Some(Builtin::Ipv4), "192.168.*.*");
         check("张三丰", None, "张**");
-        assert_eq!(partial_mask("ABCDEFGH", None, (Some(2), Some(3))), "AB***FGH");
+        assert_eq!(
+            partial_mask("ABCDEFGH", None, (Some(2), Some(3))),
+            "AB***FGH"
+        );
     }
 
     #[test]
     fn generalization_and_parsing() {
-        assert_eq!(generalize("1990-03-07", Generalize::Year).as_deref(), Some("1990"));
-        assert_eq!(generalize("1990-03-07T10:00:00Z", Generalize::Month).as_deref(), Some("1990-03"));
-        assert_eq!(generalize("37", Generalize::Range(10)).as_deref(), Some("30-39"));
+        assert_eq!(
+            generalize("1990-03-07", Generalize::Year).as_deref(),
+            Some("1990")
+        );
+        assert_eq!(
+            generalize("1990-03-07T10:00:00Z", Generalize::Month).as_deref(),
+            Some("1990-03")
+        );
+        assert_eq!(
+            generalize("37", Generalize::Range(10)).as_deref(),
+            Some("30-39")
+        );
         assert_eq!(generalize("n/a", Generalize::Range(10)), None);
-        for text in ["clear", "mask", "mask:3:4", "redact", "null", "drop", "pseudonym", "encrypt", "encrypt_deterministic", "generalize:year", "generalize:range:5"] {
+        for text in [
+            "clear",
+            "mask",
+            "mask:3:4",
+            "redact",
+            "null",
+            "drop",
+            "pseudonym",
+            "encrypt",
+            "encrypt_deterministic",
+            "generalize:year",
+            "generalize:range:5",
+        ] {
             assert_eq!(text.parse::<Treatment>().unwrap().to_string(), text);
         }
-        assert!("blur".parse::<Treatment>().unwrap_err().contains("unknown treatment"));
+        assert!("blur"
+            .parse::<Treatment>()
+            .unwrap_err()
+            .contains("unknown treatment"));
     }
 }

@@ -95,8 +95,18 @@ pub struct AccessCase {
 impl AccessCase {
     pub fn label(&self, index: usize) -> String {
         self.name.clone().unwrap_or_else(|| {
-            let domain = if self.domain.is_empty() { String::new() } else { format!(" in {}", self.domain) };
-            format!("#{}: {} {} {}{domain}", index + 1, self.subject, self.action, self.object)
+            let domain = if self.domain.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", self.domain)
+            };
+            format!(
+                "#{}: {} {} {}{domain}",
+                index + 1,
+                self.subject,
+                self.action,
+                self.object
+            )
         })
     }
 }
@@ -122,11 +132,17 @@ fn toml_to_json(value: &toml::Value) -> serde_json::Value {
     match value {
         toml::Value::String(s) => s.clone().into(),
         toml::Value::Integer(i) => (*i).into(),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or_default(),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or_default(),
         toml::Value::Boolean(b) => (*b).into(),
         toml::Value::Datetime(d) => d.to_string().into(),
         toml::Value::Array(items) => items.iter().map(toml_to_json).collect(),
-        toml::Value::Table(table) => table.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect::<serde_json::Map<_, _>>().into(),
+        toml::Value::Table(table) => table
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
     }
 }
 
@@ -137,7 +153,9 @@ fn run_masking(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
         .iter()
         .enumerate()
         .map(|(index, case)| {
-            let label = case.name.clone().unwrap_or_else(|| format!("mask #{}: {} on {}", index + 1, case.subject, case.object));
+            let label = case.name.clone().unwrap_or_else(|| {
+                format!("mask #{}: {} on {}", index + 1, case.subject, case.object)
+            });
             let asker = AccessRequest {
                 subject: &case.subject,
                 extra_roles: &case.roles,
@@ -149,15 +167,31 @@ fn run_masking(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
             let failure = (|| -> Option<String> {
                 match policy.engine.decide(&asker) {
                     Err(e) => return Some(format!("request error: {e}")),
-                    Ok(v) if !v.allowed() => return Some(format!("{} may not read {}: {}", case.subject, case.object, v.reason(&asker))),
+                    Ok(v) if !v.allowed() => {
+                        return Some(format!(
+                            "{} may not read {}: {}",
+                            case.subject,
+                            case.object,
+                            v.reason(&asker)
+                        ))
+                    }
                     Ok(_) => {}
                 }
                 let json = toml_to_json(&toml::Value::Table(case.record.clone()));
-                let prost_types::Value { kind: Some(prost_types::value::Kind::StructValue(mut record)) } = crate::mask::from_json(&json) else {
+                let prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StructValue(mut record)),
+                } = crate::mask::from_json(&json)
+                else {
                     return Some("record must be a table".into());
                 };
                 let visibility = |l: &crate::mask::Label| policy.grant(&asker, l);
-                let mut masker = crate::mask::Masker::new(&policy.classification, &case.object, &keys, visibility, 64);
+                let mut masker = crate::mask::Masker::new(
+                    &policy.classification,
+                    &case.object,
+                    &keys,
+                    visibility,
+                    64,
+                );
                 let mut actions = Vec::new();
                 if let Err(e) = masker.mask(0, &mut record, &mut actions) {
                     return Some(e.to_string());
@@ -172,9 +206,20 @@ fn run_masking(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
                     }
                 }
                 for (path, treatment) in &case.treatments {
-                    let got: Vec<&str> = actions.iter().filter(|a| a.path == *path).map(|a| a.treatment.as_str()).collect();
+                    let got: Vec<&str> = actions
+                        .iter()
+                        .filter(|a| a.path == *path)
+                        .map(|a| a.treatment.as_str())
+                        .collect();
                     if got != [treatment.as_str()] {
-                        problems.push(format!("{path}: expected treatment {treatment}, got {}", if got.is_empty() { "none".to_owned() } else { got.join(", ") }));
+                        problems.push(format!(
+                            "{path}: expected treatment {treatment}, got {}",
+                            if got.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                got.join(", ")
+                            }
+                        ));
                     }
                 }
                 (!problems.is_empty()).then(|| problems.join("; "))
@@ -200,13 +245,25 @@ fn run_access(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
             let failure = match policy.engine.decide(&request) {
                 Err(e) => Some(format!("request error: {e}")),
                 Ok(verdict) => {
-                    let got = if verdict.allowed() { Expect::Allow } else { Expect::Deny };
+                    let got = if verdict.allowed() {
+                        Expect::Allow
+                    } else {
+                        Expect::Deny
+                    };
                     (got != case.expect).then(|| {
-                        format!("expected {}, got {}: {}", case.expect, got, verdict.reason(&request))
+                        format!(
+                            "expected {}, got {}: {}",
+                            case.expect,
+                            got,
+                            verdict.reason(&request)
+                        )
                     })
                 }
             };
-            Outcome { label: case.label(index), failure }
+            Outcome {
+                label: case.label(index),
+                failure,
+            }
         })
         .collect()
 }

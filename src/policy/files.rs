@@ -11,7 +11,11 @@ pub const POLICY_FILE: &str = "policy.csv";
 pub use crate::diagnostics::Problem;
 
 fn problem(file: &str, line: usize, message: impl Into<String>) -> Problem {
-    Problem { file: file.to_owned(), line, message: message.into() }
+    Problem {
+        file: file.to_owned(),
+        line,
+        message: message.into(),
+    }
 }
 
 const SECTIONS: [(&str, char); 5] = [
@@ -97,14 +101,22 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
                     problems.push(problem(
                         MODEL_FILE,
                         start,
-                        format!("unknown section [{}]; expected one of [{}]", name.trim(), known.join("], [")),
+                        format!(
+                            "unknown section [{}]; expected one of [{}]",
+                            name.trim(),
+                            known.join("], [")
+                        ),
                     ));
                 }
             }
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            problems.push(problem(MODEL_FILE, start, format!("expected `key = value`, found {line:?}")));
+            problems.push(problem(
+                MODEL_FILE,
+                start,
+                format!("expected `key = value`, found {line:?}"),
+            ));
             continue;
         };
         // Like Casbin, everything after `#` in a value is a comment.
@@ -112,11 +124,17 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
         let (key, value) = (key.trim(), value.trim());
         let Some(current) = section else {
             if seen_sections.is_empty() {
-                problems.push(problem(MODEL_FILE, start, format!("`{key}` appears before any [section]")));
+                problems.push(problem(
+                    MODEL_FILE,
+                    start,
+                    format!("`{key}` appears before any [section]"),
+                ));
             }
             continue;
         };
-        if !key.starts_with(current) || key.len() > 1 && !key[1..].chars().all(|c| c.is_ascii_digit()) {
+        if !key.starts_with(current)
+            || key.len() > 1 && !key[1..].chars().all(|c| c.is_ascii_digit())
+        {
             problems.push(problem(
                 MODEL_FILE,
                 start,
@@ -125,11 +143,19 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
             continue;
         }
         if value.is_empty() {
-            problems.push(problem(MODEL_FILE, start, format!("`{key}` has an empty definition")));
+            problems.push(problem(
+                MODEL_FILE,
+                start,
+                format!("`{key}` has an empty definition"),
+            ));
             continue;
         }
         if outline.lines.insert(key.to_owned(), start).is_some() {
-            problems.push(problem(MODEL_FILE, start, format!("`{key}` is defined twice")));
+            problems.push(problem(
+                MODEL_FILE,
+                start,
+                format!("`{key}` is defined twice"),
+            ));
         }
         let arity = match current {
             'g' => value.split(',').filter(|t| t.trim() == "_").count(),
@@ -145,30 +171,56 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
                     start,
                     format!(
                         "unsupported policy effect `{value}`; supported: {}",
-                        SUPPORTED_EFFECTS.map(|e| e.replace("p_eft", "p.eft")).join(" | ")
+                        SUPPORTED_EFFECTS
+                            .map(|e| e.replace("p_eft", "p.eft"))
+                            .join(" | ")
                     ),
                 ));
             }
         }
         if matches!(current, 'r' | 'p' | 'g') {
             if arity == 0 || (current == 'g' && arity < 2) {
-                problems.push(problem(MODEL_FILE, start, format!("`{key} = {value}` defines no usable tokens")));
+                problems.push(problem(
+                    MODEL_FILE,
+                    start,
+                    format!("`{key} = {value}` defines no usable tokens"),
+                ));
             }
             outline.definitions.insert(key.to_owned(), (arity, start));
             if current != 'g' {
-                outline.tokens.insert(key.to_owned(), value.split(',').map(|t| t.trim().to_owned()).collect());
+                outline.tokens.insert(
+                    key.to_owned(),
+                    value.split(',').map(|t| t.trim().to_owned()).collect(),
+                );
             }
         }
     }
     if let Some((start, _)) = pending {
-        problems.push(problem(MODEL_FILE, start, "line continuation `\\` at the end of the file"));
+        problems.push(problem(
+            MODEL_FILE,
+            start,
+            "line continuation `\\` at the end of the file",
+        ));
     }
-    for (name, key) in [("request_definition", "r"), ("policy_definition", "p"), ("policy_effect", "e"), ("matchers", "m")] {
+    for (name, key) in [
+        ("request_definition", "r"),
+        ("policy_definition", "p"),
+        ("policy_effect", "e"),
+        ("matchers", "m"),
+    ] {
         if !outline.lines.contains_key(key) {
-            problems.push(problem(MODEL_FILE, 0, format!("missing `{key} = ...` in [{name}]")));
+            problems.push(problem(
+                MODEL_FILE,
+                0,
+                format!("missing `{key} = ...` in [{name}]"),
+            ));
         }
     }
-    if problems.is_empty() { Ok(outline) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(outline)
+    } else {
+        Err(problems)
+    }
 }
 
 /// A rule line as parsed, before it is checked against the model.
@@ -188,7 +240,10 @@ pub fn parse_policy_csv(text: &str) -> Vec<RawRule> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        rules.push(RawRule { line: index + 1, fields: split_csv_fields(line) });
+        rules.push(RawRule {
+            line: index + 1,
+            fields: split_csv_fields(line),
+        });
     }
     rules
 }
@@ -224,7 +279,10 @@ fn split_csv_fields(line: &str) -> Vec<String> {
 /// Checks each rule against the model (known type, right arity) and drops
 /// exact duplicates, which Casbin ignores too. Returns the rules and the
 /// duplicate lines (warnings for the linter).
-pub fn check_rules(outline: &ModelOutline, raw: Vec<RawRule>) -> Result<(Vec<RuleLine>, Vec<Problem>), Vec<Problem>> {
+pub fn check_rules(
+    outline: &ModelOutline,
+    raw: Vec<RawRule>,
+) -> Result<(Vec<RuleLine>, Vec<Problem>), Vec<Problem>> {
     let file: Arc<str> = POLICY_FILE.into();
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
@@ -232,7 +290,10 @@ pub fn check_rules(outline: &ModelOutline, raw: Vec<RawRule>) -> Result<(Vec<Rul
     let mut rules = Vec::with_capacity(raw.len());
     for RawRule { line, mut fields } in raw {
         let ptype = fields.remove(0);
-        let Some(arity) = outline.arity(&ptype).filter(|_| ptype.starts_with('p') || ptype.starts_with('g')) else {
+        let Some(arity) = outline
+            .arity(&ptype)
+            .filter(|_| ptype.starts_with('p') || ptype.starts_with('g'))
+        else {
             problems.push(problem(
                 POLICY_FILE,
                 line,
@@ -256,20 +317,39 @@ pub fn check_rules(outline: &ModelOutline, raw: Vec<RawRule>) -> Result<(Vec<Rul
             continue;
         }
         if let Some(empty) = fields.iter().position(String::is_empty) {
-            problems.push(problem(POLICY_FILE, line, format!("`{ptype}` rule has an empty field {}", empty + 1)));
+            problems.push(problem(
+                POLICY_FILE,
+                line,
+                format!("`{ptype}` rule has an empty field {}", empty + 1),
+            ));
             continue;
         }
         match seen.entry((ptype.clone(), fields.clone())) {
             std::collections::hash_map::Entry::Occupied(first) => {
-                warnings.push(problem(POLICY_FILE, line, format!("duplicate of line {}; ignored", first.get())));
+                warnings.push(problem(
+                    POLICY_FILE,
+                    line,
+                    format!("duplicate of line {}; ignored", first.get()),
+                ));
             }
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(line);
-                rules.push(RuleLine { ptype, values: fields, origin: Origin { file: file.clone(), line } });
+                rules.push(RuleLine {
+                    ptype,
+                    values: fields,
+                    origin: Origin {
+                        file: file.clone(),
+                        line,
+                    },
+                });
             }
         }
     }
-    if problems.is_empty() { Ok((rules, warnings)) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok((rules, warnings))
+    } else {
+        Err(problems)
+    }
 }
 
 #[cfg(test)]
@@ -291,7 +371,9 @@ mod tests {
         assert_eq!(outline.arity("g"), Some(2));
         assert_eq!(outline.lines["m"], 11);
 
-        let broken = MODEL.replace("[role_definition]", "[roles]").replace("p = sub", "p sub");
+        let broken = MODEL
+            .replace("[role_definition]", "[roles]")
+            .replace("p = sub", "p sub");
         assert_eq!(
             messages(parse_model(&broken).unwrap_err()),
             [
@@ -304,7 +386,10 @@ mod tests {
 
     #[test]
     fn csv_fields_follow_casbin() {
-        assert_eq!(split_csv_fields(" p, alice , \"a,b\", read "), ["p", "alice", "a,b", "read"]);
+        assert_eq!(
+            split_csv_fields(" p, alice , \"a,b\", read "),
+            ["p", "alice", "a,b", "read"]
+        );
         let rules = parse_policy_csv("# c\n\np, a, b, c\n  g, a, r\n");
         assert_eq!(rules.iter().map(|r| r.line).collect::<Vec<_>>(), [3, 4]);
     }
@@ -321,8 +406,12 @@ mod tests {
                 "policy.csv:5: `p` rule has an empty field 2",
             ]
         );
-        let (rules, warnings) = check_rules(&outline, parse_policy_csv("p, a, b, c\np, a, b, c\n")).unwrap();
+        let (rules, warnings) =
+            check_rules(&outline, parse_policy_csv("p, a, b, c\np, a, b, c\n")).unwrap();
         assert_eq!(rules.len(), 1);
-        assert_eq!(messages(warnings), ["policy.csv:2: duplicate of line 1; ignored"]);
+        assert_eq!(
+            messages(warnings),
+            ["policy.csv:2: duplicate of line 1; ignored"]
+        );
     }
 }

@@ -25,19 +25,30 @@ pub async fn lint(dir: &Path) -> LintReport {
         Ok(set) => report.warnings.extend(set.warnings.iter().cloned()),
         Err(PolicyError::Invalid(problems)) => report.errors.extend(problems),
         Err(e @ PolicyError::Read { .. }) => {
-            report.errors.push(Problem { file: String::new(), line: 0, message: e.to_string() });
+            report.errors.push(Problem {
+                file: String::new(),
+                line: 0,
+                message: e.to_string(),
+            });
             return report;
         }
     }
     // Role analysis works on the text even when loading failed elsewhere.
-    let (Ok(model), Ok(policy)) =
-        (std::fs::read_to_string(dir.join(MODEL_FILE)), std::fs::read_to_string(dir.join(POLICY_FILE)))
-    else {
+    let (Ok(model), Ok(policy)) = (
+        std::fs::read_to_string(dir.join(MODEL_FILE)),
+        std::fs::read_to_string(dir.join(POLICY_FILE)),
+    ) else {
         return report;
     };
-    let Ok(outline) = files::parse_model(&model) else { return report };
-    report.warnings.extend(role_findings(&outline, &files::parse_policy_csv(&policy)));
-    report.warnings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    let Ok(outline) = files::parse_model(&model) else {
+        return report;
+    };
+    report
+        .warnings
+        .extend(role_findings(&outline, &files::parse_policy_csv(&policy)));
+    report
+        .warnings
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     report
 }
 
@@ -47,7 +58,11 @@ fn role_findings(outline: &files::ModelOutline, rules: &[files::RawRule]) -> Vec
     if outline.arity("g").is_none() {
         return Vec::new();
     }
-    let Some(subject_index) = outline.tokens.get("p").and_then(|t| t.iter().position(|t| t == "sub")) else {
+    let Some(subject_index) = outline
+        .tokens
+        .get("p")
+        .and_then(|t| t.iter().position(|t| t == "sub"))
+    else {
         return Vec::new();
     };
     let mut rule_subjects: HashMap<&str, usize> = HashMap::new();
@@ -84,7 +99,9 @@ fn role_findings(outline: &files::ModelOutline, rules: &[files::RawRule]) -> Vec
         if !seen.insert(role) {
             return false;
         }
-        parents.get(role).is_some_and(|ps| ps.iter().any(|p| useful(p, rule_subjects, parents, seen)))
+        parents
+            .get(role)
+            .is_some_and(|ps| ps.iter().any(|p| useful(p, rule_subjects, parents, seen)))
     }
     let mut findings = Vec::new();
     for (role, line) in &granted {
@@ -92,7 +109,9 @@ fn role_findings(outline: &files::ModelOutline, rules: &[files::RawRule]) -> Vec
             findings.push(Problem {
                 file: POLICY_FILE.into(),
                 line: *line,
-                message: format!("role `{role}` is granted but neither it nor any role it inherits has a rule"),
+                message: format!(
+                    "role `{role}` is granted but neither it nor any role it inherits has a rule"
+                ),
             });
         }
     }

@@ -85,29 +85,54 @@ impl PolicySet {
     pub async fn load(dir: &Path) -> Result<PolicySet, PolicyError> {
         let model_text = read(dir, MODEL_FILE).await?;
         let policy_text = read(dir, POLICY_FILE).await?;
-        let classification_text = match tokio::fs::read_to_string(dir.join(CLASSIFICATION_FILE)).await {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => return Err(PolicyError::Read { path: dir.join(CLASSIFICATION_FILE), source }),
-        };
-        let classification = mask::rules::parse(&classification_text).map_err(PolicyError::Invalid)?;
+        let classification_text =
+            match tokio::fs::read_to_string(dir.join(CLASSIFICATION_FILE)).await {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(source) => {
+                    return Err(PolicyError::Read {
+                        path: dir.join(CLASSIFICATION_FILE),
+                        source,
+                    })
+                }
+            };
+        let classification =
+            mask::rules::parse(&classification_text).map_err(PolicyError::Invalid)?;
 
         let outline = files::parse_model(&model_text).map_err(PolicyError::Invalid)?;
-        let (rules, warnings) =
-            files::check_rules(&outline, files::parse_policy_csv(&policy_text)).map_err(PolicyError::Invalid)?;
+        let (rules, warnings) = files::check_rules(&outline, files::parse_policy_csv(&policy_text))
+            .map_err(PolicyError::Invalid)?;
         let engine = Engine::build(&model_text, &rules).await.map_err(|e| {
             let about_matcher = e.to_string().to_lowercase().contains("matcher");
-            let line = if about_matcher { outline.lines.get("m").copied() } else { None };
-            let file = if matches!(e, EngineError::Policy(_)) && !about_matcher { POLICY_FILE } else { MODEL_FILE };
+            let line = if about_matcher {
+                outline.lines.get("m").copied()
+            } else {
+                None
+            };
+            let file = if matches!(e, EngineError::Policy(_)) && !about_matcher {
+                POLICY_FILE
+            } else {
+                MODEL_FILE
+            };
             let message = match &e {
-                EngineError::Model(inner) | EngineError::Policy(inner) if about_matcher => inner.clone(),
+                EngineError::Model(inner) | EngineError::Policy(inner) if about_matcher => {
+                    inner.clone()
+                }
                 _ => e.to_string(),
             };
-            PolicyError::Invalid(vec![Problem { file: file.to_owned(), line: line.unwrap_or(0), message }])
+            PolicyError::Invalid(vec![Problem {
+                file: file.to_owned(),
+                line: line.unwrap_or(0),
+                message,
+            }])
         })?;
 
         let mut hasher = Sha256::new();
-        for (name, text) in [(MODEL_FILE, &model_text), (POLICY_FILE, &policy_text), (CLASSIFICATION_FILE, &classification_text)] {
+        for (name, text) in [
+            (MODEL_FILE, &model_text),
+            (POLICY_FILE, &policy_text),
+            (CLASSIFICATION_FILE, &classification_text),
+        ] {
             hasher.update(name.as_bytes());
             hasher.update([0]);
             hasher.update((text.len() as u64).to_be_bytes());
@@ -133,8 +158,17 @@ impl PolicySet {
         if !asker.attributes.is_empty() {
             return self.decide_grant(asker, label);
         }
-        let key: GrantKey = (asker.subject.to_owned(), asker.extra_roles.to_vec(), asker.domain.to_owned(), label.name.clone());
-        let cache = || self.grant_cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key: GrantKey = (
+            asker.subject.to_owned(),
+            asker.extra_roles.to_vec(),
+            asker.domain.to_owned(),
+            label.name.clone(),
+        );
+        let cache = || {
+            self.grant_cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
         if let Some(grant) = cache().get(&key) {
             return grant.clone();
         }
@@ -151,15 +185,31 @@ impl PolicySet {
         const LEVELS: [(&str, Treatment); 3] = [
             (SEE_CLEAR, Treatment::Clear),
             ("see:pseudonym", Treatment::Pseudonym),
-            ("see:masked", Treatment::Mask { keep_first: None, keep_last: None }),
+            (
+                "see:masked",
+                Treatment::Mask {
+                    keep_first: None,
+                    keep_last: None,
+                },
+            ),
         ];
-        let objects = [format!("label:{}", label.name), format!("level:{}", label.level)];
+        let objects = [
+            format!("label:{}", label.name),
+            format!("level:{}", label.level),
+        ];
         for (action, treatment) in LEVELS {
             for object in &objects {
-                let request = AccessRequest { object, action, ..*asker };
+                let request = AccessRequest {
+                    object,
+                    action,
+                    ..*asker
+                };
                 if let Ok(verdict) = self.engine.decide(&request) {
                     if verdict.allowed() {
-                        return Some((treatment, format!("{action} on {object}: {}", verdict.reason(&request))));
+                        return Some((
+                            treatment,
+                            format!("{action} on {object}: {}", verdict.reason(&request)),
+                        ));
                     }
                 }
             }
@@ -173,7 +223,9 @@ pub const SEE_CLEAR: &str = "see:clear";
 
 async fn read(dir: &Path, name: &str) -> Result<String, PolicyError> {
     let path = dir.join(name);
-    tokio::fs::read_to_string(&path).await.map_err(|source| PolicyError::Read { path, source })
+    tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|source| PolicyError::Read { path, source })
 }
 
 /// The policy in force plus how it got there. Cloning the `Arc` is the way
@@ -234,8 +286,17 @@ impl PolicyStore {
         let handle = tokio::runtime::Handle::current();
         let result = tokio::task::spawn_blocking(move || handle.block_on(PolicySet::load(&dir)))
             .await
-            .unwrap_or_else(|e| Err(PolicyError::Invalid(vec![Problem { file: "policy".into(), line: 0, message: format!("loader task failed: {e}") }])));
-        let mut record = self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(|e| {
+                Err(PolicyError::Invalid(vec![Problem {
+                    file: "policy".into(),
+                    line: 0,
+                    message: format!("loader task failed: {e}"),
+                }]))
+            });
+        let mut record = self
+            .last_reload
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         record.at = Some(SystemTime::now());
         match result {
             Ok(set) => {
@@ -246,7 +307,11 @@ impl PolicyStore {
                 if changed {
                     self.current.store(Arc::new(set));
                 }
-                Ok(Reloaded { previous_version, version, changed })
+                Ok(Reloaded {
+                    previous_version,
+                    version,
+                    changed,
+                })
             }
             Err(e) => {
                 record.error = Some(e.to_string());
@@ -256,6 +321,9 @@ impl PolicyStore {
     }
 
     pub fn last_reload(&self) -> ReloadRecord {
-        self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }

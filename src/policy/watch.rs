@@ -49,7 +49,12 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn new(dir: &Path) -> Watcher {
-        Watcher { dir: dir.to_owned(), last: fingerprint(dir), poll: Duration::from_millis(250), settle: Duration::from_millis(300) }
+        Watcher {
+            dir: dir.to_owned(),
+            last: fingerprint(dir),
+            poll: Duration::from_millis(250),
+            settle: Duration::from_millis(300),
+        }
     }
 
     pub async fn changed(&mut self) {

@@ -45,7 +45,14 @@ pub struct Launch {
 
 impl Launch {
     pub fn new(policies: impl Into<PathBuf>) -> Launch {
-        Launch { policies: policies.into(), args: Vec::new(), wrapper: Vec::new(), tcp: true, unix: false, envs: Vec::new() }
+        Launch {
+            policies: policies.into(),
+            args: Vec::new(),
+            wrapper: Vec::new(),
+            tcp: true,
+            unix: false,
+            envs: Vec::new(),
+        }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Launch {
@@ -111,7 +118,9 @@ impl Vigil {
             command.arg("--listen").arg("127.0.0.1:0");
         }
         if launch.unix {
-            command.arg("--listen").arg(format!("unix:{}", socket.display()));
+            command
+                .arg("--listen")
+                .arg(format!("unix:{}", socket.display()));
         }
         let mut child = command.spawn().expect("spawn vigil");
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -123,7 +132,9 @@ impl Vigil {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let (tx, rx) = mpsc::channel();
@@ -137,7 +148,14 @@ impl Vigil {
             }
         });
         let wanted = usize::from(launch.tcp) + usize::from(launch.unix);
-        let mut vigil = Vigil { child: Some(child), tcp: None, unix: None, dir, audit_dir, stderr };
+        let mut vigil = Vigil {
+            child: Some(child),
+            tcp: None,
+            unix: None,
+            dir,
+            audit_dir,
+            stderr,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut found = 0;
         while found < wanted {
@@ -151,7 +169,10 @@ impl Vigil {
                 }
                 Err(_) => {
                     if let Some(status) = vigil.child.as_mut().unwrap().try_wait().unwrap() {
-                        panic!("vigil exited with {status} before listening:\n{}", vigil.stderr());
+                        panic!(
+                            "vigil exited with {status} before listening:\n{}",
+                            vigil.stderr()
+                        );
                     }
                     if Instant::now() > deadline {
                         panic!("vigil did not start listening in time:\n{}", vigil.stderr());
@@ -172,7 +193,11 @@ impl Vigil {
 
     pub async fn channel(&self) -> Channel {
         let address = self.tcp.as_ref().expect("vigil listens on TCP");
-        Endpoint::from_shared(format!("http://{address}")).unwrap().connect().await.expect("connect over TCP")
+        Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect over TCP")
     }
 
     pub async fn unix_channel(&self) -> Channel {
@@ -182,7 +207,9 @@ impl Vigil {
             .connect_with_connector(tower::service_fn(move |_: Uri| {
                 let path = path.clone();
                 async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
                 }
             }))
             .await
@@ -194,14 +221,20 @@ impl Vigil {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success(), "kill -{signal} failed");
     }
 
     /// SIGTERM, then wait for the exit without blocking the test's runtime
     /// (its client connections must be able to say goodbye).
     pub async fn terminate(self) -> (ExitStatus, String, tempfile::TempDir) {
-        tokio::task::spawn_blocking(move || self.terminate_blocking()).await.unwrap()
+        tokio::task::spawn_blocking(move || self.terminate_blocking())
+            .await
+            .unwrap()
     }
 
     /// SIGTERM, then wait for the exit.
@@ -215,7 +248,9 @@ impl Vigil {
 
     /// SIGKILL: no chance to clean up.
     pub async fn kill(self) -> tempfile::TempDir {
-        tokio::task::spawn_blocking(move || self.kill_blocking()).await.unwrap()
+        tokio::task::spawn_blocking(move || self.kill_blocking())
+            .await
+            .unwrap()
     }
 
     pub fn kill_blocking(mut self) -> tempfile::TempDir {
@@ -261,7 +296,11 @@ pub fn request(subject: &str, object: &str, action: &str) -> AuthorizeRequest {
 
 /// Runs a vigil subcommand to completion.
 pub fn vigil_command(args: &[&str], cwd: &Path) -> std::process::Output {
-    Command::new(BIN).args(args).current_dir(cwd).output().expect("run vigil")
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run vigil")
 }
 
 /// Every audit line of a directory, in order.
@@ -269,14 +308,23 @@ pub fn audit_lines(audit_dir: &Path) -> Vec<(PathBuf, String)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(audit_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("audit-") && p.extension().is_some_and(|e| e == "jsonl"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("audit-")
+                && p.extension().is_some_and(|e| e == "jsonl")
+        })
         .collect();
     files.sort();
     files
         .into_iter()
         .flat_map(|file| {
             let text = std::fs::read_to_string(&file).unwrap();
-            text.lines().map(|l| (file.clone(), l.to_owned())).collect::<Vec<_>>()
+            text.lines()
+                .map(|l| (file.clone(), l.to_owned()))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
