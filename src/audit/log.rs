@@ -368,45 +368,23 @@ fn open_tail(index: u64, path: &Path) -> Result<(Tail, Option<Record>), AuditErr
         return Ok((tail(file, 0, 0, GENESIS), None));
     }
 
-    // A crash can only damage the last writes; look at the last 4 MiB.
-    const WINDOW: u64 = 4 << 20;
-    let start = len.saturating_sub(WINDOW);
-    let mut window = Vec::with_capacity((len - start) as usize);
-    file.seek(SeekFrom::Start(start))
-        .map_err(|e| corrupt(start, e.to_string()))?;
-    file.read_to_end(&mut window)
-        .map_err(|e| corrupt(start, e.to_string()))?;
-
-    // Complete lines end with '\n'; walk them backwards to the last good one.
-    let mut end = window.iter().rposition(|&b| b == b'\n').map(|i| i + 1);
-    while let Some(line_end) = end {
-        let line_start = window[..line_end - 1]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map(|i| i + 1);
-        let Some(line_start) = line_start.or((start == 0).then_some(0)) else {
-            break;
+    let (start, window) =
+        read_window(&mut file, len).map_err(|(offset, e)| corrupt(offset, e.to_string()))?;
+    if let Some((line_end, fields)) = last_intact_line(&window, start == 0) {
+        let good_len = start + line_end as u64;
+        let recovery = if good_len < len {
+            Some(cut_tail(
+                path,
+                &mut file,
+                &window[line_end..],
+                good_len,
+                len,
+                fields.seq,
+            )?)
+        } else {
+            None
         };
-        if let Ok(checked) = record::decode(&window[line_start..line_end - 1]) {
-            let good_len = start + line_end as u64;
-            let recovery = if good_len < len {
-                Some(cut_tail(
-                    path,
-                    &mut file,
-                    &window[line_end..],
-                    good_len,
-                    len,
-                    checked.record.seq,
-                )?)
-            } else {
-                None
-            };
-            return Ok((
-                tail(file, good_len, checked.record.seq, checked.hash),
-                recovery,
-            ));
-        }
-        end = (line_start > 0).then_some(line_start);
+        return Ok((tail(file, good_len, fields.seq, fields.hash), recovery));
     }
     if start == 0 && window.iter().all(|&b| b != b'\n') {
         // Not a single complete line: the crash hit the very first record.
@@ -419,6 +397,48 @@ fn open_tail(index: u64, path: &Path) -> Result<(Tail, Option<Record>), AuditErr
          Run `vigil audit verify` and move the file aside to start a new log"
             .to_owned(),
     ))
+}
+
+/// A crash can only damage the last writes: the last 4 MiB of a segment
+/// (all of it when smaller), and where that window starts.
+fn read_window(file: &mut File, len: u64) -> Result<(u64, Vec<u8>), (u64, std::io::Error)> {
+    const WINDOW: u64 = 4 << 20;
+    let start = len.saturating_sub(WINDOW);
+    let mut window = Vec::with_capacity((len - start) as usize);
+    file.seek(SeekFrom::Start(start)).map_err(|e| (start, e))?;
+    file.read_to_end(&mut window).map_err(|e| (start, e))?;
+    Ok((start, window))
+}
+
+/// The last complete line of `window` that checks against its own hash:
+/// where it ends (after its newline) and its chain fields. `whole_file`
+/// says the window starts at the file's start, so its first line is
+/// complete too.
+fn last_intact_line(window: &[u8], whole_file: bool) -> Option<(usize, record::ChainFields)> {
+    let mut end = window.iter().rposition(|&b| b == b'\n').map(|i| i + 1);
+    while let Some(line_end) = end {
+        let line_start = window[..line_end - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map(|i| i + 1)
+            .or(whole_file.then_some(0))?;
+        if let Ok(fields) = record::check(&window[line_start..line_end - 1]) {
+            return Some((line_end, fields));
+        }
+        end = (line_start > 0).then_some(line_start);
+    }
+    None
+}
+
+/// The seq of the last record of a closed segment, read without touching
+/// it; `None` unless the segment ends with an intact record (retention never
+/// prunes what verification would flag).
+fn closed_segment_last_seq(path: &Path) -> Option<u64> {
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let (start, window) = read_window(&mut file, len).ok()?;
+    let (line_end, fields) = last_intact_line(&window, start == 0)?;
+    (line_end == window.len()).then_some(fields.seq)
 }
 
 fn cut_tail(
@@ -748,16 +768,16 @@ impl Core {
         let mut removed = Vec::new();
         let mut through_seq = 0;
         for (_, path) in &files[..files.len() - keep.max(1)] {
-            let Ok((tail, _)) = open_tail(0, path) else {
+            let Some(last_seq) = closed_segment_last_seq(path) else {
                 break;
             };
-            if !covered.contains(&tail.seq) {
+            if !covered.contains(&last_seq) {
                 break;
             }
             if fs::remove_file(path).is_err() {
                 break;
             }
-            through_seq = tail.seq;
+            through_seq = last_seq;
             removed.push(
                 path.file_name()
                     .map(|n| n.to_string_lossy().into_owned())

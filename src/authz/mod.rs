@@ -10,7 +10,7 @@
 //! (fail closed) with the failure as the reason.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet},
     fmt,
     sync::Arc,
 };
@@ -101,6 +101,8 @@ pub struct AccessRequest<'a> {
 pub struct MatchedRule {
     pub origin: Option<Origin>,
     pub text: String,
+    /// The rule's `sub` value, where the role path ends.
+    pub subject: Option<String>,
 }
 
 impl fmt::Display for MatchedRule {
@@ -314,10 +316,6 @@ impl Engine {
         self.compiled.is_some()
     }
 
-    pub fn request_tokens(&self) -> &[RequestToken] {
-        &self.tokens
-    }
-
     pub fn policy_rules(&self) -> usize {
         self.policy_rules
     }
@@ -333,24 +331,43 @@ impl Engine {
     /// Every role `subject` holds through `g` grants (in `domain` for
     /// domain models), nearest first.
     pub fn roles_of(&self, subject: &str, domain: &str) -> Vec<String> {
+        self.grant_walk(subject, domain, None)
+            .iter()
+            .skip(1)
+            .map(|(role, _)| (*role).to_owned())
+            .collect()
+    }
+
+    /// Breadth-first over `g` grants in policy order from `start` (in
+    /// `domain` for domain models): each name reached with the index of the
+    /// name it was reached from, `start` first. Stops at `target` when
+    /// given, and after `MAX_PATH_SEARCH` names (this serves explanations;
+    /// no decision depends on it). Role sets are small: the flat list is
+    /// queue and visited set at once.
+    fn grant_walk<'a>(
+        &'a self,
+        start: &'a str,
+        domain: &str,
+        target: Option<&str>,
+    ) -> Vec<(&'a str, usize)> {
         let domain = if self.domain_roles { domain } else { "" };
-        let mut roles: Vec<String> = Vec::new();
-        let mut queue = VecDeque::from([subject.to_owned()]);
-        while let Some(name) = queue.pop_front() {
-            for role in self
-                .grants
-                .get(domain)
-                .and_then(|m| m.get(&name))
-                .into_iter()
-                .flatten()
-            {
-                if role != subject && !roles.contains(role) {
-                    roles.push(role.clone());
-                    queue.push_back(role.clone());
+        let grants = self.grants.get(domain);
+        let mut nodes: Vec<(&str, usize)> = vec![(start, usize::MAX)];
+        let mut next = 0;
+        while next < nodes.len() && nodes.len() <= MAX_PATH_SEARCH {
+            let name = nodes[next].0;
+            if target == Some(name) {
+                nodes.truncate(next + 1);
+                break;
+            }
+            for role in grants.and_then(|m| m.get(name)).into_iter().flatten() {
+                if !nodes.iter().any(|(seen, _)| *seen == role.as_str()) {
+                    nodes.push((role, next));
                 }
             }
+            next += 1;
         }
-        roles
+        nodes
     }
 
     /// Whether the policy's role graph gives `subject` the role `role`.
@@ -444,11 +461,10 @@ impl Engine {
             if let Some(slot) = subject_slot {
                 values[slot] = candidate;
             }
-            let (allowed, deciding) = match self.evaluate(&values, use_compiled) {
+            let (allowed, rule) = match self.evaluate(&values, use_compiled) {
                 Ok(answer) => answer,
                 Err(why) => return Ok(Verdict::Deny(Denial::EngineFailure(why))),
             };
-            let rule = deciding;
             if allowed {
                 if permit.is_none() {
                     let role_path = self.role_path(request, candidate, rule.as_ref());
@@ -496,12 +512,19 @@ impl Engine {
             text.push_str(", ");
             text.push_str(value);
         }
-        MatchedRule { origin, text }
+        let subject = self.policy_subject.and_then(|i| values.get(i)).cloned();
+        MatchedRule {
+            origin,
+            text,
+            subject,
+        }
     }
 
-    /// The chain of role grants from `start` to the subject of `rule`, found
-    /// breadth-first over the `g` role graph. Empty when no roles were needed
-    /// or the rule's subject is reached only through pattern matching.
+    /// The chain of role grants from the request's subject (through `start`,
+    /// a token role, if that is what was evaluated) to the subject of
+    /// `rule`, shortest first found over the `g` graph. Empty when no roles
+    /// were needed, or when the rule's subject is reached only through
+    /// pattern matching.
     fn role_path(
         &self,
         request: &AccessRequest<'_>,
@@ -513,65 +536,34 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let target = rule.and_then(|rule| {
-            let index = self.policy_subject?;
-            rule.text.split(", ").nth(index + 1).map(str::to_owned)
-        });
-        let Some(target) = target else {
-            if !path.is_empty() {
-                path.push(start.to_owned());
-            }
-            return path;
-        };
-        if target == start {
-            if !path.is_empty() {
-                path.push(start.to_owned());
-            }
-            return path;
-        }
-        if !self.has_roles {
-            return Vec::new();
-        }
-        let domain = if self.domain_roles {
-            request.domain
-        } else {
-            ""
-        };
-        // Breadth-first over grants in policy order: the shortest chain,
-        // and the same one every time.
-        // Role sets are small: a flat list (name, index of its parent)
-        // doubles as queue and visited set, without hashing.
-        let mut nodes: Vec<(&str, usize)> = vec![(start, usize::MAX)];
-        let mut next = 0;
-        while next < nodes.len() && nodes.len() <= MAX_PATH_SEARCH {
-            let (name, _) = nodes[next];
-            if name == target {
-                let mut chain = Vec::new();
-                let mut cursor = next;
-                while cursor != usize::MAX {
-                    chain.push(nodes[cursor].0.to_owned());
-                    cursor = nodes[cursor].1;
+        let target = rule.and_then(|rule| rule.subject.as_deref());
+        let chain = match target {
+            Some(target) if target != start => {
+                if !self.has_roles {
+                    return Vec::new();
                 }
-                chain.reverse();
-                path.extend(chain);
-                return path;
-            }
-            for role in self
-                .grants
-                .get(domain)
-                .and_then(|m| m.get(name))
-                .into_iter()
-                .flatten()
-            {
-                if !nodes.iter().any(|(seen, _)| *seen == role.as_str()) {
-                    nodes.push((role, next));
+                let walk = self.grant_walk(start, request.domain, Some(target));
+                match walk.last() {
+                    Some((reached, _)) if *reached == target => {
+                        let mut chain = Vec::new();
+                        let mut cursor = walk.len() - 1;
+                        while cursor != usize::MAX {
+                            chain.push(walk[cursor].0.to_owned());
+                            cursor = walk[cursor].1;
+                        }
+                        chain.reverse();
+                        chain
+                    }
+                    _ => vec![start.to_owned()],
                 }
             }
-            next += 1;
+            _ => vec![start.to_owned()],
+        };
+        if path.is_empty() && chain.len() == 1 {
+            // The subject itself holds the rule: no path to show.
+            return path;
         }
-        if !path.is_empty() {
-            path.push(start.to_owned());
-        }
+        path.extend(chain);
         path
     }
 }
