@@ -97,6 +97,11 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
+    /// Trusted mode: the request's own `subject` is the caller.
+    pub fn is_trusted(&self) -> bool {
+        matches!(self, Authenticator::Trusted)
+    }
+
     /// Resolves the principal of a request from its bearer token (if any)
     /// and the `subject` it names.
     pub fn authenticate(

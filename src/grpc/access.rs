@@ -4,7 +4,11 @@ use std::{collections::HashMap, sync::Arc};
 
 use tonic::{Request, Response, Status};
 
-use super::{authorization, decision_id, status::InputError, Shared, MAX_FIELD_BYTES};
+use super::{
+    authorization, decision_id,
+    status::{check_fields, InputError},
+    Shared, MAX_FIELD_BYTES,
+};
 use crate::{
     audit::{kind, Record},
     authn::Principal,
@@ -38,28 +42,19 @@ fn check_input(
     prefix: &str,
     subject_required: bool,
 ) -> Result<(), InputError> {
-    let field = |name: &str| format!("{prefix}{name}");
-    for (name, value, required) in [
-        ("subject", &request.subject, subject_required),
-        ("object", &request.object, true),
-        ("action", &request.action, true),
-        ("domain", &request.domain, false),
-    ] {
-        if required && value.is_empty() {
-            return Err(InputError::Empty { field: field(name) });
-        }
-        if value.len() > MAX_FIELD_BYTES {
-            return Err(InputError::TooLong {
-                field: field(name),
-                len: value.len(),
-                limit: MAX_FIELD_BYTES,
-            });
-        }
-    }
+    check_fields(
+        prefix,
+        &[
+            ("subject", &request.subject, subject_required),
+            ("object", &request.object, true),
+            ("action", &request.action, true),
+            ("domain", &request.domain, false),
+        ],
+    )?;
     for (key, value) in &request.attributes {
         if key.len() + value.len() > MAX_FIELD_BYTES {
             return Err(InputError::TooLong {
-                field: field(&format!("attributes[{key:?}]")),
+                field: format!("{prefix}attributes[{key:?}]"),
                 len: key.len() + value.len(),
                 limit: MAX_FIELD_BYTES,
             });
@@ -144,7 +139,7 @@ impl AccessControl for AccessControlService {
     ) -> Result<Response<AuthorizeResponse>, Status> {
         let token = authorization(&request).map(str::to_owned);
         let request = request.into_inner();
-        let trusted = matches!(self.shared.authn, crate::authn::Authenticator::Trusted);
+        let trusted = self.shared.authn.is_trusted();
         check_input(&request, "", trusted)?;
         let principal = match self
             .shared
@@ -184,7 +179,7 @@ impl AccessControl for AccessControlService {
             }
             .into());
         }
-        let trusted = matches!(self.shared.authn, crate::authn::Authenticator::Trusted);
+        let trusted = self.shared.authn.is_trusted();
         for (index, item) in batch.requests.iter().enumerate() {
             check_input(item, &format!("requests[{index}]."), trusted)?;
         }

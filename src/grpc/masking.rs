@@ -5,10 +5,10 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use tonic::{Request, Response, Status};
 
-use super::{authorization, decision_id, status::InputError, Shared, MAX_FIELD_BYTES};
+use super::{authorization, decision_id, status::check_fields, Shared};
 use crate::{
     audit::{kind, Record},
-    authn::{Authenticator, Principal},
+    authn::Principal,
     authz::AccessRequest,
     keys::CipherError,
     mask::{self, FieldAction, Masker, UnmaskError},
@@ -40,29 +40,13 @@ impl DataMaskingService {
         records: usize,
         rpc: &str,
     ) -> Result<Principal, Status> {
-        let trusted = matches!(self.shared.authn, Authenticator::Trusted);
-        if trusted && subject.is_empty() {
-            return Err(InputError::Empty {
-                field: "subject".into(),
-            }
-            .into());
-        }
-        if object.is_empty() {
-            return Err(InputError::Empty {
-                field: "object".into(),
-            }
-            .into());
-        }
-        for (field, value) in [("subject", subject), ("object", object)] {
-            if value.len() > MAX_FIELD_BYTES {
-                return Err(InputError::TooLong {
-                    field: field.into(),
-                    len: value.len(),
-                    limit: MAX_FIELD_BYTES,
-                }
-                .into());
-            }
-        }
+        check_fields(
+            "",
+            &[
+                ("subject", subject, self.shared.authn.is_trusted()),
+                ("object", object, true),
+            ],
+        )?;
         let limit = self.shared.limits.max_batch_items;
         if records > limit {
             return Err(Status::resource_exhausted(format!(

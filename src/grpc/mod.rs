@@ -80,7 +80,7 @@ impl Shared {
                 Err(error) => return Err(self.refuse(error, "", rpc).await),
             },
         };
-        let admitted = matches!(self.authn, Authenticator::Trusted)
+        let admitted = self.authn.is_trusted()
             || principal.roles.contains(&self.admin_role)
             || self
                 .policies

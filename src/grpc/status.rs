@@ -50,3 +50,23 @@ impl From<InputError> for Status {
         }
     }
 }
+
+/// Checks request fields: `(name, value, required)`. Names are reported
+/// with `prefix` (`requests[3].object`).
+pub fn check_fields(prefix: &str, fields: &[(&str, &str, bool)]) -> Result<(), InputError> {
+    for &(name, value, required) in fields {
+        if required && value.is_empty() {
+            return Err(InputError::Empty {
+                field: format!("{prefix}{name}"),
+            });
+        }
+        if value.len() > crate::grpc::MAX_FIELD_BYTES {
+            return Err(InputError::TooLong {
+                field: format!("{prefix}{name}"),
+                len: value.len(),
+                limit: crate::grpc::MAX_FIELD_BYTES,
+            });
+        }
+    }
+    Ok(())
+}
