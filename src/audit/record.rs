@@ -237,7 +237,11 @@ pub fn check(line: &[u8]) -> Result<ChainFields, LineError> {
 
 /// Checks one line and parses the whole record.
 pub fn decode(line: &[u8]) -> Result<CheckedLine, LineError> {
-    let fields = check(line)?;
+    parse(line, check(line)?)
+}
+
+/// Parses a line that [`check`] already accepted (with the fields it read).
+pub fn parse(line: &[u8], fields: ChainFields) -> Result<CheckedLine, LineError> {
     let body = &line[..line.len() - HASH_SUFFIX_LEN];
     let mut object = Vec::with_capacity(body.len() + 1);
     object.extend_from_slice(body);
