@@ -515,7 +515,7 @@ async fn a_deleted_active_file_is_noticed_not_written_into_the_void() {
 
 #[tokio::test]
 async fn a_disk_that_refuses_writes_fails_closed_and_health_follows() {
-    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    use tonic_health::pb::health_client::HealthClient;
     // RLIMIT_FSIZE of 8 KiB: after a couple of dozen records every write fails.
     let mut launch = Launch::new(repo_path("policies"));
     launch.wrapper = vec![
@@ -548,26 +548,7 @@ async fn a_disk_that_refuses_writes_fails_closed_and_health_follows() {
         "{}",
         refusal.message()
     );
-    let serving = |status: i32| status == 1;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let status = health
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        if !serving(status) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "health never turned NOT_SERVING"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_health(&mut health, false, Duration::from_secs(5)).await;
 
     // Lift the limit: vigil notices by itself and serves again.
     let lifted = std::process::Command::new("prlimit")
@@ -579,25 +560,7 @@ async fn a_disk_that_refuses_writes_fails_closed_and_health_follows() {
         .status()
         .unwrap();
     assert!(lifted.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = health
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        if serving(status) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "health never recovered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_health(&mut health, true, Duration::from_secs(10)).await;
     let after = client
         .authorize(request("alice", "crm.customers", "read"))
         .await
@@ -628,4 +591,33 @@ async fn a_disk_that_refuses_writes_fails_closed_and_health_follows() {
     assert!(lines
         .iter()
         .any(|(_, l)| l.contains("\"kind\":\"audit_resumed\"")));
+}
+
+/// Polls the overall health until it is SERVING (or not), failing after
+/// `limit`.
+async fn wait_for_health(
+    health: &mut tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
+    serving: bool,
+    limit: Duration,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        if (status == 1) == serving {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health did not become {} within {limit:?}",
+            if serving { "SERVING" } else { "NOT_SERVING" }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
