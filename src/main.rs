@@ -389,10 +389,7 @@ async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
         }
         let json: serde_json::Value = serde_json::from_str(&line)
             .with_context(|| format!("stdin line {}: not JSON", index + 1))?;
-        let prost_types::Value {
-            kind: Some(prost_types::value::Kind::StructValue(mut record)),
-        } = masking::from_json(&json)
-        else {
+        let Some(mut record) = masking::struct_from_json(&json) else {
             anyhow::bail!("stdin line {}: a record must be a JSON object", index + 1);
         };
         actions.clear();

@@ -278,10 +278,8 @@ async fn shadow_policies_count_and_audit_divergences() {
         .await
         .unwrap();
     use vigil::proto::{data_masking_client::DataMaskingClient, MaskRequest};
-    let record = match vigil::mask::from_json(&serde_json::json!({"phone": "13812345678"})).kind {
-        Some(prost_types::value::Kind::StructValue(s)) => s,
-        _ => unreachable!("an object"),
-    };
+    let record = vigil::mask::struct_from_json(&serde_json::json!({"phone": "13812345678"}))
+        .expect("an object");
     let mut masking = DataMaskingClient::new(vigil.channel().await);
     let masked = masking
         .mask(MaskRequest {

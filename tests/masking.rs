@@ -5,18 +5,15 @@
 mod common;
 
 use common::{audit_lines, fixture, repo_path, vigil_command, Launch, Vigil};
-use prost_types::{value::Kind, Struct};
+use prost_types::Struct;
 use tonic::Code;
 use vigil::{
-    mask::{from_json, struct_to_json},
+    mask::{struct_from_json, struct_to_json},
     proto::{data_masking_client::DataMaskingClient, MaskRequest, MaskResponse, UnmaskRequest},
 };
 
 fn record(json: serde_json::Value) -> Struct {
-    match from_json(&json).kind {
-        Some(Kind::StructValue(s)) => s,
-        _ => panic!("not an object"),
-    }
+    struct_from_json(&json).expect("a record is a JSON object")
 }
 
 async fn mask(

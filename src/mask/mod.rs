@@ -456,6 +456,15 @@ pub fn struct_to_json(s: &Struct) -> serde_json::Value {
     )
 }
 
+/// A JSON object as a protobuf Struct (a record); `None` for anything that
+/// is not an object.
+pub fn struct_from_json(value: &serde_json::Value) -> Option<Struct> {
+    match from_json(value).kind {
+        Some(Kind::StructValue(record)) => Some(record),
+        _ => None,
+    }
+}
+
 /// JSON to a protobuf Value, for the CLI's JSONL input.
 pub fn from_json(value: &serde_json::Value) -> Value {
     let kind = match value {

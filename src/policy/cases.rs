@@ -178,10 +178,7 @@ fn run_masking(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
                     Ok(_) => {}
                 }
                 let json = toml_to_json(&toml::Value::Table(case.record.clone()));
-                let prost_types::Value {
-                    kind: Some(prost_types::value::Kind::StructValue(mut record)),
-                } = crate::mask::from_json(&json)
-                else {
+                let Some(mut record) = crate::mask::struct_from_json(&json) else {
                     return Some("record must be a table".into());
                 };
                 let visibility = |l: &crate::mask::Label| policy.grant(&asker, l);
