@@ -132,6 +132,8 @@ async fn a_changed_file_is_served_and_a_broken_one_rejected() {
         status.last_reload_error
     );
     assert!(status.policy_rules > 10 && status.roles >= 5, "{status:?}");
+    // The copy has no classification.toml.
+    assert_eq!(status.classification_rules, 0, "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,6 +232,8 @@ async fn shadow_policies_count_and_audit_divergences() {
         .unwrap()
         .into_inner();
     assert_eq!(status.shadow_divergences, 0);
+    // The shipped classification: 9 path rules and 7 detectors.
+    assert_eq!(status.classification_rules, 16);
     std::fs::write(
         candidate.path().join("policy.csv"),
         std::fs::read_to_string(candidate.path().join("policy.csv")).unwrap()

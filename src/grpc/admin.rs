@@ -85,7 +85,8 @@ impl PolicyAdminService {
             roles: policy.engine.roles() as u64,
             last_reload_error: last.error.unwrap_or_default(),
             last_reload_at: last.at.map(time).unwrap_or_default(),
-            classification_rules: 0,
+            classification_rules: (policy.classification.rules.len()
+                + policy.classification.detectors.len()) as u64,
             shadow_policy_version: self
                 .shared
                 .shadow
