@@ -277,7 +277,8 @@ pub struct CheckArgs {
     /// Roles the subject holds besides those in the policy (as a token's roles claim would).
     #[arg(long, value_delimiter = ',')]
     pub roles: Vec<String>,
-    /// Also print the role path and every rule considered.
+    /// Also print the roles the subject holds, which engine decided, and
+    /// the policy version.
     #[arg(long)]
     pub explain: bool,
 }
