@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{audit_lines, fixture, repo_path, vigil_command, Launch, Vigil};
+use common::{
+    audit_lines, fixture, repo_path, vigil_command, vigil_command_with_input, Launch, Vigil,
+};
 use prost_types::Struct;
 use tonic::Code;
 use vigil::{
@@ -28,6 +30,25 @@ async fn mask(
             subject: subject.into(),
             object: object.into(),
             records: records.into_iter().map(record).collect(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Unmask of single ciphertexts.
+async fn unmask_values(
+    vigil: &Vigil,
+    subject: &str,
+    object: &str,
+    values: Vec<String>,
+) -> Result<vigil::proto::UnmaskResponse, tonic::Status> {
+    let mut client = DataMaskingClient::new(vigil.channel().await);
+    client
+        .unmask(UnmaskRequest {
+            subject: subject.into(),
+            object: object.into(),
+            values,
             ..Default::default()
         })
         .await
@@ -217,13 +238,7 @@ async fn every_treatment_and_unmask() {
     assert_eq!(opened.values, ["launch codes", "tok-42"]);
     assert_eq!(struct_to_json(&opened.records[0])["secret"], "launch codes");
     assert!(opened.audit_seq > 0);
-    let status = client
-        .unmask(UnmaskRequest {
-            subject: "alice".into(),
-            object: "ds.people".into(),
-            values: vec![secret.to_owned()],
-            ..Default::default()
-        })
+    let status = unmask_values(&vigil, "alice", "ds.people", vec![secret.to_owned()])
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -248,13 +263,7 @@ async fn every_treatment_and_unmask() {
             Code::FailedPrecondition,
         ),
     ] {
-        let status = client
-            .unmask(UnmaskRequest {
-                subject: "sam".into(),
-                object: "ds.people".into(),
-                values: vec![text.to_owned()],
-                ..Default::default()
-            })
+        let status = unmask_values(&vigil, "sam", "ds.people", vec![text.to_owned()])
             .await
             .unwrap_err();
         assert_eq!(status.code(), code, "{text}: {}", status.message());
@@ -302,58 +311,24 @@ async fn key_rotation_keeps_old_ciphertexts_readable() {
         .as_str()
         .unwrap()
         .starts_with("vigil:v1:k2:"));
-    let mut client = DataMaskingClient::new(vigil.channel().await);
-    let opened = client
-        .unmask(UnmaskRequest {
-            subject: "sam".into(),
-            object: "ds.x".into(),
-            values: vec![old.clone()],
-            ..Default::default()
-        })
+    let opened = unmask_values(&vigil, "sam", "ds.x", vec![old.clone()])
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(opened.values, ["s1"]);
 
     // Rewrap moves old ciphertexts to the active key.
-    let mut child = std::process::Command::new(common::BIN)
-        .args([
-            "keys",
-            "rewrap",
-            "--keyring",
-            vigil
-                .dir
-                .path()
-                .join("vigil-data/keyring.json")
-                .to_str()
-                .unwrap(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{{\"secret\":\"{old}\"}}\n").as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let keyring = vigil.dir.path().join("vigil-data/keyring.json");
+    let output = vigil_command_with_input(
+        &["keys", "rewrap", "--keyring", keyring.to_str().unwrap()],
+        vigil.dir.path(),
+        &format!("{{\"secret\":\"{old}\"}}\n"),
+    );
     let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let rewrapped = line["secret"].as_str().unwrap();
     assert!(rewrapped.starts_with("vigil:v1:k2:"), "{rewrapped}");
-    let opened = client
-        .unmask(UnmaskRequest {
-            subject: "sam".into(),
-            object: "ds.x".into(),
-            values: vec![rewrapped.to_owned()],
-            ..Default::default()
-        })
+    let opened = unmask_values(&vigil, "sam", "ds.x", vec![rewrapped.to_owned()])
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(opened.values, ["s1"]);
 }
 
@@ -383,31 +358,21 @@ async fn bad_records_get_clear_errors() {
 
 /// Runs `vigil mask` as the support role over `input` (JSONL).
 fn mask_cli(input: &str) -> std::process::Output {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(common::BIN)
-        .args([
+    let policies = repo_path("policies");
+    vigil_command_with_input(
+        &[
             "mask",
             "--policies",
-            repo_path("policies").to_str().unwrap(),
+            policies.to_str().unwrap(),
             "--subject",
             "bob",
             "--object",
             "crm.customers",
-        ])
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        ],
+        dir.path(),
+        input,
+    )
 }
 
 #[test]

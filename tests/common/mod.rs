@@ -303,6 +303,26 @@ pub fn vigil_command(args: &[&str], cwd: &Path) -> std::process::Output {
         .expect("run vigil")
 }
 
+/// Runs a vigil subcommand with `input` on its stdin.
+pub fn vigil_command_with_input(args: &[&str], cwd: &Path, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vigil");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("vigil finishes")
+}
+
 /// Every audit line of a directory, in order.
 pub fn audit_lines(audit_dir: &Path) -> Vec<(PathBuf, String)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(audit_dir)
