@@ -37,6 +37,8 @@ pub struct Config {
     pub watch: bool,
     /// Field encryption keyring (created if missing).
     pub keyring: PathBuf,
+    /// Request-handling threads; 0 means one per available core.
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +188,8 @@ struct FileConfig {
     #[serde(alias = "shadow-policies")]
     shadow_policies: Option<PathBuf>,
     watch: Option<bool>,
+    #[serde(alias = "worker-threads")]
+    worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -456,7 +460,29 @@ impl Config {
                 .keyring
                 .or(file.keyring)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING)),
+            worker_threads: args.worker_threads.or(file.worker_threads).unwrap_or(0),
         })
+    }
+
+    /// The runtime `serve` runs on. One thread (a core-limited sidecar, or
+    /// `worker_threads = 1`) gets tokio's current-thread scheduler: with a
+    /// single worker the multi-thread scheduler only adds cross-thread
+    /// wake-ups, and halves the requests one core serves.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let threads = match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        if threads == 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+        }
     }
 }
 

@@ -23,30 +23,22 @@ use vigil::{
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format.unwrap_or(LogFormat::Text));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let result = match cli.command {
+        Command::Serve(args) => match Config::from_args(*args, cli.log_format) {
+            Ok(config) => config
+                .runtime()
+                .context("cannot start the async runtime")
+                .and_then(|runtime| runtime.block_on(serve(config))),
+            Err(e) => Err(e.into()),
+        },
+        command => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(run_tool(command)),
+            Err(e) => Err(anyhow::Error::from(e).context("cannot start the async runtime")),
+        },
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(args) => serve(Config::from_args(*args, cli.log_format)?).await,
-            Command::Check(args) => check(args).await,
-            Command::Token(args) => token(args),
-            Command::Audit(AuditCommand::Verify(args)) => verify(args),
-            Command::Audit(AuditCommand::Export(args)) => export(args),
-            Command::Policy(PolicyCommand::Check(args)) => policy_check(args).await,
-            Command::Policy(PolicyCommand::Test(args)) => policy_test(args).await,
-            Command::Policy(PolicyCommand::Diff(args)) => policy_diff(args).await,
-            Command::Mask(args) => mask(args).await,
-            Command::Keys(command) => keys(command),
-        }
-    });
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -65,6 +57,22 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Every command but `serve`.
+async fn run_tool(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(_) => unreachable!("serve picks its own runtime"),
+        Command::Check(args) => check(args).await,
+        Command::Token(args) => token(args),
+        Command::Audit(AuditCommand::Verify(args)) => verify(args),
+        Command::Audit(AuditCommand::Export(args)) => export(args),
+        Command::Policy(PolicyCommand::Check(args)) => policy_check(args).await,
+        Command::Policy(PolicyCommand::Test(args)) => policy_test(args).await,
+        Command::Policy(PolicyCommand::Diff(args)) => policy_diff(args).await,
+        Command::Mask(args) => mask(args).await,
+        Command::Keys(command) => keys(command),
     }
 }
 

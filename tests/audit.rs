@@ -184,7 +184,22 @@ async fn a_torn_tail_is_cut_recorded_and_the_chain_continues() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_answered_decision() {
-    let vigil = Vigil::example();
+    sigkill_under_load(&[]).await;
+}
+
+/// `always` syncs each call alone; `off` never waits for the disk but must
+/// still have every answered record in the kernel; one worker thread runs
+/// the current-thread runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_answered_decision_in_every_sync_mode() {
+    sigkill_under_load(&["--audit-sync", "always"]).await;
+    sigkill_under_load(&["--audit-sync", "off", "--worker-threads", "1"]).await;
+}
+
+async fn sigkill_under_load(args: &[&str]) {
+    let vigil = Launch::new(repo_path("policies"))
+        .args(args.iter().copied())
+        .start();
     let received = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
     let mut workers = Vec::new();
     for worker in 0..8 {

@@ -138,9 +138,20 @@ async fn a_changed_file_is_served_and_a_broken_one_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_during_reloads_all_succeed() {
+    requests_during_reloads_all_succeed_with("0").await;
+}
+
+/// One worker thread selects the current-thread runtime, where the reload
+/// builds the new set on a blocking thread through a runtime handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_during_reloads_all_succeed_on_one_thread() {
+    requests_during_reloads_all_succeed_with("1").await;
+}
+
+async fn requests_during_reloads_all_succeed_with(worker_threads: &str) {
     let policies = policy_copy();
     let vigil = Launch::new(policies.path())
-        .args(["--watch", "false"])
+        .args(["--watch", "false", "--worker-threads", worker_threads])
         .start();
     let mut workers = Vec::new();
     for _ in 0..4 {

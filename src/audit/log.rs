@@ -1,38 +1,43 @@
 //! The audit writer.
 //!
-//! A handler appends its records itself, under a short lock that covers
-//! only assigning `seq` and `prev`, encoding and one `write` (never an
-//! fsync, never an await): no thread hand-off on the way in. Durability is
-//! the job of one sync thread: a handler asks it to fdatasync the segment
-//! its records went to and awaits the answer. In `batch` mode one
-//! fdatasync answers every request that arrived while the previous one ran
-//! (group commit); in `always` mode every request gets its own; in `off`
-//! mode nobody waits.
+//! A handler chains its records under a short lock: it assigns `seq` and
+//! `prev`, encodes and hashes them into the open *batch* (bytes in memory,
+//! never a syscall, never an await) and gets its receipts. In `batch` mode
+//! the sync thread takes the whole batch, writes it with one `write`,
+//! fdatasyncs once and wakes every call in it with one notification (group
+//! commit): while it syncs, the next batch fills. In `always` mode every
+//! call is a batch of its own, written and synced alone. In `off` mode the
+//! handler writes its batch itself before answering (so a killed process
+//! loses nothing answered) and nobody waits for the disk; the sync thread
+//! fdatasyncs in the background.
 //!
 //! Under the same lock the writer rotates segments (by size and age),
 //! prunes old segments a checkpoint covers, and notices an active file that
-//! was deleted or replaced; the sync thread signs checkpoints (after
-//! syncing what they cover), probes a failing disk and reports health.
+//! was deleted or replaced (once per batch); the sync thread signs
+//! checkpoints (after syncing what they cover), probes a failing disk and
+//! reports health.
 //!
 //! Architecture invariant: a receipt is returned only for a record that is
 //! on disk (and synced, unless sync is `off`). A failed write rolls the file
-//! and the head back and fails the call; a failed sync fails every call
-//! waiting on it (their records may still surface after a crash, as
-//! decisions that were never answered, which is the safe direction).
+//! and the head back and fails every call chained onto the lost bytes; a
+//! failed sync fails every call waiting on it (their records may still
+//! surface after a crash, as decisions that were never answered, which is
+//! the safe direction).
 
 use std::{
+    collections::VecDeque,
     fs::{self, File, OpenOptions},
     io::{Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc, Condvar, Mutex, OnceLock,
     },
     time::{Duration, Instant},
 };
 
 use ed25519_dalek::SigningKey;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::Notify;
 
 use super::{
     checkpoint::{self, CheckpointWriter},
@@ -65,8 +70,8 @@ pub enum AuditError {
     },
     #[error("audit log write failed, decision not recorded: {0}")]
     Write(String),
-    #[error("audit log cannot keep up: no room in its queue after {0:?}")]
-    Overloaded(Duration),
+    #[error("audit log cannot keep up: {0} records are already waiting for the disk")]
+    Overloaded(usize),
     #[error("audit log is closed")]
     Closed,
 }
@@ -84,10 +89,9 @@ pub enum FailurePolicy {
 pub struct AuditOptions {
     pub dir: PathBuf,
     pub sync: SyncMode,
-    /// Appends waiting for the writer before new appends wait (then fail).
+    /// Records that may wait for the disk at once; appends beyond fail
+    /// closed at once rather than pile up behind a stalled disk.
     pub queue_depth: usize,
-    /// How long an append waits for queue room before failing closed.
-    pub enqueue_timeout: Duration,
     pub on_failure: FailurePolicy,
     /// Start a new segment once the active one reaches this size (0: never).
     pub rotate_bytes: u64,
@@ -105,8 +109,7 @@ impl AuditOptions {
         AuditOptions {
             dir: dir.into(),
             sync,
-            queue_depth: 16_384,
-            enqueue_timeout: Duration::from_secs(2),
+            queue_depth: 65_536,
             on_failure: FailurePolicy::FailClosed,
             rotate_bytes: 64 << 20,
             rotate_age: None,
@@ -117,13 +120,79 @@ impl AuditOptions {
     }
 }
 
-/// A request to make a segment durable up to what has been written to it.
-enum SyncCommand {
-    Sync {
-        file: Arc<File>,
-        done: oneshot::Sender<Result<(), AuditError>>,
-    },
-    Stop,
+/// Records chained onto the head but not yet written, and the outcome all
+/// the calls in them share.
+#[derive(Debug)]
+struct Batch {
+    bytes: Vec<u8>,
+    records: usize,
+    last_seq: u64,
+    last_hash: Hash,
+    outcome: Arc<Outcome>,
+}
+
+/// Settled once, when a batch is durable (or lost); wakes every waiter with
+/// one notification.
+#[derive(Debug, Default)]
+struct Outcome {
+    result: OnceLock<Result<(), AuditError>>,
+    settled: Notify,
+}
+
+impl Outcome {
+    fn settle(&self, result: Result<(), AuditError>) {
+        let _ = self.result.set(result);
+        self.settled.notify_waiters();
+    }
+
+    /// Settles from the sync thread. The wake-up is sent from a task on the
+    /// handlers' runtime: woken from there, the waiting handlers queue up
+    /// locally ahead of their connections, which then flush all their
+    /// answers with one write each. Woken from afar, they trickle in one by
+    /// one and every answer costs a `writev` of its own.
+    fn settle_from_sync_thread(
+        self: Arc<Self>,
+        result: Result<(), AuditError>,
+        runtime: Option<&tokio::runtime::Handle>,
+    ) {
+        let _ = self.result.set(result);
+        let wake = WakeOnDrop(self);
+        match runtime {
+            // Dropped unrun if the runtime is gone: the wake happens anyway.
+            Some(runtime) => drop(runtime.spawn(async move { drop(wake) })),
+            None => drop(wake),
+        }
+    }
+
+    async fn wait(&self) -> Result<(), AuditError> {
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            // Registered before the check, so a settle in between still
+            // wakes this waiter.
+            settled.as_mut().enable();
+            if let Some(result) = self.result.get() {
+                return result.clone();
+            }
+            settled.await;
+        }
+    }
+}
+
+struct WakeOnDrop(Arc<Outcome>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        self.0.settled.notify_waiters();
+    }
+}
+
+/// A batch just written: who waits for it, the segment to sync, and
+/// whether the write worked.
+struct Written {
+    outcome: Arc<Outcome>,
+    file: Arc<File>,
+    result: Result<(), AuditError>,
 }
 
 /// Handle to the audit log. Cloning is shallow.
@@ -135,11 +204,11 @@ pub struct AuditLog {
 #[derive(Debug)]
 struct Inner {
     core: Mutex<Core>,
-    sync_tx: mpsc::Sender<SyncCommand>,
+    /// Wakes the sync thread when a batch is queued while it sleeps.
+    batch_queued: Condvar,
     healthy: Arc<AtomicBool>,
     sync: SyncMode,
     on_failure: FailurePolicy,
-    enqueue_timeout: Duration,
 }
 
 impl Inner {
@@ -221,13 +290,18 @@ impl AuditLog {
         let checkpoints = CheckpointWriter::open(&options.dir, options.signing_key.clone())
             .map_err(|e| open_error(format!("cannot open {}: {e}", checkpoint::CHECKPOINT_FILE)))?;
 
-        let (sync_tx, sync_rx) = mpsc::channel(options.queue_depth.max(1));
         let healthy = Arc::new(AtomicBool::new(true));
         let mut core = Core {
+            head: (tail.seq, tail.hash),
             tail,
+            queue: VecDeque::new(),
+            queued_records: 0,
+            spare: Vec::with_capacity(1 << 16),
+            written: Vec::new(),
+            syncer_asleep: false,
+            runtime: None,
             checkpoints,
             healthy: healthy.clone(),
-            buf: Vec::with_capacity(1 << 16),
             failed_since: None,
             last_checkpoint: Instant::now(),
             options: options.clone(),
@@ -242,23 +316,25 @@ impl AuditLog {
             first.push(recovery);
         }
         first.push(startup);
-        let (receipts, file) = core.commit(&mut first)?;
-        file.sync_data()
+        let (receipts, _) = core.chain(&mut first, false);
+        core.write_queued(true)?;
+        core.tail
+            .file
+            .sync_data()
             .map_err(|e| open_error(format!("cannot sync the audit log: {e}")))?;
         let startup_receipt = *receipts.last().expect("one receipt per record");
 
         let inner = Arc::new(Inner {
             core: Mutex::new(core),
-            sync_tx,
+            batch_queued: Condvar::new(),
             healthy,
             sync: options.sync,
             on_failure: options.on_failure,
-            enqueue_timeout: options.enqueue_timeout,
         });
         let syncer = inner.clone();
         std::thread::Builder::new()
             .name("vigil-audit-sync".into())
-            .spawn(move || run_sync(syncer, sync_rx))
+            .spawn(move || run_sync(syncer))
             .map_err(|e| open_error(format!("cannot start the sync thread: {e}")))?;
         Ok((AuditLog { inner }, startup_receipt))
     }
@@ -270,39 +346,49 @@ impl AuditLog {
             FailurePolicy::FailClosed => None,
             FailurePolicy::Block(limit) => Some(tokio::time::Instant::now() + limit),
         };
-        let (receipts, file) = loop {
-            let attempt = {
-                let mut core = inner.core();
-                if core.closed {
-                    return Err(AuditError::Closed);
-                }
-                core.commit(&mut records)
-            };
+        loop {
+            let attempt = self.append_once(&mut records).await;
             match attempt {
-                Ok(written) => break written,
                 Err(AuditError::Write(_))
                     if deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
                 {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(e) => return Err(e),
+                attempt => return attempt,
             }
+        }
+    }
+
+    async fn append_once(&self, records: &mut [Record]) -> Result<Vec<Receipt>, AuditError> {
+        let inner = &self.inner;
+        let (receipts, outcome) = {
+            let mut core = inner.core();
+            if core.closed {
+                return Err(AuditError::Closed);
+            }
+            if core.queued_records >= core.options.queue_depth {
+                return Err(AuditError::Overloaded(core.queued_records));
+            }
+            let (receipts, outcome) = core.chain(records, inner.sync == SyncMode::Batch);
+            if inner.sync == SyncMode::Off {
+                // Into the kernel before the answer: a killed process
+                // loses nothing it answered.
+                core.write_queued(true)?;
+                return Ok(receipts);
+            }
+            if core.runtime.is_none() {
+                core.runtime = tokio::runtime::Handle::try_current().ok();
+            }
+            let wake_syncer = std::mem::take(&mut core.syncer_asleep);
+            drop(core);
+            // After unlocking: woken under the lock, the sync thread would
+            // only block on it.
+            if wake_syncer {
+                inner.batch_queued.notify_one();
+            }
+            (receipts, outcome)
         };
-        if inner.sync == SyncMode::Off {
-            return Ok(receipts);
-        }
-        let (done, synced) = oneshot::channel();
-        match tokio::time::timeout(
-            inner.enqueue_timeout,
-            inner.sync_tx.send(SyncCommand::Sync { file, done }),
-        )
-        .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(AuditError::Closed),
-            Err(_) => return Err(AuditError::Overloaded(inner.enqueue_timeout)),
-        }
-        synced.await.map_err(|_| AuditError::Closed)??;
+        outcome.wait().await?;
         Ok(receipts)
     }
 
@@ -311,21 +397,32 @@ impl AuditLog {
         Ok(receipts[0])
     }
 
-    /// Writes `last` (the shutdown record), syncs, signs a final checkpoint
-    /// and stops the sync thread. Appends after this fail with
-    /// [`AuditError::Closed`].
+    /// Writes `last` (the shutdown record) after everything still queued,
+    /// syncs, signs a final checkpoint and stops the sync thread. Appends
+    /// after this fail with [`AuditError::Closed`].
     pub async fn close(&self, last: Record) -> Result<Receipt, AuditError> {
         let receipt = {
             let mut core = self.inner.core();
             if core.closed {
                 return Err(AuditError::Closed);
             }
-            let (receipts, _) = core.commit(&mut [last])?;
+            let (receipts, _) = core.chain(&mut [last], true);
+            let result = core.write_queued(false).and_then(|()| {
+                core.tail
+                    .file
+                    .sync_data()
+                    .map_err(|e| AuditError::Write(format!("fdatasync: {e}")))
+            });
             core.checkpoint();
             core.closed = true;
-            receipts[receipts.len() - 1]
+            // Whatever the sync thread had not yet taken was written above.
+            for batch in core.written.drain(..) {
+                batch.settle(result.clone());
+            }
+            result?;
+            receipts[0]
         };
-        let _ = self.inner.sync_tx.send(SyncCommand::Stop).await;
+        self.inner.batch_queued.notify_one();
         Ok(receipt)
     }
 
@@ -477,10 +574,27 @@ fn cut_tail(
 
 #[derive(Debug)]
 struct Core {
+    /// What is in the file: the segment being written and the chain head
+    /// at its end.
     tail: Tail,
+    /// The chain head including queued batches (`seq`, hash).
+    head: (u64, Hash),
+    /// Chained but not yet written, oldest first. In `batch` mode at most
+    /// one batch waits while the sync thread writes and syncs the one
+    /// before; in `always` mode one per call.
+    queue: VecDeque<Batch>,
+    queued_records: usize,
+    /// A written batch's buffer, kept for the next batch.
+    spare: Vec<u8>,
+    /// Batches written by `close` that are settled once synced.
+    written: Vec<Arc<Outcome>>,
+    /// The sync thread sleeps on `Inner::batch_queued` and must be woken.
+    syncer_asleep: bool,
+    /// The runtime the appending handlers run on, for the sync thread's
+    /// wake-ups.
+    runtime: Option<tokio::runtime::Handle>,
     checkpoints: CheckpointWriter,
     healthy: Arc<AtomicBool>,
-    buf: Vec<u8>,
     /// Set while writes fail: when, and how many attempts failed.
     failed_since: Option<(String, u64)>,
     last_checkpoint: Instant,
@@ -488,7 +602,7 @@ struct Core {
     closed: bool,
 }
 
-/// Most sync requests answered by one fdatasync.
+/// Most records one fdatasync waits to gather.
 const MAX_GROUP: usize = 4096;
 /// Most yields while gathering a group.
 const GATHER_YIELDS: usize = 16;
@@ -498,123 +612,235 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// the most a power failure can take.
 pub const OFF_FLUSH_EVERY: Duration = Duration::from_millis(200);
 
-fn drain(rx: &mut mpsc::Receiver<SyncCommand>, group: &mut Vec<SyncCommand>) {
-    while group.len() < MAX_GROUP {
-        match rx.try_recv() {
-            Ok(command) => group.push(command),
-            Err(_) => break,
-        }
-    }
-}
-
-/// The sync thread: fdatasyncs on request (grouped in `batch` mode), signs
-/// due checkpoints, probes a failing disk.
-fn run_sync(inner: Arc<Inner>, mut rx: mpsc::Receiver<SyncCommand>) {
-    // A private single-threaded runtime gives this blocking thread a receive
-    // with a timeout (for checkpoints and health probes).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!(error = %e, "audit sync thread cannot start its timer; durable appends will fail");
+/// The sync thread: writes and fdatasyncs queued batches (`batch` and
+/// `always` modes), signs due checkpoints, probes a failing disk, and with
+/// sync `off` flushes in the background.
+fn run_sync(inner: Arc<Inner>) {
+    let _fail_queued = FailQueuedOnExit(&inner);
+    let idle_wait = if inner.sync == SyncMode::Off {
+        OFF_FLUSH_EVERY.min(PROBE_EVERY)
+    } else {
+        PROBE_EVERY
+    };
+    let mut last_flush = Instant::now();
+    let mut core = inner.core();
+    loop {
+        if core.closed {
             return;
         }
-    };
-    let checkpoint_every = inner.core().options.checkpoint_every;
-    let mut group = Vec::with_capacity(64);
-    let mut last_flush = Instant::now();
-    loop {
-        // Wake regularly even when idle: a failed write (no sync request
-        // follows it) must be probed soon, and checkpoints come due.
-        let wait = if inner.sync == SyncMode::Off {
-            OFF_FLUSH_EVERY.min(PROBE_EVERY)
-        } else {
-            PROBE_EVERY
-        };
-        match runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
-            Ok(Some(command)) => group.push(command),
-            Ok(None) => return,
-            Err(_) => {
+        if core.queue.is_empty() {
+            core.syncer_asleep = true;
+            core = inner
+                .batch_queued
+                .wait_timeout(core, idle_wait)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+            core.syncer_asleep = false;
+            if core.closed {
+                return;
+            }
+            if core.queue.is_empty() {
                 if inner.sync == SyncMode::Off && last_flush.elapsed() >= OFF_FLUSH_EVERY {
                     // Nobody waits for this sync; it bounds what a power
                     // failure can take. Outside the lock: appends go on.
-                    let file = inner.core().tail.file.clone();
+                    let file = core.tail.file.clone();
+                    drop(core);
                     if let Err(e) = file.sync_data() {
                         tracing::error!(error = %e, "background fdatasync of the audit log failed");
                     }
                     last_flush = Instant::now();
+                    core = inner.core();
                 }
-                inner.core().idle();
+                core.idle();
                 continue;
             }
         }
-        drain(&mut rx, &mut group);
-        // Group commit needs a group. When handlers share a core with this
-        // thread, syncing at the first request would sync requests one by
-        // one; yielding lets runnable handlers write and ask first. When
-        // nothing else is runnable, the yield returns at once.
         if inner.sync == SyncMode::Batch {
-            for _ in 0..GATHER_YIELDS {
-                let before = group.len();
-                std::thread::yield_now();
-                drain(&mut rx, &mut group);
-                if group.len() == before || group.len() >= MAX_GROUP {
-                    break;
-                }
-            }
+            core = gather(&inner, core);
         }
-        let mut stop = false;
-        let mut synced: Vec<(*const File, Result<(), AuditError>)> = Vec::new();
-        for command in group.drain(..) {
-            match command {
-                SyncCommand::Stop => stop = true,
-                SyncCommand::Sync { file, done } => {
-                    let key = Arc::as_ptr(&file);
-                    // `always`: every request its own fdatasync; `batch`:
-                    // one per segment for the whole group.
-                    let cached = if inner.sync == SyncMode::Batch {
-                        synced
-                            .iter()
-                            .find(|(k, _)| *k == key)
-                            .map(|(_, r)| r.clone())
-                    } else {
-                        None
-                    };
-                    let result = cached.unwrap_or_else(|| {
-                        let result = file.sync_data().map_err(|e| {
-                            inner.healthy.store(false, Ordering::Relaxed);
-                            tracing::error!(error = %e, "audit log fdatasync failed; failing the waiting requests closed");
-                            AuditError::Write(format!("fdatasync: {e}"))
-                        });
-                        synced.push((key, result.clone()));
-                        result
-                    });
-                    let _ = done.send(result);
-                }
-            }
-        }
-        if stop {
-            return;
-        }
-        let mut core = inner.core();
-        if core.last_checkpoint.elapsed() >= checkpoint_every {
+        let Some(Written {
+            outcome,
+            file,
+            result,
+        }) = core.write_front()
+        else {
+            continue;
+        };
+        // The next batch fills while this one syncs.
+        drop(core);
+        let result = result.and_then(|()| {
+            file.sync_data().map_err(|e| {
+                inner.healthy.store(false, Ordering::Relaxed);
+                tracing::error!(error = %e, "audit log fdatasync failed; failing the waiting requests closed");
+                AuditError::Write(format!("fdatasync: {e}"))
+            })
+        });
+        core = inner.core();
+        outcome.settle_from_sync_thread(result, core.runtime.as_ref());
+        if core.last_checkpoint.elapsed() >= core.options.checkpoint_every {
             core.checkpoint();
         }
     }
 }
 
+/// Group commit needs a group. When handlers share a core with this
+/// thread, writing at the first call would sync calls one by one; yielding
+/// lets runnable handlers chain theirs first. When nothing else is
+/// runnable, the yield returns at once.
+fn gather<'a>(
+    inner: &'a Inner,
+    mut core: std::sync::MutexGuard<'a, Core>,
+) -> std::sync::MutexGuard<'a, Core> {
+    for _ in 0..GATHER_YIELDS {
+        let before = core.queued_records;
+        drop(core);
+        std::thread::yield_now();
+        core = inner.core();
+        if core.queued_records == before || core.queued_records >= MAX_GROUP {
+            break;
+        }
+    }
+    core
+}
+
+/// However the sync thread ends (even by a panic), nobody may wait forever
+/// for a batch it will not write: the log closes and queued calls fail.
+struct FailQueuedOnExit<'a>(&'a Inner);
+
+impl Drop for FailQueuedOnExit<'_> {
+    fn drop(&mut self) {
+        let mut core = self.0.core();
+        core.closed = true;
+        core.queued_records = 0;
+        for batch in core.queue.drain(..) {
+            batch.outcome.settle(Err(AuditError::Closed));
+        }
+    }
+}
+
 impl Core {
-    /// Nothing to sync: probe a failed log, or sign a due checkpoint.
+    /// Chains `records` onto the head: into the open batch when `join`,
+    /// else into a new one, which first gets the notes the log owes.
+    /// Returns their receipts and the outcome to wait for.
+    fn chain(&mut self, records: &mut [Record], join: bool) -> (Vec<Receipt>, Arc<Outcome>) {
+        if !join || self.queue.is_empty() {
+            let mut notes = self.notes();
+            self.queue.push_back(Batch {
+                bytes: std::mem::take(&mut self.spare),
+                records: 0,
+                last_seq: self.head.0,
+                last_hash: self.head.1,
+                outcome: Arc::default(),
+            });
+            self.encode(&mut notes, None);
+        }
+        let mut receipts = Vec::with_capacity(records.len());
+        self.encode(records, Some(&mut receipts));
+        let outcome = self
+            .queue
+            .back()
+            .expect("a batch was queued")
+            .outcome
+            .clone();
+        (receipts, outcome)
+    }
+
+    /// Encodes records into the batch at the back of the queue.
+    fn encode(&mut self, records: &mut [Record], mut receipts: Option<&mut Vec<Receipt>>) {
+        let batch = self.queue.back_mut().expect("a batch was queued");
+        let (mut seq, mut hash) = self.head;
+        for record in records.iter_mut() {
+            seq += 1;
+            record.seq = seq;
+            record.prev = record::hash_text(&hash);
+            hash = record::encode(record, &mut batch.bytes);
+            if let Some(receipts) = receipts.as_mut() {
+                receipts.push(Receipt { seq, hash });
+            }
+        }
+        batch.records += records.len();
+        batch.last_seq = seq;
+        batch.last_hash = hash;
+        self.queued_records += records.len();
+        self.head = (seq, hash);
+    }
+
+    /// Writes the oldest queued batch with one `write`, all or nothing.
+    /// Returns its outcome (to settle once synced), the segment it went to,
+    /// and whether the write worked. A failed write rolls the file and the
+    /// head back and fails every batch chained after it.
+    fn write_front(&mut self) -> Option<Written> {
+        let mut batch = self.queue.pop_front()?;
+        self.queued_records -= batch.records;
+        let file = self.tail.file.clone();
+        match (&*file).write_all(&batch.bytes) {
+            Ok(()) => {
+                self.tail.seq = batch.last_seq;
+                self.tail.hash = batch.last_hash;
+                self.tail.len += batch.bytes.len() as u64;
+                if let Some((since, failures)) = self.failed_since.take() {
+                    tracing::info!(%since, failures, "audit log writable again");
+                }
+                self.healthy.store(true, Ordering::Relaxed);
+                if self.spare.capacity() == 0 {
+                    batch.bytes.clear();
+                    self.spare = batch.bytes;
+                }
+                self.maybe_rotate();
+                Some(Written {
+                    outcome: batch.outcome,
+                    file,
+                    result: Ok(()),
+                })
+            }
+            Err(e) => {
+                let _ = file.set_len(self.tail.len);
+                tracing::error!(file = %self.tail.path.display(), error = %e, "audit log write failed; failing the affected requests closed");
+                let error = AuditError::Write(format!("{}: {e}", self.tail.path.display()));
+                self.healthy.store(false, Ordering::Relaxed);
+                let failures = self
+                    .failed_since
+                    .get_or_insert_with(|| (record::now_rfc3339(), 0));
+                failures.1 += 1;
+                // Everything queued behind chains onto the lost bytes.
+                for later in self.queue.drain(..) {
+                    later.outcome.settle(Err(error.clone()));
+                }
+                self.queued_records = 0;
+                self.head = (self.tail.seq, self.tail.hash);
+                Some(Written {
+                    outcome: batch.outcome,
+                    file,
+                    result: Err(error),
+                })
+            }
+        }
+    }
+
+    /// Writes everything queued, for callers that need it in the kernel
+    /// now (`off` mode, start-up, close). Outcomes are settled at once
+    /// unless `close` is collecting them to settle after its sync.
+    fn write_queued(&mut self, settle_now: bool) -> Result<(), AuditError> {
+        while let Some(written) = self.write_front() {
+            if settle_now {
+                written.outcome.settle(written.result.clone());
+            } else {
+                self.written.push(written.outcome);
+            }
+            written.result?;
+        }
+        Ok(())
+    }
+
+    /// Nothing queued: probe a failed log, or sign a due checkpoint.
     fn idle(&mut self) {
         if self.closed {
             return;
         }
         if self.failed_since.is_some() {
-            if let Ok((_, file)) = self.commit(&mut []) {
-                let _ = file.sync_data();
-            }
+            // The note that writing works again is the probe; the sync
+            // loop writes and syncs it.
+            self.chain(&mut [], false);
         } else if self.last_checkpoint.elapsed() >= self.options.checkpoint_every {
             self.checkpoint();
         }
@@ -637,43 +863,15 @@ impl Core {
         }
     }
 
-    /// Writes `records` (plus any notes the writer owes the log) without
-    /// syncing. Returns one receipt per given record and the segment they
-    /// went to (for the sync that makes them durable).
-    fn commit(&mut self, records: &mut [Record]) -> Result<(Vec<Receipt>, Arc<File>), AuditError> {
-        let mut notes = self.notes();
-        if notes.is_empty() && records.is_empty() {
-            return Ok((Vec::new(), self.tail.file.clone()));
-        }
-        match self.write(&mut notes, records) {
-            Ok(receipts) => {
-                if let Some((since, failures)) = self.failed_since.take() {
-                    tracing::info!(%since, failures, "audit log writable again");
-                }
-                self.healthy.store(true, Ordering::Relaxed);
-                let file = self.tail.file.clone();
-                self.maybe_rotate();
-                Ok((receipts, file))
-            }
-            Err(e) => {
-                self.healthy.store(false, Ordering::Relaxed);
-                let failures = self
-                    .failed_since
-                    .get_or_insert_with(|| (record::now_rfc3339(), 0));
-                failures.1 += 1;
-                Err(e)
-            }
-        }
-    }
-
-    /// Records the writer itself owes the log before the next group: that
-    /// writing resumed after a failure, or that the active file vanished.
+    /// Records the writer itself owes the log at the start of a batch: that
+    /// the active file vanished, or (unless a queued batch already says so)
+    /// that writing resumed after a failure.
     fn notes(&mut self) -> Vec<Record> {
         let mut notes = Vec::new();
         if let Some(lost) = self.check_active_file() {
             notes.push(lost);
         }
-        if let Some((since, failures)) = &self.failed_since {
+        if let (Some((since, failures)), true) = (&self.failed_since, self.queue.is_empty()) {
             let mut resumed = Record::new(kind::RESUMED);
             resumed.reason = Some("audit log writable again after write failures".to_owned());
             resumed.detail =
@@ -684,7 +882,7 @@ impl Core {
     }
 
     /// A deleted or replaced active file must not swallow records: move to a
-    /// fresh segment and say what happened. One `fstat` per call: a file
+    /// fresh segment and say what happened. One `fstat` per batch: a file
     /// deleted or renamed over has no links left.
     fn check_active_file(&mut self) -> Option<Record> {
         let linked = match self.tail.file.metadata() {
@@ -793,52 +991,8 @@ impl Core {
             removed.len()
         ));
         note.detail = Some(serde_json::json!({ "removed": removed, "through_seq": through_seq }));
-        if let Err(e) = self.write(&mut [note], &mut []) {
-            tracing::error!(error = %e, "cannot record pruning in the audit log");
-        }
-    }
-
-    /// One attempt: `notes` then `records`, written with one `write`, all
-    /// or nothing.
-    fn write(
-        &mut self,
-        notes: &mut [Record],
-        records: &mut [Record],
-    ) -> Result<Vec<Receipt>, AuditError> {
-        let mut seq = self.tail.seq;
-        let mut hash = self.tail.hash;
-        let mut receipts = Vec::with_capacity(records.len());
-        self.buf.clear();
-        for (is_note, record) in notes
-            .iter_mut()
-            .map(|r| (true, r))
-            .chain(records.iter_mut().map(|r| (false, r)))
-        {
-            seq += 1;
-            record.seq = seq;
-            record.prev = record::hash_text(&hash);
-            hash = record::encode(record, &mut self.buf);
-            if !is_note {
-                receipts.push(Receipt { seq, hash });
-            }
-        }
-        match (&*self.tail.file).write_all(&self.buf) {
-            Ok(()) => {
-                self.tail.seq = seq;
-                self.tail.hash = hash;
-                self.tail.len += self.buf.len() as u64;
-                Ok(receipts)
-            }
-            Err(e) => {
-                // Roll back whatever part reached the file.
-                let _ = self.tail.file.set_len(self.tail.len);
-                tracing::error!(file = %self.tail.path.display(), error = %e, "audit log write failed; failing the affected requests closed");
-                Err(AuditError::Write(format!(
-                    "{}: {e}",
-                    self.tail.path.display()
-                )))
-            }
-        }
+        // Written with the next batch.
+        self.chain(&mut [note], true);
     }
 }
 

@@ -6,7 +6,10 @@
 //! ```sh
 //! cargo run --release --bin vigil-bench            # full run (~3 minutes)
 //! cargo run --release --bin vigil-bench -- --quick # shorter runs
+//! cargo run --release --bin vigil-bench -- --only a,f # some sections
 //! ```
+//!
+//! bench/RESULTS.md is written only by a run of every section.
 //!
 //! On Linux with two or more cores the server is pinned to core 0 and the
 //! generator to core 1 (taskset), and the output says so. Every gRPC figure
@@ -45,8 +48,36 @@ struct Settings {
     pinned: bool,
 }
 
+/// The sections a run measures (`--only a,b,…`; all by default).
+struct Only(Option<Vec<char>>);
+
+impl Only {
+    fn from_args() -> Only {
+        let args: Vec<String> = std::env::args().collect();
+        let list = args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1))
+            .map(|list| {
+                list.split(',')
+                    .filter_map(|s| s.trim().chars().next())
+                    .collect()
+            });
+        Only(list)
+    }
+
+    fn wants(&self, section: char) -> bool {
+        self.0.as_ref().is_none_or(|list| list.contains(&section))
+    }
+
+    fn everything(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let only = Only::from_args();
     let pinned = pin_self();
     let settings = Settings {
         warmup: Duration::from_millis(if quick { 300 } else { 700 }),
@@ -59,21 +90,24 @@ fn main() {
         .build()
         .expect("runtime");
     let mut report = Report::default();
-    runtime.block_on(run(&vigil, &settings, &mut report, quick));
-    report.finish(&settings);
+    runtime.block_on(run(&vigil, &settings, &mut report, quick, &only));
+    if only.everything() {
+        report.finish(&settings);
+    }
 }
 
 /// Re-executes the generator on core 1 (once); the server goes on core 0.
 fn pin_self() -> bool {
+    // Checked first: once pinned, this process sees one core.
+    if std::env::var_os("VIGIL_BENCH_PINNED").is_some() {
+        return true;
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let taskset = Command::new("taskset").arg("--version").output().is_ok();
     if cores < 2 || !taskset || !cfg!(target_os = "linux") {
         return false;
-    }
-    if std::env::var_os("VIGIL_BENCH_PINNED").is_some() {
-        return true;
     }
     let exe = std::env::current_exe().expect("own path");
     let status = Command::new("taskset")
@@ -474,8 +508,9 @@ impl Report {
                     .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
             })
             .unwrap_or_else(|| "unknown CPU".into());
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
+        // The machine's cores, not this (pinned) process's.
+        let cores = std::fs::read_to_string("/proc/cpuinfo")
+            .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
             .unwrap_or(1);
         let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
         let mut out = String::new();
@@ -623,241 +658,286 @@ fn scale_requests(
 
 // ---- the run -------------------------------------------------------------
 
-async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool) {
+async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool, only: &Only) {
     let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let floor_by_key: &mut HashMap<(bool, usize), Measured> = &mut HashMap::new();
+    let mut peak_rss = 0;
+    let mut saturated_batch_authorize = 0.0;
 
-    report.section(
+    if only.wants('a') {
+        report.section(
         "(a, g) Authorize over gRPC vs the floor (no-op RPC, same server, same generator)",
         "| transport | audit sync | streams | req/s | ×floor | p50 µs | p99 µs | p999 µs | floor p50 µs | server CPU µs/call | errors |",
     );
-    let mut peak_rss = 0;
-    let mut saturated_batch_authorize = 0.0;
-    for sync in ["batch", "always", "off"] {
-        let server = Server::start(vigil, &policies, &["--audit-sync", sync], settings.pinned);
+        for sync in ["batch", "always", "off"] {
+            let server = Server::start(vigil, &policies, &["--audit-sync", sync], settings.pinned);
+            for unix in [false, true] {
+                for streams in [1, 16, 64] {
+                    if sync == "batch" || !floor_by_key.contains_key(&(unix, streams)) {
+                        let floor = drive(&server, unix, streams, Call::Floor, settings).await;
+                        floor_by_key.insert((unix, streams), floor);
+                    }
+                    let floor = &floor_by_key[&(unix, streams)];
+                    let m = drive(
+                        &server,
+                        unix,
+                        streams,
+                        Call::Authorize(authorize_mix()),
+                        settings,
+                    )
+                    .await;
+                    if sync == "batch" && !unix && streams == 64 {
+                        saturated_batch_authorize = m.throughput();
+                    }
+                    report.row(format!(
+                        "| {} | {sync} | {streams} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {} |",
+                        if unix { "unix" } else { "tcp" },
+                        m.throughput(),
+                        m.throughput() / floor.throughput(),
+                        micros(m.percentile(0.5)),
+                        micros(m.percentile(0.99)),
+                        micros(m.percentile(0.999)),
+                        micros(floor.percentile(0.5)),
+                        micros(m.cpu_per_call()),
+                        m.errors
+                    ));
+                }
+            }
+            peak_rss = peak_rss.max(server.memory("VmHWM"));
+        }
         for unix in [false, true] {
             for streams in [1, 16, 64] {
-                if sync == "batch" || !floor_by_key.contains_key(&(unix, streams)) {
-                    let floor = drive(&server, unix, streams, Call::Floor, settings).await;
-                    floor_by_key.insert((unix, streams), floor);
-                }
                 let floor = &floor_by_key[&(unix, streams)];
-                let m = drive(
-                    &server,
-                    unix,
-                    streams,
-                    Call::Authorize(authorize_mix()),
-                    settings,
-                )
-                .await;
-                if sync == "batch" && !unix && streams == 64 {
-                    saturated_batch_authorize = m.throughput();
-                }
-                report.row(format!(
-                    "| {} | {sync} | {streams} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {} |",
+                report.note(format!(
+                    "floor ({}, {streams} streams): {:.0} req/s, p50 {} µs, server CPU {} µs/call",
                     if unix { "unix" } else { "tcp" },
-                    m.throughput(),
-                    m.throughput() / floor.throughput(),
-                    micros(m.percentile(0.5)),
-                    micros(m.percentile(0.99)),
-                    micros(m.percentile(0.999)),
+                    floor.throughput(),
                     micros(floor.percentile(0.5)),
-                    micros(m.cpu_per_call()),
-                    m.errors
+                    micros(floor.cpu_per_call())
                 ));
             }
         }
-        peak_rss = peak_rss.max(server.memory("VmHWM"));
     }
-    for unix in [false, true] {
-        for streams in [1, 16, 64] {
-            let floor = &floor_by_key[&(unix, streams)];
-            report.note(format!(
-                "floor ({}, {streams} streams): {:.0} req/s, p50 {} µs, server CPU {} µs/call",
-                if unix { "unix" } else { "tcp" },
-                floor.throughput(),
-                micros(floor.percentile(0.5)),
-                micros(floor.cpu_per_call())
+
+    if only.wants('b') {
+        let server = Server::start(vigil, &policies, &[], settings.pinned);
+        report.section("(b, c) AuthorizeBatch and Mask (TCP, audit sync batch)", "| scenario | streams | calls/s | items/s | p50 µs | p99 µs | server CPU µs/item | items/s ÷ Authorize saturated |");
+        let batch = AuthorizeBatchRequest {
+            requests: authorize_mix().into_iter().cycle().take(100).collect(),
+        };
+        let mut mask_request = MaskRequest {
+            subject: "bob".into(),
+            object: "crm.customers".into(),
+            ..Default::default()
+        };
+        mask_request.records = (0..10).map(customer_record).collect();
+        let mask_single = MaskRequest {
+            records: vec![customer_record(1)],
+            ..mask_request.clone()
+        };
+        for (name, call, streams) in [
+            ("AuthorizeBatch ×100", Call::Batch(batch), 16),
+            ("Mask, 1 record of 20 fields", Call::Mask(mask_single), 64),
+            (
+                "Mask, 10 records of 20 fields",
+                Call::Mask(mask_request),
+                16,
+            ),
+        ] {
+            let m = drive(&server, false, streams, call, settings).await;
+            let items = m.items as f64 / m.elapsed.as_secs_f64();
+            report.row(format!(
+                "| {name} | {streams} | {:.0} | {:.0} | {} | {} | {:.2} | {} |",
+                m.throughput(),
+                items,
+                micros(m.percentile(0.5)),
+                micros(m.percentile(0.99)),
+                m.cpu.as_secs_f64() * 1e6 / m.items.max(1) as f64,
+                if saturated_batch_authorize > 0.0 {
+                    format!("{:.2}", items / saturated_batch_authorize)
+                } else {
+                    "n/a (section a not run)".to_owned()
+                }
+            ));
+        }
+        peak_rss = peak_rss.max(server.memory("VmHWM"));
+        drop(server);
+        report.note(format!(
+            "peak RSS of the server under load on the example policies: {:.1} MB",
+            peak_rss as f64 / 1e6
+        ));
+    }
+
+    if only.wants('h') {
+        report.section(
+            "(h) Where time goes in one Authorize call, in process (example policies)",
+            "| stage | ns/call |",
+        );
+        {
+            use prost::Message;
+            let policy = vigil::policy::PolicySet::load(&policies)
+                .await
+                .expect("example policies");
+            let request = AuthorizeRequest {
+                subject: "alice".into(),
+                object: "crm.customers".into(),
+                action: "read".into(),
+                ..Default::default()
+            };
+            let bytes = request.encode_to_vec();
+            let n = if quick { 20_000 } else { 100_000 };
+            let time = |f: &mut dyn FnMut()| {
+                let started = Instant::now();
+                for _ in 0..n {
+                    f();
+                }
+                started.elapsed().as_nanos() as f64 / n as f64
+            };
+            let decode = time(&mut || {
+                std::hint::black_box(AuthorizeRequest::decode(bytes.as_slice()).expect("decodes"));
+            });
+            let attributes = HashMap::new();
+            let access = AccessRequest {
+                subject: "alice",
+                extra_roles: &[],
+                object: "crm.customers",
+                action: "read",
+                domain: "",
+                attributes: &attributes,
+            };
+            let decide = time(&mut || {
+                std::hint::black_box(policy.engine.decide(&access).expect("valid").allowed());
+            });
+            let reason = time(&mut || {
+                let verdict = policy.engine.decide(&access).expect("valid");
+                std::hint::black_box(verdict.reason(&access));
+            }) - decide;
+            let mut buf = Vec::with_capacity(512);
+            let record_cost = time(&mut || {
+                let mut record = Record::new("decision");
+                record.id = Some("Xq0-a1B2c3D4e5F6g7H8iA".into());
+                record.sub = Some("alice".into());
+                record.obj = Some("crm.customers".into());
+                record.act = Some("read".into());
+                record.allowed = Some(true);
+                record.reason = Some(
+                    "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst"
+                        .into(),
+                );
+                record.pv = Some(policy.version.clone());
+                record.prev = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+                buf.clear();
+                std::hint::black_box(vigil::audit::record::encode(&record, &mut buf));
+            });
+            let response = vigil::proto::AuthorizeResponse {
+                allowed: true,
+                decision_id: "Xq0-a1B2c3D4e5F6g7H8iA".into(),
+                reason:
+                    "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst"
+                        .into(),
+                policy_version: policy.version.clone(),
+                audit_seq: 42,
+                audit_hash: "00".repeat(32),
+            };
+            let encode = time(&mut || {
+                std::hint::black_box(response.encode_to_vec());
+            });
+            let keys = vigil::keys::Keyring::generate();
+            let support = AccessRequest {
+                subject: "bob",
+                object: "crm.customers",
+                ..access
+            };
+            let record = customer_record(1);
+            let mask_one = time(&mut || {
+                let visibility = |label: &vigil::mask::Label| policy.grant(&support, label);
+                let mut masker = vigil::mask::Masker::new(
+                    &policy.classification,
+                    "crm.customers",
+                    &keys,
+                    visibility,
+                    32,
+                );
+                let mut copy = record.clone();
+                let mut actions = Vec::new();
+                masker.mask(0, &mut copy, &mut actions).expect("masks");
+                std::hint::black_box(copy);
+            });
+            let grants = time(&mut || {
+                for label in policy.classification.labels.values() {
+                    std::hint::black_box(policy.grant(&support, label));
+                }
+            });
+            report.row(format!("| decode request (prost) | {decode:.0} |"));
+            report.row(format!(
+                "| decision (compiled engine: {}) | {decide:.0} |",
+                policy.engine.is_compiled()
+            ));
+            report.row(format!("| reason text (rule, role path) | {reason:.0} |"));
+            report.row(format!(
+                "| audit record: build, JSON, SHA-256 | {record_cost:.0} |"
+            ));
+            report.row(format!("| encode response (prost) | {encode:.0} |"));
+            report.row(format!(
+                "| Mask: one 20-field record, support role (whole masker) | {mask_one:.0} |"
+            ));
+            report.row(format!(
+                "| Mask: resolving grants for all {} labels | {grants:.0} |",
+                policy.classification.labels.len()
             ));
         }
     }
 
-    let server = Server::start(vigil, &policies, &[], settings.pinned);
-    report.section("(b, c) AuthorizeBatch and Mask (TCP, audit sync batch)", "| scenario | streams | calls/s | items/s | p50 µs | p99 µs | server CPU µs/item | items/s ÷ Authorize saturated |");
-    let batch = AuthorizeBatchRequest {
-        requests: authorize_mix().into_iter().cycle().take(100).collect(),
-    };
-    let mut mask_request = MaskRequest {
-        subject: "bob".into(),
-        object: "crm.customers".into(),
-        ..Default::default()
-    };
-    mask_request.records = (0..10).map(customer_record).collect();
-    let mask_single = MaskRequest {
-        records: vec![customer_record(1)],
-        ..mask_request.clone()
-    };
-    for (name, call, streams) in [
-        ("AuthorizeBatch ×100", Call::Batch(batch), 16),
-        ("Mask, 1 record of 20 fields", Call::Mask(mask_single), 64),
-        (
-            "Mask, 10 records of 20 fields",
-            Call::Mask(mask_request),
-            16,
-        ),
-    ] {
-        let m = drive(&server, false, streams, call, settings).await;
-        let items = m.items as f64 / m.elapsed.as_secs_f64();
-        report.row(format!(
-            "| {name} | {streams} | {:.0} | {:.0} | {} | {} | {:.2} | {:.2} |",
-            m.throughput(),
-            items,
-            micros(m.percentile(0.5)),
-            micros(m.percentile(0.99)),
-            m.cpu.as_secs_f64() * 1e6 / m.items.max(1) as f64,
-            items / saturated_batch_authorize.max(1.0)
-        ));
-    }
-    peak_rss = peak_rss.max(server.memory("VmHWM"));
-    drop(server);
-    report.note(format!(
-        "peak RSS of the server under load on the example policies: {:.1} MB",
-        peak_rss as f64 / 1e6
-    ));
-
-    report.section(
-        "(h) Where time goes in one Authorize call, in process (example policies)",
-        "| stage | ns/call |",
-    );
-    {
-        use prost::Message;
-        let policy = vigil::policy::PolicySet::load(&policies)
-            .await
-            .expect("example policies");
-        let request = AuthorizeRequest {
-            subject: "alice".into(),
-            object: "crm.customers".into(),
-            action: "read".into(),
-            ..Default::default()
-        };
-        let bytes = request.encode_to_vec();
-        let n = if quick { 20_000 } else { 100_000 };
-        let time = |f: &mut dyn FnMut()| {
-            let started = Instant::now();
-            for _ in 0..n {
-                f();
-            }
-            started.elapsed().as_nanos() as f64 / n as f64
-        };
-        let decode = time(&mut || {
-            std::hint::black_box(AuthorizeRequest::decode(bytes.as_slice()).expect("decodes"));
-        });
-        let attributes = HashMap::new();
-        let access = AccessRequest {
-            subject: "alice",
-            extra_roles: &[],
-            object: "crm.customers",
-            action: "read",
-            domain: "",
-            attributes: &attributes,
-        };
-        let decide = time(&mut || {
-            std::hint::black_box(policy.engine.decide(&access).expect("valid").allowed());
-        });
-        let reason = time(&mut || {
-            let verdict = policy.engine.decide(&access).expect("valid");
-            std::hint::black_box(verdict.reason(&access));
-        }) - decide;
-        let mut buf = Vec::with_capacity(512);
-        let record_cost = time(&mut || {
-            let mut record = Record::new("decision");
-            record.id = Some("Xq0-a1B2c3D4e5F6g7H8iA".into());
-            record.sub = Some("alice".into());
-            record.obj = Some("crm.customers".into());
-            record.act = Some("read".into());
-            record.allowed = Some(true);
-            record.reason = Some(
-                "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst"
-                    .into(),
-            );
-            record.pv = Some(policy.version.clone());
-            record.prev = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
-            buf.clear();
-            std::hint::black_box(vigil::audit::record::encode(&record, &mut buf));
-        });
-        let response = vigil::proto::AuthorizeResponse {
-            allowed: true,
-            decision_id: "Xq0-a1B2c3D4e5F6g7H8iA".into(),
-            reason: "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst"
-                .into(),
-            policy_version: policy.version.clone(),
-            audit_seq: 42,
-            audit_hash: "00".repeat(32),
-        };
-        let encode = time(&mut || {
-            std::hint::black_box(response.encode_to_vec());
-        });
-        let keys = vigil::keys::Keyring::generate();
-        let support = AccessRequest {
-            subject: "bob",
-            object: "crm.customers",
-            ..access
-        };
-        let record = customer_record(1);
-        let mask_one = time(&mut || {
-            let visibility = |label: &vigil::mask::Label| policy.grant(&support, label);
-            let mut masker = vigil::mask::Masker::new(
-                &policy.classification,
-                "crm.customers",
-                &keys,
-                visibility,
-                32,
-            );
-            let mut copy = record.clone();
-            let mut actions = Vec::new();
-            masker.mask(0, &mut copy, &mut actions).expect("masks");
-            std::hint::black_box(copy);
-        });
-        let grants = time(&mut || {
-            for label in policy.classification.labels.values() {
-                std::hint::black_box(policy.grant(&support, label));
-            }
-        });
-        report.row(format!("| decode request (prost) | {decode:.0} |"));
-        report.row(format!(
-            "| decision (compiled engine: {}) | {decide:.0} |",
-            policy.engine.is_compiled()
-        ));
-        report.row(format!("| reason text (rule, role path) | {reason:.0} |"));
-        report.row(format!(
-            "| audit record: build, JSON, SHA-256 | {record_cost:.0} |"
-        ));
-        report.row(format!("| encode response (prost) | {encode:.0} |"));
-        report.row(format!(
-            "| Mask: one 20-field record, support role (whole masker) | {mask_one:.0} |"
-        ));
-        report.row(format!(
-            "| Mask: resolving grants for all {} labels | {grants:.0} |",
-            policy.classification.labels.len()
-        ));
-    }
-
-    report.section(
+    if only.wants('d') {
+        report.section(
         "(d) In-process decision cost, uncached (distinct subjects and objects)",
         "| model | policy lines | compiled | allowed p50 µs | allowed p99 µs | denied p50 µs | denied p99 µs | casbin-rs p50 µs |",
     );
-    let attributes = HashMap::new();
-    for shape in [Shape::Rbac, Shape::RbacDomains, Shape::KeyMatch] {
-        for lines in [100, 10_000, 100_000] {
-            let (model, rules) = synthetic(shape, lines);
-            let engine = Engine::build(&model, &rules)
-                .await
-                .expect("synthetic policy builds");
-            let mut figures = Vec::new();
-            for allowed in [true, false] {
-                let requests =
-                    scale_requests(shape, lines, allowed, if quick { 5_000 } else { 20_000 });
-                let mut latencies = Vec::with_capacity(requests.len());
+        let attributes = HashMap::new();
+        for shape in [Shape::Rbac, Shape::RbacDomains, Shape::KeyMatch] {
+            for lines in [100, 10_000, 100_000] {
+                let (model, rules) = synthetic(shape, lines);
+                let engine = Engine::build(&model, &rules)
+                    .await
+                    .expect("synthetic policy builds");
+                let mut figures = Vec::new();
+                for allowed in [true, false] {
+                    let requests =
+                        scale_requests(shape, lines, allowed, if quick { 5_000 } else { 20_000 });
+                    let mut latencies = Vec::with_capacity(requests.len());
+                    for (subject, object, domain) in &requests {
+                        let request = AccessRequest {
+                            subject,
+                            extra_roles: &[],
+                            object,
+                            action: "read",
+                            domain,
+                            attributes: &attributes,
+                        };
+                        let started = Instant::now();
+                        let verdict = engine.decide(&request).expect("valid request");
+                        latencies.push(started.elapsed());
+                        assert_eq!(
+                            verdict.allowed(),
+                            allowed,
+                            "{shape:?} {lines}: {subject} {object}: {}",
+                            verdict.reason(&request)
+                        );
+                    }
+                    latencies.sort_unstable();
+                    figures.push(latencies[latencies.len() / 2]);
+                    figures.push(latencies[latencies.len() * 99 / 100]);
+                }
+                // casbin-rs alone, for comparison: few calls, it is linear.
+                let samples = if lines >= 100_000 {
+                    3
+                } else if lines >= 10_000 {
+                    20
+                } else {
+                    500
+                };
+                let requests = scale_requests(shape, lines, true, samples);
+                let mut reference = Vec::new();
                 for (subject, object, domain) in &requests {
                     let request = AccessRequest {
                         subject,
@@ -868,179 +948,150 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
                         attributes: &attributes,
                     };
                     let started = Instant::now();
-                    let verdict = engine.decide(&request).expect("valid request");
-                    latencies.push(started.elapsed());
-                    assert_eq!(
-                        verdict.allowed(),
-                        allowed,
-                        "{shape:?} {lines}: {subject} {object}: {}",
-                        verdict.reason(&request)
-                    );
+                    let _ = engine.decide_reference(&request);
+                    reference.push(started.elapsed());
                 }
-                latencies.sort_unstable();
-                figures.push(latencies[latencies.len() / 2]);
-                figures.push(latencies[latencies.len() * 99 / 100]);
+                reference.sort_unstable();
+                report.row(format!(
+                    "| {shape:?} | {lines} | {} | {} | {} | {} | {} | {} |",
+                    engine.is_compiled(),
+                    micros(figures[0]),
+                    micros(figures[1]),
+                    micros(figures[2]),
+                    micros(figures[3]),
+                    micros(reference[reference.len() / 2])
+                ));
             }
-            // casbin-rs alone, for comparison: few calls, it is linear.
-            let samples = if lines >= 100_000 {
-                3
-            } else if lines >= 10_000 {
-                20
-            } else {
-                500
-            };
-            let requests = scale_requests(shape, lines, true, samples);
-            let mut reference = Vec::new();
-            for (subject, object, domain) in &requests {
-                let request = AccessRequest {
-                    subject,
-                    extra_roles: &[],
-                    object,
-                    action: "read",
-                    domain,
-                    attributes: &attributes,
-                };
+        }
+    }
+
+    if only.wants('e') {
+        report.section(
+            "(e) Start-up and reload at 100,000 policy lines",
+            "| measure | value |",
+        );
+        let big = write_policy_dir(Shape::Rbac, 100_000);
+        let server = Server::start(vigil, big.path(), &[], settings.pinned);
+        report.row(format!(
+            "| start-up to listening | {:.0} ms |",
+            server.started_in.as_secs_f64() * 1e3
+        ));
+        report.row(format!(
+            "| RSS after start-up | {:.1} MB |",
+            server.memory("VmRSS") as f64 / 1e6
+        ));
+        let mut admin = PolicyAdminClient::new(server.channel(false).await);
+        let policy_file = big.path().join("policy.csv");
+        let text = std::fs::read_to_string(&policy_file).expect("policy");
+        std::fs::write(&policy_file, format!("{text}p, role1, dataset-new, read\n")).expect("edit");
+        let started = Instant::now();
+        admin
+            .reload_policies(ReloadPoliciesRequest {})
+            .await
+            .expect("reload");
+        report.row(format!(
+            "| reload (ReloadPolicies RPC, changed set) | {:.0} ms |",
+            started.elapsed().as_secs_f64() * 1e3
+        ));
+        let requests: Vec<AuthorizeRequest> = scale_requests(Shape::Rbac, 100_000, true, 64)
+            .into_iter()
+            .map(|(s, o, _)| AuthorizeRequest {
+                subject: s,
+                object: o,
+                action: "read".into(),
+                ..Default::default()
+            })
+            .collect();
+        let quiet = drive(
+            &server,
+            false,
+            16,
+            Call::Authorize(requests.clone()),
+            settings,
+        )
+        .await;
+        let reloading = {
+            let admin_channel = server.channel(false).await;
+            let reloads = tokio::spawn(async move {
+                let mut admin = PolicyAdminClient::new(admin_channel);
+                let mut count = 0;
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline {
+                    if admin
+                        .reload_policies(ReloadPoliciesRequest {})
+                        .await
+                        .is_ok()
+                    {
+                        count += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                count
+            });
+            let m = drive(&server, false, 16, Call::Authorize(requests), settings).await;
+            reloads.abort();
+            m
+        };
+        report.row(format!(
+            "| Authorize p99, 16 streams, no reload | {} µs |",
+            micros(quiet.percentile(0.99))
+        ));
+        report.row(format!(
+            "| Authorize p99, 16 streams, reloading every 300 ms | {} µs (errors: {}) |",
+            micros(reloading.percentile(0.99)),
+            reloading.errors
+        ));
+        report.row(format!(
+            "| peak RSS with 100,000 lines | {:.1} MB |",
+            server.memory("VmHWM") as f64 / 1e6
+        ));
+        drop(server);
+    }
+
+    if only.wants('f') {
+        report.section(
+            "(f) Audit log: append and verify, in process",
+            "| measure | value |",
+        );
+        {
+            // The disk's own cost of a durable append: the bound on any
+            // durable single-stream latency.
+            use std::io::Write;
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.path().join("probe"))
+                .expect("probe file");
+            let line = vec![b'x'; 350];
+            let mut syncs = Vec::new();
+            for _ in 0..if quick { 200 } else { 1000 } {
+                file.write_all(&line).expect("append");
                 let started = Instant::now();
-                let _ = engine.decide_reference(&request);
-                reference.push(started.elapsed());
+                file.sync_data().expect("fdatasync");
+                syncs.push(started.elapsed());
             }
-            reference.sort_unstable();
+            syncs.sort_unstable();
             report.row(format!(
-                "| {shape:?} | {lines} | {} | {} | {} | {} | {} | {} |",
-                engine.is_compiled(),
-                micros(figures[0]),
-                micros(figures[1]),
-                micros(figures[2]),
-                micros(figures[3]),
-                micros(reference[reference.len() / 2])
+                "| fdatasync after a 350-byte append (disk cost) | p50 {} µs, p99 {} µs |",
+                micros(syncs[syncs.len() / 2]),
+                micros(syncs[syncs.len() * 99 / 100])
             ));
         }
-    }
-
-    report.section(
-        "(e) Start-up and reload at 100,000 policy lines",
-        "| measure | value |",
-    );
-    let big = write_policy_dir(Shape::Rbac, 100_000);
-    let server = Server::start(vigil, big.path(), &[], settings.pinned);
-    report.row(format!(
-        "| start-up to listening | {:.0} ms |",
-        server.started_in.as_secs_f64() * 1e3
-    ));
-    report.row(format!(
-        "| RSS after start-up | {:.1} MB |",
-        server.memory("VmRSS") as f64 / 1e6
-    ));
-    let mut admin = PolicyAdminClient::new(server.channel(false).await);
-    let policy_file = big.path().join("policy.csv");
-    let text = std::fs::read_to_string(&policy_file).expect("policy");
-    std::fs::write(&policy_file, format!("{text}p, role1, dataset-new, read\n")).expect("edit");
-    let started = Instant::now();
-    admin
-        .reload_policies(ReloadPoliciesRequest {})
-        .await
-        .expect("reload");
-    report.row(format!(
-        "| reload (ReloadPolicies RPC, changed set) | {:.0} ms |",
-        started.elapsed().as_secs_f64() * 1e3
-    ));
-    let requests: Vec<AuthorizeRequest> = scale_requests(Shape::Rbac, 100_000, true, 64)
-        .into_iter()
-        .map(|(s, o, _)| AuthorizeRequest {
-            subject: s,
-            object: o,
-            action: "read".into(),
-            ..Default::default()
-        })
-        .collect();
-    let quiet = drive(
-        &server,
-        false,
-        16,
-        Call::Authorize(requests.clone()),
-        settings,
-    )
-    .await;
-    let reloading = {
-        let admin_channel = server.channel(false).await;
-        let reloads = tokio::spawn(async move {
-            let mut admin = PolicyAdminClient::new(admin_channel);
-            let mut count = 0;
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if admin
-                    .reload_policies(ReloadPoliciesRequest {})
-                    .await
-                    .is_ok()
-                {
-                    count += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            count
-        });
-        let m = drive(&server, false, 16, Call::Authorize(requests), settings).await;
-        reloads.abort();
-        m
-    };
-    report.row(format!(
-        "| Authorize p99, 16 streams, no reload | {} µs |",
-        micros(quiet.percentile(0.99))
-    ));
-    report.row(format!(
-        "| Authorize p99, 16 streams, reloading every 300 ms | {} µs (errors: {}) |",
-        micros(reloading.percentile(0.99)),
-        reloading.errors
-    ));
-    report.row(format!(
-        "| peak RSS with 100,000 lines | {:.1} MB |",
-        server.memory("VmHWM") as f64 / 1e6
-    ));
-    drop(server);
-
-    report.section(
-        "(f) Audit log: append and verify, in process",
-        "| measure | value |",
-    );
-    {
-        // The disk's own cost of a durable append: the bound on any
-        // durable single-stream latency.
-        use std::io::Write;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("probe"))
-            .expect("probe file");
-        let line = vec![b'x'; 350];
-        let mut syncs = Vec::new();
-        for _ in 0..if quick { 200 } else { 1000 } {
-            file.write_all(&line).expect("append");
-            let started = Instant::now();
-            file.sync_data().expect("fdatasync");
-            syncs.push(started.elapsed());
-        }
-        syncs.sort_unstable();
-        report.row(format!(
-            "| fdatasync after a 350-byte append (disk cost) | p50 {} µs, p99 {} µs |",
-            micros(syncs[syncs.len() / 2]),
-            micros(syncs[syncs.len() * 99 / 100])
-        ));
-    }
-    for sync in [SyncMode::Batch, SyncMode::Always, SyncMode::Off] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let (log, _) = AuditLog::open(
-            AuditOptions::new(dir.path(), sync, key),
-            Record::new("startup"),
-        )
-        .expect("open audit");
-        let log = Arc::new(log);
-        let deadline = Instant::now() + settings.duration;
-        let mut tasks = Vec::new();
-        for writer in 0..64 {
-            let log = log.clone();
-            tasks.push(tokio::spawn(async move {
+        for sync in [SyncMode::Batch, SyncMode::Always, SyncMode::Off] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+            let (log, _) = AuditLog::open(
+                AuditOptions::new(dir.path(), sync, key),
+                Record::new("startup"),
+            )
+            .expect("open audit");
+            let log = Arc::new(log);
+            let deadline = Instant::now() + settings.duration;
+            let mut tasks = Vec::new();
+            for writer in 0..64 {
+                let log = log.clone();
+                tasks.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
                     let mut record = Record::new("decision");
@@ -1056,37 +1107,38 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
                 }
                 n
             }));
-        }
-        let started = Instant::now();
-        let mut total = 0;
-        for task in tasks {
-            total += task.await.expect("writer");
-        }
-        let rate = total as f64 / started.elapsed().as_secs_f64();
-        report.row(format!(
-            "| append, sync {sync:?}, 64 concurrent writers | {rate:.0} records/s |"
-        ));
-        if sync == SyncMode::Off {
-            let _ = log.close(Record::new("shutdown")).await;
-            let bytes: u64 = std::fs::read_dir(dir.path())
-                .expect("dir")
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
-                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-                .sum();
-            report.row(format!(
-                "| average record size on disk | {:.0} bytes |",
-                bytes as f64 / (total + 2) as f64
-            ));
+            }
             let started = Instant::now();
-            let verified = verify_dir(dir.path(), &[], None).expect("the log verifies");
-            let took = started.elapsed().as_secs_f64();
+            let mut total = 0;
+            for task in tasks {
+                total += task.await.expect("writer");
+            }
+            let rate = total as f64 / started.elapsed().as_secs_f64();
             report.row(format!(
-                "| verify ({} records) | {:.0} records/s, {:.0} MB/s |",
-                verified.records,
-                verified.records as f64 / took,
-                verified.bytes as f64 / took / 1e6
+                "| append, sync {sync:?}, 64 concurrent writers | {rate:.0} records/s |"
             ));
+            if sync == SyncMode::Off {
+                let _ = log.close(Record::new("shutdown")).await;
+                let bytes: u64 = std::fs::read_dir(dir.path())
+                    .expect("dir")
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
+                    .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                    .sum();
+                report.row(format!(
+                    "| average record size on disk | {:.0} bytes |",
+                    bytes as f64 / (total + 2) as f64
+                ));
+                let started = Instant::now();
+                let verified = verify_dir(dir.path(), &[], None).expect("the log verifies");
+                let took = started.elapsed().as_secs_f64();
+                report.row(format!(
+                    "| verify ({} records) | {:.0} records/s, {:.0} MB/s |",
+                    verified.records,
+                    verified.records as f64 / took,
+                    verified.bytes as f64 / took / 1e6
+                ));
+            }
         }
     }
 }
