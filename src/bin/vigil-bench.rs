@@ -91,6 +91,7 @@ fn main() {
         .expect("runtime");
     let mut report = Report::default();
     runtime.block_on(run(&vigil, &settings, &mut report, quick, &only));
+    print!("{}", report.targets_table());
     if only.everything() {
         report.finish(&settings);
     }
@@ -398,6 +399,29 @@ async fn drive(
     measured
 }
 
+/// The disk's own cost of a durable append (p50, p99): the bound on any
+/// durable single-stream latency. Measured in a temporary directory, on
+/// the file system the server's audit log is on.
+fn fdatasync_cost(samples: usize) -> (Duration, Duration) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("probe"))
+        .expect("probe file");
+    let line = vec![b'x'; 350];
+    let mut syncs = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        file.write_all(&line).expect("append");
+        let started = Instant::now();
+        file.sync_data().expect("fdatasync");
+        syncs.push(started.elapsed());
+    }
+    syncs.sort_unstable();
+    (syncs[samples / 2], syncs[samples * 99 / 100])
+}
+
 // ---- workloads -----------------------------------------------------------
 
 fn authorize_mix() -> Vec<AuthorizeRequest> {
@@ -468,6 +492,8 @@ fn customer_record(i: usize) -> Struct {
 struct Report {
     rows: Vec<String>,
     notes: Vec<String>,
+    /// The targets: what, the figure measured, the goal, met.
+    targets: Vec<(String, String, String, bool)>,
 }
 
 fn micros(d: Duration) -> String {
@@ -491,6 +517,25 @@ impl Report {
     fn note(&mut self, note: String) {
         println!("{note}");
         self.notes.push(note);
+    }
+
+    fn target(&mut self, what: &str, measured: String, goal: String, met: bool) {
+        self.targets.push((what.to_owned(), measured, goal, met));
+    }
+
+    /// The target table, printed last and written with the results.
+    fn targets_table(&self) -> String {
+        let mut out = String::from(
+            "\n## Targets on this machine\n\n| target | measured | goal | met |\n|---|---|---|---|\n",
+        );
+        for (what, measured, goal, met) in &self.targets {
+            let _ = writeln!(
+                out,
+                "| {what} | {measured} | {goal} | {} |",
+                if *met { "met" } else { "**missed**" }
+            );
+        }
+        out
     }
 
     fn finish(&self, settings: &Settings) {
@@ -536,6 +581,7 @@ impl Report {
         for row in &self.rows {
             let _ = writeln!(out, "{row}");
         }
+        out.push_str(&self.targets_table());
         if !self.notes.is_empty() {
             let _ = writeln!(out, "\n## Notes\n");
             for note in &self.notes {
@@ -667,7 +713,7 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
     if only.wants('a') {
         report.section(
         "(a, g) Authorize over gRPC vs the floor (no-op RPC, same server, same generator)",
-        "| transport | audit sync | streams | req/s | ×floor | p50 µs | p99 µs | p999 µs | floor p50 µs | server CPU µs/call | errors |",
+        "| transport | audit sync | streams | req/s | ×floor | p50 µs | p99 µs | p999 µs | floor p50 µs | server CPU µs/call | errors | target |",
     );
         for sync in ["batch", "always", "off"] {
             let server = Server::start(vigil, &policies, &["--audit-sync", sync], settings.pinned);
@@ -689,15 +735,56 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
                     if sync == "batch" && !unix && streams == 64 {
                         saturated_batch_authorize = m.throughput();
                     }
+                    let transport = if unix { "unix" } else { "tcp" };
+                    let ratio = m.throughput() / floor.throughput();
+                    let p50 = m.percentile(0.5);
+                    let floor_p50 = floor.percentile(0.5);
+                    let target = match (sync, streams) {
+                        ("batch", 64) => {
+                            report.target(
+                                &format!("Authorize saturated, durable batch audit, {transport}"),
+                                format!("{:.0} req/s = {ratio:.2}× floor", m.throughput()),
+                                "≥ 0.6× floor".into(),
+                                ratio >= 0.6,
+                            );
+                            "≥ 0.6× floor".to_owned()
+                        }
+                        ("batch", 1) => {
+                            // The disk's cost, measured now: it drifts.
+                            let (fsync, _) = fdatasync_cost(200);
+                            let allowed = floor_p50 + fsync + Duration::from_micros(30);
+                            report.target(
+                                &format!("Authorize 1 stream, durable, {transport}: p50"),
+                                format!("{} µs", micros(p50)),
+                                format!(
+                                    "≤ floor {} + fdatasync {} + 30 = {} µs",
+                                    micros(floor_p50),
+                                    micros(fsync),
+                                    micros(allowed)
+                                ),
+                                p50 <= allowed,
+                            );
+                            format!("p50 ≤ {} µs", micros(allowed))
+                        }
+                        ("off", 1) => {
+                            let allowed = floor_p50.mul_f64(1.3);
+                            report.target(
+                                &format!("Authorize 1 stream, sync off, {transport}: p50"),
+                                format!("{} µs", micros(p50)),
+                                format!("≤ 1.3× floor = {} µs", micros(allowed)),
+                                p50 <= allowed,
+                            );
+                            format!("p50 ≤ {} µs", micros(allowed))
+                        }
+                        _ => String::new(),
+                    };
                     report.row(format!(
-                        "| {} | {sync} | {streams} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {} |",
-                        if unix { "unix" } else { "tcp" },
+                        "| {transport} | {sync} | {streams} | {:.0} | {ratio:.2} | {} | {} | {} | {} | {} | {} | {target} |",
                         m.throughput(),
-                        m.throughput() / floor.throughput(),
-                        micros(m.percentile(0.5)),
+                        micros(p50),
                         micros(m.percentile(0.99)),
                         micros(m.percentile(0.999)),
-                        micros(floor.percentile(0.5)),
+                        micros(floor_p50),
                         micros(m.cpu_per_call()),
                         m.errors
                     ));
@@ -759,6 +846,15 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
                     "n/a (section a not run)".to_owned()
                 }
             ));
+            if name.starts_with("Mask") && saturated_batch_authorize > 0.0 {
+                let ratio = items / saturated_batch_authorize;
+                report.target(
+                    &format!("{name}: records/s vs Authorize saturated"),
+                    format!("{items:.0} records/s = {ratio:.2}×"),
+                    "≥ 0.5×".into(),
+                    ratio >= 0.5,
+                );
+            }
         }
         peak_rss = peak_rss.max(server.memory("VmHWM"));
         drop(server);
@@ -766,6 +862,12 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
             "peak RSS of the server under load on the example policies: {:.1} MB",
             peak_rss as f64 / 1e6
         ));
+        report.target(
+            "peak RSS under load, example policies",
+            format!("{:.1} MB", peak_rss as f64 / 1e6),
+            "≤ 30 MB".into(),
+            peak_rss <= 30_000_000,
+        );
     }
 
     if only.wants('h') {
@@ -952,6 +1054,19 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
                     reference.push(started.elapsed());
                 }
                 reference.sort_unstable();
+                if lines == 100_000 {
+                    let worst = figures[1].max(figures[3]);
+                    report.target(
+                        &format!("uncached decision p99 at 100,000 lines, {shape:?}"),
+                        format!(
+                            "allowed {} µs, denied {} µs",
+                            micros(figures[1]),
+                            micros(figures[3])
+                        ),
+                        "≤ 5 µs".into(),
+                        worst <= Duration::from_micros(5),
+                    );
+                }
                 report.row(format!(
                     "| {shape:?} | {lines} | {} | {} | {} | {} | {} | {} |",
                     engine.is_compiled(),
@@ -976,6 +1091,12 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
             "| start-up to listening | {:.0} ms |",
             server.started_in.as_secs_f64() * 1e3
         ));
+        report.target(
+            "start-up with 100,000 policy lines",
+            format!("{:.0} ms", server.started_in.as_secs_f64() * 1e3),
+            "≤ 1 s".into(),
+            server.started_in <= Duration::from_secs(1),
+        );
         report.row(format!(
             "| RSS after start-up | {:.1} MB |",
             server.memory("VmRSS") as f64 / 1e6
@@ -1053,31 +1174,12 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
             "(f) Audit log: append and verify, in process",
             "| measure | value |",
         );
-        {
-            // The disk's own cost of a durable append: the bound on any
-            // durable single-stream latency.
-            use std::io::Write;
-            let dir = tempfile::tempdir().expect("temp dir");
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.path().join("probe"))
-                .expect("probe file");
-            let line = vec![b'x'; 350];
-            let mut syncs = Vec::new();
-            for _ in 0..if quick { 200 } else { 1000 } {
-                file.write_all(&line).expect("append");
-                let started = Instant::now();
-                file.sync_data().expect("fdatasync");
-                syncs.push(started.elapsed());
-            }
-            syncs.sort_unstable();
-            report.row(format!(
-                "| fdatasync after a 350-byte append (disk cost) | p50 {} µs, p99 {} µs |",
-                micros(syncs[syncs.len() / 2]),
-                micros(syncs[syncs.len() * 99 / 100])
-            ));
-        }
+        let (p50, p99) = fdatasync_cost(if quick { 200 } else { 1000 });
+        report.row(format!(
+            "| fdatasync after a 350-byte append (disk cost) | p50 {} µs, p99 {} µs |",
+            micros(p50),
+            micros(p99)
+        ));
         for sync in [SyncMode::Batch, SyncMode::Always, SyncMode::Off] {
             let dir = tempfile::tempdir().expect("temp dir");
             let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
@@ -1117,6 +1219,16 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
             report.row(format!(
                 "| append, sync {sync:?}, 64 concurrent writers | {rate:.0} records/s |"
             ));
+            if sync == SyncMode::Batch && saturated_batch_authorize > 0.0 {
+                report.target(
+                    "batch append is not the bottleneck",
+                    format!(
+                        "{rate:.0} records/s vs Authorize saturated {saturated_batch_authorize:.0} req/s"
+                    ),
+                    "append ≥ Authorize".into(),
+                    rate >= saturated_batch_authorize,
+                );
+            }
             if sync == SyncMode::Off {
                 let _ = log.close(Record::new("shutdown")).await;
                 let bytes: u64 = std::fs::read_dir(dir.path())
@@ -1125,19 +1237,31 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
                     .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
                     .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
                     .sum();
+                let record_size = bytes as f64 / (total + 2) as f64;
                 report.row(format!(
-                    "| average record size on disk | {:.0} bytes |",
-                    bytes as f64 / (total + 2) as f64
+                    "| average record size on disk | {record_size:.0} bytes |"
                 ));
+                report.target(
+                    "decision record on disk",
+                    format!("{record_size:.0} bytes"),
+                    "≤ 400 bytes".into(),
+                    record_size <= 400.0,
+                );
                 let started = Instant::now();
                 let verified = verify_dir(dir.path(), &[], None).expect("the log verifies");
                 let took = started.elapsed().as_secs_f64();
+                let rate = verified.records as f64 / took;
                 report.row(format!(
-                    "| verify ({} records) | {:.0} records/s, {:.0} MB/s |",
+                    "| verify ({} records) | {rate:.0} records/s, {:.0} MB/s |",
                     verified.records,
-                    verified.records as f64 / took,
                     verified.bytes as f64 / took / 1e6
                 ));
+                report.target(
+                    "audit verify",
+                    format!("{rate:.0} records/s"),
+                    "≥ 1,000,000 records/s".into(),
+                    rate >= 1e6,
+                );
             }
         }
     }
