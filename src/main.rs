@@ -20,6 +20,14 @@ use vigil::{
     policy::{cases, diff, lint, PolicySet},
 };
 
+/// A request allocates dozens of small strings and buffers (h2 frames,
+/// prost messages, the audit record); mimalloc serves them faster than
+/// glibc's malloc (Authorize with sync off, one pinned core: 29k → 35k
+/// req/s) and holds less at 100,000 policy lines (peak 572 → 265 MB).
+/// `.cargo/config.toml` makes it commit memory as used.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format.unwrap_or(LogFormat::Text));

@@ -75,6 +75,10 @@ impl Only {
     }
 }
 
+/// The allocator vigil's binary uses, so in-process figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let only = Only::from_args();
