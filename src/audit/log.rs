@@ -206,6 +206,9 @@ struct Inner {
     core: Mutex<Core>,
     /// Wakes the sync thread when a batch is queued while it sleeps.
     batch_queued: Condvar,
+    /// The runtime the appending handlers run on, where the sync thread
+    /// sends its wake-ups.
+    runtime: OnceLock<tokio::runtime::Handle>,
     healthy: Arc<AtomicBool>,
     sync: SyncMode,
     on_failure: FailurePolicy,
@@ -299,7 +302,6 @@ impl AuditLog {
             spare: Vec::with_capacity(1 << 16),
             written: Vec::new(),
             syncer_asleep: false,
-            runtime: None,
             checkpoints,
             healthy: healthy.clone(),
             failed_since: None,
@@ -327,6 +329,7 @@ impl AuditLog {
         let inner = Arc::new(Inner {
             core: Mutex::new(core),
             batch_queued: Condvar::new(),
+            runtime: OnceLock::new(),
             healthy,
             sync: options.sync,
             on_failure: options.on_failure,
@@ -361,6 +364,11 @@ impl AuditLog {
 
     async fn append_once(&self, records: &mut [Record]) -> Result<Vec<Receipt>, AuditError> {
         let inner = &self.inner;
+        if inner.runtime.get().is_none() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let _ = inner.runtime.set(runtime);
+            }
+        }
         let (receipts, outcome) = {
             let mut core = inner.core();
             if core.closed {
@@ -375,9 +383,6 @@ impl AuditLog {
                 // loses nothing it answered.
                 core.write_queued(true)?;
                 return Ok(receipts);
-            }
-            if core.runtime.is_none() {
-                core.runtime = tokio::runtime::Handle::try_current().ok();
             }
             let wake_syncer = std::mem::take(&mut core.syncer_asleep);
             drop(core);
@@ -590,9 +595,6 @@ struct Core {
     written: Vec<Arc<Outcome>>,
     /// The sync thread sleeps on `Inner::batch_queued` and must be woken.
     syncer_asleep: bool,
-    /// The runtime the appending handlers run on, for the sync thread's
-    /// wake-ups.
-    runtime: Option<tokio::runtime::Handle>,
     checkpoints: CheckpointWriter,
     healthy: Arc<AtomicBool>,
     /// Set while writes fail: when, and how many attempts failed.
@@ -675,8 +677,8 @@ fn run_sync(inner: Arc<Inner>) {
                 AuditError::Write(format!("fdatasync: {e}"))
             })
         });
+        outcome.settle_from_sync_thread(result, inner.runtime.get());
         core = inner.core();
-        outcome.settle_from_sync_thread(result, core.runtime.as_ref());
         if core.last_checkpoint.elapsed() >= core.options.checkpoint_every {
             core.checkpoint();
         }
