@@ -253,3 +253,102 @@ async fn models_outside_the_subset_fall_back_to_casbin_rs() {
     };
     assert!(engine.decide(&request).unwrap().allowed());
 }
+
+fn rule_line(line: usize, ptype: &str, values: &[&str]) -> RuleLine {
+    RuleLine {
+        ptype: ptype.into(),
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+        origin: Origin {
+            file: "policy.csv".into(),
+            line,
+        },
+    }
+}
+
+/// Each subject's decision on `data1`/`read`, compiled against casbin-rs.
+fn agree_with_casbin_rs(engine: &Engine, subjects: &[&str]) -> Vec<bool> {
+    let attributes = HashMap::new();
+    subjects
+        .iter()
+        .map(|subject| {
+            let request = AccessRequest {
+                subject,
+                extra_roles: &[],
+                object: "data1",
+                action: "read",
+                domain: "",
+                attributes: &attributes,
+            };
+            let fast = engine.decide(&request).unwrap();
+            let reference = engine.decide_reference(&request).unwrap();
+            assert_eq!(
+                (fast.allowed(), fast.reason(&request)),
+                (reference.allowed(), reference.reason(&request)),
+                "{subject}"
+            );
+            fast.allowed()
+        })
+        .collect()
+}
+
+// keyMatch indexes the rules, so the role check runs per candidate.
+const ROLE_CHECK_MODEL: &str = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = keyMatch(r.obj, p.obj) && g(r.sub, p.sub) && r.act == p.act\n";
+
+/// casbin-rs stops walking grants after 10 levels: a role 10 or more links
+/// above a subject does not count there. Such graphs are left to casbin-rs rather
+/// than decided by reachability.
+#[tokio::test]
+async fn role_chains_past_casbins_depth_limit_are_left_to_casbin_rs() {
+    let mut rules = Vec::new();
+    let names: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+    for pair in names.windows(2) {
+        rules.push(rule_line(rules.len() + 1, "g", &[&pair[0], &pair[1]]));
+    }
+    for role in ["c9", "c10", "c11", "c29"] {
+        rules.push(rule_line(rules.len() + 1, "p", &[role, "data*", "read"]));
+    }
+    let engine = Engine::build(ROLE_CHECK_MODEL, &rules).await.unwrap();
+    assert!(!engine.is_compiled(), "a 29-link chain must not compile");
+    // Each subject here holds a granted role within 9 links.
+    assert_eq!(
+        agree_with_casbin_rs(&engine, &["c0", "c20", "c29", "stranger"]),
+        [true, true, true, false]
+    );
+    let only_far: Vec<RuleLine> = rules
+        .iter()
+        .filter(|r| r.ptype == "g" || r.values[0] == "c29")
+        .cloned()
+        .collect();
+    // Only c29 granted: c20 is 9 links below it, c19 10 (too far for
+    // casbin-rs), c0 29.
+    let engine = Engine::build(ROLE_CHECK_MODEL, &only_far).await.unwrap();
+    assert_eq!(
+        agree_with_casbin_rs(&engine, &["c0", "c19", "c20"]),
+        [false, false, true]
+    );
+}
+
+/// Shallow graphs stay compiled, including closures past the 32 names the
+/// role check keeps on the stack, and cycles.
+#[tokio::test]
+async fn wide_and_cyclic_role_graphs_match_casbin_rs() {
+    let mut rules = Vec::new();
+    let fan: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
+    for role in &fan {
+        rules.push(rule_line(rules.len() + 1, "g", &["w", role]));
+        // Every f also holds the shared "all" role: a diamond per f.
+        rules.push(rule_line(rules.len() + 1, "g", &[role, "all"]));
+    }
+    for (a, b) in [("x", "y"), ("y", "z"), ("z", "x"), ("z", "top")] {
+        rules.push(rule_line(rules.len() + 1, "g", &[a, b]));
+    }
+    for role in ["f3", "f45", "top"] {
+        rules.push(rule_line(rules.len() + 1, "p", &[role, "data*", "read"]));
+    }
+    let engine = Engine::build(ROLE_CHECK_MODEL, &rules).await.unwrap();
+    assert!(engine.is_compiled());
+    assert_eq!(
+        agree_with_casbin_rs(&engine, &["w", "f3", "f10", "all", "x", "y", "stranger"]),
+        [true, true, false, false, true, true, false]
+    );
+}

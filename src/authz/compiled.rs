@@ -297,6 +297,46 @@ impl Parser<'_> {
 
 // ---- the compiled engine -------------------------------------------------
 
+/// casbin-rs's role manager (`DefaultRoleManager::new(10)`) walks grants
+/// breadth-first and stops counting after 10 levels, so a role 10 or more
+/// levels above a name does not count there; the compiled evaluator uses
+/// plain reachability. They agree exactly when no name in the graph has
+/// anything 10 or more levels above it: otherwise the policy is left to
+/// casbin-rs. (Its level counter advances at most once per BFS level, so
+/// shallower graphs never reach the cut.)
+const CASBIN_MAX_HIERARCHY_LEVEL: usize = 10;
+
+fn within_casbin_depth(graph: &HashMap<String, Vec<String>>) -> bool {
+    // Bounded work: a graph this expensive to check is left to casbin-rs.
+    let mut budget: usize = 20_000_000;
+    for start in graph.keys() {
+        let mut seen: HashSet<&str> = HashSet::from([start.as_str()]);
+        let mut level: Vec<&str> = vec![start];
+        for distance in 1..=CASBIN_MAX_HIERARCHY_LEVEL {
+            let mut next = Vec::new();
+            for name in &level {
+                for parent in graph.get(*name).into_iter().flatten() {
+                    budget = match budget.checked_sub(1) {
+                        Some(left) => left,
+                        None => return false,
+                    };
+                    if seen.insert(parent) {
+                        next.push(parent.as_str());
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            if distance == CASBIN_MAX_HIERARCHY_LEVEL {
+                return false;
+            }
+            level = next;
+        }
+    }
+    true
+}
+
 /// Rule indexes by a policy value.
 type RuleIds = HashMap<String, Vec<u32>>;
 
@@ -403,6 +443,9 @@ impl Compiled {
             if !parents.contains(&rule[1]) {
                 parents.push(rule[1].clone());
             }
+        }
+        if !graph.values().all(within_casbin_depth) {
+            return None;
         }
 
         // Pick the most selective indexable top-level conjunct.
@@ -687,9 +730,8 @@ impl Compiled {
     }
 
     /// casbin-rs's `has_link`: equal names, or `role` reachable from
-    /// `member` in the domain's graph. (Its breadth-first search carries a
-    /// depth limit of 10, but the depth counter only advances once the queue
-    /// is empty, so in effect it is plain reachability.)
+    /// `member` in the domain's graph (its depth-limited walk computes
+    /// exactly this on the graphs `within_casbin_depth` admits).
     fn linked(&self, member: &str, role: &str, domain: Option<&str>) -> bool {
         if member == role {
             return true;
@@ -697,6 +739,34 @@ impl Compiled {
         let Some(graph) = self.graph.get(domain.unwrap_or(DEFAULT_DOMAIN)) else {
             return false;
         };
+        // Called per candidate rule, and role sets are small: a list on the
+        // stack is queue and visited set at once, no allocation. Larger
+        // closures go to the hash-set walk.
+        const SMALL: usize = 32;
+        let mut seen: [&str; SMALL] = [""; SMALL];
+        seen[0] = member;
+        let (mut len, mut next) = (1, 0);
+        while next < len {
+            let name = seen[next];
+            next += 1;
+            for parent in graph.get(name).into_iter().flatten() {
+                if parent == role {
+                    return true;
+                }
+                if seen[..len].contains(&parent.as_str()) {
+                    continue;
+                }
+                if len == SMALL {
+                    return Self::linked_in_large(graph, member, role);
+                }
+                seen[len] = parent;
+                len += 1;
+            }
+        }
+        false
+    }
+
+    fn linked_in_large(graph: &HashMap<String, Vec<String>>, member: &str, role: &str) -> bool {
         let mut seen: HashSet<&str> = HashSet::from([member]);
         let mut queue: VecDeque<&str> = VecDeque::from([member]);
         while let Some(name) = queue.pop_front() {
