@@ -18,7 +18,7 @@
 //! casbin-rs for that model. `tests/differential.rs` checks both agree.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet},
     sync::{Arc, RwLock},
 };
 
@@ -337,6 +337,61 @@ fn within_casbin_depth(graph: &HashMap<String, Vec<String>>) -> bool {
     true
 }
 
+/// Visits every name reachable from `start` in a role graph (not `start`
+/// itself), breadth-first, each once, until `reached` says to stop; true if
+/// it did. Closures are usually a handful of roles and the walk runs per
+/// candidate rule: up to 32 names a list on the stack is queue and visited
+/// set at once, with no allocation; past that a queue and a hash set take
+/// over.
+fn walk_up<'a, E>(
+    graph: &'a HashMap<String, Vec<String>>,
+    start: &'a str,
+    mut reached: impl FnMut(&'a str) -> Result<bool, E>,
+) -> Result<bool, E> {
+    const SMALL: usize = 32;
+    let mut small: [&str; SMALL] = [""; SMALL];
+    small[0] = start;
+    let mut len = 1;
+    let mut large: Option<(Vec<&str>, HashSet<&str>)> = None;
+    let mut next = 0;
+    loop {
+        let name = match &large {
+            None if next < len => small[next],
+            Some((queue, _)) if next < queue.len() => queue[next],
+            _ => return Ok(false),
+        };
+        next += 1;
+        for parent in graph.get(name).into_iter().flatten() {
+            let parent = parent.as_str();
+            let new = match &mut large {
+                Some((queue, seen)) => {
+                    let new = seen.insert(parent);
+                    if new {
+                        queue.push(parent);
+                    }
+                    new
+                }
+                None if small[..len].contains(&parent) => false,
+                None if len < SMALL => {
+                    small[len] = parent;
+                    len += 1;
+                    true
+                }
+                None => {
+                    let mut queue = small.to_vec();
+                    queue.push(parent);
+                    let seen = queue.iter().copied().collect();
+                    large = Some((queue, seen));
+                    true
+                }
+            };
+            if new && reached(parent)? {
+                return Ok(true);
+            }
+        }
+    }
+}
+
 /// Rule indexes by a policy value.
 type RuleIds = HashMap<String, Vec<u32>>;
 
@@ -653,33 +708,14 @@ impl Compiled {
                 }
                 // casbin-rs only walks from names that are in the graph.
                 if let Some(graph) = self.graph.get(domain).filter(|g| g.contains_key(subject)) {
-                    // The closure is usually a handful of roles: a flat
-                    // list is queue and visited set at once.
-                    let mut closure: Vec<&str> = vec![subject];
-                    let mut large: Option<HashSet<&str>> = None;
-                    let mut next = 0;
-                    while next < closure.len() {
-                        let name = closure[next];
-                        next += 1;
-                        for parent in graph.get(name).into_iter().flatten() {
-                            let parent = parent.as_str();
-                            if large.is_none() && closure.len() >= 32 {
-                                large = Some(closure.iter().copied().collect());
-                            }
-                            let seen = match &mut large {
-                                Some(set) => !set.insert(parent),
-                                None => closure.contains(&parent),
-                            };
-                            if !seen {
-                                if let Some(ids) = rules.get(parent) {
-                                    for &i in ids {
-                                        visit(i as usize)?;
-                                    }
-                                }
-                                closure.push(parent);
+                    walk_up(graph, subject, |role| {
+                        if let Some(ids) = rules.get(role) {
+                            for &i in ids {
+                                visit(i as usize)?;
                             }
                         }
-                    }
+                        Ok::<_, String>(false)
+                    })?;
                 }
             }
         }
@@ -739,47 +775,9 @@ impl Compiled {
         let Some(graph) = self.graph.get(domain.unwrap_or(DEFAULT_DOMAIN)) else {
             return false;
         };
-        // Called per candidate rule, and role sets are small: a list on the
-        // stack is queue and visited set at once, no allocation. Larger
-        // closures go to the hash-set walk.
-        const SMALL: usize = 32;
-        let mut seen: [&str; SMALL] = [""; SMALL];
-        seen[0] = member;
-        let (mut len, mut next) = (1, 0);
-        while next < len {
-            let name = seen[next];
-            next += 1;
-            for parent in graph.get(name).into_iter().flatten() {
-                if parent == role {
-                    return true;
-                }
-                if seen[..len].contains(&parent.as_str()) {
-                    continue;
-                }
-                if len == SMALL {
-                    return Self::linked_in_large(graph, member, role);
-                }
-                seen[len] = parent;
-                len += 1;
-            }
-        }
-        false
-    }
-
-    fn linked_in_large(graph: &HashMap<String, Vec<String>>, member: &str, role: &str) -> bool {
-        let mut seen: HashSet<&str> = HashSet::from([member]);
-        let mut queue: VecDeque<&str> = VecDeque::from([member]);
-        while let Some(name) = queue.pop_front() {
-            for parent in graph.get(name).into_iter().flatten() {
-                if parent == role {
-                    return true;
-                }
-                if seen.insert(parent) {
-                    queue.push_back(parent);
-                }
-            }
-        }
-        false
+        let found: Result<bool, std::convert::Infallible> =
+            walk_up(graph, member, |reached| Ok(reached == role));
+        found.unwrap_or_else(|never| match never {})
     }
 
     fn eval(&self, expr: &Expr, request: &[&str], rule: &[String]) -> Result<bool, String> {
