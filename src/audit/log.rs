@@ -300,7 +300,6 @@ impl AuditLog {
             queue: VecDeque::new(),
             queued_records: 0,
             spare: Vec::with_capacity(1 << 16),
-            written: Vec::new(),
             syncer_asleep: false,
             checkpoints,
             healthy: healthy.clone(),
@@ -319,7 +318,7 @@ impl AuditLog {
         }
         first.push(startup);
         let (receipts, _) = core.chain(&mut first, false);
-        core.write_queued(true)?;
+        core.write_queued(None)?;
         core.tail
             .file
             .sync_data()
@@ -381,7 +380,7 @@ impl AuditLog {
             if inner.sync == SyncMode::Off {
                 // Into the kernel before the answer: a killed process
                 // loses nothing it answered.
-                core.write_queued(true)?;
+                core.write_queued(None)?;
                 return Ok(receipts);
             }
             let wake_syncer = std::mem::take(&mut core.syncer_asleep);
@@ -412,7 +411,10 @@ impl AuditLog {
                 return Err(AuditError::Closed);
             }
             let (receipts, _) = core.chain(&mut [last], true);
-            let result = core.write_queued(false).and_then(|()| {
+            // Whatever the sync thread had not yet taken is written here
+            // and answered once synced.
+            let mut unsettled = Vec::new();
+            let result = core.write_queued(Some(&mut unsettled)).and_then(|()| {
                 core.tail
                     .file
                     .sync_data()
@@ -420,8 +422,7 @@ impl AuditLog {
             });
             core.checkpoint();
             core.closed = true;
-            // Whatever the sync thread had not yet taken was written above.
-            for batch in core.written.drain(..) {
+            for batch in unsettled {
                 batch.settle(result.clone());
             }
             result?;
@@ -591,8 +592,6 @@ struct Core {
     queued_records: usize,
     /// A written batch's buffer, kept for the next batch.
     spare: Vec<u8>,
-    /// Batches written by `close` that are settled once synced.
-    written: Vec<Arc<Outcome>>,
     /// The sync thread sleeps on `Inner::batch_queued` and must be woken.
     syncer_asleep: bool,
     checkpoints: CheckpointWriter,
@@ -820,14 +819,17 @@ impl Core {
     }
 
     /// Writes everything queued, for callers that need it in the kernel
-    /// now (`off` mode, start-up, close). Outcomes are settled at once
-    /// unless `close` is collecting them to settle after its sync.
-    fn write_queued(&mut self, settle_now: bool) -> Result<(), AuditError> {
+    /// now (`off` mode, start-up, close). Outcomes are settled at once, or
+    /// collected into `unsettled` for a caller that settles them after its
+    /// sync.
+    fn write_queued(
+        &mut self,
+        mut unsettled: Option<&mut Vec<Arc<Outcome>>>,
+    ) -> Result<(), AuditError> {
         while let Some(written) = self.write_front() {
-            if settle_now {
-                written.outcome.settle(written.result.clone());
-            } else {
-                self.written.push(written.outcome);
+            match unsettled.as_deref_mut() {
+                Some(unsettled) => unsettled.push(written.outcome),
+                None => written.outcome.settle(written.result.clone()),
             }
             written.result?;
         }
