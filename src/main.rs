@@ -22,8 +22,8 @@ use vigil::{
 
 /// A request allocates dozens of small strings and buffers (h2 frames,
 /// prost messages, the audit record); mimalloc serves them faster than
-/// glibc's malloc (Authorize with sync off, one pinned core: 29k → 35k
-/// req/s) and holds less at 100,000 policy lines (peak 572 → 265 MB).
+/// glibc's malloc and holds less at 100,000 policy lines (figures in
+/// bench/README.md, "What we learned", item 9).
 /// `.cargo/config.toml` makes it commit memory as used.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
