@@ -17,12 +17,14 @@
 //! functions, custom effects) is not compiled: the engine falls back to
 //! casbin-rs for that model. `tests/differential.rs` checks both agree.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, RwLock},
-};
+use std::sync::{Arc, RwLock};
 
 use casbin::function_map;
+// Every lookup of a decision goes through these maps, keyed by policy
+// values the operator wrote: a fast hasher (randomly seeded per process)
+// instead of SipHash, whose flooding resistance protects insertions that
+// requests never make.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use regex::Regex;
 
 /// casbin-rs's name for the role graph of groupings without a domain.
@@ -164,7 +166,7 @@ struct Parser<'a> {
     at: usize,
     request: &'a [String],
     policy: &'a [String],
-    groupings: &'a HashMap<String, usize>,
+    groupings: &'a std::collections::HashMap<String, usize>,
 }
 
 impl Parser<'_> {
@@ -310,7 +312,7 @@ fn within_casbin_depth(graph: &HashMap<String, Vec<String>>) -> bool {
     // Bounded work: a graph this expensive to check is left to casbin-rs.
     let mut budget: usize = 20_000_000;
     for start in graph.keys() {
-        let mut seen: HashSet<&str> = HashSet::from([start.as_str()]);
+        let mut seen: HashSet<&str> = [start.as_str()].into_iter().collect();
         let mut level: Vec<&str> = vec![start];
         for distance in 1..=CASBIN_MAX_HIERARCHY_LEVEL {
             let mut next = Vec::new();
@@ -463,7 +465,7 @@ impl Compiled {
         effect: &str,
         request_tokens: &[String],
         policy_tokens: &[String],
-        groupings: &HashMap<String, usize>,
+        groupings: &std::collections::HashMap<String, usize>,
         rules: Vec<Vec<String>>,
         grouping_rules: &[Vec<String>],
     ) -> Option<Compiled> {
@@ -918,7 +920,7 @@ mod tests {
         let p: Vec<String> = ["p_sub", "p_dom", "p_obj", "p_act"]
             .map(String::from)
             .to_vec();
-        let g = HashMap::from([("g".to_owned(), 3)]);
+        let g = std::collections::HashMap::from([("g".to_owned(), 3)]);
         let parse = |m: &str| {
             let mut parser = Parser {
                 tokens: tokenize(m)?,

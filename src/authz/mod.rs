@@ -198,8 +198,9 @@ pub struct Engine {
     /// `g` takes a domain (`g = _, _, _`).
     domain_roles: bool,
     /// `g` grants: domain (or "") → member → roles, in policy order: role
-    /// paths.
-    grants: HashMap<String, HashMap<String, Vec<String>>>,
+    /// paths. Walked for every allowed answer; hashed like the compiled
+    /// evaluator's indexes.
+    grants: foldhash::HashMap<String, foldhash::HashMap<String, Vec<String>>>,
     /// Where each rule of the compiled evaluator came from, by its index.
     compiled_origins: Vec<Option<Origin>>,
     has_roles: bool,
@@ -276,7 +277,8 @@ impl Engine {
             .unwrap_or_default();
 
         let compiled = compile(&enforcer);
-        let mut grants: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
+        let mut grants: foldhash::HashMap<String, foldhash::HashMap<String, Vec<String>>> =
+            foldhash::HashMap::default();
         for rule in rules
             .iter()
             .filter(|r| r.ptype == "g" && r.values.len() >= 2)
