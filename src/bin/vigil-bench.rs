@@ -231,15 +231,8 @@ impl Server {
         }
     }
 
-    /// User + system CPU time of the server, from /proc.
     fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        let after = stat.rsplit(')').next().unwrap_or_default();
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-        Duration::from_millis(ticks * 10)
+        process_cpu(self.pid())
     }
 
     fn memory(&self, key: &str) -> u64 {
@@ -264,6 +257,16 @@ impl Drop for Server {
     }
 }
 
+/// User + system CPU time of a process, from /proc (10 ms ticks).
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 // ---- load generation -----------------------------------------------------
 
 #[derive(Clone)]
@@ -280,6 +283,9 @@ struct Measured {
     elapsed: Duration,
     latencies: Vec<u32>,
     cpu: Duration,
+    /// The generator's own CPU time: near its elapsed time, the generator
+    /// and not the server set the pace.
+    generator_cpu: Duration,
     errors: u64,
 }
 
@@ -295,6 +301,14 @@ impl Measured {
         sorted.sort_unstable();
         let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
         Duration::from_nanos(u64::from(sorted[i]) * 100)
+    }
+    /// Share of one core each side used over the measured period.
+    fn busy(&self) -> (f64, f64) {
+        let elapsed = self.elapsed.as_secs_f64().max(f64::EPSILON);
+        (
+            100.0 * self.cpu.as_secs_f64() / elapsed,
+            100.0 * self.generator_cpu.as_secs_f64() / elapsed,
+        )
     }
     fn cpu_per_call(&self) -> Duration {
         if self.calls == 0 {
@@ -382,6 +396,7 @@ async fn drive(
         let _ = task.await;
     }
     let cpu_before = server.cpu();
+    let generator_before = process_cpu(std::process::id());
     let started = Instant::now();
     let mut measured = Measured {
         calls: 0,
@@ -389,6 +404,7 @@ async fn drive(
         elapsed: Duration::ZERO,
         latencies: Vec::new(),
         cpu: Duration::ZERO,
+        generator_cpu: Duration::ZERO,
         errors: 0,
     };
     for task in run(settings.duration, true) {
@@ -400,6 +416,7 @@ async fn drive(
     }
     measured.elapsed = started.elapsed();
     measured.cpu = server.cpu().saturating_sub(cpu_before);
+    measured.generator_cpu = process_cpu(std::process::id()).saturating_sub(generator_before);
     measured
 }
 
@@ -716,7 +733,7 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
     if only.wants('a') {
         report.section(
         "(a, g) Authorize over gRPC vs the floor (no-op RPC, same server, same generator)",
-        "| transport | audit sync | streams | req/s | ×floor | p50 µs | p99 µs | p999 µs | server CPU µs/call | errors | floor req/s | floor p50 µs | floor CPU µs/call | target |",
+        "| transport | audit sync | streams | req/s | ×floor | p50 µs | p99 µs | p999 µs | server CPU µs/call | server / generator busy % | errors | floor req/s | floor p50 µs | floor CPU µs/call | floor server / generator busy % | target |",
     );
         for sync in ["batch", "always", "off"] {
             let server = Server::start(vigil, &policies, &["--audit-sync", sync], settings.pinned);
@@ -779,8 +796,10 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
                         }
                         _ => String::new(),
                     };
+                    let (busy, generator_busy) = m.busy();
+                    let (floor_busy, floor_generator_busy) = floor.busy();
                     report.row(format!(
-                        "| {transport} | {sync} | {streams} | {:.0} | {ratio:.2} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {target} |",
+                        "| {transport} | {sync} | {streams} | {:.0} | {ratio:.2} | {} | {} | {} | {} | {busy:.0} / {generator_busy:.0} | {} | {:.0} | {} | {} | {floor_busy:.0} / {floor_generator_busy:.0} | {target} |",
                         m.throughput(),
                         micros(p50),
                         micros(m.percentile(0.99)),
