@@ -53,8 +53,12 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// Every answer carries one: `hex::encode` collects it a char at a
+    /// time (~0.4 µs in the server's profile), a fixed buffer does not.
     pub fn hash_hex(&self) -> String {
-        hex::encode(self.hash)
+        let mut digits = [0u8; 64];
+        hex::encode_to_slice(self.hash, &mut digits).expect("64 digits hold 32 bytes");
+        String::from_utf8(digits.to_vec()).expect("hex digits are ASCII")
     }
 }
 
