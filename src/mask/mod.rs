@@ -17,8 +17,8 @@ pub mod treat;
 
 use prost_types::{value::Kind, ListValue, Struct, Value};
 
-use rules::Step;
 pub use rules::{Classification, Label};
+use rules::{Segment, Step};
 pub use treat::Treatment;
 
 use crate::keys::Keyring;
@@ -222,7 +222,19 @@ impl<'a, V: Visibility> Masker<'a, V> {
             });
         }
         // Path rules first: they label whole fields (or whole subtrees).
-        if !self.rules_for_object.is_empty() {
+        // Most patterns end in a key (`**.mobile`): a field whose own
+        // name differs is ruled out without walking the pattern.
+        let last = path.last();
+        let mut candidates = self
+            .rules_for_object
+            .iter()
+            .filter(|r| match (r.pattern.last(), last) {
+                (Some(Segment::Key(key)), Some(OwnedStep::Key(name))) => key == name,
+                (Some(Segment::Key(_)), Some(OwnedStep::Index(_))) => false,
+                _ => true,
+            })
+            .peekable();
+        if candidates.peek().is_some() {
             let steps: Vec<Step<'_>> = path
                 .iter()
                 .map(|s| match s {
@@ -230,9 +242,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
                     OwnedStep::Index(i) => Step::Index(*i),
                 })
                 .collect();
-            if let Some(rule) = self
-                .rules_for_object
-                .iter()
+            if let Some(rule) = candidates
                 .find(|r| rules::path_matches(&r.pattern, &steps))
                 .copied()
             {
