@@ -95,7 +95,8 @@ pub struct Masker<'a, V: Visibility> {
     keys: &'a Keyring,
     visibility: V,
     max_depth: usize,
-    resolved: std::collections::HashMap<String, (Treatment, String)>,
+    /// Per label: the granted treatment (none: the default applies) and why.
+    resolved: std::collections::HashMap<String, (Option<Treatment>, String)>,
     rules_for_object: Vec<&'a rules::PathRule>,
     /// The built-in detector of each label, so a field labelled by path
     /// (say `phone`) is masked in its kind's format (138****5678).
@@ -153,24 +154,21 @@ impl<'a, V: Visibility> Masker<'a, V> {
         &mut self,
         label_name: &str,
         rule_default: Option<Treatment>,
-    ) -> (Treatment, String) {
+    ) -> (Treatment, &str) {
         let Some(label) = self.classification.labels.get(label_name) else {
             // Validation guarantees labels exist; still fail closed.
-            return (Treatment::Redact, "unknown label".into());
+            return (Treatment::Redact, "unknown label");
         };
-        let (granted, why) = self
-            .resolved
-            .entry(label_name.to_owned())
-            .or_insert_with(|| match self.visibility.grant(label) {
-                Some((treatment, why)) => (treatment, why),
-                None => (label.default, String::new()),
-            })
-            .clone();
-        if !why.is_empty() {
-            return (granted, why);
+        if !self.resolved.contains_key(label_name) {
+            let resolved = match self.visibility.grant(label) {
+                Some((treatment, why)) if !why.is_empty() => (Some(treatment), why),
+                _ => (None, format!("default for {label_name} (no grant)")),
+            };
+            self.resolved.insert(label_name.to_owned(), resolved);
         }
-        let default = rule_default.unwrap_or(label.default);
-        (default, format!("default for {label_name} (no grant)"))
+        let (granted, why) = &self.resolved[label_name];
+        let treatment = granted.unwrap_or(rule_default.unwrap_or(label.default));
+        (treatment, why)
     }
 
     /// Masks one record in place, appending its field actions.
@@ -406,6 +404,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
         for span in &spans {
             let detector = &classification.detectors[span.detector];
             let (treatment, why) = self.treatment(&detector.label, None);
+            let rule = format!("detector {} in free text; {why}", detector.name);
             let piece = &text[span.start..span.end];
             out.push_str(&text[cursor..span.start]);
             out.push_str(
@@ -424,7 +423,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 path: format!("{}[{}..{}]", render_path(path), span.start, span.end),
                 label: detector.label.clone(),
                 treatment: treatment.to_string(),
-                rule: format!("detector {} in free text; {why}", detector.name),
+                rule,
             });
         }
         out.push_str(&text[cursor..]);
