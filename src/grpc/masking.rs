@@ -155,14 +155,14 @@ fn reader<'a>(
 /// Field actions summarized for the audit record: which paths got which
 /// treatment, how often. Never values.
 fn summarize(actions: &[FieldAction]) -> serde_json::Value {
-    let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut counts: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
     for action in actions {
         let path = match action.path.rfind("[") {
-            Some(i) if action.path[i..].contains("..") => action.path[..i].to_owned(),
-            _ => action.path.clone(),
+            Some(i) if action.path[i..].contains("..") => &action.path[..i],
+            _ => action.path.as_str(),
         };
         *counts
-            .entry((path, action.label.clone(), action.treatment.clone()))
+            .entry((path, &action.label, &action.treatment))
             .or_default() += 1;
     }
     counts
