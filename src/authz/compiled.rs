@@ -28,7 +28,10 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use regex::Regex;
 
 /// casbin-rs's name for the role graph of groupings without a domain.
-const DEFAULT_DOMAIN: &str = "DEFAULT";
+pub(crate) const DEFAULT_DOMAIN: &str = "DEFAULT";
+
+/// Domain → member → roles granted to it directly, in policy order.
+pub(crate) type RoleGraph = HashMap<String, HashMap<String, Vec<String>>>;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Operand {
@@ -437,8 +440,9 @@ pub(crate) struct Compiled {
     /// every candidate by construction, so not evaluated again.
     indexed_term: Option<usize>,
     policy_arity: usize,
-    /// Domain → member → roles granted to it directly: casbin-rs's graphs.
-    graph: HashMap<String, HashMap<String, Vec<String>>>,
+    /// casbin-rs's graphs (every grouping type merged, as casbin-rs's one
+    /// role manager holds them); shared with the engine's role paths.
+    graph: Arc<RoleGraph>,
     /// Compiled patterns of the regex-based functions, one map per function
     /// (regexMatch, keyMatch2, keyMatch3, keyMatch5), filled on first use.
     regexes: [RwLock<HashMap<String, Option<Arc<Regex>>>>; 4],
@@ -486,7 +490,7 @@ impl Compiled {
             return None;
         }
 
-        let mut graph: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
+        let mut graph = RoleGraph::new();
         for rule in grouping_rules {
             if rule.len() < 2 || rule[0] == rule[1] {
                 continue;
@@ -597,13 +601,17 @@ impl Compiled {
             index,
             indexed_term,
             policy_arity,
-            graph,
+            graph: Arc::new(graph),
             regexes: Default::default(),
         })
     }
 
     pub(crate) fn len(&self) -> usize {
         self.rules.len()
+    }
+
+    pub(crate) fn role_graph(&self) -> Arc<RoleGraph> {
+        self.graph.clone()
     }
 
     pub(crate) fn rule(&self, index: usize) -> &[String] {

@@ -197,10 +197,11 @@ pub struct Engine {
     policy_subject: Option<usize>,
     /// `g` takes a domain (`g = _, _, _`).
     domain_roles: bool,
-    /// `g` grants: domain (or "") → member → roles, in policy order: role
-    /// paths. Walked for every allowed answer; hashed like the compiled
-    /// evaluator's indexes.
-    grants: foldhash::HashMap<String, foldhash::HashMap<String, Vec<String>>>,
+    /// `g` grants: domain (or `DEFAULT`) → member → roles, in policy order:
+    /// role paths, walked for every allowed answer. With `g` the only
+    /// grouping this is the compiled evaluator's own graph, which the
+    /// decision just walked: the path is found in warm cache.
+    grants: std::sync::Arc<compiled::RoleGraph>,
     /// Where each rule of the compiled evaluator came from, by its index.
     compiled_origins: Vec<Option<Origin>>,
     has_roles: bool,
@@ -277,20 +278,31 @@ impl Engine {
             .unwrap_or_default();
 
         let compiled = compile(&enforcer);
-        let mut grants: foldhash::HashMap<String, foldhash::HashMap<String, Vec<String>>> =
-            foldhash::HashMap::default();
-        for rule in rules
-            .iter()
-            .filter(|r| r.ptype == "g" && r.values.len() >= 2)
-        {
-            let domain = rule.values.get(2).cloned().unwrap_or_default();
-            grants
-                .entry(domain)
-                .or_default()
-                .entry(rule.values[0].clone())
-                .or_default()
-                .push(rule.values[1].clone());
-        }
+        let only_g = sections
+            .get("g")
+            .is_some_and(|section| section.len() == 1 && section.contains_key("g"));
+        let grants = match &compiled {
+            Some(compiled) if only_g => compiled.role_graph(),
+            _ => {
+                let mut grants = compiled::RoleGraph::default();
+                for rule in rules
+                    .iter()
+                    .filter(|r| r.ptype == "g" && r.values.len() >= 2)
+                {
+                    let domain = rule
+                        .values
+                        .get(2)
+                        .map_or(compiled::DEFAULT_DOMAIN, String::as_str);
+                    grants
+                        .entry(domain.to_owned())
+                        .or_default()
+                        .entry(rule.values[0].clone())
+                        .or_default()
+                        .push(rule.values[1].clone());
+                }
+                std::sync::Arc::new(grants)
+            }
+        };
         let compiled_origins = match &compiled {
             Some(compiled) => (0..compiled.len())
                 .map(|i| origins.get(compiled.rule(i)).cloned())
@@ -352,7 +364,11 @@ impl Engine {
         domain: &str,
         target: Option<&str>,
     ) -> Vec<(&'a str, usize)> {
-        let domain = if self.domain_roles { domain } else { "" };
+        let domain = if self.domain_roles {
+            domain
+        } else {
+            compiled::DEFAULT_DOMAIN
+        };
         let grants = self.grants.get(domain);
         let mut nodes: Vec<(&str, usize)> = vec![(start, usize::MAX)];
         let mut next = 0;
