@@ -397,6 +397,29 @@ fn walk_up<'a, E>(
     }
 }
 
+/// The role graph of grouping rules (`member, role[, domain]`): each grant
+/// once, in policy order; self-grants, which no walk needs, left out.
+pub(crate) fn build_role_graph<'r>(
+    grouping_rules: impl IntoIterator<Item = &'r [String]>,
+) -> RoleGraph {
+    let mut graph = RoleGraph::new();
+    for rule in grouping_rules {
+        if rule.len() < 2 || rule[0] == rule[1] {
+            continue;
+        }
+        let domain = rule.get(2).map_or(DEFAULT_DOMAIN, String::as_str);
+        let parents = graph
+            .entry(domain.to_owned())
+            .or_default()
+            .entry(rule[0].clone())
+            .or_default();
+        if !parents.contains(&rule[1]) {
+            parents.push(rule[1].clone());
+        }
+    }
+    graph
+}
+
 /// Rule indexes by a policy value.
 type RuleIds = HashMap<String, Vec<u32>>;
 
@@ -490,21 +513,7 @@ impl Compiled {
             return None;
         }
 
-        let mut graph = RoleGraph::new();
-        for rule in grouping_rules {
-            if rule.len() < 2 || rule[0] == rule[1] {
-                continue;
-            }
-            let domain = rule.get(2).map(String::as_str).unwrap_or(DEFAULT_DOMAIN);
-            let parents = graph
-                .entry(domain.to_owned())
-                .or_default()
-                .entry(rule[0].clone())
-                .or_default();
-            if !parents.contains(&rule[1]) {
-                parents.push(rule[1].clone());
-            }
-        }
+        let graph = build_role_graph(grouping_rules.iter().map(Vec::as_slice));
         if !graph.values().all(within_casbin_depth) {
             return None;
         }

@@ -283,25 +283,12 @@ impl Engine {
             .is_some_and(|section| section.len() == 1 && section.contains_key("g"));
         let grants = match &compiled {
             Some(compiled) if only_g => compiled.role_graph(),
-            _ => {
-                let mut grants = compiled::RoleGraph::default();
-                for rule in rules
+            _ => std::sync::Arc::new(compiled::build_role_graph(
+                rules
                     .iter()
-                    .filter(|r| r.ptype == "g" && r.values.len() >= 2)
-                {
-                    let domain = rule
-                        .values
-                        .get(2)
-                        .map_or(compiled::DEFAULT_DOMAIN, String::as_str);
-                    grants
-                        .entry(domain.to_owned())
-                        .or_default()
-                        .entry(rule.values[0].clone())
-                        .or_default()
-                        .push(rule.values[1].clone());
-                }
-                std::sync::Arc::new(grants)
-            }
+                    .filter(|r| r.ptype == "g")
+                    .map(|r| r.values.as_slice()),
+            )),
         };
         let compiled_origins = match &compiled {
             Some(compiled) => (0..compiled.len())
