@@ -213,15 +213,13 @@ async fn compiled_decisions_equal_casbin_rs() {
                     domain: &domain,
                     attributes: &attributes,
                 };
-                let fast = engine.decide(&request).unwrap();
-                let reference = engine.decide_reference(&request).unwrap();
-                assert_eq!(
-                    (fast.allowed(), fast.reason(&request)),
-                    (reference.allowed(), reference.reason(&request)),
-                    "{} seed {seed}: {subject} {action} {object} {domain} roles {extra:?}\nrules: {:#?}",
-                    shape.name,
-                    rules.iter().map(|r| format!("{}, {}", r.ptype, r.values.join(", "))).collect::<Vec<_>>()
-                );
+                agree_with_casbin_rs(&engine, &request, || {
+                    format!(
+                        "{} seed {seed}: {subject} {action} {object} {domain} roles {extra:?}\nrules: {:#?}",
+                        shape.name,
+                        rules.iter().map(|r| format!("{}, {}", r.ptype, r.values.join(", "))).collect::<Vec<_>>()
+                    )
+                });
                 compared += 1;
             }
         }
@@ -265,8 +263,25 @@ fn rule_line(line: usize, ptype: &str, values: &[&str]) -> RuleLine {
     }
 }
 
+/// The compiled decision, after asserting casbin-rs makes the same one for
+/// the same reason; `context` describes the case when they differ.
+fn agree_with_casbin_rs(
+    engine: &Engine,
+    request: &AccessRequest<'_>,
+    context: impl FnOnce() -> String,
+) -> bool {
+    let fast = engine.decide(request).unwrap();
+    let reference = engine.decide_reference(request).unwrap();
+    let (fast, reference) = (
+        (fast.allowed(), fast.reason(request)),
+        (reference.allowed(), reference.reason(request)),
+    );
+    assert_eq!(fast, reference, "{}", context());
+    fast.0
+}
+
 /// Each subject's decision on `data1`/`read`, compiled against casbin-rs.
-fn agree_with_casbin_rs(engine: &Engine, subjects: &[&str]) -> Vec<bool> {
+fn decisions_on_data1(engine: &Engine, subjects: &[&str]) -> Vec<bool> {
     let attributes = HashMap::new();
     subjects
         .iter()
@@ -279,14 +294,7 @@ fn agree_with_casbin_rs(engine: &Engine, subjects: &[&str]) -> Vec<bool> {
                 domain: "",
                 attributes: &attributes,
             };
-            let fast = engine.decide(&request).unwrap();
-            let reference = engine.decide_reference(&request).unwrap();
-            assert_eq!(
-                (fast.allowed(), fast.reason(&request)),
-                (reference.allowed(), reference.reason(&request)),
-                "{subject}"
-            );
-            fast.allowed()
+            agree_with_casbin_rs(engine, &request, || subject.to_string())
         })
         .collect()
 }
@@ -312,7 +320,7 @@ async fn role_chains_past_casbins_depth_limit_are_left_to_casbin_rs() {
     assert!(!engine.is_compiled(), "a 29-link chain must not compile");
     // Each subject here holds a granted role within 9 links.
     assert_eq!(
-        agree_with_casbin_rs(&engine, &["c0", "c20", "c29", "stranger"]),
+        decisions_on_data1(&engine, &["c0", "c20", "c29", "stranger"]),
         [true, true, true, false]
     );
     let only_far: Vec<RuleLine> = rules
@@ -324,7 +332,7 @@ async fn role_chains_past_casbins_depth_limit_are_left_to_casbin_rs() {
     // casbin-rs), c0 29.
     let engine = Engine::build(ROLE_CHECK_MODEL, &only_far).await.unwrap();
     assert_eq!(
-        agree_with_casbin_rs(&engine, &["c0", "c19", "c20"]),
+        decisions_on_data1(&engine, &["c0", "c19", "c20"]),
         [false, false, true]
     );
 }
@@ -355,7 +363,7 @@ async fn wide_and_cyclic_role_graphs_match_casbin_rs() {
         let engine = Engine::build(model, &rules).await.unwrap();
         assert!(engine.is_compiled());
         assert_eq!(
-            agree_with_casbin_rs(&engine, &["w", "f3", "f10", "all", "x", "y", "stranger"]),
+            decisions_on_data1(&engine, &["w", "f3", "f10", "all", "x", "y", "stranger"]),
             [true, true, false, false, true, true, false]
         );
     }
