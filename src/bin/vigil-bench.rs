@@ -689,6 +689,21 @@ fn write_policy_dir(shape: Shape, lines: usize) -> tempfile::TempDir {
     dir
 }
 
+/// A `read` of one of [`scale_requests`]' (subject, object, domain).
+fn scale_access<'a>(
+    (subject, object, domain): &'a (String, String, String),
+    attributes: &'a HashMap<String, String>,
+) -> AccessRequest<'a> {
+    AccessRequest {
+        subject,
+        extra_roles: &[],
+        object,
+        action: "read",
+        domain,
+        attributes,
+    }
+}
+
 /// Requests with distinct subjects and objects, allowed or denied.
 fn scale_requests(
     shape: Shape,
@@ -1024,22 +1039,17 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
                     let requests =
                         scale_requests(shape, lines, allowed, if quick { 5_000 } else { 20_000 });
                     let mut latencies = Vec::with_capacity(requests.len());
-                    for (subject, object, domain) in &requests {
-                        let request = AccessRequest {
-                            subject,
-                            extra_roles: &[],
-                            object,
-                            action: "read",
-                            domain,
-                            attributes: &attributes,
-                        };
+                    for scaled in &requests {
+                        let request = scale_access(scaled, &attributes);
                         let started = Instant::now();
                         let verdict = engine.decide(&request).expect("valid request");
                         latencies.push(started.elapsed());
                         assert_eq!(
                             verdict.allowed(),
                             allowed,
-                            "{shape:?} {lines}: {subject} {object}: {}",
+                            "{shape:?} {lines}: {} {}: {}",
+                            request.subject,
+                            request.object,
                             verdict.reason(&request)
                         );
                     }
@@ -1057,15 +1067,8 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
                 };
                 let requests = scale_requests(shape, lines, true, samples);
                 let mut reference = Vec::new();
-                for (subject, object, domain) in &requests {
-                    let request = AccessRequest {
-                        subject,
-                        extra_roles: &[],
-                        object,
-                        action: "read",
-                        domain,
-                        attributes: &attributes,
-                    };
+                for scaled in &requests {
+                    let request = scale_access(scaled, &attributes);
                     let started = Instant::now();
                     let _ = engine.decide_reference(&request);
                     reference.push(started.elapsed());
