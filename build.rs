@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     // Reflection serves this set, so grpcurl works without the .proto file.
     fs::write(out.join("vigil_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .codec_path("crate::grpc::codec::LeanCodec")
+        .compile_fds(fds)?;
     Ok(())
 }

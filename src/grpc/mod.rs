@@ -5,6 +5,7 @@
 mod access;
 pub mod admin;
 mod audit;
+pub mod codec;
 pub mod masking;
 pub mod status;
 

@@ -1,0 +1,54 @@
+//! The protobuf codec of vigil's own services: prost, with buffers sized
+//! for vigil's messages.
+//!
+//! tonic allocates an 8 KiB encode buffer per call (and as much to decode),
+//! made for streaming. A decision's answer is ~200 bytes and its request
+//! about as small; under load hundreds of answers wait for their batch's
+//! fdatasync and then for their connection's write, each pinning its own 8
+//! KiB, so the answers of one wave spread over megabytes that no cache
+//! holds. Buffers still grow (in steps of this size) for large messages.
+
+use std::marker::PhantomData;
+
+use tonic::codec::{BufferSettings, Codec};
+use tonic_prost::{ProstDecoder, ProstEncoder};
+
+/// Initial size (and growth step) of a call's encode and decode buffers:
+/// one-record Mask answers (~1.2 KB) fit without growing.
+const BUFFER_BYTES: usize = 2 * 1024;
+/// Streaming answers (audit export) still reach tonic's default batch size
+/// before yielding a body chunk.
+const YIELD_THRESHOLD: usize = 32 * 1024;
+
+fn settings() -> BufferSettings {
+    BufferSettings::new(BUFFER_BYTES, YIELD_THRESHOLD)
+}
+
+/// Named by the generated service code (`codec_path` in build.rs).
+#[derive(Debug)]
+pub struct LeanCodec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for LeanCodec<T, U> {
+    fn default() -> Self {
+        LeanCodec(PhantomData)
+    }
+}
+
+impl<T, U> Codec for LeanCodec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::new(settings())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder::new(settings())
+    }
+}
