@@ -6,10 +6,11 @@
 //! the sync thread takes the whole batch, writes it with one `write`,
 //! fdatasyncs once and wakes every call in it with one notification (group
 //! commit): while it syncs, the next batch fills. In `always` mode every
-//! call is a batch of its own, written and synced alone. In `off` mode the
-//! handler writes its batch itself before answering (so a killed process
-//! loses nothing answered) and nobody waits for the disk; the sync thread
-//! fdatasyncs in the background.
+//! call is a batch of its own, written and synced alone. In `off` mode
+//! nobody waits for the disk, only for the `write` (so a killed process
+//! loses nothing answered): a quiet log's handler writes its record itself;
+//! under load calls join a batch that a flusher task on their runtime
+//! writes once. The sync thread fdatasyncs in the background.
 //!
 //! Under the same lock the writer rotates segments (by size and age),
 //! prunes old segments a checkpoint covers, and notices an active file that
@@ -213,6 +214,10 @@ struct Inner {
     /// The runtime the appending handlers run on, where the sync thread
     /// sends its wake-ups.
     runtime: OnceLock<tokio::runtime::Handle>,
+    /// With sync `off`: wakes the flusher task (see [`flush_when_asked`]),
+    /// which is started once, when first needed; false if it cannot be.
+    flush_requested: Notify,
+    flusher: OnceLock<bool>,
     healthy: Arc<AtomicBool>,
     sync: SyncMode,
     on_failure: FailurePolicy,
@@ -305,6 +310,8 @@ impl AuditLog {
             queued_records: 0,
             spare: Vec::with_capacity(1 << 16),
             syncer_asleep: false,
+            flush_requested: false,
+            last_append: Instant::now(),
             checkpoints,
             healthy: healthy.clone(),
             failed_since: None,
@@ -333,6 +340,8 @@ impl AuditLog {
             core: Mutex::new(core),
             batch_queued: Condvar::new(),
             runtime: OnceLock::new(),
+            flush_requested: Notify::new(),
+            flusher: OnceLock::new(),
             healthy,
             sync: options.sync,
             on_failure: options.on_failure,
@@ -380,24 +389,54 @@ impl AuditLog {
             if core.queued_records >= core.options.queue_depth {
                 return Err(AuditError::Overloaded(core.queued_records));
             }
-            let (receipts, outcome) = core.chain(records, inner.sync == SyncMode::Batch);
             if inner.sync == SyncMode::Off {
                 // Into the kernel before the answer: a killed process
-                // loses nothing it answered.
-                core.write_queued(None)?;
-                return Ok(receipts);
+                // loses nothing it answered. A quiet log writes at once; a
+                // busy one leaves the write to the flusher task, which runs
+                // after the calls already runnable have joined the batch.
+                let now = Instant::now();
+                let busy = now.duration_since(core.last_append) < OFF_COALESCE_WITHIN;
+                core.last_append = now;
+                let coalesce = busy && self.start_flusher();
+                let (receipts, outcome) = core.chain(records, coalesce);
+                if !coalesce {
+                    core.write_queued(None)?;
+                    return Ok(receipts);
+                }
+                let wake_flusher = !std::mem::replace(&mut core.flush_requested, true);
+                drop(core);
+                if wake_flusher {
+                    inner.flush_requested.notify_one();
+                }
+                (receipts, outcome)
+            } else {
+                let (receipts, outcome) = core.chain(records, inner.sync == SyncMode::Batch);
+                let wake_syncer = std::mem::take(&mut core.syncer_asleep);
+                drop(core);
+                // After unlocking: woken under the lock, the sync thread
+                // would only block on it.
+                if wake_syncer {
+                    inner.batch_queued.notify_one();
+                }
+                (receipts, outcome)
             }
-            let wake_syncer = std::mem::take(&mut core.syncer_asleep);
-            drop(core);
-            // After unlocking: woken under the lock, the sync thread would
-            // only block on it.
-            if wake_syncer {
-                inner.batch_queued.notify_one();
-            }
-            (receipts, outcome)
         };
         outcome.wait().await?;
         Ok(receipts)
+    }
+
+    /// Starts the `off` mode's flusher on the caller's runtime, once.
+    /// False without a runtime: the caller then writes itself. Should the
+    /// runtime go away, the sync thread still writes what is queued at its
+    /// next wake-up.
+    fn start_flusher(&self) -> bool {
+        *self.inner.flusher.get_or_init(|| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return false;
+            };
+            runtime.spawn(flush_when_asked(self.inner.clone()));
+            true
+        })
     }
 
     pub async fn append_one(&self, record: Record) -> Result<Receipt, AuditError> {
@@ -433,6 +472,7 @@ impl AuditLog {
             receipts[0]
         };
         self.inner.batch_queued.notify_one();
+        self.inner.flush_requested.notify_one();
         Ok(receipt)
     }
 
@@ -591,13 +631,18 @@ struct Core {
     head: (u64, Hash),
     /// Chained but not yet written, oldest first. In `batch` mode at most
     /// one batch waits while the sync thread writes and syncs the one
-    /// before; in `always` mode one per call.
+    /// before; in `always` mode one per call; in `off` mode the batch the
+    /// flusher task is about to write.
     queue: VecDeque<Batch>,
     queued_records: usize,
     /// A written batch's buffer, kept for the next batch.
     spare: Vec<u8>,
     /// The sync thread sleeps on `Inner::batch_queued` and must be woken.
     syncer_asleep: bool,
+    /// With sync `off`: the flusher task has been asked to write the queue.
+    flush_requested: bool,
+    /// With sync `off`: when the last call appended (busy or quiet).
+    last_append: Instant,
     checkpoints: CheckpointWriter,
     healthy: Arc<AtomicBool>,
     /// Set while writes fail: when, and how many attempts failed.
@@ -616,6 +661,27 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// With sync `off`, how often the sync thread fdatasyncs in the background:
 /// the most a power failure can take.
 pub const OFF_FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// With sync `off`, appends closer together than this share one `write`:
+/// under load a call's own `write` (and the `fstat` of a new batch) cost
+/// more than its decision; one stream, calls 100+ µs apart, writes at once.
+const OFF_COALESCE_WITHIN: Duration = Duration::from_micros(50);
+
+/// The `off` mode's flusher: writes everything queued when asked, as a
+/// task on the handlers' runtime, so the calls runnable before it have
+/// joined the batch; their wake-ups come back on the same runtime.
+async fn flush_when_asked(inner: Arc<Inner>) {
+    loop {
+        inner.flush_requested.notified().await;
+        let mut core = inner.core();
+        if core.closed {
+            return;
+        }
+        core.flush_requested = false;
+        // A failed write settles the waiting calls with its error.
+        let _ = core.write_queued(None);
+    }
+}
 
 /// The sync thread: writes and fdatasyncs queued batches (`batch` and
 /// `always` modes), signs due checkpoints, probes a failing disk, and with

@@ -6,7 +6,8 @@
 //! about as small; under load hundreds of answers wait for their batch's
 //! fdatasync and then for their connection's write, each pinning its own 8
 //! KiB, so the answers of one wave spread over megabytes that no cache
-//! holds. Buffers still grow (in steps of this size) for large messages.
+//! holds. Larger messages still fit: encoding grows the buffer as it
+//! writes, decoding reserves a message's length once it is known.
 
 use std::marker::PhantomData;
 

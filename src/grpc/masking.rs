@@ -221,9 +221,11 @@ impl DataMasking for DataMaskingService {
         }
         drop(masker);
 
-        record.detail = Some(
-            serde_json::json!({ "records": message.records.len(), "fields": summarize(&actions) }),
-        );
+        // Built in place: `json!` would serialize a copy of the summary.
+        let mut detail = serde_json::Map::new();
+        detail.insert("records".into(), message.records.len().into());
+        detail.insert("fields".into(), summarize(&actions));
+        record.detail = Some(serde_json::Value::Object(detail));
         if let Some(divergences) = self.shadow_treatments(&asker, &actions) {
             if let Some(detail) = record.detail.as_mut() {
                 detail["shadow"] = divergences;

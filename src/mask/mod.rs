@@ -96,7 +96,7 @@ pub struct Masker<'a, V: Visibility> {
     visibility: V,
     max_depth: usize,
     /// Per label: the granted treatment (none: the default applies) and why.
-    resolved: std::collections::HashMap<String, (Option<Treatment>, String)>,
+    resolved: foldhash::HashMap<String, (Option<Treatment>, String)>,
     rules_for_object: Vec<&'a rules::PathRule>,
     /// The built-in detector of each label, so a field labelled by path
     /// (say `phone`) is masked in its kind's format (138****5678).
