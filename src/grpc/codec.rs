@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use tonic::codec::{BufferSettings, Codec};
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
-/// Initial size (and growth step) of a call's encode and decode buffers:
+/// Initial size of a call's encode and decode buffers: decisions and
 /// one-record Mask answers (~1.2 KB) fit without growing.
 const BUFFER_BYTES: usize = 2 * 1024;
 /// Streaming answers (audit export) still reach tonic's default batch size
