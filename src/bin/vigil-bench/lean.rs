@@ -15,11 +15,13 @@ use h2::client::SendRequest;
 use http::{HeaderMap, Method, Request, Uri};
 use tokio::net::{TcpStream, UnixStream};
 
+/// The `:authority` of every call: vigil serves any.
+const AUTHORITY: &str = "vigil";
+
 /// One HTTP/2 connection; cloning opens another stream on it.
 #[derive(Clone)]
 pub struct Connection {
     send: SendRequest<Bytes>,
-    authority: &'static str,
 }
 
 impl Connection {
@@ -46,17 +48,14 @@ impl Connection {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Connection {
-            send,
-            authority: "vigil",
-        }
+        Connection { send }
     }
 
     /// One unary call: `Ok` when the server answered grpc-status 0.
     pub async fn unary(&mut self, path: &str, frame: Bytes) -> Result<(), String> {
         let uri = Uri::builder()
             .scheme("http")
-            .authority(self.authority)
+            .authority(AUTHORITY)
             .path_and_query(path)
             .build()
             .map_err(|e| e.to_string())?;

@@ -1,7 +1,8 @@
 //! vigil's benchmark: builds and starts the real `vigil` binary on the
 //! shipped example policies, drives it with a tonic load generator (and,
-//! for saturation, the lean generator of lean.rs), and measures the in-process costs that do not need the network. Prints a
-//! table and writes bench/RESULTS.md.
+//! for saturation, the lean generator of lean.rs), and measures the
+//! in-process costs that do not need the network. Prints a table and
+//! writes bench/RESULTS.md.
 //!
 //! ```sh
 //! cargo run --release --bin vigil-bench            # full run (~4 minutes)
@@ -17,6 +18,8 @@
 //! (grpc.health.v1.Health/Check on the same server) measured by the same
 //! generator in the same run.
 
+mod lean;
+
 use std::{
     collections::HashMap,
     fmt::Write as _,
@@ -31,8 +34,6 @@ use prost_types::{value::Kind, Struct, Value};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
-mod lean;
-
 use vigil::{
     audit::{verify::verify_dir, AuditLog, AuditOptions, Record},
     authz::{AccessRequest, Engine, Origin, RuleLine},
@@ -527,8 +528,6 @@ fn string(s: &str) -> Value {
     }
 }
 
-/// A 20-field customer record with 5 sensitive fields (mobile, resident id,
-/// email, bank card, an address with a phone number in free text).
 /// The Mask scenarios' requests: one customer record, and ten.
 fn mask_requests() -> (MaskRequest, MaskRequest) {
     let ten = MaskRequest {
@@ -544,6 +543,8 @@ fn mask_requests() -> (MaskRequest, MaskRequest) {
     (single, ten)
 }
 
+/// A 20-field customer record with 5 sensitive fields (mobile, resident id,
+/// email, bank card, an address with a phone number in free text).
 fn customer_record(i: usize) -> Struct {
     let mut fields = std::collections::BTreeMap::new();
     fields.insert("customer_id".into(), string(&format!("C{i:08}")));
