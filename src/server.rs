@@ -10,7 +10,7 @@
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::{wrappers::UnixListenerStream, StreamExt};
 use tonic::transport::{server::TcpIncoming, Server};
 use tonic_health::ServingStatus;
 
@@ -22,8 +22,8 @@ use crate::{
     cli::OnFailure,
     config::{AuthConfig, Config, ListenAddr},
     grpc::{
-        admin::reload_and_audit, AccessControlService, AuditService, DataMaskingService,
-        PolicyAdminService, Shared,
+        admin::reload_and_audit, io::CoalescedWrites, AccessControlService, AuditService,
+        DataMaskingService, PolicyAdminService, Shared,
     },
     keys::{Keyring, KeyringError},
     policy::watch::Watcher,
@@ -332,12 +332,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         println!("listening on {address}");
         let task = match listener {
             Bound::Tcp(listener, _) => {
-                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                let incoming = TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .map(|accepted| accepted.map(CoalescedWrites::new));
                 tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal))
             }
             Bound::Unix(listener, path) => {
                 sockets.push(path);
-                let incoming = UnixListenerStream::new(listener);
+                let incoming = UnixListenerStream::new(listener)
+                    .map(|accepted| accepted.map(CoalescedWrites::new));
                 tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal))
             }
         };

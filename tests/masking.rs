@@ -7,6 +7,8 @@ mod common;
 use common::{
     audit_lines, fixture, repo_path, vigil_command, vigil_command_with_input, Launch, Vigil,
 };
+use std::time::Duration;
+
 use prost_types::Struct;
 use tonic::Code;
 use vigil::{
@@ -65,6 +67,58 @@ const CUSTOMER: &str = r#"{
     "notes": "call 13987654321 or mail z@ex.com; badge EMP-123456; bad id 110105194912310021",
     "contacts": [{"mobile": "13700001111"}], "age": 41
 }"#;
+
+/// Answers leave a connection in waves gathered by `grpc::io`: many calls
+/// at once, small answers and answers far over its 64 KiB buffer, each
+/// must arrive whole and in its own call, on TCP and on a Unix socket.
+#[tokio::test]
+async fn waves_of_small_and_large_answers_arrive_whole() {
+    let vigil = Launch::new(repo_path("policies")).with_unix().start();
+    let customer: serde_json::Value = serde_json::from_str(CUSTOMER).unwrap();
+    for channel in [vigil.channel().await, vigil.unix_channel().await] {
+        let calls: Vec<_> = (0..48usize)
+            .map(|call| {
+                let mut client = DataMaskingClient::new(channel.clone());
+                // 1, 10 or 150 records: ~1.4 KB, ~14 KB and ~210 KB answers.
+                let count = [1, 10, 150][call % 3];
+                let mut records = Vec::with_capacity(count);
+                for index in 0..count {
+                    let mut customer = customer.clone();
+                    customer["age"] = serde_json::json!(call * 1000 + index);
+                    records.push(record(customer));
+                }
+                tokio::spawn(async move {
+                    let call_mask = client.mask(MaskRequest {
+                        subject: "bob".into(),
+                        object: "crm.customers".into(),
+                        records,
+                        ..Default::default()
+                    });
+                    // A stuck answer fails the test instead of hanging it.
+                    let answer = tokio::time::timeout(Duration::from_secs(30), call_mask)
+                        .await
+                        .expect("every answer arrives")
+                        .expect("mask")
+                        .into_inner();
+                    (call, count, answer)
+                })
+            })
+            .collect();
+        for call in calls {
+            let (call, count, answer) = call.await.expect("task");
+            assert_eq!(answer.records.len(), count, "call {call}");
+            for (index, masked) in answer.records.iter().enumerate() {
+                let out = struct_to_json(masked);
+                assert_eq!(
+                    out["age"],
+                    call * 1000 + index,
+                    "call {call} record {index}"
+                );
+                assert_eq!(out["phone"], "138****5678");
+            }
+        }
+    }
+}
 
 #[tokio::test]
 async fn each_role_sees_what_the_policy_grants() {
