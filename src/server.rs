@@ -210,13 +210,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let mut startup = Record::new(kind::STARTUP);
     startup.pv = Some(policy.version.clone());
-    startup.detail = Some(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "listen": addresses,
-        "auth": auth_name,
-        "audit_sync": format!("{:?}", config.audit.sync).to_lowercase(),
-        "policy_rules": policy.engine.policy_rules(),
-    }));
+    startup.detail = Some(
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "listen": addresses,
+            "auth": auth_name,
+            "audit_sync": format!("{:?}", config.audit.sync).to_lowercase(),
+            "policy_rules": policy.engine.policy_rules(),
+        })
+        .into(),
+    );
     drop(policy);
     let audit_config = &config.audit;
     let signing_key = checkpoint::load_or_create_signing_key(&audit_config.signing_key_file)?;

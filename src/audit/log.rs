@@ -612,13 +612,16 @@ fn cut_tail(
     tracing::warn!(file = %path.display(), offset = good_len, bytes = len - good_len, "audit log: cut a torn final record left by a crash");
     let mut recovery = Record::new(kind::RECOVERY);
     recovery.reason = Some("torn final record left by an interrupted write was cut off".to_owned());
-    recovery.detail = Some(serde_json::json!({
-        "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "after_seq": last_seq,
-        "offset": good_len,
-        "bytes": len - good_len,
-        "saved_to": saved.file_name().map(|n| n.to_string_lossy().into_owned()),
-    }));
+    recovery.detail = Some(
+        serde_json::json!({
+            "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "after_seq": last_seq,
+            "offset": good_len,
+            "bytes": len - good_len,
+            "saved_to": saved.file_name().map(|n| n.to_string_lossy().into_owned()),
+        })
+        .into(),
+    );
     Ok(recovery)
 }
 
@@ -948,8 +951,9 @@ impl Core {
         if let (Some((since, failures)), true) = (&self.failed_since, self.queue.is_empty()) {
             let mut resumed = Record::new(kind::RESUMED);
             resumed.reason = Some("audit log writable again after write failures".to_owned());
-            resumed.detail =
-                Some(serde_json::json!({ "failing_since": since, "failed_groups": failures }));
+            resumed.detail = Some(
+                serde_json::json!({ "failing_since": since, "failed_groups": failures }).into(),
+            );
             notes.push(resumed);
         }
         notes
@@ -982,7 +986,8 @@ impl Core {
             "active audit file {lost} was deleted or replaced; records through seq {} were in it",
             self.tail.seq
         ));
-        note.detail = Some(serde_json::json!({ "file": lost, "through_seq": self.tail.seq }));
+        note.detail =
+            Some(serde_json::json!({ "file": lost, "through_seq": self.tail.seq }).into());
         Some(note)
     }
 
@@ -1064,7 +1069,8 @@ impl Core {
             "retention removed {} segment(s); a signed checkpoint covers seq 1..={through_seq}",
             removed.len()
         ));
-        note.detail = Some(serde_json::json!({ "removed": removed, "through_seq": through_seq }));
+        note.detail =
+            Some(serde_json::json!({ "removed": removed, "through_seq": through_seq }).into());
         // Written with the next batch.
         self.chain(&mut [note], true);
     }

@@ -14,4 +14,4 @@ pub mod verify;
 
 pub use log::{AuditError, AuditLog, AuditOptions, FailurePolicy, Receipt};
 pub use privacy::Redactor;
-pub use record::{kind, Record};
+pub use record::{kind, Detail, Record};

@@ -108,7 +108,7 @@ pub struct Record {
     pub pv: Option<String>,
     /// Kind-specific details (never clear sensitive values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<serde_json::Value>,
+    pub detail: Option<Detail>,
     /// Hash of the previous record (base64url). Assigned by the writer.
     pub prev: String,
 }
@@ -132,6 +132,45 @@ impl Record {
             detail: None,
             prev: String::new(),
         }
+    }
+}
+
+/// A record's kind-specific details, held as the compact JSON text they
+/// are written as. A hot handler serializes its typed summary straight
+/// into it: a Mask summary built as `serde_json::Value` maps, serialized
+/// and dropped cost ~9% of the call. Read back, the text stays as hashed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Detail(Box<serde_json::value::RawValue>);
+
+impl Detail {
+    pub fn new(detail: &impl Serialize) -> Detail {
+        Detail(
+            serde_json::value::to_raw_value(detail)
+                .expect("details serialize: strings, numbers, lists and string-keyed maps"),
+        )
+    }
+
+    /// The JSON text, as written in the record.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The details as a JSON value, for readers that look inside.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).expect("a Detail holds valid JSON")
+    }
+}
+
+impl PartialEq for Detail {
+    fn eq(&self, other: &Detail) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl From<serde_json::Value> for Detail {
+    fn from(value: serde_json::Value) -> Detail {
+        Detail::new(&value)
     }
 }
 

@@ -95,8 +95,9 @@ fn decide(
     record.allowed = Some(allowed);
     record.reason = Some(reason.clone());
     record.pv = Some(policy.version.clone());
+    let mut detail = serde_json::Map::new();
     if !principal.roles.is_empty() {
-        record.detail = Some(serde_json::json!({ "token_roles": principal.roles }));
+        detail.insert("token_roles".into(), serde_json::json!(principal.roles));
     }
     if let Some(shadow) = &shared.shadow {
         let candidate = shadow.snapshot();
@@ -107,18 +108,19 @@ fn decide(
                     .shadow_divergences
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(decision_id = %id, live = allowed, candidate = shadow_verdict.allowed(), "shadow policy diverges");
-                let mut detail = record
-                    .detail
-                    .take()
-                    .unwrap_or_else(|| serde_json::json!({}));
-                detail["shadow"] = serde_json::json!({
-                    "pv": candidate.version,
-                    "allowed": shadow_verdict.allowed(),
-                    "reason": shadow_verdict.reason(&access),
-                });
-                record.detail = Some(detail);
+                detail.insert(
+                    "shadow".into(),
+                    serde_json::json!({
+                        "pv": candidate.version,
+                        "allowed": shadow_verdict.allowed(),
+                        "reason": shadow_verdict.reason(&access),
+                    }),
+                );
             }
         }
+    }
+    if !detail.is_empty() {
+        record.detail = Some(serde_json::Value::Object(detail).into());
     }
     let response = AuthorizeResponse {
         allowed,

@@ -37,11 +37,14 @@ pub async fn reload_and_audit(
             } else {
                 format!("policy unchanged at {}", reloaded.version)
             });
-            record.detail = Some(serde_json::json!({
-                "trigger": trigger,
-                "previous": reloaded.previous_version,
-                "changed": reloaded.changed,
-            }));
+            record.detail = Some(
+                serde_json::json!({
+                    "trigger": trigger,
+                    "previous": reloaded.previous_version,
+                    "changed": reloaded.changed,
+                })
+                .into(),
+            );
             tracing::info!(trigger, version = %reloaded.version, changed = reloaded.changed, "policy reloaded");
         }
         Err(error) => {
@@ -50,7 +53,7 @@ pub async fn reload_and_audit(
             record.reason = Some(format!(
                 "reload rejected, previous policy keeps serving: {error}"
             ));
-            record.detail = Some(serde_json::json!({ "trigger": trigger }));
+            record.detail = Some(serde_json::json!({ "trigger": trigger }).into());
             tracing::error!(
                 trigger,
                 "policy reload rejected, previous policy keeps serving:\n{error}"

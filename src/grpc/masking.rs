@@ -3,11 +3,12 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use super::{authorization, decision_id, status::check_fields, Shared};
 use crate::{
-    audit::{kind, Record},
+    audit::{kind, Detail, Record},
     authn::Principal,
     authz::AccessRequest,
     keys::CipherError,
@@ -152,9 +153,28 @@ fn reader<'a>(
     }
 }
 
+/// A Mask call's audit detail. Keys in alphabetical order, as the
+/// `serde_json` maps it replaced wrote them.
+#[derive(Serialize)]
+struct MaskSummary<'a> {
+    fields: Vec<FieldCount<'a>>,
+    records: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow: Option<serde_json::Value>,
+}
+
+/// How many fields at one path got one treatment. Never values.
+#[derive(Serialize)]
+struct FieldCount<'a> {
+    count: u64,
+    label: &'a str,
+    path: &'a str,
+    treatment: &'a str,
+}
+
 /// Field actions summarized for the audit record: which paths got which
-/// treatment, how often. Never values.
-fn summarize(actions: &[FieldAction]) -> serde_json::Value {
+/// treatment, how often; list indexes fold into their list's path.
+fn summarize(actions: &[FieldAction]) -> Vec<FieldCount<'_>> {
     let mut counts: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
     for action in actions {
         let path = match action.path.rfind("[") {
@@ -167,7 +187,12 @@ fn summarize(actions: &[FieldAction]) -> serde_json::Value {
     }
     counts
         .into_iter()
-        .map(|((path, label, treatment), count)| serde_json::json!({ "path": path, "label": label, "treatment": treatment, "count": count }))
+        .map(|((path, label, treatment), count)| FieldCount {
+            count,
+            label,
+            path,
+            treatment,
+        })
         .collect()
 }
 
@@ -221,16 +246,11 @@ impl DataMasking for DataMaskingService {
         }
         drop(masker);
 
-        // Built in place: `json!` would serialize a copy of the summary.
-        let mut detail = serde_json::Map::new();
-        detail.insert("records".into(), message.records.len().into());
-        detail.insert("fields".into(), summarize(&actions));
-        record.detail = Some(serde_json::Value::Object(detail));
-        if let Some(divergences) = self.shadow_treatments(&asker, &actions) {
-            if let Some(detail) = record.detail.as_mut() {
-                detail["shadow"] = divergences;
-            }
-        }
+        record.detail = Some(Detail::new(&MaskSummary {
+            fields: summarize(&actions),
+            records: message.records.len(),
+            shadow: self.shadow_treatments(&asker, &actions),
+        }));
         let id = record.id.clone().unwrap_or_default();
         let receipt = self.shared.audit.append_one(record).await?;
         Ok(Response::new(MaskResponse {
@@ -332,7 +352,7 @@ impl DataMasking for DataMaskingService {
                 Err(Status::permission_denied(why))
             }
             Ok(()) => {
-                record.detail = Some(serde_json::json!({ "opened": labels }));
+                record.detail = Some(serde_json::json!({ "opened": labels }).into());
                 let id = record.id.clone().unwrap_or_default();
                 let receipt = self.shared.audit.append_one(record).await?;
                 Ok(Response::new(UnmaskResponse {

@@ -56,7 +56,7 @@ impl Shared {
         }
         record.allowed = Some(false);
         record.reason = Some(error.to_string());
-        record.detail = Some(serde_json::json!({ "rpc": rpc, "code": error.code() }));
+        record.detail = Some(serde_json::json!({ "rpc": rpc, "code": error.code() }).into());
         tracing::info!(rpc, code = error.code(), "authentication refused");
         if let Err(audit_error) = self.audit.append_one(record).await {
             return audit_error.into();

@@ -100,8 +100,8 @@ pub fn replay(
             let roles: Vec<String> = record
                 .detail
                 .as_ref()
-                .and_then(|d| d.get("token_roles"))
-                .and_then(|r| serde_json::from_value(r.clone()).ok())
+                .and_then(|d| d.to_value().get_mut("token_roles").map(std::mem::take))
+                .and_then(|r| serde_json::from_value(r).ok())
                 .unwrap_or_default();
             let domain = record.dom.clone().unwrap_or_default();
             let request = AccessRequest {
