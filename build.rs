@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out.join("vigil_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .codec_path("crate::grpc::codec::LeanCodec")
+        // Records: fields in a Vec, in the order sent (src/proto/json.rs).
+        .extern_path(".google.protobuf.Struct", "crate::proto::json::Struct")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -24,6 +24,8 @@ pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("vigil.v1");
 
+    pub mod json;
+
     /// Encoded descriptors of `vigil.v1`, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("vigil_descriptor");
 }

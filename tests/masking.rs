@@ -9,11 +9,13 @@ use common::{
 };
 use std::time::Duration;
 
-use prost_types::Struct;
 use tonic::Code;
 use vigil::{
     mask::{struct_from_json, struct_to_json},
-    proto::{data_masking_client::DataMaskingClient, MaskRequest, MaskResponse, UnmaskRequest},
+    proto::{
+        data_masking_client::DataMaskingClient, json::Struct, MaskRequest, MaskResponse,
+        UnmaskRequest,
+    },
 };
 
 fn record(json: serde_json::Value) -> Struct {

@@ -15,13 +15,14 @@ pub mod detect;
 pub mod rules;
 pub mod treat;
 
-use prost_types::{value::Kind, ListValue, Struct, Value};
-
 pub use rules::{Classification, Label};
 use rules::{Segment, Step};
 pub use treat::Treatment;
 
-use crate::keys::Keyring;
+use crate::{
+    keys::Keyring,
+    proto::json::{value::Kind, ListValue, Struct, Value},
+};
 use detect::{Builtin, Pattern};
 
 /// What was done to one field (or one span of free text). Never holds a
@@ -191,15 +192,15 @@ impl<'a, V: Visibility> Masker<'a, V> {
         actions: &mut Vec<FieldAction>,
     ) -> Result<(), MaskError> {
         let mut dropped = Vec::new();
-        for (key, value) in record.fields.iter_mut() {
+        for (position, (key, value)) in record.fields.iter_mut().enumerate() {
             path.push(OwnedStep::Key(key.clone()));
             if let Fate::Drop = self.walk(index, value, path, depth, actions)? {
-                dropped.push(key.clone());
+                dropped.push(position);
             }
             path.pop();
         }
-        for key in dropped {
-            record.fields.remove(&key);
+        for position in dropped.into_iter().rev() {
+            record.fields.remove(position);
         }
         Ok(())
     }
@@ -499,7 +500,7 @@ pub fn unmask_record<E>(
     allow: &mut dyn FnMut(&str) -> Result<(), E>,
     opened: &mut Vec<String>,
 ) -> Result<(), UnmaskError<E>> {
-    for value in record.fields.values_mut() {
+    for (_, value) in &mut record.fields {
         unmask_value(value, keys, allow, opened)?;
     }
     Ok(())

@@ -30,7 +30,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prost_types::{value::Kind, Struct, Value};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
@@ -39,9 +38,11 @@ use vigil::{
     authz::{AccessRequest, Engine, Origin, RuleLine},
     cli::SyncMode,
     proto::{
-        access_control_client::AccessControlClient, data_masking_client::DataMaskingClient,
-        policy_admin_client::PolicyAdminClient, AuthorizeBatchRequest, AuthorizeRequest,
-        MaskRequest, ReloadPoliciesRequest,
+        access_control_client::AccessControlClient,
+        data_masking_client::DataMaskingClient,
+        json::{value::Kind, Struct, Value},
+        policy_admin_client::PolicyAdminClient,
+        AuthorizeBatchRequest, AuthorizeRequest, MaskRequest, ReloadPoliciesRequest,
     },
 };
 
@@ -593,16 +594,17 @@ fn mask_requests() -> (MaskRequest, MaskRequest) {
 /// A 20-field customer record with 5 sensitive fields (mobile, resident id,
 /// email, bank card, an address with a phone number in free text).
 fn customer_record(i: usize) -> Struct {
-    let mut fields = std::collections::BTreeMap::new();
-    fields.insert("customer_id".into(), string(&format!("C{i:08}")));
-    fields.insert("mobile".into(), string("13812345678"));
-    fields.insert("id_number".into(), string("11010519491231002X"));
-    fields.insert("email".into(), string("zhang.san@example.com"));
-    fields.insert("card_number".into(), string("4111 1111 1111 1111"));
-    fields.insert(
-        "address".into(),
-        string("北京市朝阳区建国路88号 联系人电话 13987654321"),
-    );
+    let mut fields = vec![
+        ("customer_id".into(), string(&format!("C{i:08}"))),
+        ("mobile".into(), string("13812345678")),
+        ("id_number".into(), string("11010519491231002X")),
+        ("email".into(), string("zhang.san@example.com")),
+        ("card_number".into(), string("4111 1111 1111 1111")),
+        (
+            "address".into(),
+            string("北京市朝阳区建国路88号 联系人电话 13987654321"),
+        ),
+    ];
     for (k, v) in [
         ("segment", "retail"),
         ("status", "active"),
@@ -619,7 +621,7 @@ fn customer_record(i: usize) -> Struct {
         ("marketing_opt_in", "yes"),
         ("notes", "prefers evening calls"),
     ] {
-        fields.insert(k.into(), string(v));
+        fields.push((k.into(), string(v)));
     }
     Struct { fields }
 }
