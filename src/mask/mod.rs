@@ -99,9 +99,6 @@ pub struct Masker<'a, V: Visibility> {
     /// Per label: the granted treatment (none: the default applies) and why.
     resolved: foldhash::HashMap<String, (Option<Treatment>, String)>,
     rules_for_object: Vec<&'a rules::PathRule>,
-    /// The built-in detector of each label, so a field labelled by path
-    /// (say `phone`) is masked in its kind's format (138****5678).
-    format_hints: std::collections::HashMap<&'a str, Builtin>,
 }
 
 enum Fate {
@@ -126,23 +123,17 @@ impl<'a, V: Visibility> Masker<'a, V> {
                     .is_none_or(|pattern| rules::object_matches(pattern, object))
             })
             .collect();
-        let mut format_hints = std::collections::HashMap::new();
-        for detector in &classification.detectors {
-            if let Pattern::Builtin(builtin) = detector.pattern {
-                format_hints
-                    .entry(detector.label.as_str())
-                    .or_insert(builtin);
-            }
-        }
         Masker {
             classification,
             object,
             keys,
             visibility,
             max_depth,
-            resolved: Default::default(),
+            resolved: foldhash::HashMap::with_capacity_and_hasher(
+                classification.labels.len(),
+                Default::default(),
+            ),
             rules_for_object,
-            format_hints,
         }
     }
 
@@ -253,7 +244,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
                     treatment: treatment.to_string(),
                     rule: format!("{}; {why}", rule.origin),
                 });
-                let hint = self.format_hints.get(rule.label.as_str()).copied();
+                let hint = self.classification.format_hints.get(&rule.label).copied();
                 return Ok(self.treat_value(value, treatment, &rule.label, hint));
             }
         }

@@ -120,6 +120,10 @@ pub struct Classification {
     pub rules: Vec<PathRule>,
     pub detectors: Vec<Detector>,
     pub has_custom_detectors: bool,
+    /// The built-in detector of each label, so that a field labelled by
+    /// path (say `phone`) is masked in its kind's format (138****5678).
+    /// Built once here rather than per Mask call.
+    pub format_hints: HashMap<String, Builtin>,
 }
 
 pub fn parse_path(pattern: &str) -> Result<Vec<Segment>, String> {
@@ -368,12 +372,21 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
         });
     }
     if problems.is_empty() {
+        let mut format_hints = HashMap::new();
+        for detector in &detectors {
+            if let Pattern::Builtin(builtin) = detector.pattern {
+                format_hints
+                    .entry(detector.label.clone())
+                    .or_insert(builtin);
+            }
+        }
         Ok(Classification {
             levels,
             labels,
             rules,
             detectors,
             has_custom_detectors,
+            format_hints,
         })
     } else {
         Err(problems)
