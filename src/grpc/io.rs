@@ -10,7 +10,9 @@
 //! [`CoalescedWrites`] keeps what h2 writes in its own buffer and writes it
 //! at the start of the connection's next poll, which it schedules itself:
 //! everything the connection task sends in one poll, and whatever the
-//! handlers that ran in between queued for it, leaves in one `write`.
+//! handlers that ran in between queued for it, leaves in one `write`. A
+//! connection quiet for 50 µs (one stream, light load) writes at once:
+//! there is no wave to wait for, only latency to add.
 //!
 //! The cost is the `AsyncWrite` contract's letter: `poll_flush` answers
 //! "done" while bytes still wait for the poll it has already scheduled.

@@ -522,10 +522,12 @@ fn fdatasync_cost_on(core: usize, samples: usize) -> (Duration, Duration) {
     (p50, p99)
 }
 
-/// Runs the probe and prints "p50 p99" in nanoseconds, for
-/// `fdatasync_cost_on`.
+/// Makes the bench binary run only the probe and print "p50 p99" in
+/// nanoseconds: how `fdatasync_cost_on` measures from another core.
 const FSYNC_PROBE_ARG: &str = "--fdatasync-probe";
 
+/// Appends a line and times its fdatasync, `samples` times, from this
+/// thread's core.
 fn fdatasync_probe(samples: usize) -> (Duration, Duration) {
     use std::io::Write;
     let dir = tempfile::tempdir().expect("temp dir");
