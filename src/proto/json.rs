@@ -216,21 +216,11 @@ impl Message for Value {
                 Some(Kind::StructValue(object)) => {
                     encoding::message::merge(wire_type, object, buf, ctx)?;
                 }
-                _ => {
-                    let mut object = Struct::default();
-                    encoding::message::merge(wire_type, &mut object, buf, ctx)?;
-                    *kind = Some(Kind::StructValue(object));
-                }
+                _ => *kind = Some(Kind::StructValue(decoded(wire_type, buf, ctx)?)),
             },
             6 => match kind {
-                Some(Kind::ListValue(list)) => {
-                    encoding::message::merge(wire_type, list, buf, ctx)?;
-                }
-                _ => {
-                    let mut list = ListValue::default();
-                    encoding::message::merge(wire_type, &mut list, buf, ctx)?;
-                    *kind = Some(Kind::ListValue(list));
-                }
+                Some(Kind::ListValue(list)) => encoding::message::merge(wire_type, list, buf, ctx)?,
+                _ => *kind = Some(Kind::ListValue(decoded(wire_type, buf, ctx)?)),
             },
             _ => encoding::skip_field(wire_type, tag, buf, ctx)?,
         }
@@ -252,6 +242,17 @@ impl Message for Value {
     fn clear(&mut self) {
         self.kind = None;
     }
+}
+
+/// A message of a kind the oneof did not hold: decoded fresh.
+fn decoded<M: Message + Default>(
+    wire_type: WireType,
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<M, DecodeError> {
+    let mut message = M::default();
+    encoding::message::merge(wire_type, &mut message, buf, ctx)?;
+    Ok(message)
 }
 
 impl Message for ListValue {
