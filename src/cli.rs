@@ -1,9 +1,21 @@
 //! Command-line arguments exactly as given. No IO and no validation beyond
 //! syntax: [`crate::config`] turns [`ServeArgs`] into a validated config.
+//!
+//! The option enums belong to their domains ([`SyncMode`] to the audit log,
+//! [`AuthMode`] to identity, ...), which know nothing of clap; this module
+//! teaches clap their names.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{builder::PossibleValue, Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    audit::{self, export::Format, OnFailure, SyncMode},
+    authn::{self, AuthMode},
+    keys,
+    logging::LogFormat,
+    policy,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,13 +29,6 @@ pub struct Cli {
     pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,7 +58,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct MaskArgs {
-    #[arg(long, default_value = "policies")]
+    #[arg(long, default_value = policy::DEFAULT_DIR)]
     pub policies: PathBuf,
     #[arg(long)]
     pub subject: String,
@@ -64,7 +69,7 @@ pub struct MaskArgs {
     /// Roles the subject holds besides those in the policy.
     #[arg(long, value_delimiter = ',')]
     pub roles: Vec<String>,
-    #[arg(long, env = "VIGIL_KEYRING", default_value = crate::config::DEFAULT_KEYRING)]
+    #[arg(long, env = "VIGIL_KEYRING", default_value = keys::DEFAULT_KEYRING)]
     pub keyring: PathBuf,
     #[arg(long, default_value_t = 32)]
     pub max_depth: usize,
@@ -83,7 +88,7 @@ pub enum KeysCommand {
 
 #[derive(Debug, Args)]
 pub struct KeyringArgs {
-    #[arg(long, env = "VIGIL_KEYRING", default_value = crate::config::DEFAULT_KEYRING)]
+    #[arg(long, env = "VIGIL_KEYRING", default_value = keys::DEFAULT_KEYRING)]
     pub keyring: PathBuf,
 }
 
@@ -105,13 +110,13 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Args)]
 pub struct PolicyDirArgs {
-    #[arg(long, default_value = "policies")]
+    #[arg(long, default_value = policy::DEFAULT_DIR)]
     pub policies: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct PolicyTestArgs {
-    #[arg(long, default_value = "policies")]
+    #[arg(long, default_value = policy::DEFAULT_DIR)]
     pub policies: PathBuf,
     /// Cases file; default `<policies>/policy_test.toml`.
     #[arg(long)]
@@ -120,44 +125,13 @@ pub struct PolicyTestArgs {
 
 #[derive(Debug, Args)]
 pub struct PolicyDiffArgs {
-    #[arg(long, default_value = "policies")]
+    #[arg(long, default_value = policy::DEFAULT_DIR)]
     pub policies: PathBuf,
     #[arg(long)]
     pub candidate: PathBuf,
     /// Audit directory whose decision records are replayed.
     #[arg(long)]
     pub from_audit: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// The request's `subject` is used as given (local transports only).
-    Trusted,
-    /// The subject comes from a verified bearer token.
-    Jwt,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncMode {
-    /// fdatasync after every record.
-    Always,
-    /// Group commit: one fdatasync covers every record appended since the last.
-    Batch,
-    /// Answers never wait for a sync; a background fdatasync every 200 ms
-    /// bounds what a power failure can lose to the last ~200 ms.
-    Off,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// Answer UNAVAILABLE at once: never an unaudited decision.
-    #[value(name = "fail_closed", alias = "fail-closed")]
-    FailClosed,
-    /// Retry the write for up to the block timeout, then fail closed.
-    Block,
 }
 
 #[derive(Debug, Default, Args)]
@@ -266,7 +240,7 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    #[arg(long, default_value = "policies")]
+    #[arg(long, default_value = policy::DEFAULT_DIR)]
     pub policies: PathBuf,
     #[arg(long)]
     pub subject: String,
@@ -295,7 +269,7 @@ pub struct TokenArgs {
     #[arg(long, value_delimiter = ',')]
     pub roles: Vec<String>,
     /// HS256 secret; created with 32 random bytes if missing.
-    #[arg(long, env = "VIGIL_JWT_SECRET_FILE", default_value = crate::config::DEV_JWT_SECRET_FILE)]
+    #[arg(long, env = "VIGIL_JWT_SECRET_FILE", default_value = authn::DEV_SECRET_FILE)]
     pub secret_file: PathBuf,
     #[arg(long)]
     pub issuer: Option<String>,
@@ -319,10 +293,10 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    #[arg(long, default_value = crate::config::DEFAULT_AUDIT_DIR)]
+    #[arg(long, default_value = audit::options::DEFAULT_DIR)]
     pub audit_dir: PathBuf,
     #[arg(long, value_enum, default_value = "jsonl")]
-    pub format: crate::audit::export::Format,
+    pub format: Format,
     /// Records at or after this RFC 3339 time.
     #[arg(long)]
     pub since: Option<String>,
@@ -345,7 +319,7 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    #[arg(long, default_value = crate::config::DEFAULT_AUDIT_DIR)]
+    #[arg(long, default_value = audit::options::DEFAULT_DIR)]
     pub audit_dir: PathBuf,
     /// `SEQ:HASH` that must be present in the chain (an anchor held elsewhere).
     #[arg(long = "anchor")]
@@ -363,3 +337,47 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected name=value, got {s:?}"))
 }
+
+/// `ValueEnum` for a domain enum: each variant with its name on the command
+/// line, its aliases and its help.
+macro_rules! value_enum {
+    ($type:ty { $($variant:path => $name:literal $(| $alias:literal)* : $help:literal),+ $(,)? }) => {
+        impl ValueEnum for $type {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$($variant),+]
+            }
+
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(match self {
+                    $($variant => PossibleValue::new($name)$(.alias($alias))*.help($help),)+
+                })
+            }
+        }
+    };
+}
+
+value_enum!(LogFormat {
+    LogFormat::Text => "text": "human-readable lines",
+    LogFormat::Json => "json": "one JSON object per line",
+});
+
+value_enum!(AuthMode {
+    AuthMode::Trusted => "trusted": "the request's `subject` is used as given (local transports only)",
+    AuthMode::Jwt => "jwt": "the subject comes from a verified bearer token",
+});
+
+value_enum!(SyncMode {
+    SyncMode::Always => "always": "fdatasync after every record",
+    SyncMode::Batch => "batch": "group commit: one fdatasync covers every record appended since the last",
+    SyncMode::Off => "off": "answers never wait for a sync; a background fdatasync every 200 ms bounds what a power failure can lose",
+});
+
+value_enum!(OnFailure {
+    OnFailure::FailClosed => "fail_closed" | "fail-closed": "answer UNAVAILABLE at once: never an unaudited decision",
+    OnFailure::Block => "block": "retry the write for up to the block timeout, then fail closed",
+});
+
+value_enum!(Format {
+    Format::Jsonl => "jsonl": "the stored lines, byte for byte",
+    Format::Csv => "csv": "one row per record, for spreadsheets",
+});

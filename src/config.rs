@@ -4,31 +4,37 @@
 //! fixes a config in one round.
 
 use std::{
-    fmt,
-    net::{SocketAddr, ToSocketAddrs},
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use serde::Deserialize;
 
-use crate::cli::{AuthMode, LogFormat, OnFailure, ServeArgs, SyncMode};
+use crate::{
+    audit::{self, options::key_home, AuditOptions, OnFailure, RedactionOptions, SyncMode},
+    authn::{self, AuthMode, AuthSettings, JwtKeySource, JwtSettings},
+    cli::ServeArgs,
+    grpc::Limits,
+    keys,
+    listen::ListenAddr,
+    logging::LogFormat,
+    policy,
+};
 
-pub const DEFAULT_POLICIES: &str = "policies";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
-pub const DEFAULT_AUDIT_DIR: &str = "vigil-data/audit";
-/// Shared by `vigil token` and `vigil serve --auth jwt` without key options,
-/// so jwt mode can be tried in one step.
-pub const DEV_JWT_SECRET_FILE: &str = "vigil-data/dev-jwt-secret";
-pub const DEFAULT_KEYRING: &str = "vigil-data/keyring.json";
 
+/// Everything `vigil serve` needs, validated. Each part is its domain's own
+/// option type: the config only assembles them.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub policies: PathBuf,
     pub listeners: Vec<ListenAddr>,
-    pub audit: AuditConfig,
-    pub auth: AuthConfig,
+    pub audit: AuditOptions,
+    /// Values written to the audit log only as keyed digests.
+    pub redaction: RedactionOptions,
+    pub auth: AuthSettings,
     pub limits: Limits,
+    /// From the config file; the `--log-format` flag wins over it.
     pub log_format: Option<LogFormat>,
     /// Role allowed to call the Audit and PolicyAdmin services in jwt mode.
     pub admin_role: String,
@@ -39,104 +45,6 @@ pub struct Config {
     pub keyring: PathBuf,
     /// Request-handling threads; 0 means one per available core.
     pub worker_threads: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct AuditConfig {
-    pub dir: PathBuf,
-    pub sync: SyncMode,
-    pub on_failure: OnFailure,
-    pub block_timeout: Duration,
-    pub rotate_bytes: u64,
-    pub rotate_age: Option<Duration>,
-    pub retain_segments: Option<usize>,
-    pub checkpoint_every: Duration,
-    pub signing_key_file: PathBuf,
-    pub hmac_key_file: PathBuf,
-    pub hmac_attributes: Vec<String>,
-    pub hmac_subjects: bool,
-}
-
-#[derive(Debug, Clone)]
-pub enum AuthConfig {
-    Trusted {
-        /// Set when trusted mode was explicitly allowed on a remote listener.
-        forced_remote: bool,
-    },
-    Jwt(JwtConfig),
-}
-
-#[derive(Debug, Clone)]
-pub struct JwtConfig {
-    pub keys: JwtKeySource,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    pub roles_claim: String,
-    pub leeway: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub enum JwtKeySource {
-    /// HS256 shared secret.
-    Secret(PathBuf),
-    /// RS256 or ES256 public key in PEM.
-    PublicKeyPem(PathBuf),
-    /// JSON Web Key Set; keys picked by `kid`.
-    Jwks(PathBuf),
-    /// The local development secret (`vigil token` signs with it).
-    DevSecret(PathBuf),
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_message_bytes: usize,
-    /// Most items in one AuthorizeBatch, and most records in one Mask.
-    pub max_batch_items: usize,
-    /// Deepest nesting accepted in a record.
-    pub max_depth: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl ListenAddr {
-    pub fn parse(s: &str) -> Result<ListenAddr, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            let path = path.strip_prefix("//").unwrap_or(path);
-            if path.is_empty() {
-                return Err(format!("listen address {s:?} has an empty socket path"));
-            }
-            return Ok(ListenAddr::Unix(PathBuf::from(path)));
-        }
-        let mut addrs = s.to_socket_addrs().map_err(|e| {
-            format!("listen address {s:?} is neither HOST:PORT nor unix:/path ({e})")
-        })?;
-        addrs
-            .next()
-            .map(ListenAddr::Tcp)
-            .ok_or_else(|| format!("listen address {s:?} resolves to nothing"))
-    }
-
-    /// Local transports are the only ones where trusting the caller's
-    /// word for its subject is acceptable by default.
-    pub fn is_local(&self) -> bool {
-        match self {
-            ListenAddr::Tcp(addr) => addr.ip().is_loopback(),
-            ListenAddr::Unix(_) => true,
-        }
-    }
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
-            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
 }
 
 /// All problems found in one configuration.
@@ -227,11 +135,8 @@ enum OneOrMany {
 }
 
 impl Config {
-    /// Builds the config for `vigil serve`. `log_format` is the global flag.
-    pub fn from_args(
-        args: ServeArgs,
-        log_format: Option<LogFormat>,
-    ) -> Result<Config, ConfigError> {
+    /// Builds the config for `vigil serve`.
+    pub fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let file = match &args.config {
             Some(path) => read_file_config(path).unwrap_or_else(|problem| {
@@ -245,7 +150,7 @@ impl Config {
         let policies = args
             .policies
             .or(file.policies)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICIES));
+            .unwrap_or_else(|| PathBuf::from(policy::DEFAULT_DIR));
 
         let listen_specs = if !args.listen.is_empty() {
             args.listen
@@ -271,10 +176,8 @@ impl Config {
             .audit_dir
             .or(file.audit_dir)
             .or(file_audit.dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_AUDIT_DIR));
-        // Keys live beside the audit directory, not in it: handing the
-        // directory to an auditor must not hand over the keys.
-        let key_home = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+            .unwrap_or_else(|| PathBuf::from(audit::options::DEFAULT_DIR));
+        let key_home = key_home(&dir);
         let mut duration =
             |name: &str, flag: Option<String>, file: Option<String>, default: Option<Duration>| {
                 match flag.or(file) {
@@ -306,41 +209,45 @@ impl Config {
             file_audit.checkpoint_every,
             Some(Duration::from_secs(10)),
         );
-        let audit = AuditConfig {
+        let defaults = AuditOptions::new(&dir, SyncMode::Batch);
+        let audit = AuditOptions {
             sync: args
                 .audit_sync
                 .or(file.audit_sync)
                 .or(file_audit.sync)
-                .unwrap_or(SyncMode::Batch),
+                .unwrap_or(defaults.sync),
             on_failure: args
                 .audit_on_failure
                 .or(file_audit.on_failure)
-                .unwrap_or(OnFailure::FailClosed),
-            block_timeout: block_timeout.unwrap_or(Duration::from_secs(5)),
+                .unwrap_or(defaults.on_failure),
+            block_timeout: block_timeout.unwrap_or(defaults.block_timeout),
             rotate_bytes: args
                 .audit_rotate_bytes
                 .or(file_audit.rotate_bytes)
-                .unwrap_or(64 << 20),
+                .unwrap_or(defaults.rotate_bytes),
             rotate_age,
             retain_segments: args.audit_retain_segments.or(file_audit.retain_segments),
             checkpoint_every: checkpoint_every
-                .unwrap_or(Duration::from_secs(10))
+                .unwrap_or(defaults.checkpoint_every)
                 .max(Duration::from_millis(10)),
             signing_key_file: args
                 .audit_signing_key
                 .or(file_audit.signing_key_file)
-                .unwrap_or_else(|| key_home.join("audit-signing.key")),
-            hmac_key_file: args
+                .unwrap_or(defaults.signing_key_file),
+            dir,
+            queue_depth: defaults.queue_depth,
+        };
+        let redaction = RedactionOptions {
+            key_file: args
                 .audit_hmac_key_file
                 .or(file_audit.hmac_key_file)
                 .unwrap_or_else(|| key_home.join("audit-hmac.key")),
-            hmac_attributes: if args.audit_hmac_attributes.is_empty() {
+            attributes: if args.audit_hmac_attributes.is_empty() {
                 file_audit.hmac_attributes.unwrap_or_default()
             } else {
                 args.audit_hmac_attributes
             },
-            hmac_subjects: args.audit_hmac_subjects || file_audit.hmac_subjects.unwrap_or(false),
-            dir,
+            subjects: args.audit_hmac_subjects || file_audit.hmac_subjects.unwrap_or(false),
         };
         if audit.retain_segments == Some(0) {
             problems.push("audit retain_segments must be at least 1".to_owned());
@@ -363,7 +270,7 @@ impl Config {
                         remote.join(", ")
                     ));
                 }
-                AuthConfig::Trusted {
+                AuthSettings::Trusted {
                     forced_remote: !remote.is_empty() && force_remote,
                 }
             }
@@ -380,14 +287,14 @@ impl Config {
                 .flatten()
                 .collect();
                 let keys = match given.len() {
-                    0 => JwtKeySource::DevSecret(PathBuf::from(DEV_JWT_SECRET_FILE)),
+                    0 => JwtKeySource::DevSecret(PathBuf::from(authn::DEV_SECRET_FILE)),
                     1 => given.into_iter().next().expect("length checked above"),
                     _ => {
                         problems.push(
                             "give exactly one of --jwt-secret-file, --jwt-public-key-file and --jwks-file"
                                 .to_owned(),
                         );
-                        JwtKeySource::DevSecret(PathBuf::from(DEV_JWT_SECRET_FILE))
+                        JwtKeySource::DevSecret(PathBuf::from(authn::DEV_SECRET_FILE))
                     }
                 };
                 let leeway = match (args.jwt_leeway, file.jwt_leeway) {
@@ -405,7 +312,7 @@ impl Config {
                     problems.push(problem);
                     Duration::from_secs(30)
                 });
-                AuthConfig::Jwt(JwtConfig {
+                AuthSettings::Jwt(JwtSettings {
                     keys,
                     issuer: args.jwt_issuer.or(file.jwt_issuer),
                     audience: args.jwt_audience.or(file.jwt_audience),
@@ -450,16 +357,17 @@ impl Config {
             policies,
             listeners,
             audit,
+            redaction,
             auth,
             limits,
-            log_format: log_format.or(file.log_format),
+            log_format: file.log_format,
             admin_role,
             shadow_policies: args.shadow_policies.or(file.shadow_policies),
             watch: args.watch.or(file.watch).unwrap_or(true),
             keyring: args
                 .keyring
                 .or(file.keyring)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING)),
+                .unwrap_or_else(|| PathBuf::from(keys::DEFAULT_KEYRING)),
             worker_threads: args.worker_threads.or(file.worker_threads).unwrap_or(0),
         })
     }
@@ -512,14 +420,14 @@ mod tests {
 
     #[test]
     fn defaults_are_local_and_trusted() {
-        let config = Config::from_args(serve_args(), None).unwrap();
+        let config = Config::from_args(serve_args()).unwrap();
         assert_eq!(
             config.listeners,
             vec![ListenAddr::parse(DEFAULT_LISTEN).unwrap()]
         );
         assert!(matches!(
             config.auth,
-            AuthConfig::Trusted {
+            AuthSettings::Trusted {
                 forced_remote: false
             }
         ));
@@ -530,16 +438,16 @@ mod tests {
     fn trusted_on_a_remote_listener_needs_force() {
         let mut args = serve_args();
         args.listen = vec!["0.0.0.0:5000".into(), "unix:/tmp/x.sock".into()];
-        let err = Config::from_args(args, None).unwrap_err();
+        let err = Config::from_args(args).unwrap_err();
         assert!(err.to_string().contains("0.0.0.0:5000"), "{err}");
 
         let mut args = serve_args();
         args.listen = vec!["0.0.0.0:5000".into()];
         args.force_trusted_remote = true;
-        let config = Config::from_args(args, None).unwrap();
+        let config = Config::from_args(args).unwrap();
         assert!(matches!(
             config.auth,
-            AuthConfig::Trusted {
+            AuthSettings::Trusted {
                 forced_remote: true
             }
         ));
@@ -552,8 +460,19 @@ mod tests {
         args.auth = Some(AuthMode::Jwt);
         args.jwt_leeway = Some("soon".into());
         args.max_batch_items = Some(0);
-        let err = Config::from_args(args, None).unwrap_err();
+        let err = Config::from_args(args).unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn the_log_format_comes_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vigil.toml");
+        std::fs::write(&file, "log_format = \"json\"\n").unwrap();
+        let mut args = serve_args();
+        args.config = Some(file);
+        let config = Config::from_args(args).unwrap();
+        assert_eq!(config.log_format, Some(LogFormat::Json));
     }
 
     #[test]
@@ -568,7 +487,7 @@ mod tests {
         let mut args = serve_args();
         args.config = Some(file);
         args.policies = Some("from-flag".into());
-        let config = Config::from_args(args, None).unwrap();
+        let config = Config::from_args(args).unwrap();
         assert_eq!(config.policies, PathBuf::from("from-flag"));
         assert_eq!(config.listeners[0].to_string(), "127.0.0.1:7000");
         assert_eq!(config.audit.sync, SyncMode::Always);

@@ -20,6 +20,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+/// Where the keyring is looked for when not given.
+pub const DEFAULT_KEYRING: &str = "vigil-data/keyring.json";
+
 const RANDOM_PREFIX: &str = "vigil:v1:";
 const DETERMINISTIC_PREFIX: &str = "vigil:v1d:";
 

@@ -15,6 +15,8 @@ pub mod diagnostics;
 pub mod grpc;
 pub mod keyfile;
 pub mod keys;
+pub mod listen;
+pub mod logging;
 pub mod mask;
 pub mod policy;
 pub mod server;

@@ -40,11 +40,11 @@ use std::{
 use ed25519_dalek::SigningKey;
 use tokio::sync::Notify;
 
+use super::options::{AuditOptions, SyncMode};
 use super::{
     checkpoint::{self, CheckpointWriter},
     record::{self, kind, Hash, Record, GENESIS},
 };
-use crate::cli::SyncMode;
 
 /// Proof that a record is in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,50 +79,6 @@ pub enum AuditError {
     Overloaded(usize),
     #[error("audit log is closed")]
     Closed,
-}
-
-/// What happens to requests while the log cannot be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailurePolicy {
-    /// Answer UNAVAILABLE at once: never an unaudited decision.
-    FailClosed,
-    /// Keep retrying the write for up to this long, then fail closed.
-    Block(Duration),
-}
-
-#[derive(Debug, Clone)]
-pub struct AuditOptions {
-    pub dir: PathBuf,
-    pub sync: SyncMode,
-    /// Records that may wait for the disk at once; appends beyond fail
-    /// closed at once rather than pile up behind a stalled disk.
-    pub queue_depth: usize,
-    pub on_failure: FailurePolicy,
-    /// Start a new segment once the active one reaches this size (0: never).
-    pub rotate_bytes: u64,
-    /// Start a new segment once the active one is this old.
-    pub rotate_age: Option<Duration>,
-    /// Keep at most this many segments; older ones are pruned.
-    pub retain_segments: Option<usize>,
-    /// Sign a checkpoint this often when the head has moved.
-    pub checkpoint_every: Duration,
-    pub signing_key: SigningKey,
-}
-
-impl AuditOptions {
-    pub fn new(dir: impl Into<PathBuf>, sync: SyncMode, signing_key: SigningKey) -> AuditOptions {
-        AuditOptions {
-            dir: dir.into(),
-            sync,
-            queue_depth: 65_536,
-            on_failure: FailurePolicy::FailClosed,
-            rotate_bytes: 64 << 20,
-            rotate_age: None,
-            retain_segments: None,
-            checkpoint_every: Duration::from_secs(10),
-            signing_key,
-        }
-    }
 }
 
 /// Records chained onto the head but not yet written, and the outcome all
@@ -220,7 +176,8 @@ struct Inner {
     flusher: OnceLock<bool>,
     healthy: Arc<AtomicBool>,
     sync: SyncMode,
-    on_failure: FailurePolicy,
+    /// How long an append retries a failed write (`None`: fail at once).
+    retry_for: Option<Duration>,
 }
 
 impl Inner {
@@ -277,7 +234,11 @@ struct Tail {
 impl AuditLog {
     /// Opens (or creates) the log, repairs a torn tail left by a crash, and
     /// starts the writer. `startup` is the first record written.
-    pub fn open(options: AuditOptions, startup: Record) -> Result<(AuditLog, Receipt), AuditError> {
+    pub fn open(
+        options: AuditOptions,
+        signing_key: SigningKey,
+        startup: Record,
+    ) -> Result<(AuditLog, Receipt), AuditError> {
         let open_error = |message: String| AuditError::Open {
             dir: options.dir.clone(),
             message,
@@ -299,7 +260,7 @@ impl AuditLog {
             tail.seq = previous.seq;
             tail.hash = previous.hash;
         }
-        let checkpoints = CheckpointWriter::open(&options.dir, options.signing_key.clone())
+        let checkpoints = CheckpointWriter::open(&options.dir, signing_key)
             .map_err(|e| open_error(format!("cannot open {}: {e}", checkpoint::CHECKPOINT_FILE)))?;
 
         let healthy = Arc::new(AtomicBool::new(true));
@@ -344,7 +305,7 @@ impl AuditLog {
             flusher: OnceLock::new(),
             healthy,
             sync: options.sync,
-            on_failure: options.on_failure,
+            retry_for: options.retry_for(),
         });
         let syncer = inner.clone();
         std::thread::Builder::new()
@@ -357,10 +318,9 @@ impl AuditLog {
     /// Appends records in order and returns once they are durable.
     pub async fn append(&self, mut records: Vec<Record>) -> Result<Vec<Receipt>, AuditError> {
         let inner = &self.inner;
-        let deadline = match inner.on_failure {
-            FailurePolicy::FailClosed => None,
-            FailurePolicy::Block(limit) => Some(tokio::time::Instant::now() + limit),
-        };
+        let deadline = inner
+            .retry_for
+            .map(|limit| tokio::time::Instant::now() + limit);
         loop {
             let attempt = self.append_once(&mut records).await;
             match attempt {
@@ -1093,12 +1053,16 @@ mod tests {
     use crate::audit::verify::verify_dir;
 
     fn open(dir: &Path, sync: SyncMode, rotate_bytes: u64) -> AuditLog {
-        let mut options = AuditOptions::new(dir, sync, SigningKey::from_bytes(&[7; 32]));
+        let mut options = AuditOptions::new(dir, sync);
         options.rotate_bytes = rotate_bytes;
         options.retain_segments = Some(2);
-        AuditLog::open(options, Record::new(kind::STARTUP))
-            .unwrap()
-            .0
+        AuditLog::open(
+            options,
+            SigningKey::from_bytes(&[7; 32]),
+            Record::new(kind::STARTUP),
+        )
+        .unwrap()
+        .0
     }
 
     fn decision(n: usize) -> Record {

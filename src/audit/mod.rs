@@ -8,10 +8,12 @@
 pub mod checkpoint;
 pub mod export;
 pub mod log;
+pub mod options;
 pub mod privacy;
 pub mod record;
 pub mod verify;
 
-pub use log::{AuditError, AuditLog, AuditOptions, FailurePolicy, Receipt};
-pub use privacy::Redactor;
+pub use log::{AuditError, AuditLog, Receipt};
+pub use options::{AuditOptions, OnFailure, SyncMode};
+pub use privacy::{RedactionOptions, Redactor};
 pub use record::{kind, Detail, Record};

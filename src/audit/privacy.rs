@@ -3,11 +3,27 @@
 //! so an auditor holding the key can still match "same value" without the
 //! log showing it (the approach of Vault's audit devices).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::PathBuf,
+};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use super::checkpoint::{load_or_create_secret, KeyFileError};
+
+/// Which values reach the audit log only as digests, and the key file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionOptions {
+    /// HMAC key (created if missing), kept beside the audit directory.
+    pub key_file: PathBuf,
+    /// Attribute keys whose values are written as digests.
+    pub attributes: Vec<String>,
+    /// Subjects are written as digests too.
+    pub subjects: bool,
+}
 
 /// Prefix that marks a digest in place of a clear value.
 pub const HMAC_PREFIX: &str = "hmac:";
@@ -39,6 +55,20 @@ impl Redactor {
             attributes: attributes.into_iter().collect(),
             subjects,
         }
+    }
+
+    /// The redactor `options` ask for; the key file is read (or created)
+    /// only when something is to be digested.
+    pub fn from_options(options: &RedactionOptions) -> Result<Redactor, KeyFileError> {
+        if options.attributes.is_empty() && !options.subjects {
+            return Ok(Redactor::default());
+        }
+        let key = load_or_create_secret(&options.key_file)?;
+        Ok(Redactor::new(
+            key,
+            options.attributes.iter().cloned(),
+            options.subjects,
+        ))
     }
 
     /// `hmac:` + the first 128 bits of HMAC-SHA256(key, value), base64url.

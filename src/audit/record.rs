@@ -133,6 +133,21 @@ impl Record {
             prev: String::new(),
         }
     }
+
+    /// The first record of every run: what is serving, under which policy.
+    pub fn startup(policy_version: &str, detail: serde_json::Value) -> Record {
+        let mut record = Record::new(kind::STARTUP);
+        record.pv = Some(policy_version.to_owned());
+        record.detail = Some(detail.into());
+        record
+    }
+
+    /// The last record of every run, with why it ended.
+    pub fn shutdown(reason: String) -> Record {
+        let mut record = Record::new(kind::SHUTDOWN);
+        record.reason = Some(reason);
+        record
+    }
 }
 
 /// A record's kind-specific details, held as the compact JSON text they

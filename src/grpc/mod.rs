@@ -21,9 +21,18 @@ use tonic::Status;
 use crate::{
     audit::{kind, AuditLog, Record, Redactor},
     authn::{Authenticator, AuthnError, Principal},
-    config::Limits,
     policy::PolicyStore,
 };
+
+/// Bounds on what one call may ask of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    /// Most items in one AuthorizeBatch, and most records in one Mask.
+    pub max_batch_items: usize,
+    /// Deepest nesting accepted in a record.
+    pub max_depth: usize,
+}
 
 /// What every handler shares. Cloning the `Arc` around it is shallow.
 #[derive(Debug)]

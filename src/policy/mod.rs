@@ -8,6 +8,9 @@
 //! Architecture invariant: a policy set that fails to load never replaces
 //! the one in force.
 
+/// The policy directory used when none is given.
+pub const DEFAULT_DIR: &str = "policies";
+
 pub mod cases;
 pub mod diff;
 pub mod files;

@@ -5,9 +5,9 @@
 //! writes bench/RESULTS.md.
 //!
 //! ```sh
-//! cargo run --release --bin vigil-bench            # full run (~4 minutes)
-//! cargo run --release --bin vigil-bench -- --quick # shorter runs
-//! cargo run --release --bin vigil-bench -- --only a,f # some sections
+//! cargo run --release -p vigil-bench            # full run (~4 minutes)
+//! cargo run --release -p vigil-bench -- --quick # shorter runs
+//! cargo run --release -p vigil-bench -- --only a,f # some sections
 //! ```
 //!
 //! bench/RESULTS.md is written only by a run of every section.
@@ -19,6 +19,7 @@
 //! generator in the same run.
 
 mod lean;
+mod sections;
 
 use std::{
     collections::HashMap,
@@ -36,7 +37,6 @@ use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 use vigil::{
     audit::{verify::verify_dir, AuditLog, AuditOptions, Record},
     authz::{AccessRequest, Engine, Origin, RuleLine},
-    cli::SyncMode,
     proto::{
         access_control_client::AccessControlClient,
         data_masking_client::DataMaskingClient,
@@ -719,7 +719,7 @@ impl Report {
             "- runs: {:?} warm-up, {:?} measured per scenario",
             settings.warmup, settings.duration
         );
-        let _ = writeln!(out, "- command: `cargo run --release --bin vigil-bench`");
+        let _ = writeln!(out, "- command: `cargo run --release -p vigil-bench`");
         for row in &self.rows {
             let _ = writeln!(out, "{row}");
         }
@@ -730,7 +730,7 @@ impl Report {
                 let _ = writeln!(out, "- {note}");
             }
         }
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/RESULTS.md");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
         std::fs::write(&path, out).expect("write bench/RESULTS.md");
         println!("\nwritten to {}", path.display());
     }
@@ -861,649 +861,49 @@ fn scale_requests(
 
 // ---- the run -------------------------------------------------------------
 
+/// What every section reads, and what sections hand to later ones.
+pub(crate) struct Run<'a> {
+    vigil: &'a Path,
+    settings: &'a Settings,
+    report: &'a mut Report,
+    quick: bool,
+    policies: &'a Path,
+    /// Highest server RSS seen so far, for the memory target.
+    peak_rss: u64,
+    /// Saturated durable Authorize (s), the audit section's yardstick (f).
+    saturated_batch_authorize: f64,
+}
+
 async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool, only: &Only) {
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let mut peak_rss = 0;
-    let mut saturated_batch_authorize = 0.0;
-
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let mut run = Run {
+        vigil,
+        settings,
+        report,
+        quick,
+        policies: &policies,
+        peak_rss: 0,
+        saturated_batch_authorize: 0.0,
+    };
     if only.wants('a') {
-        report.section(
-        "(a, g) Authorize over gRPC vs the floor (no-op RPC, same server, same generator)",
-        "| transport | audit sync | streams | req/s | ×floor | p50 µs | p99 µs | p999 µs | server CPU µs/call | server / generator busy % | errors | floor req/s | floor p50 µs | floor CPU µs/call | floor server / generator busy % | target |",
-    );
-        for sync in ["batch", "always", "off"] {
-            let server = Server::start(vigil, &policies, &["--audit-sync", sync], settings.pinned);
-            for unix in [false, true] {
-                for streams in [1, 16, 64] {
-                    // Measured right before its scenario, on the same
-                    // server: the machine drifts over a run.
-                    let floor = drive(
-                        &server,
-                        unix,
-                        streams,
-                        Call::Floor,
-                        Generator::Tonic,
-                        settings,
-                    )
-                    .await;
-                    let m = drive(
-                        &server,
-                        unix,
-                        streams,
-                        Call::Authorize(authorize_mix()),
-                        Generator::Tonic,
-                        settings,
-                    )
-                    .await;
-                    let transport = if unix { "unix" } else { "tcp" };
-                    let ratio = m.throughput() / floor.throughput();
-                    let p50 = m.percentile(0.5);
-                    let floor_p50 = floor.percentile(0.5);
-                    let target = match (sync, streams) {
-                        ("batch", 64) => "closed loop; saturated in (s)".to_owned(),
-                        ("batch", 1) => {
-                            // The disk's cost, measured now: it drifts.
-                            let (fsync, _) = fdatasync_cost(200, settings);
-                            let allowed = floor_p50 + fsync + Duration::from_micros(30);
-                            report.target(
-                                &format!("Authorize 1 stream, durable, {transport}: p50"),
-                                format!("{} µs", micros(p50)),
-                                format!(
-                                    "≤ floor {} + fdatasync {} + 30 = {} µs",
-                                    micros(floor_p50),
-                                    micros(fsync),
-                                    micros(allowed)
-                                ),
-                                p50 <= allowed,
-                            );
-                            format!("p50 ≤ {} µs", micros(allowed))
-                        }
-                        ("off", 1) => {
-                            let allowed = floor_p50.mul_f64(1.3);
-                            report.target(
-                                &format!("Authorize 1 stream, sync off, {transport}: p50"),
-                                format!("{} µs", micros(p50)),
-                                format!("≤ 1.3× floor = {} µs", micros(allowed)),
-                                p50 <= allowed,
-                            );
-                            format!("p50 ≤ {} µs", micros(allowed))
-                        }
-                        _ => String::new(),
-                    };
-                    let (busy, generator_busy) = m.busy();
-                    let (floor_busy, floor_generator_busy) = floor.busy();
-                    report.row(format!(
-                        "| {transport} | {sync} | {streams} | {:.0} | {ratio:.2} | {} | {} | {} | {} | {busy:.0} / {generator_busy:.0} | {} | {:.0} | {} | {} | {floor_busy:.0} / {floor_generator_busy:.0} | {target} |",
-                        m.throughput(),
-                        micros(p50),
-                        micros(m.percentile(0.99)),
-                        micros(m.percentile(0.999)),
-                        micros(m.cpu_per_call()),
-                        m.errors,
-                        floor.throughput(),
-                        micros(floor_p50),
-                        micros(floor.cpu_per_call()),
-                    ));
-                }
-            }
-            peak_rss = peak_rss.max(server.memory("VmHWM"));
-        }
+        sections::authorize::run(&mut run).await;
     }
-
     if only.wants('s') {
-        report.section(
-            "(s) Saturated: lean generator (pre-encoded frames over bare HTTP/2), 1,024 streams on 16 connections",
-            "| transport | audit sync | call | req/s | items/s | ×reference | p50 µs | p99 µs | server CPU µs/item | server / generator busy % | errors | reference | reference req/s | reference CPU µs/call | reference server / generator busy % | server peak RSS so far MB |",
-        );
-        let (mask_single, mask_ten) = mask_requests();
-        for sync in ["batch", "off"] {
-            let server = Server::start(vigil, &policies, &["--audit-sync", sync], settings.pinned);
-            let mut scenarios = vec![(
-                "tcp",
-                Call::Authorize(authorize_mix()),
-                "Authorize",
-                Call::Floor,
-                "floor",
-            )];
-            if sync == "batch" {
-                scenarios.push((
-                    "unix",
-                    Call::Authorize(authorize_mix()),
-                    "Authorize",
-                    Call::Floor,
-                    "floor",
-                ));
-                for (name, request) in [
-                    ("Mask, 1 record", &mask_single),
-                    ("Mask, 10 records", &mask_ten),
-                ] {
-                    scenarios.push((
-                        "tcp",
-                        Call::Mask(request.clone()),
-                        name,
-                        Call::Authorize(authorize_mix()),
-                        "Authorize",
-                    ));
-                }
-            }
-            for (transport, call, name, reference_call, reference_name) in scenarios {
-                let unix = transport == "unix";
-                // Measured right before, on the same server: the machine
-                // drifts over a run.
-                let reference = drive(
-                    &server,
-                    unix,
-                    1024,
-                    reference_call,
-                    Generator::Lean,
-                    settings,
-                )
-                .await;
-                let m = drive(&server, unix, 1024, call, Generator::Lean, settings).await;
-                let items = m.items as f64 / m.elapsed.as_secs_f64();
-                let ratio = items / reference.throughput();
-                let (busy, generator_busy) = m.busy();
-                let (reference_busy, reference_generator_busy) = reference.busy();
-                report.row(format!(
-                    "| {transport} | {sync} | {name} | {:.0} | {items:.0} | {ratio:.2} | {} | {} | {:.2} | {busy:.0} / {generator_busy:.0} | {} | {reference_name} | {:.0} | {} | {reference_busy:.0} / {reference_generator_busy:.0} | {:.1} |",
-                    m.throughput(),
-                    micros(m.percentile(0.5)),
-                    micros(m.percentile(0.99)),
-                    m.cpu.as_secs_f64() * 1e6 / m.items.max(1) as f64,
-                    m.errors + reference.errors,
-                    reference.throughput(),
-                    micros(reference.cpu_per_call()),
-                    server.memory("VmHWM") as f64 / 1e6,
-                ));
-                match (sync, name) {
-                    ("batch", "Authorize") => {
-                        if !unix {
-                            saturated_batch_authorize = m.throughput();
-                        }
-                        report.target(
-                            &format!("Authorize saturated, durable batch audit, {transport}"),
-                            format!(
-                                "{:.0} req/s = {ratio:.2}× floor ({:.0})",
-                                m.throughput(),
-                                reference.throughput()
-                            ),
-                            "≥ 0.6× floor".into(),
-                            ratio >= 0.6,
-                        );
-                    }
-                    ("batch", mask) => report.target(
-                        &format!("{mask} of 20 fields per call: records/s vs Authorize saturated"),
-                        format!(
-                            "{items:.0} records/s = {ratio:.2}× ({:.0})",
-                            reference.throughput()
-                        ),
-                        "≥ 0.5×".into(),
-                        ratio >= 0.5,
-                    ),
-                    _ => {}
-                }
-            }
-            // Not the RSS target's load: 1,024 calls in flight (10,240
-            // records with ten-record Masks) hold their decoded requests
-            // and encoded answers at once. The column above shows it.
-        }
+        sections::saturated::run(&mut run).await;
     }
-
     if only.wants('b') {
-        let server = Server::start(vigil, &policies, &[], settings.pinned);
-        report.section("(b, c) AuthorizeBatch and Mask (TCP, audit sync batch, tonic generator)", "| scenario | streams | calls/s | items/s | p50 µs | p99 µs | server CPU µs/item | Authorize 64 streams req/s, just before | items/s ÷ Authorize |");
-        let batch = AuthorizeBatchRequest {
-            requests: authorize_mix().into_iter().cycle().take(100).collect(),
-        };
-        let (mask_single, mask_ten) = mask_requests();
-        for (name, call, streams) in [
-            ("AuthorizeBatch ×100", Call::Batch(batch), 16),
-            ("Mask, 1 record of 20 fields", Call::Mask(mask_single), 64),
-            ("Mask, 10 records of 20 fields", Call::Mask(mask_ten), 16),
-        ] {
-            // The reference is measured right before, on the same server:
-            // compared with section (a)'s figure from minutes earlier, the
-            // ratio would mostly measure this machine's drift.
-            let authorize = drive(
-                &server,
-                false,
-                64,
-                Call::Authorize(authorize_mix()),
-                Generator::Tonic,
-                settings,
-            )
-            .await
-            .throughput();
-            let m = drive(&server, false, streams, call, Generator::Tonic, settings).await;
-            let items = m.items as f64 / m.elapsed.as_secs_f64();
-            let ratio = items / authorize;
-            report.row(format!(
-                "| {name} | {streams} | {:.0} | {:.0} | {} | {} | {:.2} | {authorize:.0} | {ratio:.2} |",
-                m.throughput(),
-                items,
-                micros(m.percentile(0.5)),
-                micros(m.percentile(0.99)),
-                m.cpu.as_secs_f64() * 1e6 / m.items.max(1) as f64,
-            ));
-        }
-        peak_rss = peak_rss.max(server.memory("VmHWM"));
-        drop(server);
-        report.note(format!(
-            "peak RSS of the server under load on the example policies (sections a–c, up to 64 streams): {:.1} MB; at 1,024 streams see section (s)",
-            peak_rss as f64 / 1e6
-        ));
-        report.target(
-            "peak RSS under load, example policies (up to 64 streams)",
-            format!("{:.1} MB", peak_rss as f64 / 1e6),
-            "≤ 30 MB".into(),
-            peak_rss <= 30_000_000,
-        );
+        sections::batch_and_mask::run(&mut run).await;
     }
-
     if only.wants('h') {
-        report.section(
-            "(h) Where time goes in one Authorize call, in process (example policies)",
-            "| stage | ns/call |",
-        );
-        {
-            use prost::Message;
-            let policy = vigil::policy::PolicySet::load(&policies)
-                .await
-                .expect("example policies");
-            let request = AuthorizeRequest {
-                subject: "alice".into(),
-                object: "crm.customers".into(),
-                action: "read".into(),
-                ..Default::default()
-            };
-            let bytes = request.encode_to_vec();
-            let n = if quick { 20_000 } else { 100_000 };
-            let time = |f: &mut dyn FnMut()| {
-                let started = Instant::now();
-                for _ in 0..n {
-                    f();
-                }
-                started.elapsed().as_nanos() as f64 / n as f64
-            };
-            let decode = time(&mut || {
-                std::hint::black_box(AuthorizeRequest::decode(bytes.as_slice()).expect("decodes"));
-            });
-            let attributes = HashMap::new();
-            let access = AccessRequest {
-                subject: "alice",
-                extra_roles: &[],
-                object: "crm.customers",
-                action: "read",
-                domain: "",
-                attributes: &attributes,
-            };
-            let decide = time(&mut || {
-                std::hint::black_box(policy.engine.decide(&access).expect("valid").allowed());
-            });
-            let reason = time(&mut || {
-                let verdict = policy.engine.decide(&access).expect("valid");
-                std::hint::black_box(verdict.reason(&access));
-            }) - decide;
-            let mut buf = Vec::with_capacity(512);
-            let record_cost = time(&mut || {
-                let mut record = Record::new("decision");
-                record.id = Some("Xq0-a1B2c3D4e5F6g7H8iA".into());
-                record.sub = Some("alice".into());
-                record.obj = Some("crm.customers".into());
-                record.act = Some("read".into());
-                record.allowed = Some(true);
-                record.reason = Some(
-                    "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst"
-                        .into(),
-                );
-                record.pv = Some(policy.version.clone());
-                record.prev = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
-                buf.clear();
-                std::hint::black_box(vigil::audit::record::encode(&record, &mut buf));
-            });
-            let response = vigil::proto::AuthorizeResponse {
-                allowed: true,
-                decision_id: "Xq0-a1B2c3D4e5F6g7H8iA".into(),
-                reason:
-                    "allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst"
-                        .into(),
-                policy_version: policy.version.clone(),
-                audit_seq: 42,
-                audit_hash: "00".repeat(32),
-            };
-            let encode = time(&mut || {
-                std::hint::black_box(response.encode_to_vec());
-            });
-            let keys = vigil::keys::Keyring::generate();
-            let support = AccessRequest {
-                subject: "bob",
-                object: "crm.customers",
-                ..access
-            };
-            let record = customer_record(1);
-            let mask_one = time(&mut || {
-                let visibility = |label: &vigil::mask::Label| policy.grant(&support, label);
-                let mut masker = vigil::mask::Masker::new(
-                    &policy.classification,
-                    "crm.customers",
-                    &keys,
-                    visibility,
-                    32,
-                );
-                let mut copy = record.clone();
-                let mut actions = Vec::new();
-                masker.mask(0, &mut copy, &mut actions).expect("masks");
-                std::hint::black_box(copy);
-            });
-            let grants = time(&mut || {
-                for label in policy.classification.labels.values() {
-                    std::hint::black_box(policy.grant(&support, label));
-                }
-            });
-            report.row(format!("| decode request (prost) | {decode:.0} |"));
-            report.row(format!(
-                "| decision (compiled engine: {}) | {decide:.0} |",
-                policy.engine.is_compiled()
-            ));
-            report.row(format!("| reason text (rule, role path) | {reason:.0} |"));
-            report.row(format!(
-                "| audit record: build, JSON, SHA-256 | {record_cost:.0} |"
-            ));
-            report.row(format!("| encode response (prost) | {encode:.0} |"));
-            report.row(format!(
-                "| Mask: one 20-field record, support role (whole masker) | {mask_one:.0} |"
-            ));
-            report.row(format!(
-                "| Mask: resolving grants for all {} labels | {grants:.0} |",
-                policy.classification.labels.len()
-            ));
-        }
+        sections::stages::run(&mut run).await;
     }
-
     if only.wants('d') {
-        report.section(
-        "(d) In-process decision cost, uncached (distinct subjects and objects)",
-        "| model | policy lines | compiled | allowed p50 µs | allowed p99 µs | denied p50 µs | denied p99 µs | casbin-rs p50 µs |",
-    );
-        let attributes = HashMap::new();
-        for shape in [Shape::Rbac, Shape::RbacDomains, Shape::KeyMatch] {
-            for lines in [100, 10_000, 100_000] {
-                let (model, rules) = synthetic(shape, lines);
-                let engine = Engine::build(&model, &rules)
-                    .await
-                    .expect("synthetic policy builds");
-                let mut figures = Vec::new();
-                for allowed in [true, false] {
-                    let requests =
-                        scale_requests(shape, lines, allowed, if quick { 5_000 } else { 20_000 });
-                    let mut latencies = Vec::with_capacity(requests.len());
-                    for scaled in &requests {
-                        let request = scale_access(scaled, &attributes);
-                        let started = Instant::now();
-                        let verdict = engine.decide(&request).expect("valid request");
-                        latencies.push(started.elapsed());
-                        assert_eq!(
-                            verdict.allowed(),
-                            allowed,
-                            "{shape:?} {lines}: {} {}: {}",
-                            request.subject,
-                            request.object,
-                            verdict.reason(&request)
-                        );
-                    }
-                    latencies.sort_unstable();
-                    figures.push(latencies[latencies.len() / 2]);
-                    figures.push(latencies[latencies.len() * 99 / 100]);
-                }
-                // casbin-rs alone, for comparison: few calls, it is linear.
-                let samples = if lines >= 100_000 {
-                    3
-                } else if lines >= 10_000 {
-                    20
-                } else {
-                    500
-                };
-                let requests = scale_requests(shape, lines, true, samples);
-                let mut reference = Vec::new();
-                for scaled in &requests {
-                    let request = scale_access(scaled, &attributes);
-                    let started = Instant::now();
-                    let _ = engine.decide_reference(&request);
-                    reference.push(started.elapsed());
-                }
-                reference.sort_unstable();
-                if lines == 100_000 {
-                    let worst = figures[1].max(figures[3]);
-                    report.target(
-                        &format!("uncached decision p99 at 100,000 lines, {shape:?}"),
-                        format!(
-                            "allowed {} µs, denied {} µs",
-                            micros(figures[1]),
-                            micros(figures[3])
-                        ),
-                        "≤ 5 µs".into(),
-                        worst <= Duration::from_micros(5),
-                    );
-                }
-                report.row(format!(
-                    "| {shape:?} | {lines} | {} | {} | {} | {} | {} | {} |",
-                    engine.is_compiled(),
-                    micros(figures[0]),
-                    micros(figures[1]),
-                    micros(figures[2]),
-                    micros(figures[3]),
-                    micros(reference[reference.len() / 2])
-                ));
-            }
-        }
+        sections::scale::run(&mut run).await;
     }
-
     if only.wants('e') {
-        report.section(
-            "(e) Start-up and reload at 100,000 policy lines",
-            "| measure | value |",
-        );
-        let big = write_policy_dir(Shape::Rbac, 100_000);
-        let server = Server::start(vigil, big.path(), &[], settings.pinned);
-        report.row(format!(
-            "| start-up to listening | {:.0} ms |",
-            server.started_in.as_secs_f64() * 1e3
-        ));
-        report.target(
-            "start-up with 100,000 policy lines",
-            format!("{:.0} ms", server.started_in.as_secs_f64() * 1e3),
-            "≤ 1 s".into(),
-            server.started_in <= Duration::from_secs(1),
-        );
-        report.row(format!(
-            "| RSS after start-up | {:.1} MB |",
-            server.memory("VmRSS") as f64 / 1e6
-        ));
-        let mut admin = PolicyAdminClient::new(server.channel(false).await);
-        let policy_file = big.path().join("policy.csv");
-        let text = std::fs::read_to_string(&policy_file).expect("policy");
-        std::fs::write(&policy_file, format!("{text}p, role1, dataset-new, read\n")).expect("edit");
-        let started = Instant::now();
-        admin
-            .reload_policies(ReloadPoliciesRequest {})
-            .await
-            .expect("reload");
-        report.row(format!(
-            "| reload (ReloadPolicies RPC, changed set) | {:.0} ms |",
-            started.elapsed().as_secs_f64() * 1e3
-        ));
-        let requests: Vec<AuthorizeRequest> = scale_requests(Shape::Rbac, 100_000, true, 64)
-            .into_iter()
-            .map(|(s, o, _)| AuthorizeRequest {
-                subject: s,
-                object: o,
-                action: "read".into(),
-                ..Default::default()
-            })
-            .collect();
-        let quiet = drive(
-            &server,
-            false,
-            16,
-            Call::Authorize(requests.clone()),
-            Generator::Tonic,
-            settings,
-        )
-        .await;
-        let reloading = {
-            let admin_channel = server.channel(false).await;
-            let reloads = tokio::spawn(async move {
-                let mut admin = PolicyAdminClient::new(admin_channel);
-                let mut count = 0;
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < deadline {
-                    if admin
-                        .reload_policies(ReloadPoliciesRequest {})
-                        .await
-                        .is_ok()
-                    {
-                        count += 1;
-                    }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                count
-            });
-            let m = drive(
-                &server,
-                false,
-                16,
-                Call::Authorize(requests),
-                Generator::Tonic,
-                settings,
-            )
-            .await;
-            reloads.abort();
-            m
-        };
-        report.row(format!(
-            "| Authorize p99, 16 streams, no reload | {} µs |",
-            micros(quiet.percentile(0.99))
-        ));
-        report.row(format!(
-            "| Authorize p99, 16 streams, reloading every 300 ms | {} µs (errors: {}) |",
-            micros(reloading.percentile(0.99)),
-            reloading.errors
-        ));
-        report.row(format!(
-            "| peak RSS with 100,000 lines | {:.1} MB |",
-            server.memory("VmHWM") as f64 / 1e6
-        ));
-        drop(server);
+        sections::reload::run(&mut run).await;
     }
-
     if only.wants('f') {
-        report.section(
-            "(f) Audit log: append and verify, in process",
-            "| measure | value |",
-        );
-        let samples = if quick { 200 } else { 1000 };
-        let (p50, p99) = fdatasync_cost(samples, settings);
-        report.row(format!(
-            "| fdatasync after a 350-byte append (disk cost{}) | p50 {} µs, p99 {} µs |",
-            if settings.pinned {
-                ", from the server's core"
-            } else {
-                ""
-            },
-            micros(p50),
-            micros(p99)
-        ));
-        if settings.pinned {
-            let (p50, p99) = fdatasync_probe(samples);
-            report.row(format!(
-                "| the same from the generator's core | p50 {} µs, p99 {} µs |",
-                micros(p50),
-                micros(p99)
-            ));
-        }
-        for sync in [SyncMode::Batch, SyncMode::Always, SyncMode::Off] {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-            let (log, _) = AuditLog::open(
-                AuditOptions::new(dir.path(), sync, key),
-                Record::new("startup"),
-            )
-            .expect("open audit");
-            let log = Arc::new(log);
-            let deadline = Instant::now() + settings.duration;
-            let mut tasks = Vec::new();
-            for writer in 0..64 {
-                let log = log.clone();
-                tasks.push(tokio::spawn(async move {
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    let mut record = Record::new("decision");
-                    record.sub = Some(format!("user{writer}"));
-                    record.obj = Some("crm.customers".into());
-                    record.act = Some("read".into());
-                    record.allowed = Some(true);
-                    record.reason = Some("allowed by policy.csv:30 [p, analyst, crm.*, read, allow] via alice → analyst".into());
-                    record.pv = Some("0123456789abcdef".into());
-                    if log.append_one(record).await.is_ok() {
-                        n += 1;
-                    }
-                }
-                n
-            }));
-            }
-            let started = Instant::now();
-            let mut total = 0;
-            for task in tasks {
-                total += task.await.expect("writer");
-            }
-            let rate = total as f64 / started.elapsed().as_secs_f64();
-            report.row(format!(
-                "| append, sync {sync:?}, 64 concurrent writers | {rate:.0} records/s |"
-            ));
-            if sync == SyncMode::Batch && saturated_batch_authorize > 0.0 {
-                report.target(
-                    "batch append is not the bottleneck",
-                    format!(
-                        "{rate:.0} records/s vs Authorize saturated {saturated_batch_authorize:.0} req/s"
-                    ),
-                    "append ≥ Authorize".into(),
-                    rate >= saturated_batch_authorize,
-                );
-            }
-            if sync == SyncMode::Off {
-                let _ = log.close(Record::new("shutdown")).await;
-                let bytes: u64 = std::fs::read_dir(dir.path())
-                    .expect("dir")
-                    .filter_map(|e| e.ok())
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
-                    .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-                    .sum();
-                let record_size = bytes as f64 / (total + 2) as f64;
-                report.row(format!(
-                    "| average record size on disk | {record_size:.0} bytes |"
-                ));
-                report.target(
-                    "decision record on disk",
-                    format!("{record_size:.0} bytes"),
-                    "≤ 400 bytes".into(),
-                    record_size <= 400.0,
-                );
-                let started = Instant::now();
-                let verified = verify_dir(dir.path(), &[], None).expect("the log verifies");
-                let took = started.elapsed().as_secs_f64();
-                let rate = verified.records as f64 / took;
-                report.row(format!(
-                    "| verify ({} records) | {rate:.0} records/s, {:.0} MB/s |",
-                    verified.records,
-                    verified.bytes as f64 / took / 1e6
-                ));
-                report.target(
-                    "audit verify",
-                    format!("{rate:.0} records/s"),
-                    "≥ 1,000,000 records/s".into(),
-                    rate >= 1e6,
-                );
-            }
-        }
+        sections::audit::run(&mut run).await;
     }
 }

@@ -1,148 +1,39 @@
-//! Identity: turns a request's `authorization` metadata into a verified
-//! [`Principal`] (jwt mode), or accepts the caller's word (trusted mode).
-//!
-//! Architecture invariant: tokens and secrets never appear in errors, logs or
-//! audit records; errors say what is wrong with a token, not what it holds.
+//! JWT verification: signature with the configured keys, `exp`/`nbf` with
+//! leeway, issuer and audience when required, then the subject and the
+//! roles claim (a dotted path for nested claims).
 
-use std::{
-    path::{Path, PathBuf},
-    str::FromStr,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use base64::Engine as _;
-use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use crate::config::{JwtConfig, JwtKeySource};
+use super::{
+    dev::load_or_create_dev_secret,
+    key_files::{jwks_keys, pem_key, read_secret, secret_key, KeyError, VerifyingKey},
+    AuthnError, Principal,
+};
 
-/// Who is asking, after authentication.
+/// How tokens are checked: the keys and the claims required of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub subject: String,
-    /// Roles from the token's roles claim; they count for the subject in
-    /// role-based decisions.
-    pub roles: Vec<String>,
+pub struct JwtSettings {
+    pub keys: JwtKeySource,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub roles_claim: String,
+    pub leeway: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthnError {
-    #[error("missing bearer token: send metadata `authorization: Bearer <jwt>`")]
-    MissingToken,
-    #[error("authorization metadata must be `Bearer <jwt>`")]
-    NotBearer,
-    #[error("malformed token: {0}")]
-    Malformed(String),
-    #[error("token is unsigned (alg \"none\"), which is never accepted")]
-    Unsigned,
-    #[error("token algorithm {found} is not accepted here; expected {expected}")]
-    WrongAlgorithm { found: String, expected: String },
-    #[error("token signature does not verify with the configured key")]
-    BadSignature,
-    #[error("token has no key id (kid) matching the configured key set")]
-    UnknownKey,
-    #[error("token has expired")]
-    Expired,
-    #[error("token is not valid yet (nbf is in the future)")]
-    NotYetValid,
-    #[error("token issuer does not match the required issuer")]
-    WrongIssuer,
-    #[error("token audience does not include the required audience")]
-    WrongAudience,
-    #[error("token lacks the required claim `{0}`")]
-    MissingClaim(String),
-    #[error("request subject {request:?} differs from the token's subject {token:?}")]
-    SubjectMismatch { request: String, token: String },
-}
-
-impl AuthnError {
-    /// Short stable name for audit records and metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            AuthnError::MissingToken => "missing_token",
-            AuthnError::NotBearer => "not_bearer",
-            AuthnError::Malformed(_) => "malformed",
-            AuthnError::Unsigned => "alg_none",
-            AuthnError::WrongAlgorithm { .. } => "wrong_algorithm",
-            AuthnError::BadSignature => "bad_signature",
-            AuthnError::UnknownKey => "unknown_key",
-            AuthnError::Expired => "expired",
-            AuthnError::NotYetValid => "not_yet_valid",
-            AuthnError::WrongIssuer => "wrong_issuer",
-            AuthnError::WrongAudience => "wrong_audience",
-            AuthnError::MissingClaim(_) => "missing_claim",
-            AuthnError::SubjectMismatch { .. } => "subject_mismatch",
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("cannot read {}: {source}", .path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}: {message}", .path.display())]
-    Invalid { path: PathBuf, message: String },
-}
-
-/// How callers are identified.
-#[derive(Debug)]
-pub enum Authenticator {
-    /// The request's own `subject` is used.
-    Trusted,
-    Jwt(Box<JwtVerifier>),
-}
-
-impl Authenticator {
-    /// Trusted mode: the request's own `subject` is the caller.
-    pub fn is_trusted(&self) -> bool {
-        matches!(self, Authenticator::Trusted)
-    }
-
-    /// Resolves the principal of a request from its bearer token (if any)
-    /// and the `subject` it names.
-    pub fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        request_subject: &str,
-    ) -> Result<Principal, AuthnError> {
-        match self {
-            Authenticator::Trusted => Ok(Principal {
-                subject: request_subject.to_owned(),
-                roles: Vec::new(),
-            }),
-            Authenticator::Jwt(verifier) => {
-                let header = authorization.ok_or(AuthnError::MissingToken)?;
-                let token = bearer_token(header)?;
-                let principal = verifier.verify(token)?;
-                if !request_subject.is_empty() && request_subject != principal.subject {
-                    return Err(AuthnError::SubjectMismatch {
-                        request: request_subject.to_owned(),
-                        token: principal.subject,
-                    });
-                }
-                Ok(principal)
-            }
-        }
-    }
-}
-
-fn bearer_token(header: &str) -> Result<&str, AuthnError> {
-    let (scheme, token) = header.trim().split_once(' ').ok_or(AuthnError::NotBearer)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(AuthnError::NotBearer);
-    }
-    Ok(token.trim())
-}
-
-#[derive(Debug)]
-struct VerifyingKey {
-    kid: Option<String>,
-    algorithm: Algorithm,
-    key: DecodingKey,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKeySource {
+    /// HS256 shared secret.
+    Secret(PathBuf),
+    /// RS256 or ES256 public key in PEM.
+    PublicKeyPem(PathBuf),
+    /// JSON Web Key Set; keys picked by `kid`.
+    Jwks(PathBuf),
+    /// The local development secret (`vigil token` signs with it).
+    DevSecret(PathBuf),
 }
 
 /// Verifies JWTs against configured keys and claims.
@@ -169,7 +60,7 @@ impl std::fmt::Debug for JwtVerifier {
 }
 
 impl JwtVerifier {
-    pub fn from_config(config: &JwtConfig) -> Result<JwtVerifier, KeyError> {
+    pub fn from_settings(config: &JwtSettings) -> Result<JwtVerifier, KeyError> {
         let keys = match &config.keys {
             JwtKeySource::Secret(path) => vec![secret_key(&read_secret(path)?)],
             JwtKeySource::DevSecret(path) => {
@@ -347,152 +238,14 @@ fn roles_from_claims(
     }
 }
 
-fn read_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let trimmed = bytes.trim_ascii_end().to_vec();
-    if trimmed.len() < 32 {
-        return Err(KeyError::Invalid {
-            path: path.to_owned(),
-            message: format!(
-                "an HS256 secret needs at least 32 bytes, this one has {}",
-                trimmed.len()
-            ),
-        });
-    }
-    Ok(trimmed)
-}
-
-fn secret_key(secret: &[u8]) -> VerifyingKey {
-    VerifyingKey {
-        kid: None,
-        algorithm: Algorithm::HS256,
-        key: DecodingKey::from_secret(secret),
-    }
-}
-
-fn pem_key(path: &Path) -> Result<VerifyingKey, KeyError> {
-    let pem = std::fs::read(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
-        return Ok(VerifyingKey {
-            kid: None,
-            algorithm: Algorithm::RS256,
-            key,
-        });
-    }
-    if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
-        return Ok(VerifyingKey {
-            kid: None,
-            algorithm: Algorithm::ES256,
-            key,
-        });
-    }
-    Err(KeyError::Invalid {
-        path: path.to_owned(),
-        message: "not an RSA or P-256 EC public key in PEM".into(),
-    })
-}
-
-fn jwks_keys(path: &Path) -> Result<Vec<VerifyingKey>, KeyError> {
-    let invalid = |message: String| KeyError::Invalid {
-        path: path.to_owned(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let set: JwkSet =
-        serde_json::from_str(&text).map_err(|e| invalid(format!("not a JSON Web Key Set: {e}")))?;
-    let mut keys = Vec::new();
-    for (index, jwk) in set.keys.iter().enumerate() {
-        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
-        let algorithm = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                Algorithm::ES256
-            }
-            _ => {
-                return Err(invalid(format!(
-                    "key {index}: only RSA (RS256) and P-256 (ES256) keys are supported"
-                )))
-            }
-        };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("key {index}: {e}")))?;
-        keys.push(VerifyingKey {
-            kid: jwk.common.key_id.clone(),
-            algorithm,
-            key,
-        });
-    }
-    if keys.is_empty() {
-        return Err(invalid("the key set is empty".into()));
-    }
-    Ok(keys)
-}
-
-/// Reads the development secret, creating it (32 random bytes, hex, mode
-/// 0600) the first time.
-pub fn load_or_create_dev_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
-    if !path.exists() {
-        let io = |source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        let secret = hex::encode(rand::random::<[u8; 32]>());
-        crate::keyfile::write_private(path, secret.as_bytes()).map_err(io)?;
-    }
-    read_secret(path)
-}
-
-/// Claims of a development token minted by `vigil token`.
-#[derive(Debug, Clone)]
-pub struct DevToken<'a> {
-    pub subject: &'a str,
-    pub roles: &'a [String],
-    pub roles_claim: &'a str,
-    pub issuer: Option<&'a str>,
-    pub audience: Option<&'a str>,
-    pub ttl: Duration,
-}
-
-pub fn mint_hs256(
-    secret: &[u8],
-    token: &DevToken<'_>,
-) -> Result<String, jsonwebtoken::errors::Error> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let mut claims = Map::new();
-    claims.insert("sub".into(), token.subject.into());
-    claims.insert("iat".into(), now.into());
-    claims.insert("exp".into(), (now + token.ttl.as_secs()).into());
-    claims.insert(token.roles_claim.into(), token.roles.to_vec().into());
-    if let Some(issuer) = token.issuer {
-        claims.insert("iss".into(), issuer.into());
-    }
-    if let Some(audience) = token.audience {
-        claims.insert("aud".into(), audience.into());
-    }
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authn::{
+        dev::{mint_hs256, DevToken},
+        Authenticator,
+    };
+    use jsonwebtoken::{EncodingKey, Header};
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 

@@ -1,0 +1,60 @@
+//! `vigil serve`: bind, build, announce, serve until SIGTERM/SIGINT;
+//! SIGHUP reloads the policy.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use vigil::{config::Config, listen::Listener, server::App};
+
+pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    // Installed before anything is announced, so a signal sent as soon as
+    // vigil is up stops or reloads it instead of killing the process.
+    let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
+    let hangup = hangup_signal().context("cannot install the SIGHUP handler")?;
+    let listeners = Listener::bind_all(&config.listeners).await?;
+    let app = App::build(config).await?;
+    let reloader = app.reloader();
+    let reload_task = tokio::spawn(async move {
+        let mut hangup = hangup;
+        while hangup.recv().await.is_some() {
+            reloader.reload("sighup").await;
+        }
+    });
+    for listener in &listeners {
+        // Supervisors and tests wait for this line.
+        println!("listening on {}", listener.local_addr());
+    }
+    let served = app.serve(listeners, shutdown).await;
+    reload_task.abort();
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(unix)]
+fn hangup_signal() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed before this
+/// returns, so a signal that arrives while vigil starts up is not lost (and
+/// does not kill the process before the audit log is closed).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
