@@ -26,8 +26,7 @@ use crate::{
     },
     keys::{Keyring, KeyringError},
     listen::Listener,
-    policy::watch::Watcher,
-    policy::{PolicyError, PolicyStore},
+    policy::{shadow::Shadow, watch::Watcher, PolicyError, PolicyStore},
     proto::{
         access_control_server::AccessControlServer, audit_server::AuditServer,
         data_masking_server::DataMaskingServer, policy_admin_server::PolicyAdminServer,
@@ -78,7 +77,7 @@ impl Reloader {
     pub async fn reload(&self, trigger: &str) {
         let _ = reload_and_audit(&self.shared, &self.shared.policies, trigger).await;
         if let Some(shadow) = &self.shared.shadow {
-            let _ = reload_and_audit(&self.shared, shadow, trigger).await;
+            let _ = reload_and_audit(&self.shared, shadow.store(), trigger).await;
         }
     }
 }
@@ -113,9 +112,14 @@ impl App {
 
         let shadow = match &config.shadow_policies {
             Some(dir) => {
-                let store = open_store(dir).await?;
-                tracing::info!(dir = %dir.display(), version = %store.snapshot().version, "shadow policy loaded: divergences are audited, live answers served");
-                Some(Arc::new(store))
+                let shadow = Shadow::open(dir)
+                    .await
+                    .map_err(|source| ServerError::Policy {
+                        dir: dir.clone(),
+                        source,
+                    })?;
+                tracing::info!(dir = %dir.display(), version = %shadow.store().snapshot().version, "shadow policy loaded: divergences are audited, live answers served");
+                Some(Arc::new(shadow))
             }
             None => None,
         };
@@ -128,7 +132,6 @@ impl App {
             admin_role: config.admin_role,
             audit_dir: config.audit.dir,
             shadow,
-            shadow_divergences: Default::default(),
             keys: Arc::new(Keyring::load_or_create(&config.keyring)?),
         });
         Ok(App {
@@ -310,7 +313,10 @@ async fn first_server_exit(servers: &mut [(String, ServerTask)]) -> (String, Str
 /// Reloads the live (and shadow) policy when its files change.
 async fn reload_on_change(shared: Arc<Shared>) {
     let mut live_watcher = Watcher::new(shared.policies.dir());
-    let mut shadow_watcher = shared.shadow.as_ref().map(|s| Watcher::new(s.dir()));
+    let mut shadow_watcher = shared
+        .shadow
+        .as_ref()
+        .map(|s| Watcher::new(s.store().dir()));
     loop {
         let shadow_changed = async {
             match shadow_watcher.as_mut() {
@@ -324,7 +330,7 @@ async fn reload_on_change(shared: Arc<Shared>) {
             }
             () = shadow_changed => {
                 if let Some(shadow) = &shared.shadow {
-                    let _ = reload_and_audit(&shared, shadow, "file_change").await;
+                    let _ = reload_and_audit(&shared, shadow.store(), "file_change").await;
                 }
             }
         }

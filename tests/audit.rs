@@ -559,10 +559,24 @@ async fn a_disk_that_refuses_writes_fails_closed_and_health_follows() {
         refusal.message()
     );
     assert!(
-        refusal.message().contains("audit log write failed"),
+        refusal.message().contains("audit log cannot be written"),
         "{}",
         refusal.message()
     );
+    // The caller learns what to do, not where the server keeps its files
+    // or what the OS said.
+    for internal in [
+        vigil.dir.path().to_str().unwrap(),
+        "audit-0000",
+        ".jsonl",
+        "os error",
+    ] {
+        assert!(
+            !refusal.message().contains(internal),
+            "{internal:?} leaked: {}",
+            refusal.message()
+        );
+    }
     wait_for_health(&mut health, false, Duration::from_secs(5)).await;
 
     // Lift the limit: vigil notices by itself and serves again.

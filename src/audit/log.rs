@@ -12,11 +12,16 @@
 //! under load calls join a batch that a flusher task on their runtime
 //! writes once. The sync thread fdatasyncs in the background.
 //!
-//! Under the same lock the writer rotates segments (by size and age),
-//! prunes old segments a checkpoint covers, and notices an active file that
-//! was deleted or replaced (once per batch); the sync thread signs
-//! checkpoints (after syncing what they cover), probes a failing disk and
-//! reports health.
+//! Under the same lock the writer notices an active file that was deleted
+//! or replaced (one `fstat` per batch) and switches to a new segment when
+//! the active one is due to rotate. Everything slow happens outside it, on
+//! the sync thread: fdatasync, signing checkpoints (after syncing what they
+//! cover), syncing the directory after a rotation, pruning old segments
+//! ([`super::retention`]) and probing a failing disk.
+//!
+//! The other seams of the writer live beside it: segment files
+//! ([`super::segment`]), crash repair ([`super::repair`]), retention, and
+//! the [`Receipt`] only this module mints.
 //!
 //! Architecture invariant: a receipt is returned only for a record that is
 //! on disk (and synced, unless sync is `off`). A failed write rolls the file
@@ -27,12 +32,12 @@
 
 use std::{
     collections::VecDeque,
-    fs::{self, File, OpenOptions},
-    io::{Read, Seek, SeekFrom, Write},
-    path::{Path, PathBuf},
+    fs::{self, File},
+    io::Write,
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Condvar, Mutex, OnceLock,
+        Arc, Condvar, Mutex, MutexGuard, OnceLock,
     },
     time::{Duration, Instant},
 };
@@ -40,28 +45,15 @@ use std::{
 use ed25519_dalek::SigningKey;
 use tokio::sync::Notify;
 
-use super::options::{AuditOptions, SyncMode};
+pub use super::receipt::Receipt;
 use super::{
     checkpoint::{self, CheckpointWriter},
-    record::{self, kind, Hash, Record, GENESIS},
+    options::{AuditOptions, SyncMode},
+    record::{self, kind, Hash, Record},
+    repair::open_tail,
+    retention,
+    segment::{links, segment_name, segments, sync_dir, Tail},
 };
-
-/// Proof that a record is in the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Receipt {
-    pub seq: u64,
-    pub hash: Hash,
-}
-
-impl Receipt {
-    /// Every answer carries one: `hex::encode` collects it a char at a
-    /// time (~0.4 µs in the server's profile), a fixed buffer does not.
-    pub fn hash_hex(&self) -> String {
-        let mut digits = [0u8; 64];
-        hex::encode_to_slice(self.hash, &mut digits).expect("64 digits hold 32 bytes");
-        String::from_utf8(digits.to_vec()).expect("hex digits are ASCII")
-    }
-}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
@@ -165,70 +157,161 @@ pub struct AuditLog {
 #[derive(Debug)]
 struct Inner {
     core: Mutex<Core>,
+    /// Signed outside `core`'s lock, by whoever finds a checkpoint due. Lock
+    /// order: `core` before `checkpoints`, never the other way.
+    checkpoints: Mutex<CheckpointWriter>,
+    /// Held for a whole [`Inner::housekeeping`], so `close` returns only
+    /// after the sync thread's pruning has finished.
+    housekeeping: Mutex<()>,
     /// Wakes the sync thread when a batch is queued while it sleeps.
     batch_queued: Condvar,
     /// The runtime the appending handlers run on, where the sync thread
     /// sends its wake-ups.
     runtime: OnceLock<tokio::runtime::Handle>,
-    /// With sync `off`: wakes the flusher task (see [`flush_when_asked`]),
-    /// which is started once, when first needed; false if it cannot be.
-    flush_requested: Notify,
-    flusher: OnceLock<bool>,
+    durability: Durability,
     healthy: Arc<AtomicBool>,
-    sync: SyncMode,
     /// How long an append retries a failed write (`None`: fail at once).
     retry_for: Option<Duration>,
+    dir: PathBuf,
+    retain_segments: Option<usize>,
+}
+
+/// When a call's records count as durable, with what each mode needs.
+#[derive(Debug)]
+enum Durability {
+    /// Every call is its own batch, written and synced alone.
+    Always,
+    /// Group commit: the sync thread writes and syncs whole batches.
+    Batch,
+    /// Calls wait for the `write` only; the sync thread syncs in the
+    /// background.
+    Off(OffFlusher),
+}
+
+/// With sync `off`, under load, the task that writes joined batches (see
+/// [`flush_when_asked`]); started once, when first needed.
+#[derive(Debug, Default)]
+struct OffFlusher {
+    requested: Notify,
+    /// False if it could not be started (no runtime): callers then write.
+    started: OnceLock<bool>,
+}
+
+impl Durability {
+    fn new(sync: SyncMode) -> Durability {
+        match sync {
+            SyncMode::Always => Durability::Always,
+            SyncMode::Batch => Durability::Batch,
+            SyncMode::Off => Durability::Off(OffFlusher::default()),
+        }
+    }
+
+    fn is_off(&self) -> bool {
+        matches!(self, Durability::Off(_))
+    }
+}
+
+/// A checkpoint to sign: the head it covers and the segment to sync first
+/// (a checkpoint ahead of the data would look like tampering after a
+/// crash).
+#[derive(Debug)]
+struct CheckpointDue {
+    seq: u64,
+    hash: Hash,
+    file: Arc<File>,
+}
+
+/// Whether housekeeping signs a checkpoint of the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkpoint {
+    /// Once `checkpoint_every` has passed since the last.
+    WhenDue,
+    /// Now (closing the log).
+    Now,
 }
 
 impl Inner {
-    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+    fn core(&self) -> MutexGuard<'_, Core> {
         // A panic while writing leaves the file rolled back or ahead by
         // whole lines; the state stays usable.
         self.core
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
 
-pub const FILE_PREFIX: &str = "audit-";
-pub const FILE_SUFFIX: &str = ".jsonl";
-
-pub fn segment_name(index: u64) -> String {
-    format!("{FILE_PREFIX}{index:06}{FILE_SUFFIX}")
-}
-
-/// The index of a segment file name, if it is one.
-pub fn segment_index(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(FILE_PREFIX)?.strip_suffix(FILE_SUFFIX)?;
-    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    fn checkpoints(&self) -> MutexGuard<'_, CheckpointWriter> {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-    digits.parse().ok()
-}
 
-/// Segment files in `dir`, in chain order, with their indexes.
-pub fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut files: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok())
-        .filter_map(|entry| {
-            let index = segment_index(entry.file_name().to_str()?)?;
-            Some((index, entry.path()))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
-}
+    /// Syncs what `due` covers, then signs it. Called without `core`.
+    fn sign(&self, due: CheckpointDue) {
+        if let Err(e) = due.file.sync_data() {
+            tracing::error!(error = %e, "cannot sync before an audit checkpoint");
+            return;
+        }
+        let mut checkpoints = self.checkpoints();
+        if due.seq <= checkpoints.last_seq {
+            return;
+        }
+        if let Err(e) = checkpoints.write(due.seq, &due.hash) {
+            tracing::error!(error = %e, "cannot write an audit checkpoint");
+        }
+    }
 
-/// The active segment and the chain head at its end.
-#[derive(Debug)]
-struct Tail {
-    index: u64,
-    path: PathBuf,
-    file: Arc<File>,
-    len: u64,
-    seq: u64,
-    hash: Hash,
-    opened: Instant,
+    /// The slow work the writer owes after appends, done without `core`:
+    /// finish a rotation, sign a checkpoint (when due, or `Now`), prune.
+    fn housekeeping(&self, checkpoint: Checkpoint) {
+        let _one_at_a_time = self.housekeeping_turn();
+        self.housekeeping_in_turn(checkpoint);
+    }
+
+    fn housekeeping_turn(&self) -> MutexGuard<'_, ()> {
+        self.housekeeping
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// [`Inner::housekeeping`] for a caller that holds the turn. Nothing to
+    /// do once the log is closed: `close` did it.
+    fn housekeeping_in_turn(&self, checkpoint: Checkpoint) {
+        let (rotated, due) = {
+            let mut core = self.core();
+            if core.closed {
+                return;
+            }
+            if core.rotated.is_empty()
+                && checkpoint == Checkpoint::WhenDue
+                && !core.checkpoint_is_due()
+            {
+                return;
+            }
+            let rotated = std::mem::take(&mut core.rotated);
+            let due = core.checkpoint_due(checkpoint);
+            (rotated, due)
+        };
+        if !rotated.is_empty() {
+            // Each closed segment's end, oldest first: retention prunes
+            // only segments whose last record a checkpoint covers.
+            for closed in rotated {
+                self.sign(closed);
+            }
+            if let Err(e) = sync_dir(&self.dir) {
+                tracing::error!(error = %e, "cannot sync the audit directory after rotating");
+            }
+            if let Some(note) = self
+                .retain_segments
+                .and_then(|keep| retention::prune(&self.dir, keep))
+            {
+                // Written with the next batch.
+                self.core().chain(&mut [note], true);
+            }
+        }
+        if let Some(due) = due {
+            self.sign(due);
+        }
+    }
 }
 
 impl AuditLog {
@@ -262,6 +345,7 @@ impl AuditLog {
         }
         let checkpoints = CheckpointWriter::open(&options.dir, signing_key)
             .map_err(|e| open_error(format!("cannot open {}: {e}", checkpoint::CHECKPOINT_FILE)))?;
+        let checkpointed_seq = checkpoints.last_seq;
 
         let healthy = Arc::new(AtomicBool::new(true));
         let mut core = Core {
@@ -273,7 +357,8 @@ impl AuditLog {
             syncer_asleep: false,
             flush_requested: false,
             last_append: Instant::now(),
-            checkpoints,
+            rotated: Vec::new(),
+            checkpointed_seq,
             healthy: healthy.clone(),
             failed_since: None,
             last_checkpoint: Instant::now(),
@@ -299,14 +384,18 @@ impl AuditLog {
 
         let inner = Arc::new(Inner {
             core: Mutex::new(core),
+            checkpoints: Mutex::new(checkpoints),
+            housekeeping: Mutex::new(()),
             batch_queued: Condvar::new(),
             runtime: OnceLock::new(),
-            flush_requested: Notify::new(),
-            flusher: OnceLock::new(),
+            durability: Durability::new(options.sync),
             healthy,
-            sync: options.sync,
             retry_for: options.retry_for(),
+            dir: options.dir.clone(),
+            retain_segments: options.retain_segments,
         });
+        // A rotation during start-up (a full segment) is finished here.
+        inner.housekeeping(Checkpoint::WhenDue);
         let syncer = inner.clone();
         std::thread::Builder::new()
             .name("vigil-audit-sync".into())
@@ -349,7 +438,7 @@ impl AuditLog {
             if core.queued_records >= core.options.queue_depth {
                 return Err(AuditError::Overloaded(core.queued_records));
             }
-            if inner.sync == SyncMode::Off {
+            if let Durability::Off(flusher) = &inner.durability {
                 // Into the kernel before the answer: a killed process
                 // loses nothing it answered. A quiet log writes at once; a
                 // busy one leaves the write to the flusher task, which runs
@@ -357,7 +446,7 @@ impl AuditLog {
                 let now = Instant::now();
                 let busy = now.duration_since(core.last_append) < OFF_COALESCE_WITHIN;
                 core.last_append = now;
-                let coalesce = busy && self.start_flusher();
+                let coalesce = busy && self.start_flusher(flusher);
                 let (receipts, outcome) = core.chain(records, coalesce);
                 if !coalesce {
                     core.write_queued(None)?;
@@ -366,11 +455,12 @@ impl AuditLog {
                 let wake_flusher = !std::mem::replace(&mut core.flush_requested, true);
                 drop(core);
                 if wake_flusher {
-                    inner.flush_requested.notify_one();
+                    flusher.requested.notify_one();
                 }
                 (receipts, outcome)
             } else {
-                let (receipts, outcome) = core.chain(records, inner.sync == SyncMode::Batch);
+                let join = matches!(inner.durability, Durability::Batch);
+                let (receipts, outcome) = core.chain(records, join);
                 let wake_syncer = std::mem::take(&mut core.syncer_asleep);
                 drop(core);
                 // After unlocking: woken under the lock, the sync thread
@@ -389,8 +479,8 @@ impl AuditLog {
     /// False without a runtime: the caller then writes itself. Should the
     /// runtime go away, the sync thread still writes what is queued at its
     /// next wake-up.
-    fn start_flusher(&self) -> bool {
-        *self.inner.flusher.get_or_init(|| {
+    fn start_flusher(&self, flusher: &OffFlusher) -> bool {
+        *flusher.started.get_or_init(|| {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return false;
             };
@@ -408,8 +498,14 @@ impl AuditLog {
     /// syncs, signs a final checkpoint and stops the sync thread. Appends
     /// after this fail with [`AuditError::Closed`].
     pub async fn close(&self, last: Record) -> Result<Receipt, AuditError> {
-        let receipt = {
-            let mut core = self.inner.core();
+        let inner = &self.inner;
+        // The sync thread's housekeeping is finished (and no new one
+        // starts) before the last record: a prune note is never left
+        // behind it, and nothing is pruned after `close` returns.
+        let _turn = inner.housekeeping_turn();
+        inner.housekeeping_in_turn(Checkpoint::WhenDue);
+        let (receipt, unsettled, written, file, rotated, due) = {
+            let mut core = inner.core();
             if core.closed {
                 return Err(AuditError::Closed);
             }
@@ -417,172 +513,42 @@ impl AuditLog {
             // Whatever the sync thread had not yet taken is written here
             // and answered once synced.
             let mut unsettled = Vec::new();
-            let result = core.write_queued(Some(&mut unsettled)).and_then(|()| {
-                core.tail
-                    .file
-                    .sync_data()
-                    .map_err(|e| AuditError::Write(format!("fdatasync: {e}")))
-            });
-            core.checkpoint();
+            let written = core.write_queued(Some(&mut unsettled));
             core.closed = true;
-            for batch in unsettled {
-                batch.settle(result.clone());
-            }
-            result?;
-            receipts[0]
+            let rotated = std::mem::take(&mut core.rotated);
+            let due = core.checkpoint_due(Checkpoint::Now);
+            let file = core.tail.file.clone();
+            (receipts[0], unsettled, written, file, rotated, due)
         };
-        self.inner.batch_queued.notify_one();
-        self.inner.flush_requested.notify_one();
-        Ok(receipt)
+        let result = written.and_then(|()| {
+            file.sync_data()
+                .map_err(|e| AuditError::Write(format!("fdatasync: {e}")))
+        });
+        if result.is_ok() {
+            let rotated_now = !rotated.is_empty();
+            for closed in rotated.into_iter().chain(due) {
+                inner.sign(closed);
+            }
+            if rotated_now {
+                if let Err(e) = sync_dir(&inner.dir) {
+                    tracing::error!(error = %e, "cannot sync the audit directory after rotating");
+                }
+            }
+        }
+        for batch in unsettled {
+            batch.settle(result.clone());
+        }
+        inner.batch_queued.notify_one();
+        if let Durability::Off(flusher) = &inner.durability {
+            flusher.requested.notify_one();
+        }
+        result.map(|()| receipt)
     }
 
     /// False while the log cannot be written.
     pub fn is_healthy(&self) -> bool {
         self.inner.healthy.load(Ordering::Relaxed)
     }
-}
-
-/// Opens a segment and finds the chain head at its end. A final line that
-/// is incomplete or fails its hash is what a crash mid-write leaves: it is
-/// cut off (kept beside the log for inspection) and a recovery record
-/// describing the cut is returned for writing.
-fn open_tail(index: u64, path: &Path) -> Result<(Tail, Option<Record>), AuditError> {
-    let corrupt = |offset: u64, message: String| AuditError::Corrupt {
-        file: path.to_owned(),
-        offset,
-        message,
-    };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| corrupt(0, format!("cannot open: {e}")))?;
-    let len = file
-        .metadata()
-        .map_err(|e| corrupt(0, e.to_string()))?
-        .len();
-    let tail = |file, len, seq, hash| Tail {
-        index,
-        path: path.to_owned(),
-        file: Arc::new(file),
-        len,
-        seq,
-        hash,
-        opened: Instant::now(),
-    };
-    if len == 0 {
-        return Ok((tail(file, 0, 0, GENESIS), None));
-    }
-
-    let (start, window) =
-        read_window(&mut file, len).map_err(|(offset, e)| corrupt(offset, e.to_string()))?;
-    if let Some((line_end, fields)) = last_intact_line(&window, start == 0) {
-        let good_len = start + line_end as u64;
-        let recovery = if good_len < len {
-            Some(cut_tail(
-                path,
-                &mut file,
-                &window[line_end..],
-                good_len,
-                len,
-                fields.seq,
-            )?)
-        } else {
-            None
-        };
-        return Ok((tail(file, good_len, fields.seq, fields.hash), recovery));
-    }
-    if start == 0 && window.iter().all(|&b| b != b'\n') {
-        // Not a single complete line: the crash hit the very first record.
-        let recovery = cut_tail(path, &mut file, &window, 0, len, 0)?;
-        return Ok((tail(file, 0, 0, GENESIS), Some(recovery)));
-    }
-    Err(corrupt(
-        start,
-        "no intact record at the end of the file; this is not damage a crash leaves. \
-         Run `vigil audit verify` and move the file aside to start a new log"
-            .to_owned(),
-    ))
-}
-
-/// A crash can only damage the last writes: the last 4 MiB of a segment
-/// (all of it when smaller), and where that window starts.
-fn read_window(file: &mut File, len: u64) -> Result<(u64, Vec<u8>), (u64, std::io::Error)> {
-    const WINDOW: u64 = 4 << 20;
-    let start = len.saturating_sub(WINDOW);
-    let mut window = Vec::with_capacity((len - start) as usize);
-    file.seek(SeekFrom::Start(start)).map_err(|e| (start, e))?;
-    file.read_to_end(&mut window).map_err(|e| (start, e))?;
-    Ok((start, window))
-}
-
-/// The last complete line of `window` that checks against its own hash:
-/// where it ends (after its newline) and its chain fields. `whole_file`
-/// says the window starts at the file's start, so its first line is
-/// complete too.
-fn last_intact_line(window: &[u8], whole_file: bool) -> Option<(usize, record::ChainFields)> {
-    let mut end = window.iter().rposition(|&b| b == b'\n').map(|i| i + 1);
-    while let Some(line_end) = end {
-        let line_start = window[..line_end - 1]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map(|i| i + 1)
-            .or(whole_file.then_some(0))?;
-        if let Ok(fields) = record::check(&window[line_start..line_end - 1]) {
-            return Some((line_end, fields));
-        }
-        end = (line_start > 0).then_some(line_start);
-    }
-    None
-}
-
-/// The seq of the last record of a closed segment, read without touching
-/// it; `None` unless the segment ends with an intact record (retention never
-/// prunes what verification would flag).
-fn closed_segment_last_seq(path: &Path) -> Option<u64> {
-    let mut file = File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    let (start, window) = read_window(&mut file, len).ok()?;
-    let (line_end, fields) = last_intact_line(&window, start == 0)?;
-    (line_end == window.len()).then_some(fields.seq)
-}
-
-fn cut_tail(
-    path: &Path,
-    file: &mut File,
-    torn: &[u8],
-    good_len: u64,
-    len: u64,
-    last_seq: u64,
-) -> Result<Record, AuditError> {
-    let corrupt = |message: String| AuditError::Corrupt {
-        file: path.to_owned(),
-        offset: good_len,
-        message,
-    };
-    let mut saved = path.as_os_str().to_owned();
-    saved.push(format!(".torn-{good_len}"));
-    let saved = PathBuf::from(saved);
-    fs::write(&saved, torn).map_err(|e| corrupt(format!("cannot save the torn tail: {e}")))?;
-    file.set_len(good_len)
-        .map_err(|e| corrupt(format!("cannot truncate the torn tail: {e}")))?;
-    file.sync_all()
-        .map_err(|e| corrupt(format!("cannot sync after truncating: {e}")))?;
-    tracing::warn!(file = %path.display(), offset = good_len, bytes = len - good_len, "audit log: cut a torn final record left by a crash");
-    let mut recovery = Record::new(kind::RECOVERY);
-    recovery.reason = Some("torn final record left by an interrupted write was cut off".to_owned());
-    recovery.detail = Some(
-        serde_json::json!({
-            "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "after_seq": last_seq,
-            "offset": good_len,
-            "bytes": len - good_len,
-            "saved_to": saved.file_name().map(|n| n.to_string_lossy().into_owned()),
-        })
-        .into(),
-    );
-    Ok(recovery)
 }
 
 #[derive(Debug)]
@@ -606,7 +572,11 @@ struct Core {
     flush_requested: bool,
     /// With sync `off`: when the last call appended (busy or quiet).
     last_append: Instant,
-    checkpoints: CheckpointWriter,
+    /// Segments closed by rotation whose slow half (sync, sign the end,
+    /// sync the directory, prune) [`Inner::housekeeping`] still owes.
+    rotated: Vec<CheckpointDue>,
+    /// The newest seq handed to a signer.
+    checkpointed_seq: u64,
     healthy: Arc<AtomicBool>,
     /// Set while writes fail: when, and how many attempts failed.
     failed_since: Option<(String, u64)>,
@@ -634,8 +604,11 @@ const OFF_COALESCE_WITHIN: Duration = Duration::from_micros(50);
 /// task on the handlers' runtime, so the calls runnable before it have
 /// joined the batch; their wake-ups come back on the same runtime.
 async fn flush_when_asked(inner: Arc<Inner>) {
+    let Durability::Off(flusher) = &inner.durability else {
+        return;
+    };
     loop {
-        inner.flush_requested.notified().await;
+        flusher.requested.notified().await;
         let mut core = inner.core();
         if core.closed {
             return;
@@ -651,7 +624,7 @@ async fn flush_when_asked(inner: Arc<Inner>) {
 /// sync `off` flushes in the background.
 fn run_sync(inner: Arc<Inner>) {
     let _fail_queued = FailQueuedOnExit(&inner);
-    let idle_wait = if inner.sync == SyncMode::Off {
+    let idle_wait = if inner.durability.is_off() {
         OFF_FLUSH_EVERY.min(PROBE_EVERY)
     } else {
         PROBE_EVERY
@@ -674,7 +647,7 @@ fn run_sync(inner: Arc<Inner>) {
                 return;
             }
             if core.queue.is_empty() {
-                if inner.sync == SyncMode::Off && last_flush.elapsed() >= OFF_FLUSH_EVERY {
+                if inner.durability.is_off() && last_flush.elapsed() >= OFF_FLUSH_EVERY {
                     // Nobody waits for this sync; it bounds what a power
                     // failure can take. Outside the lock: appends go on.
                     let file = core.tail.file.clone();
@@ -685,11 +658,14 @@ fn run_sync(inner: Arc<Inner>) {
                     last_flush = Instant::now();
                     core = inner.core();
                 }
-                core.idle();
+                core.probe_if_failing();
+                drop(core);
+                inner.housekeeping(Checkpoint::WhenDue);
+                core = inner.core();
                 continue;
             }
         }
-        if inner.sync == SyncMode::Batch {
+        if matches!(inner.durability, Durability::Batch) {
             core = gather(&inner, core);
         }
         let Some(Written {
@@ -710,10 +686,8 @@ fn run_sync(inner: Arc<Inner>) {
             })
         });
         outcome.settle_from_sync_thread(result, inner.runtime.get());
+        inner.housekeeping(Checkpoint::WhenDue);
         core = inner.core();
-        if core.last_checkpoint.elapsed() >= core.options.checkpoint_every {
-            core.checkpoint();
-        }
     }
 }
 
@@ -721,10 +695,7 @@ fn run_sync(inner: Arc<Inner>) {
 /// thread, writing at the first call would sync calls one by one; yielding
 /// lets runnable handlers chain theirs first. When nothing else is
 /// runnable, the yield returns at once.
-fn gather<'a>(
-    inner: &'a Inner,
-    mut core: std::sync::MutexGuard<'a, Core>,
-) -> std::sync::MutexGuard<'a, Core> {
+fn gather<'a>(inner: &'a Inner, mut core: MutexGuard<'a, Core>) -> MutexGuard<'a, Core> {
     for _ in 0..GATHER_YIELDS {
         let before = core.queued_records;
         drop(core);
@@ -789,7 +760,7 @@ impl Core {
             record.prev = record::hash_text(&hash);
             hash = record::encode(record, &mut batch.bytes);
             if let Some(receipts) = receipts.as_mut() {
-                receipts.push(Receipt { seq, hash });
+                receipts.push(Receipt::new(seq, hash));
             }
         }
         batch.records += records.len();
@@ -869,35 +840,35 @@ impl Core {
         Ok(())
     }
 
-    /// Nothing queued: probe a failed log, or sign a due checkpoint.
-    fn idle(&mut self) {
-        if self.closed {
-            return;
-        }
-        if self.failed_since.is_some() {
-            // The note that writing works again is the probe; the sync
-            // loop writes and syncs it.
+    /// Nothing queued and writes failing: chain the probe (the note that
+    /// writing works again); the sync loop writes and syncs it.
+    fn probe_if_failing(&mut self) {
+        if !self.closed && self.failed_since.is_some() {
             self.chain(&mut [], false);
-        } else if self.last_checkpoint.elapsed() >= self.options.checkpoint_every {
-            self.checkpoint();
         }
     }
 
-    /// Signs a checkpoint of the head, after making sure what it covers is
-    /// on disk (a checkpoint ahead of the data would look like tampering
-    /// after a crash).
-    fn checkpoint(&mut self) {
+    /// The checkpoint to sign now, if any: the head on disk, when it moved
+    /// since the last one and one is due (or asked for). Signing happens
+    /// outside the lock ([`Inner::sign`]).
+    fn checkpoint_due(&mut self, when: Checkpoint) -> Option<CheckpointDue> {
+        if when == Checkpoint::WhenDue && !self.checkpoint_is_due() {
+            return None;
+        }
         self.last_checkpoint = Instant::now();
-        if self.tail.seq == self.checkpoints.last_seq {
-            return;
+        if self.tail.seq == self.checkpointed_seq || self.tail.seq == 0 {
+            return None;
         }
-        if let Err(e) = self.tail.file.sync_data() {
-            tracing::error!(error = %e, "cannot sync before an audit checkpoint");
-            return;
-        }
-        if let Err(e) = self.checkpoints.write(self.tail.seq, &self.tail.hash) {
-            tracing::error!(error = %e, "cannot write an audit checkpoint");
-        }
+        self.checkpointed_seq = self.tail.seq;
+        Some(CheckpointDue {
+            seq: self.tail.seq,
+            hash: self.tail.hash,
+            file: self.tail.file.clone(),
+        })
+    }
+
+    fn checkpoint_is_due(&self) -> bool {
+        self.last_checkpoint.elapsed() >= self.options.checkpoint_every
     }
 
     /// Records the writer itself owes the log at the start of a batch: that
@@ -930,14 +901,9 @@ impl Core {
         if linked {
             return None;
         }
-        let lost = self
-            .tail
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let lost = self.tail.name();
         tracing::error!(file = %lost, "the active audit file was deleted or replaced; continuing in a new segment");
-        if let Err(e) = self.open_segment(self.tail.index + 1) {
+        if let Err(e) = self.next_segment() {
             tracing::error!(error = %e, "cannot open a new audit segment");
             return None;
         }
@@ -951,19 +917,22 @@ impl Core {
         Some(note)
     }
 
-    fn open_segment(&mut self, index: u64) -> std::io::Result<()> {
-        let path = self.options.dir.join(segment_name(index));
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)?;
-        File::open(&self.options.dir).and_then(|dir| dir.sync_all())?;
-        self.tail.index = index;
-        self.tail.path = path;
-        self.tail.file = Arc::new(file);
-        self.tail.len = 0;
-        self.tail.opened = Instant::now();
+    /// Continues the chain in a new segment and leaves the slow half of the
+    /// switch (sync the old one and sign its end, sync the directory,
+    /// prune) to [`Inner::housekeeping`].
+    fn next_segment(&mut self) -> std::io::Result<()> {
+        let next = Tail::create(
+            &self.options.dir,
+            self.tail.index + 1,
+            self.tail.seq,
+            self.tail.hash,
+        )?;
+        let closed = std::mem::replace(&mut self.tail, next);
+        self.rotated.push(CheckpointDue {
+            seq: closed.seq,
+            hash: closed.hash,
+            file: closed.file,
+        });
         Ok(())
     }
 
@@ -976,79 +945,18 @@ impl Core {
         if !(by_size || by_age) {
             return;
         }
-        // The checkpoint at the end of a segment is what lets it be pruned.
-        self.checkpoint();
-        if let Err(e) = self.open_segment(self.tail.index + 1) {
+        if let Err(e) = self.next_segment() {
             tracing::error!(error = %e, "cannot rotate the audit log; continuing in the current segment");
             return;
         }
         tracing::info!(segment = %self.tail.path.display(), "audit log rotated");
-        self.prune();
     }
-
-    fn prune(&mut self) {
-        let Some(keep) = self.options.retain_segments else {
-            return;
-        };
-        let Ok(files) = segments(&self.options.dir) else {
-            return;
-        };
-        if files.len() <= keep.max(1) {
-            return;
-        }
-        let covered: std::collections::HashSet<u64> =
-            checkpoint::read_checkpoints(&self.options.dir.join(checkpoint::CHECKPOINT_FILE))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| c.seq)
-                .collect();
-        let mut removed = Vec::new();
-        let mut through_seq = 0;
-        for (_, path) in &files[..files.len() - keep.max(1)] {
-            let Some(last_seq) = closed_segment_last_seq(path) else {
-                break;
-            };
-            if !covered.contains(&last_seq) {
-                break;
-            }
-            if fs::remove_file(path).is_err() {
-                break;
-            }
-            through_seq = last_seq;
-            removed.push(
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
-        }
-        if removed.is_empty() {
-            return;
-        }
-        let mut note = Record::new(kind::PRUNE);
-        note.reason = Some(format!(
-            "retention removed {} segment(s); a signed checkpoint covers seq 1..={through_seq}",
-            removed.len()
-        ));
-        note.detail =
-            Some(serde_json::json!({ "removed": removed, "through_seq": through_seq }).into());
-        // Written with the next batch.
-        self.chain(&mut [note], true);
-    }
-}
-
-#[cfg(unix)]
-fn links(meta: &fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.nlink()
-}
-
-#[cfg(not(unix))]
-fn links(_: &fs::Metadata) -> u64 {
-    1
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::audit::verify::verify_dir;
 
@@ -1106,7 +1014,7 @@ mod tests {
                 Err(AuditError::Closed)
             ));
 
-            let mut seqs: Vec<u64> = receipts.iter().map(|r| r.seq).collect();
+            let mut seqs: Vec<u64> = receipts.iter().map(|r| r.seq()).collect();
             seqs.sort_unstable();
             seqs.dedup();
             assert_eq!(
@@ -1134,8 +1042,12 @@ mod tests {
             // Pruning may have removed the oldest segments, never a receipt
             // from the segments that remain.
             let first_kept = on_disk.keys().min().copied().unwrap();
-            for receipt in receipts.iter().filter(|r| r.seq >= first_kept) {
-                assert_eq!(on_disk.get(&receipt.seq), Some(&receipt.hash), "{sync:?}");
+            for receipt in receipts.iter().filter(|r| r.seq() >= first_kept) {
+                assert_eq!(
+                    on_disk.get(&receipt.seq()),
+                    Some(receipt.hash()),
+                    "{sync:?}"
+                );
             }
         }
     }

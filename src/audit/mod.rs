@@ -10,10 +10,15 @@ pub mod export;
 pub mod log;
 pub mod options;
 pub mod privacy;
+mod receipt;
 pub mod record;
+mod repair;
+mod retention;
+mod segment;
 pub mod verify;
 
 pub use log::{AuditError, AuditLog, Receipt};
 pub use options::{AuditOptions, OnFailure, SyncMode};
 pub use privacy::{RedactionOptions, Redactor};
 pub use record::{kind, Detail, Record};
+pub use segment::{segment_index, segment_name, segments, FILE_PREFIX, FILE_SUFFIX};

@@ -16,8 +16,8 @@ use ed25519_dalek::VerifyingKey;
 
 use super::{
     checkpoint::{self, Checkpoint, CHECKPOINT_FILE, PUBLIC_KEY_FILE},
-    log::{segment_index, segment_name, FILE_PREFIX, FILE_SUFFIX},
     record::{self, ChainFields, Hash, GENESIS},
+    segment::{segment_index, segment_name, FILE_PREFIX, FILE_SUFFIX},
 };
 
 /// `SEQ:HASH`: this record must be in the log with this hash.

@@ -5,11 +5,13 @@ use std::{collections::HashMap, process::ExitCode};
 
 use anyhow::Context;
 use vigil::{
-    authz::AccessRequest,
     cli::MaskArgs,
     keys::Keyring,
-    mask::{self as masking, Masker},
-    policy::PolicySet,
+    mask as masking,
+    policy::{
+        reading::{reader, refusal, Reading},
+        PolicySet,
+    },
 };
 
 pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
@@ -19,32 +21,20 @@ pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("policy in {}", args.policies.display()))?;
     let keys = Keyring::load_or_create(&args.keyring)?;
     let attributes = HashMap::new();
-    let asker = AccessRequest {
-        subject: &args.subject,
-        extra_roles: &args.roles,
-        object: &args.object,
-        action: "read",
-        domain: &args.domain,
-        attributes: &attributes,
-    };
-    let verdict = policy.engine.decide(&asker)?;
-    if !verdict.allowed() {
-        eprintln!(
-            "denied: {} may not read {}: {}",
-            args.subject,
-            args.object,
-            verdict.reason(&asker)
-        );
-        return Ok(ExitCode::from(1));
-    }
-    let visibility = |label: &masking::Label| policy.grant(&asker, label);
-    let mut masker = Masker::new(
-        &policy.classification,
+    let asker = reader(
+        &args.subject,
+        &args.roles,
         &args.object,
-        &keys,
-        visibility,
-        args.max_depth,
+        &args.domain,
+        &attributes,
     );
+    let mut masker = match policy.masker_for(&asker, &keys, args.max_depth)? {
+        Reading::Admitted { masker, .. } => masker,
+        Reading::Denied { reason } => {
+            eprintln!("denied: {}", refusal(&asker, &reason));
+            return Ok(ExitCode::from(1));
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut actions = Vec::new();

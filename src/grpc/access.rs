@@ -5,12 +5,13 @@ use std::{collections::HashMap, sync::Arc};
 use tonic::{Request, Response, Status};
 
 use super::{
-    authorization, decision_id,
-    status::{check_fields, InputError},
+    decision_id,
+    records::DecisionRecord,
+    status::{check_fields, InputError, RpcError},
     Shared, MAX_FIELD_BYTES,
 };
 use crate::{
-    audit::{kind, Record},
+    audit::{Receipt, Record},
     authn::Principal,
     authz::AccessRequest,
     policy::PolicySet,
@@ -31,10 +32,35 @@ impl AccessControlService {
     }
 }
 
-/// A decided request, ready to be audited and answered.
+/// A decided request, whose answer can only be given once its audit
+/// record's [`Receipt`] exists.
 struct Decided {
-    record: Record,
-    response: AuthorizeResponse,
+    allowed: bool,
+    decision_id: String,
+    reason: String,
+    policy_version: String,
+}
+
+impl Decided {
+    /// The answer to the caller, carrying the proof its record is durable.
+    fn answer(
+        Decided {
+            allowed,
+            decision_id,
+            reason,
+            policy_version,
+        }: Decided,
+        receipt: Receipt,
+    ) -> AuthorizeResponse {
+        AuthorizeResponse {
+            allowed,
+            decision_id,
+            reason,
+            policy_version,
+            audit_seq: receipt.seq(),
+            audit_hash: receipt.hash_hex(),
+        }
+    }
 }
 
 fn check_input(
@@ -63,12 +89,15 @@ fn check_input(
     Ok(())
 }
 
+/// Decides one request on `policy`; returns the decision and the record
+/// the writer must make durable before it is answered (with the shadow
+/// policy's differing answer, if one is configured).
 fn decide(
     shared: &Shared,
     policy: &PolicySet,
     principal: &Principal,
     request: &AuthorizeRequest,
-) -> Result<Decided, Status> {
+) -> Result<(Decided, Record), RpcError> {
     let access = AccessRequest {
         subject: &principal.subject,
         extra_roles: &principal.roles,
@@ -82,97 +111,53 @@ fn decide(
     let reason = verdict.reason(&access);
     let id = decision_id();
     tracing::debug!(decision_id = %id, subject = %principal.subject, object = %request.object, action = %request.action, allowed, "decision");
-
-    let mut record = Record::new(kind::DECISION);
-    record.id = Some(id.clone());
-    record.sub = Some(shared.redactor.subject(&principal.subject));
-    record.obj = Some(request.object.clone());
-    record.act = Some(request.action.clone());
-    if !request.domain.is_empty() {
-        record.dom = Some(request.domain.clone());
+    let shadow = shared
+        .shadow
+        .as_ref()
+        .and_then(|shadow| shadow.compare_decision(&access, allowed));
+    let record = DecisionRecord {
+        id: &id,
+        principal,
+        access: &access,
+        attributes: &request.attributes,
+        allowed,
+        reason: &reason,
+        policy_version: &policy.version,
+        shadow,
     }
-    record.attrs = shared.redactor.attributes(&request.attributes);
-    record.allowed = Some(allowed);
-    record.reason = Some(reason.clone());
-    record.pv = Some(policy.version.clone());
-    let mut detail = serde_json::Map::new();
-    if !principal.roles.is_empty() {
-        detail.insert("token_roles".into(), serde_json::json!(principal.roles));
-    }
-    if let Some(shadow) = &shared.shadow {
-        let candidate = shadow.snapshot();
-        // A shadow failure never affects the live answer.
-        if let Ok(shadow_verdict) = candidate.engine.decide(&access) {
-            if shadow_verdict.allowed() != allowed {
-                shared
-                    .shadow_divergences
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(decision_id = %id, live = allowed, candidate = shadow_verdict.allowed(), "shadow policy diverges");
-                detail.insert(
-                    "shadow".into(),
-                    serde_json::json!({
-                        "pv": candidate.version,
-                        "allowed": shadow_verdict.allowed(),
-                        "reason": shadow_verdict.reason(&access),
-                    }),
-                );
-            }
-        }
-    }
-    if !detail.is_empty() {
-        record.detail = Some(serde_json::Value::Object(detail).into());
-    }
-    let response = AuthorizeResponse {
+    .build(&shared.redactor);
+    let decided = Decided {
         allowed,
         decision_id: id,
         reason,
         policy_version: policy.version.clone(),
-        audit_seq: 0,
-        audit_hash: String::new(),
     };
-    Ok(Decided { record, response })
+    Ok((decided, record))
 }
 
-#[tonic::async_trait]
-impl AccessControl for AccessControlService {
+impl AccessControlService {
     async fn authorize(
         &self,
         request: Request<AuthorizeRequest>,
-    ) -> Result<Response<AuthorizeResponse>, Status> {
-        let token = authorization(&request).map(str::to_owned);
-        let request = request.into_inner();
+    ) -> Result<AuthorizeResponse, RpcError> {
         let trusted = self.shared.authn.is_trusted();
-        check_input(&request, "", trusted)?;
-        let principal = match self
+        check_input(request.get_ref(), "", trusted)?;
+        let principal = self
             .shared
-            .authn
-            .authenticate(token.as_deref(), &request.subject)
-        {
-            Ok(principal) => principal,
-            Err(error) => {
-                return Err(self
-                    .shared
-                    .refuse(error, &request.subject, "Authorize")
-                    .await)
-            }
-        };
+            .authenticate(&request, &request.get_ref().subject, "Authorize")
+            .await?;
+        let request = request.into_inner();
         let policy = self.shared.policies.snapshot();
-        let Decided {
-            record,
-            mut response,
-        } = decide(&self.shared, &policy, &principal, &request)?;
+        let (decided, record) = decide(&self.shared, &policy, &principal, &request)?;
         let receipt = self.shared.audit.append_one(record).await?;
-        response.audit_seq = receipt.seq;
-        response.audit_hash = receipt.hash_hex();
-        Ok(Response::new(response))
+        Ok(Decided::answer(decided, receipt))
     }
 
     async fn authorize_batch(
         &self,
         request: Request<AuthorizeBatchRequest>,
-    ) -> Result<Response<AuthorizeBatchResponse>, Status> {
-        let token = authorization(&request).map(str::to_owned);
-        let batch = request.into_inner();
+    ) -> Result<AuthorizeBatchResponse, RpcError> {
+        let batch = request.get_ref();
         let limit = self.shared.limits.max_batch_items;
         if batch.requests.len() > limit {
             return Err(InputError::TooManyItems {
@@ -186,9 +171,9 @@ impl AccessControl for AccessControlService {
             check_input(item, &format!("requests[{index}]."), trusted)?;
         }
         if batch.requests.is_empty() {
-            return Ok(Response::new(AuthorizeBatchResponse {
+            return Ok(AuthorizeBatchResponse {
                 responses: Vec::new(),
-            }));
+            });
         }
 
         // In jwt mode one token covers the batch: verify it once, then hold
@@ -198,42 +183,50 @@ impl AccessControl for AccessControlService {
             if principals.contains_key(item.subject.as_str()) {
                 continue;
             }
-            match self
+            let principal = self
                 .shared
-                .authn
-                .authenticate(token.as_deref(), &item.subject)
-            {
-                Ok(principal) => {
-                    principals.insert(&item.subject, principal);
-                }
-                Err(error) => {
-                    return Err(self
-                        .shared
-                        .refuse(error, &item.subject, "AuthorizeBatch")
-                        .await)
-                }
-            }
+                .authenticate(&request, &item.subject, "AuthorizeBatch")
+                .await?;
+            principals.insert(&item.subject, principal);
         }
 
         let policy = self.shared.policies.snapshot();
         let mut records = Vec::with_capacity(batch.requests.len());
-        let mut responses = Vec::with_capacity(batch.requests.len());
+        let mut decisions = Vec::with_capacity(batch.requests.len());
         for (index, item) in batch.requests.iter().enumerate() {
             let principal = &principals[item.subject.as_str()];
-            let decided = decide(&self.shared, &policy, principal, item).map_err(|status| {
-                Status::new(
-                    status.code(),
-                    format!("requests[{index}]: {}", status.message()),
-                )
-            })?;
-            records.push(decided.record);
-            responses.push(decided.response);
+            let (decided, record) = decide(&self.shared, &policy, principal, item)
+                .map_err(|error| error.in_item(index))?;
+            records.push(record);
+            decisions.push(decided);
         }
         let receipts = self.shared.audit.append(records).await?;
-        for (response, receipt) in responses.iter_mut().zip(receipts) {
-            response.audit_seq = receipt.seq;
-            response.audit_hash = receipt.hash_hex();
-        }
-        Ok(Response::new(AuthorizeBatchResponse { responses }))
+        let responses = decisions
+            .into_iter()
+            .zip(receipts)
+            .map(|(decided, receipt)| Decided::answer(decided, receipt))
+            .collect();
+        Ok(AuthorizeBatchResponse { responses })
+    }
+}
+
+#[tonic::async_trait]
+impl AccessControl for AccessControlService {
+    async fn authorize(
+        &self,
+        request: Request<AuthorizeRequest>,
+    ) -> Result<Response<AuthorizeResponse>, Status> {
+        Ok(Response::new(
+            AccessControlService::authorize(self, request).await?,
+        ))
+    }
+
+    async fn authorize_batch(
+        &self,
+        request: Request<AuthorizeBatchRequest>,
+    ) -> Result<Response<AuthorizeBatchResponse>, Status> {
+        Ok(Response::new(
+            AccessControlService::authorize_batch(self, request).await?,
+        ))
     }
 }

@@ -1,13 +1,12 @@
 //! `vigil.v1.PolicyAdmin` and the one reload path every trigger (file
 //! change, SIGHUP, RPC) goes through, so each reload is audited the same way.
 
-use std::sync::{atomic::Ordering, Arc};
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::Shared;
+use super::{records, RpcError, Shared};
 use crate::{
-    audit::{kind, Record},
     policy::{PolicyError, PolicyStore, Reloaded},
     proto::{
         policy_admin_server::PolicyAdmin, GetPolicyStatusRequest, PolicyStatus,
@@ -23,43 +22,21 @@ pub async fn reload_and_audit(
     trigger: &str,
 ) -> Result<Reloaded, PolicyError> {
     let result = store.reload().await;
-    let mut record = Record::new(kind::RELOAD);
-    record.obj = Some(store.dir().display().to_string());
     match &result {
         Ok(reloaded) => {
-            record.allowed = Some(true);
-            record.pv = Some(reloaded.version.clone());
-            record.reason = Some(if reloaded.changed {
-                format!(
-                    "policy {} replaced {}",
-                    reloaded.version, reloaded.previous_version
-                )
-            } else {
-                format!("policy unchanged at {}", reloaded.version)
-            });
-            record.detail = Some(
-                serde_json::json!({
-                    "trigger": trigger,
-                    "previous": reloaded.previous_version,
-                    "changed": reloaded.changed,
-                })
-                .into(),
-            );
-            tracing::info!(trigger, version = %reloaded.version, changed = reloaded.changed, "policy reloaded");
+            tracing::info!(trigger, version = %reloaded.version, changed = reloaded.changed, "policy reloaded")
         }
-        Err(error) => {
-            record.allowed = Some(false);
-            record.pv = Some(store.snapshot().version.clone());
-            record.reason = Some(format!(
-                "reload rejected, previous policy keeps serving: {error}"
-            ));
-            record.detail = Some(serde_json::json!({ "trigger": trigger }).into());
-            tracing::error!(
-                trigger,
-                "policy reload rejected, previous policy keeps serving:\n{error}"
-            );
-        }
+        Err(error) => tracing::error!(
+            trigger,
+            "policy reload rejected, previous policy keeps serving:\n{error}"
+        ),
     }
+    let record = records::reload(
+        &store.dir().display().to_string(),
+        trigger,
+        &result,
+        &store.snapshot().version,
+    );
     if let Err(e) = shared.audit.append_one(record).await {
         tracing::error!(error = %e, "cannot audit a policy reload");
     }
@@ -94,10 +71,29 @@ impl PolicyAdminService {
                 .shared
                 .shadow
                 .as_ref()
-                .map(|s| s.snapshot().version.clone())
+                .map(|s| s.store().snapshot().version.clone())
                 .unwrap_or_default(),
-            shadow_divergences: self.shared.shadow_divergences.load(Ordering::Relaxed),
+            shadow_divergences: self.shared.shadow.as_ref().map_or(0, |s| s.divergences()),
         }
+    }
+}
+
+impl PolicyAdminService {
+    async fn reload_policies(
+        &self,
+        request: Request<ReloadPoliciesRequest>,
+    ) -> Result<ReloadPoliciesResponse, RpcError> {
+        self.shared.admit_admin(&request, "ReloadPolicies").await?;
+        let reloaded = reload_and_audit(&self.shared, &self.shared.policies, "rpc")
+            .await
+            .map_err(RpcError::ReloadRejected)?;
+        if let Some(shadow) = &self.shared.shadow {
+            let _ = reload_and_audit(&self.shared, shadow.store(), "rpc").await;
+        }
+        Ok(ReloadPoliciesResponse {
+            changed: reloaded.changed,
+            status: Some(self.status()),
+        })
     }
 }
 
@@ -107,21 +103,9 @@ impl PolicyAdmin for PolicyAdminService {
         &self,
         request: Request<ReloadPoliciesRequest>,
     ) -> Result<Response<ReloadPoliciesResponse>, Status> {
-        self.shared.admit_admin(&request, "ReloadPolicies").await?;
-        let reloaded = reload_and_audit(&self.shared, &self.shared.policies, "rpc")
-            .await
-            .map_err(|e| {
-                Status::failed_precondition(format!(
-                    "policy rejected, the previous one keeps serving:\n{e}"
-                ))
-            })?;
-        if let Some(shadow) = &self.shared.shadow {
-            let _ = reload_and_audit(&self.shared, shadow, "rpc").await;
-        }
-        Ok(Response::new(ReloadPoliciesResponse {
-            changed: reloaded.changed,
-            status: Some(self.status()),
-        }))
+        Ok(Response::new(
+            PolicyAdminService::reload_policies(self, request).await?,
+        ))
     }
 
     async fn get_policy_status(

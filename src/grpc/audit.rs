@@ -6,12 +6,12 @@ use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::Shared;
+use super::{RpcError, Shared};
 use crate::{
     audit::{
         export::{for_each, ExportFilter},
         record::{self, CheckedLine},
-        verify::{verify_dir, Anchor, VerifyError},
+        verify::{verify_dir, Anchor},
     },
     proto::{
         audit_server::Audit, AuditRecord, ExportAuditRequest, VerifyAuditRequest,
@@ -50,10 +50,6 @@ fn to_proto(line: &[u8], checked: &CheckedLine) -> AuditRecord {
     }
 }
 
-fn broken_log(error: VerifyError) -> Status {
-    Status::data_loss(format!("the audit log does not verify: {error}"))
-}
-
 #[tonic::async_trait]
 impl Audit for AuditService {
     type ExportAuditStream = ReceiverStream<Result<AuditRecord, Status>>;
@@ -71,7 +67,7 @@ impl Audit for AuditService {
             Some(&request.allowed),
             Some(request.from_seq),
         )
-        .map_err(Status::invalid_argument)?;
+        .map_err(RpcError::BadField)?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let dir = self.shared.audit_dir.clone();
         let redactor = self.shared.redactor.clone();
@@ -81,7 +77,7 @@ impl Audit for AuditService {
                     .map_err(|_| "the client went away".to_owned())
             });
             if let Err(error) = result {
-                let _ = tx.blocking_send(Err(broken_log(error)));
+                let _ = tx.blocking_send(Err(RpcError::BrokenLog(error).into()));
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -99,12 +95,12 @@ impl Audit for AuditService {
             vec![request
                 .anchor
                 .parse::<Anchor>()
-                .map_err(Status::invalid_argument)?]
+                .map_err(RpcError::BadField)?]
         };
         let dir = self.shared.audit_dir.clone();
         let result = tokio::task::spawn_blocking(move || verify_dir(&dir, &anchors, None))
             .await
-            .map_err(|e| Status::internal(format!("verification task failed: {e}")))?;
+            .map_err(|e| RpcError::Internal(format!("verification task failed: {e}")))?;
         let response = match result {
             Ok(report) => VerifyAuditResponse {
                 ok: true,

@@ -6,22 +6,25 @@ use std::{collections::BTreeMap, sync::Arc};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use super::{authorization, decision_id, status::check_fields, Shared};
+use super::{
+    decision_id, records,
+    status::{check_fields, InputError, RpcError},
+    Shared,
+};
 use crate::{
-    audit::{kind, Detail, Record},
+    audit::{kind, Detail, Receipt},
     authn::Principal,
     authz::AccessRequest,
-    keys::CipherError,
-    mask::{self, FieldAction, Masker, UnmaskError},
-    policy::{PolicySet, SEE_CLEAR},
+    mask::{self, FieldAction, UnmaskError},
+    policy::{
+        reading::{reader, refusal, Reading},
+        SEE_CLEAR,
+    },
     proto::{
         self, data_masking_server::DataMasking, MaskRequest, MaskResponse, UnmaskRequest,
         UnmaskResponse,
     },
 };
-
-/// The action a subject needs on an object to receive its records at all.
-pub const READ: &str = "read";
 
 #[derive(Debug, Clone)]
 pub struct DataMaskingService {
@@ -33,6 +36,7 @@ impl DataMaskingService {
         DataMaskingService { shared }
     }
 
+    /// Checks the call's size and fields, then authenticates it.
     async fn principal<T>(
         &self,
         request: &Request<T>,
@@ -40,7 +44,7 @@ impl DataMaskingService {
         object: &str,
         records: usize,
         rpc: &str,
-    ) -> Result<Principal, Status> {
+    ) -> Result<Principal, RpcError> {
         check_fields(
             "",
             &[
@@ -50,106 +54,220 @@ impl DataMaskingService {
         )?;
         let limit = self.shared.limits.max_batch_items;
         if records > limit {
-            return Err(Status::resource_exhausted(format!(
-                "{records} records in one call; the limit is {limit} (max_batch_items); send smaller batches"
-            )));
+            return Err(InputError::TooManyRecords {
+                count: records,
+                limit,
+            }
+            .into());
         }
-        match self
-            .shared
-            .authn
-            .authenticate(authorization(request), subject)
-        {
-            Ok(principal) => Ok(principal),
-            Err(error) => Err(self.shared.refuse(error, subject, rpc).await),
-        }
+        self.shared.authenticate(request, subject, rpc).await
     }
 
-    /// Starts the call's audit record and checks `read` on the object; a
-    /// denial is audited and refused.
-    async fn admit(
-        &self,
-        kind: &'static str,
-        asker: &AccessRequest<'_>,
-        policy: &PolicySet,
-    ) -> Result<Record, Status> {
-        let mut record = Record::new(kind);
-        record.id = Some(decision_id());
-        record.sub = Some(self.shared.redactor.subject(asker.subject));
-        record.obj = Some(asker.object.to_owned());
-        record.act = Some(READ.to_owned());
-        if !asker.domain.is_empty() {
-            record.dom = Some(asker.domain.to_owned());
+    async fn mask(&self, request: Request<MaskRequest>) -> Result<MaskResponse, RpcError> {
+        let principal = {
+            let message = request.get_ref();
+            self.principal(
+                &request,
+                &message.subject,
+                &message.object,
+                message.records.len(),
+                "Mask",
+            )
+            .await?
+        };
+        let mut message = request.into_inner();
+        let policy = self.shared.policies.snapshot();
+        let asker = reader(
+            &principal.subject,
+            &principal.roles,
+            &message.object,
+            &message.domain,
+            &message.attributes,
+        );
+        let id = decision_id();
+        let reading = policy.masker_for(&asker, &self.shared.keys, self.shared.limits.max_depth)?;
+        let (reason, mut masker) = match reading {
+            Reading::Admitted { reason, masker } => (reason, masker),
+            Reading::Denied { reason } => {
+                let message = refusal(&asker, &reason);
+                return Err(self
+                    .refuse(kind::MASK, &id, &asker, reason, &policy.version, message)
+                    .await);
+            }
+        };
+        let mut actions = Vec::new();
+        for (index, item) in message.records.iter_mut().enumerate() {
+            masker.mask(index, item, &mut actions)?;
         }
-        record.pv = Some(policy.version.clone());
-        let verdict = policy.engine.decide(asker)?;
-        record.reason = Some(verdict.reason(asker));
-        if verdict.allowed() {
-            record.allowed = Some(true);
-            return Ok(record);
-        }
-        record.allowed = Some(false);
-        let reason = record.reason.clone().unwrap_or_default();
-        self.shared.audit.append_one(record).await?;
-        Err(Status::permission_denied(format!(
-            "{} may not read {}: {reason}",
-            asker.subject, asker.object
-        )))
-    }
-}
+        drop(masker);
 
-impl DataMaskingService {
-    /// Shadow evaluation for masking: the treatment the candidate policy
-    /// would give each label this call used, where it differs from the live
-    /// one. Counted and returned for the audit record; never served.
-    fn shadow_treatments(
-        &self,
-        asker: &AccessRequest<'_>,
-        actions: &[FieldAction],
-    ) -> Option<serde_json::Value> {
-        let shadow = self.shared.shadow.as_ref()?.snapshot();
-        let mut live: BTreeMap<&str, &str> = BTreeMap::new();
-        for action in actions {
-            live.entry(action.label.as_str())
-                .or_insert(action.treatment.as_str());
+        let mut record = records::reading(
+            kind::MASK,
+            &self.shared.redactor,
+            &id,
+            &asker,
+            true,
+            reason,
+            &policy.version,
+        );
+        record.detail = Some(Detail::new(&MaskSummary {
+            fields: summarize(&actions),
+            records: message.records.len(),
+            shadow: self
+                .shared
+                .shadow
+                .as_ref()
+                .and_then(|shadow| shadow.compare_treatments(&asker, &actions)),
+        }));
+        let receipt = self.shared.audit.append_one(record).await?;
+        Ok(MaskResponse {
+            records: message.records,
+            actions: actions
+                .into_iter()
+                .map(|a| proto::FieldAction {
+                    record_index: a.record_index as u32,
+                    path: a.path,
+                    label: a.label,
+                    treatment: a.treatment,
+                    rule: a.rule,
+                })
+                .collect(),
+            decision_id: id,
+            audit_seq: receipt.seq(),
+            audit_hash: receipt.hash_hex(),
+            policy_version: policy.version.clone(),
+        })
+    }
+
+    async fn unmask(&self, request: Request<UnmaskRequest>) -> Result<UnmaskResponse, RpcError> {
+        let principal = {
+            let message = request.get_ref();
+            let count = message.records.len() + message.values.len();
+            self.principal(&request, &message.subject, &message.object, count, "Unmask")
+                .await?
+        };
+        let mut message = request.into_inner();
+        let policy = self.shared.policies.snapshot();
+        let asker = reader(
+            &principal.subject,
+            &principal.roles,
+            &message.object,
+            &message.domain,
+            &message.attributes,
+        );
+        let id = decision_id();
+        let verdict = policy.engine.decide(&asker)?;
+        let reason = verdict.reason(&asker);
+        if !verdict.allowed() {
+            let message = refusal(&asker, &reason);
+            return Err(self
+                .refuse(kind::UNMASK, &id, &asker, reason, &policy.version, message)
+                .await);
         }
-        let mut divergences = Vec::new();
-        for (label, live_treatment) in live {
-            let candidate = match shadow.classification.labels.get(label) {
-                Some(known) => match shadow.grant(asker, known) {
-                    Some((treatment, _)) => treatment.to_string(),
-                    None => known.default.to_string(),
-                },
-                None => "unclassified".to_owned(),
+
+        // Unmask is `see:clear` on every label it opens; one refusal fails
+        // the whole call, so nothing is returned half-opened.
+        let mut allow = |label: &str| -> Result<(), String> {
+            let Some(known) = policy.classification.labels.get(label) else {
+                return Err(format!("label {label:?} is not in the classification"));
             };
-            if candidate != live_treatment {
-                divergences.push(serde_json::json!({ "label": label, "live": live_treatment, "candidate": candidate }));
+            match policy.grant(&asker, known) {
+                Some((mask::Treatment::Clear, _)) => Ok(()),
+                _ => Err(format!(
+                    "{} may not {SEE_CLEAR} label {label}",
+                    asker.subject
+                )),
+            }
+        };
+        let keys = &self.shared.keys;
+        let mut opened = Vec::new();
+        let mut outcome: Result<(), UnmaskError<String>> = Ok(());
+        // `values` are single ciphertexts: anything else is an error, not
+        // something to pass through.
+        for value in message.values.iter_mut() {
+            let opened_value =
+                keys.decrypt(value)
+                    .map_err(UnmaskError::Cipher)
+                    .and_then(|(label, clear)| {
+                        allow(&label)
+                            .map(|()| (label, clear))
+                            .map_err(UnmaskError::Refused)
+                    });
+            match opened_value {
+                Ok((label, clear)) => {
+                    opened.push(label);
+                    *value = clear;
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
         }
-        if divergences.is_empty() {
-            return None;
+        if outcome.is_ok() {
+            for item in message.records.iter_mut() {
+                if let Err(e) = mask::unmask_record(item, keys, &mut allow, &mut opened) {
+                    outcome = Err(e);
+                    break;
+                }
+            }
         }
-        self.shared
-            .shadow_divergences
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(object = %asker.object, labels = divergences.len(), "shadow policy masks differently");
-        Some(serde_json::json!({ "pv": shadow.version, "treatments": divergences }))
+        match outcome {
+            Err(UnmaskError::Cipher(error)) => Err(error.into()),
+            Err(UnmaskError::Refused(why)) => Err(self
+                .refuse(kind::UNMASK, &id, &asker, why.clone(), &policy.version, why)
+                .await),
+            Ok(()) => {
+                let mut labels: BTreeMap<&str, u64> = BTreeMap::new();
+                for label in &opened {
+                    *labels.entry(label).or_default() += 1;
+                }
+                let mut record = records::reading(
+                    kind::UNMASK,
+                    &self.shared.redactor,
+                    &id,
+                    &asker,
+                    true,
+                    reason,
+                    &policy.version,
+                );
+                record.detail = Some(serde_json::json!({ "opened": labels }).into());
+                let receipt: Receipt = self.shared.audit.append_one(record).await?;
+                Ok(UnmaskResponse {
+                    values: message.values,
+                    records: message.records,
+                    decision_id: id,
+                    audit_seq: receipt.seq(),
+                    audit_hash: receipt.hash_hex(),
+                })
+            }
+        }
     }
-}
 
-/// The asker of a Mask/Unmask call as a `read` request on its object.
-fn reader<'a>(
-    principal: &'a Principal,
-    object: &'a str,
-    domain: &'a str,
-    attributes: &'a std::collections::HashMap<String, String>,
-) -> AccessRequest<'a> {
-    AccessRequest {
-        subject: &principal.subject,
-        extra_roles: &principal.roles,
-        object,
-        action: READ,
-        domain,
-        attributes,
+    /// Audits a refused read (or unmask) with `reason`, then returns the
+    /// refusal with `message`.
+    async fn refuse(
+        &self,
+        kind: &'static str,
+        id: &str,
+        asker: &AccessRequest<'_>,
+        reason: String,
+        policy_version: &str,
+        message: String,
+    ) -> RpcError {
+        let record = records::reading(
+            kind,
+            &self.shared.redactor,
+            id,
+            asker,
+            false,
+            reason,
+            policy_version,
+        );
+        match self.shared.audit.append_one(record).await {
+            Ok(_) => RpcError::Refused(message),
+            Err(error) => error.into(),
+        }
     }
 }
 
@@ -196,173 +314,20 @@ fn summarize(actions: &[FieldAction]) -> Vec<FieldCount<'_>> {
         .collect()
 }
 
-fn cipher_status(error: CipherError) -> Status {
-    match error {
-        CipherError::UnknownKey(_) => {
-            Status::failed_precondition(format!("{error}; add the key to the keyring"))
-        }
-        _ => Status::invalid_argument(error.to_string()),
-    }
-}
-
 #[tonic::async_trait]
 impl DataMasking for DataMaskingService {
     async fn mask(&self, request: Request<MaskRequest>) -> Result<Response<MaskResponse>, Status> {
-        let principal = {
-            let message = request.get_ref();
-            self.principal(
-                &request,
-                &message.subject,
-                &message.object,
-                message.records.len(),
-                "Mask",
-            )
-            .await?
-        };
-        let mut message = request.into_inner();
-        let policy = self.shared.policies.snapshot();
-        let asker = reader(
-            &principal,
-            &message.object,
-            &message.domain,
-            &message.attributes,
-        );
-        let mut record = self.admit(kind::MASK, &asker, &policy).await?;
-
-        let keys = self.shared.keys.clone();
-        let visibility = |label: &mask::Label| policy.grant(&asker, label);
-        let mut masker = Masker::new(
-            &policy.classification,
-            &message.object,
-            &keys,
-            visibility,
-            self.shared.limits.max_depth,
-        );
-        let mut actions = Vec::new();
-        for (index, item) in message.records.iter_mut().enumerate() {
-            masker
-                .mask(index, item, &mut actions)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        }
-        drop(masker);
-
-        record.detail = Some(Detail::new(&MaskSummary {
-            fields: summarize(&actions),
-            records: message.records.len(),
-            shadow: self.shadow_treatments(&asker, &actions),
-        }));
-        let id = record.id.clone().unwrap_or_default();
-        let receipt = self.shared.audit.append_one(record).await?;
-        Ok(Response::new(MaskResponse {
-            records: message.records,
-            actions: actions
-                .into_iter()
-                .map(|a| proto::FieldAction {
-                    record_index: a.record_index as u32,
-                    path: a.path,
-                    label: a.label,
-                    treatment: a.treatment,
-                    rule: a.rule,
-                })
-                .collect(),
-            decision_id: id,
-            audit_seq: receipt.seq,
-            audit_hash: receipt.hash_hex(),
-            policy_version: policy.version.clone(),
-        }))
+        Ok(Response::new(
+            DataMaskingService::mask(self, request).await?,
+        ))
     }
 
     async fn unmask(
         &self,
         request: Request<UnmaskRequest>,
     ) -> Result<Response<UnmaskResponse>, Status> {
-        let principal = {
-            let message = request.get_ref();
-            let count = message.records.len() + message.values.len();
-            self.principal(&request, &message.subject, &message.object, count, "Unmask")
-                .await?
-        };
-        let mut message = request.into_inner();
-        let policy = self.shared.policies.snapshot();
-        let asker = reader(
-            &principal,
-            &message.object,
-            &message.domain,
-            &message.attributes,
-        );
-        let mut record = self.admit(kind::UNMASK, &asker, &policy).await?;
-
-        // Unmask is `see:clear` on every label it opens; one refusal fails
-        // the whole call, so nothing is returned half-opened.
-        let mut allow = |label: &str| -> Result<(), String> {
-            let Some(known) = policy.classification.labels.get(label) else {
-                return Err(format!("label {label:?} is not in the classification"));
-            };
-            match policy.grant(&asker, known) {
-                Some((mask::Treatment::Clear, _)) => Ok(()),
-                _ => Err(format!(
-                    "{} may not {SEE_CLEAR} label {label}",
-                    asker.subject
-                )),
-            }
-        };
-        let keys = self.shared.keys.clone();
-        let mut opened = Vec::new();
-        let mut outcome: Result<(), UnmaskError<String>> = Ok(());
-        // `values` are single ciphertexts: anything else is an error, not
-        // something to pass through.
-        for value in message.values.iter_mut() {
-            let opened_value =
-                keys.decrypt(value)
-                    .map_err(UnmaskError::Cipher)
-                    .and_then(|(label, clear)| {
-                        allow(&label)
-                            .map(|()| (label, clear))
-                            .map_err(UnmaskError::Refused)
-                    });
-            match opened_value {
-                Ok((label, clear)) => {
-                    opened.push(label);
-                    *value = clear;
-                }
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-        }
-        if outcome.is_ok() {
-            for item in message.records.iter_mut() {
-                if let Err(e) = mask::unmask_record(item, &keys, &mut allow, &mut opened) {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-        }
-        let mut labels: BTreeMap<&str, u64> = BTreeMap::new();
-        for label in &opened {
-            *labels.entry(label).or_default() += 1;
-        }
-        match outcome {
-            Err(UnmaskError::Cipher(error)) => Err(cipher_status(error)),
-            Err(UnmaskError::Refused(why)) => {
-                record.allowed = Some(false);
-                record.reason = Some(why.clone());
-                self.shared.audit.append_one(record).await?;
-                Err(Status::permission_denied(why))
-            }
-            Ok(()) => {
-                record.detail = Some(serde_json::json!({ "opened": labels }).into());
-                let id = record.id.clone().unwrap_or_default();
-                let receipt = self.shared.audit.append_one(record).await?;
-                Ok(Response::new(UnmaskResponse {
-                    values: message.values,
-                    records: message.records,
-                    decision_id: id,
-                    audit_seq: receipt.seq,
-                    audit_hash: receipt.hash_hex(),
-                }))
-            }
-        }
+        Ok(Response::new(
+            DataMaskingService::unmask(self, request).await?,
+        ))
     }
 }

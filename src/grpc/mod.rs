@@ -8,6 +8,7 @@ mod audit;
 pub mod codec;
 pub mod io;
 pub mod masking;
+mod records;
 pub mod status;
 
 use std::{path::PathBuf, sync::Arc};
@@ -16,12 +17,13 @@ pub use access::AccessControlService;
 pub use admin::PolicyAdminService;
 pub use audit::AuditService;
 pub use masking::DataMaskingService;
-use tonic::Status;
+pub use status::RpcError;
 
 use crate::{
-    audit::{kind, AuditLog, Record, Redactor},
+    audit::{AuditLog, Redactor},
     authn::{Authenticator, AuthnError, Principal},
-    policy::PolicyStore,
+    keys::Keyring,
+    policy::{shadow::Shadow, PolicyStore},
 };
 
 /// Bounds on what one call may ask of the server.
@@ -46,26 +48,30 @@ pub struct Shared {
     pub admin_role: String,
     pub audit_dir: PathBuf,
     /// Candidate policy evaluated beside the live one (shadow mode).
-    pub shadow: Option<Arc<PolicyStore>>,
-    pub shadow_divergences: std::sync::atomic::AtomicU64,
-    pub keys: Arc<crate::keys::Keyring>,
+    pub shadow: Option<Arc<Shadow>>,
+    pub keys: Arc<Keyring>,
 }
 
 impl Shared {
-    /// Audits a refused identity, then returns the refusal.
-    pub(crate) async fn refuse(
+    /// Authenticates a call; a refusal is audited, then returned.
+    pub(crate) async fn authenticate<T>(
         &self,
-        error: AuthnError,
+        request: &tonic::Request<T>,
         claimed_subject: &str,
         rpc: &str,
-    ) -> Status {
-        let mut record = Record::new(kind::AUTHN_FAILURE);
-        if !claimed_subject.is_empty() {
-            record.sub = Some(self.redactor.subject(claimed_subject));
+    ) -> Result<Principal, RpcError> {
+        match self
+            .authn
+            .authenticate(authorization(request), claimed_subject)
+        {
+            Ok(principal) => Ok(principal),
+            Err(error) => Err(self.refuse(error, claimed_subject, rpc).await),
         }
-        record.allowed = Some(false);
-        record.reason = Some(error.to_string());
-        record.detail = Some(serde_json::json!({ "rpc": rpc, "code": error.code() }).into());
+    }
+
+    /// Audits a refused identity, then returns the refusal.
+    async fn refuse(&self, error: AuthnError, claimed_subject: &str, rpc: &str) -> RpcError {
+        let record = records::authn_failure(&self.redactor, claimed_subject, &error, rpc);
         tracing::info!(rpc, code = error.code(), "authentication refused");
         if let Err(audit_error) = self.audit.append_one(record).await {
             return audit_error.into();
@@ -80,16 +86,13 @@ impl Shared {
         &self,
         request: &tonic::Request<T>,
         rpc: &'static str,
-    ) -> Result<Principal, Status> {
+    ) -> Result<Principal, RpcError> {
         let principal = match &self.authn {
             Authenticator::Trusted => Principal {
                 subject: "local-trusted".to_owned(),
                 roles: Vec::new(),
             },
-            Authenticator::Jwt(_) => match self.authn.authenticate(authorization(request), "") {
-                Ok(principal) => principal,
-                Err(error) => return Err(self.refuse(error, "", rpc).await),
-            },
+            Authenticator::Jwt(_) => self.authenticate(request, "", rpc).await?,
         };
         let admitted = self.authn.is_trusted()
             || principal.roles.contains(&self.admin_role)
@@ -98,23 +101,23 @@ impl Shared {
                 .snapshot()
                 .engine
                 .has_role(&principal.subject, &self.admin_role);
-        let mut record = Record::new(kind::ADMIN);
-        record.sub = Some(self.redactor.subject(&principal.subject));
-        record.act = Some(rpc.to_owned());
-        record.allowed = Some(admitted);
-        record.reason = Some(if admitted {
+        let reason = if admitted {
             format!("{rpc} by an administrator")
         } else {
             format!("{rpc} requires the {} role", self.admin_role)
-        });
+        };
+        let record = records::admin(
+            &self.redactor,
+            &principal.subject,
+            rpc,
+            admitted,
+            reason.clone(),
+        );
         self.audit.append_one(record).await?;
         if admitted {
             Ok(principal)
         } else {
-            Err(Status::permission_denied(format!(
-                "{rpc} requires the {} role",
-                self.admin_role
-            )))
+            Err(RpcError::Refused(reason))
         }
     }
 }

@@ -1,29 +1,100 @@
-//! The one place where vigil's errors become gRPC statuses. Messages say
-//! what to change; internal details are logged, not returned.
+//! The one place where vigil's errors become gRPC statuses: every handler
+//! fails with an [`RpcError`], and `From<RpcError> for Status` picks the
+//! code and the message. Messages say what to change; internal details
+//! (paths, OS errors, engine internals) are logged here, never returned.
 
 use tonic::Status;
 
-use crate::{audit::AuditError, authn::AuthnError, authz::RequestError};
+use crate::{
+    audit::{verify::VerifyError, AuditError},
+    authn::AuthnError,
+    authz::RequestError,
+    keys::CipherError,
+    mask::MaskError,
+    policy::PolicyError,
+};
 
-impl From<AuthnError> for Status {
-    fn from(error: AuthnError) -> Status {
-        match error {
-            AuthnError::SubjectMismatch { .. } => Status::permission_denied(error.to_string()),
-            _ => Status::unauthenticated(error.to_string()),
+/// Why a call was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Authn(#[from] AuthnError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Mask(#[from] MaskError),
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
+    /// The policy refuses the call (Mask/Unmask without `read`, Unmask of
+    /// a label without `see:clear`, an admin call without the role). Plain
+    /// decisions are answers, not errors.
+    #[error("{0}")]
+    Refused(String),
+    /// Decided, but the record could not be written: never answered.
+    #[error(transparent)]
+    Unaudited(#[from] AuditError),
+    #[error("policy rejected, the previous one keeps serving:\n{0}")]
+    ReloadRejected(PolicyError),
+    #[error("the audit log does not verify: {0}")]
+    BrokenLog(VerifyError),
+    /// A request field that does not parse (an export filter, an anchor).
+    #[error("{0}")]
+    BadField(String),
+    /// A failure inside vigil; the detail is logged, not returned.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl RpcError {
+    /// The same error about one item of a batch.
+    pub fn in_item(self, index: usize) -> RpcError {
+        match self {
+            RpcError::Request(e) => RpcError::BadField(format!("requests[{index}]: {e}")),
+            other => other,
         }
     }
 }
 
-impl From<RequestError> for Status {
-    fn from(error: RequestError) -> Status {
-        Status::invalid_argument(error.to_string())
-    }
-}
-
-impl From<AuditError> for Status {
-    fn from(error: AuditError) -> Status {
-        // The decision was made but cannot be recorded: never answer it.
-        Status::unavailable(format!("{error}; no decision was returned, retry later"))
+impl From<RpcError> for Status {
+    fn from(error: RpcError) -> Status {
+        match error {
+            RpcError::Input(
+                InputError::TooManyItems { .. } | InputError::TooManyRecords { .. },
+            ) => Status::resource_exhausted(error.to_string()),
+            RpcError::Input(_)
+            | RpcError::Request(_)
+            | RpcError::Mask(_)
+            | RpcError::BadField(_) => Status::invalid_argument(error.to_string()),
+            RpcError::Authn(AuthnError::SubjectMismatch { .. }) | RpcError::Refused(_) => {
+                Status::permission_denied(error.to_string())
+            }
+            RpcError::Authn(_) => Status::unauthenticated(error.to_string()),
+            RpcError::Cipher(CipherError::UnknownKey(_)) => {
+                Status::failed_precondition(format!("{error}; add the key to the keyring"))
+            }
+            RpcError::Cipher(_) => Status::invalid_argument(error.to_string()),
+            RpcError::Unaudited(audit) => {
+                // The writer has logged what failed where; the caller
+                // learns what it can do, not the server's layout.
+                tracing::warn!(error = %audit, "call not answered: its audit record could not be written");
+                let why = match audit {
+                    AuditError::Overloaded(_) => "the audit log cannot keep up",
+                    AuditError::Closed => "vigil is shutting down",
+                    _ => "the audit log cannot be written",
+                };
+                Status::unavailable(format!(
+                    "{why}, so no decision was returned (vigil never answers unaudited); retry later"
+                ))
+            }
+            RpcError::ReloadRejected(_) => Status::failed_precondition(error.to_string()),
+            RpcError::BrokenLog(_) => Status::data_loss(error.to_string()),
+            RpcError::Internal(detail) => {
+                tracing::error!(%detail, "internal error answering a call");
+                Status::internal("internal error in vigil; the detail is in its log")
+            }
+        }
     }
 }
 
@@ -40,15 +111,10 @@ pub enum InputError {
     },
     #[error("batch has {count} requests; the limit is {limit} (max_batch_items); split it into smaller batches")]
     TooManyItems { count: usize, limit: usize },
-}
-
-impl From<InputError> for Status {
-    fn from(error: InputError) -> Status {
-        match error {
-            InputError::TooManyItems { .. } => Status::resource_exhausted(error.to_string()),
-            _ => Status::invalid_argument(error.to_string()),
-        }
-    }
+    #[error(
+        "{count} records in one call; the limit is {limit} (max_batch_items); send smaller batches"
+    )]
+    TooManyRecords { count: usize, limit: usize },
 }
 
 /// Checks request fields: `(name, value, required)`. Names are reported

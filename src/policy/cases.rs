@@ -23,7 +23,10 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::PolicySet;
+use super::{
+    reading::{reader, refusal, Reading},
+    PolicySet,
+};
 use crate::authz::AccessRequest;
 
 /// Cases file looked for in the policy directory when none is given.
@@ -156,39 +159,23 @@ fn run_masking(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
             let label = case.name.clone().unwrap_or_else(|| {
                 format!("mask #{}: {} on {}", index + 1, case.subject, case.object)
             });
-            let asker = AccessRequest {
-                subject: &case.subject,
-                extra_roles: &case.roles,
-                object: &case.object,
-                action: "read",
-                domain: &case.domain,
-                attributes: &no_attributes,
-            };
+            let asker = reader(
+                &case.subject,
+                &case.roles,
+                &case.object,
+                &case.domain,
+                &no_attributes,
+            );
             let failure = (|| -> Option<String> {
-                match policy.engine.decide(&asker) {
+                let mut masker = match policy.masker_for(&asker, &keys, 64) {
                     Err(e) => return Some(format!("request error: {e}")),
-                    Ok(v) if !v.allowed() => {
-                        return Some(format!(
-                            "{} may not read {}: {}",
-                            case.subject,
-                            case.object,
-                            v.reason(&asker)
-                        ))
-                    }
-                    Ok(_) => {}
-                }
+                    Ok(Reading::Denied { reason }) => return Some(refusal(&asker, &reason)),
+                    Ok(Reading::Admitted { masker, .. }) => masker,
+                };
                 let json = toml_to_json(&toml::Value::Table(case.record.clone()));
                 let Some(mut record) = crate::mask::struct_from_json(&json) else {
                     return Some("record must be a table".into());
                 };
-                let visibility = |l: &crate::mask::Label| policy.grant(&asker, l);
-                let mut masker = crate::mask::Masker::new(
-                    &policy.classification,
-                    &case.object,
-                    &keys,
-                    visibility,
-                    64,
-                );
                 let mut actions = Vec::new();
                 if let Err(e) = masker.mask(0, &mut record, &mut actions) {
                     return Some(e.to_string());

@@ -15,6 +15,8 @@ pub mod cases;
 pub mod diff;
 pub mod files;
 pub mod lint;
+pub mod reading;
+pub mod shadow;
 pub mod watch;
 
 use std::{

@@ -1,0 +1,74 @@
+//! Reading an object's records: the one entry point shared by the Mask and
+//! Unmask RPCs, `vigil mask` and the policy's mask cases. A reader needs
+//! `read` on the object; an admitted reader gets a [`Masker`] that applies
+//! what the policy grants it per label.
+
+use std::collections::HashMap;
+
+use super::PolicySet;
+use crate::{
+    authz::{AccessRequest, RequestError},
+    keys::Keyring,
+    mask::{Label, Masker, Visibility},
+};
+
+/// The action a subject needs on an object to receive its records at all.
+pub const READ: &str = "read";
+
+/// `subject` (with `extra_roles`) asking to read `object`.
+pub fn reader<'a>(
+    subject: &'a str,
+    extra_roles: &'a [String],
+    object: &'a str,
+    domain: &'a str,
+    attributes: &'a HashMap<String, String>,
+) -> AccessRequest<'a> {
+    AccessRequest {
+        subject,
+        extra_roles,
+        object,
+        action: READ,
+        domain,
+        attributes,
+    }
+}
+
+/// Whether a reader may have an object's records, with the reason either
+/// way; the admitted one comes with its masker.
+pub enum Reading<M> {
+    Admitted { reason: String, masker: M },
+    Denied { reason: String },
+}
+
+/// The message a refused reader gets.
+pub fn refusal(asker: &AccessRequest<'_>, reason: &str) -> String {
+    format!("{} may not read {}: {reason}", asker.subject, asker.object)
+}
+
+impl PolicySet {
+    /// Decides `read` for `asker` (built by [`reader`]) and, if allowed,
+    /// builds the masker for its records: path rules scoped to the object,
+    /// detectors, and per label the treatment this policy grants `asker`.
+    pub fn masker_for<'s>(
+        &'s self,
+        asker: &'s AccessRequest<'s>,
+        keys: &'s Keyring,
+        max_depth: usize,
+    ) -> Result<Reading<Masker<'s, impl Visibility + 's>>, RequestError> {
+        debug_assert_eq!(asker.action, READ, "a reader asks to read");
+        let verdict = self.engine.decide(asker)?;
+        let reason = verdict.reason(asker);
+        if !verdict.allowed() {
+            return Ok(Reading::Denied { reason });
+        }
+        let visibility = move |label: &Label| self.grant(asker, label);
+        let masker = Masker::new(
+            &self.classification,
+            asker.object,
+            keys,
+            visibility,
+            max_depth,
+        );
+        Ok(Reading::Admitted { reason, masker })
+    }
+}
