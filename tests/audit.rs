@@ -199,6 +199,7 @@ async fn sigkill_under_load_loses_no_answered_decision_in_every_sync_mode() {
 async fn sigkill_under_load(args: &[&str]) {
     let vigil = Launch::new(repo_path("policies"))
         .args(args.iter().copied())
+        .subprocess()
         .start();
     let received = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
     let mut workers = Vec::new();
@@ -226,7 +227,18 @@ async fn sigkill_under_load(args: &[&str]) {
         }));
     }
     // Let the load run, then pull the plug.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while received.lock().unwrap().len() < 300 {
+        assert!(
+            workers.iter().any(|w| !w.is_finished()),
+            "every worker stopped before 300 answers: {} received",
+            received.lock().unwrap().len()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} answers in 60 s",
+            received.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let dir = vigil.kill().await;

@@ -395,6 +395,7 @@ fn trusted_mode_refuses_remote_listeners_unless_forced() {
 
     let vigil = Launch::new(&policies)
         .args(["--listen", "0.0.0.0:0", "--force-trusted-remote"])
+        .subprocess()
         .start();
     assert!(
         vigil.stderr().contains("any caller can claim any subject"),

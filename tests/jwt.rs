@@ -56,6 +56,10 @@ fn with_token(token: Option<&str>, message: AuthorizeRequest) -> Request<Authori
 }
 
 fn jwt_server(key_flag: &str, key_file: &str) -> Vigil {
+    jwt_launch(key_flag, key_file).start()
+}
+
+fn jwt_launch(key_flag: &str, key_file: &str) -> Launch {
     Launch::new(repo_path("policies"))
         .args([
             "--auth",
@@ -71,7 +75,6 @@ fn jwt_server(key_flag: &str, key_file: &str) -> Vigil {
             "--jwt-leeway",
             "5s",
         ])
-        .start()
 }
 
 async fn authorize(
@@ -88,7 +91,10 @@ async fn authorize(
 
 #[tokio::test]
 async fn hs256_tokens_identify_the_subject_and_refusals_are_audited() {
-    let vigil = jwt_server("--jwt-secret-file", "jwt/hs256.secret");
+    // A subprocess: its log is checked for tokens too.
+    let vigil = jwt_launch("--jwt-secret-file", "jwt/hs256.secret")
+        .subprocess()
+        .start();
     let key = hs256_key();
 
     // The subject comes from the token; the request may leave it empty.
@@ -410,6 +416,7 @@ async fn jwks_keys_are_picked_by_kid() {
 async fn dev_token_and_jwt_mode_work_together_in_one_step() {
     let vigil = Launch::new(repo_path("policies"))
         .args(["--auth", "jwt"])
+        .subprocess()
         .start();
     let output = vigil_command(
         &["token", "--subject", "svc-report", "--roles", "viewer"],

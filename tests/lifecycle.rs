@@ -199,6 +199,7 @@ async fn sighup_reloads() {
     let policies = policy_copy();
     let vigil = Launch::new(policies.path())
         .args(["--watch", "false"])
+        .subprocess()
         .start();
     let mut client = vigil.client().await;
     append(policies.path(), "p, viewer, finance.payments, read, allow");

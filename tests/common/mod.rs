@@ -1,5 +1,8 @@
-//! Test harness: starts the real `vigil` binary and talks to it over real
-//! gRPC, on TCP and on a Unix socket.
+//! Test harness: starts vigil and talks to it over real gRPC, on TCP and on
+//! a Unix socket. By default the server runs inside the test process
+//! (`App::build` + `App::serve` on port 0, on a runtime of its own, as
+//! `vigil serve` runs it); tests of signals, SIGKILL, resource limits or
+//! log output start the real binary with [`Launch::subprocess`].
 #![allow(dead_code)]
 
 use std::{
@@ -10,8 +13,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use clap::Parser;
 use tonic::transport::{Channel, Endpoint, Uri};
-use vigil::proto::{access_control_client::AccessControlClient, AuthorizeRequest};
+use vigil::{
+    cli::{Cli, Command as VigilCommand},
+    config::Config,
+    listen::{ListenAddr, Listener},
+    proto::{access_control_client::AccessControlClient, AuthorizeRequest},
+    server::App,
+};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vigil");
 
@@ -23,9 +33,9 @@ pub fn fixture(relative: &str) -> PathBuf {
     repo_path("tests/fixtures").join(relative)
 }
 
-/// A running vigil process with its own scratch directory.
+/// A running vigil with its own scratch directory.
 pub struct Vigil {
-    child: Option<Child>,
+    running: Running,
     pub tcp: Option<String>,
     pub unix: Option<PathBuf>,
     pub dir: tempfile::TempDir,
@@ -33,14 +43,59 @@ pub struct Vigil {
     stderr: Arc<Mutex<String>>,
 }
 
+/// How a vigil runs: a server inside this process, or the binary.
+enum Running {
+    InProcess(InProcess),
+    Child(Child),
+    Stopped,
+}
+
+/// `vigil serve` inside the test process, on a thread with its own runtime.
+struct InProcess {
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Result<(), String>>,
+}
+
+/// How a stopped vigil ended.
+#[derive(Debug)]
+pub struct Exit {
+    success: bool,
+    description: String,
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        self.success
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl From<ExitStatus> for Exit {
+    fn from(status: ExitStatus) -> Exit {
+        Exit {
+            success: status.success(),
+            description: status.to_string(),
+        }
+    }
+}
+
 pub struct Launch {
     pub policies: PathBuf,
     pub args: Vec<String>,
-    /// A program (and its arguments) that runs vigil, e.g. `prlimit ...`.
+    /// A program (and its arguments) that runs vigil, e.g. `prlimit ...`;
+    /// implies a subprocess.
     pub wrapper: Vec<String>,
     pub tcp: bool,
     pub unix: bool,
+    /// Environment of the subprocess; implies one.
     pub envs: Vec<(String, String)>,
+    /// Run the real binary, for signals, SIGKILL, limits and log output.
+    pub subprocess: bool,
 }
 
 impl Launch {
@@ -52,7 +107,14 @@ impl Launch {
             tcp: true,
             unix: false,
             envs: Vec::new(),
+            subprocess: false,
         }
+    }
+
+    /// The real `vigil` binary as a child process.
+    pub fn subprocess(mut self) -> Launch {
+        self.subprocess = true;
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Launch {
@@ -88,6 +150,106 @@ impl Vigil {
 
     fn launch(launch: Launch, dir: Option<tempfile::TempDir>) -> Vigil {
         let dir = dir.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+        if launch.subprocess || !launch.wrapper.is_empty() || !launch.envs.is_empty() {
+            Vigil::spawn(launch, dir)
+        } else {
+            Vigil::in_process(launch, dir)
+        }
+    }
+
+    /// The arguments `vigil serve` gets, as the command line would give them.
+    fn serve_args(launch: &Launch, audit_dir: &Path, socket: &Path) -> Vec<String> {
+        let mut args = vec![
+            "serve".to_owned(),
+            "--policies".to_owned(),
+            launch.policies.display().to_string(),
+            "--audit-dir".to_owned(),
+            audit_dir.display().to_string(),
+        ];
+        args.extend(launch.args.iter().cloned());
+        if launch.tcp {
+            args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
+        if launch.unix {
+            args.extend(["--listen".to_owned(), format!("unix:{}", socket.display())]);
+        }
+        args
+    }
+
+    fn in_process(launch: Launch, dir: tempfile::TempDir) -> Vigil {
+        let audit_dir = dir.path().join("audit");
+        let socket = dir.path().join("vigil.sock");
+        let mut argv = vec!["vigil".to_owned()];
+        argv.extend(Vigil::serve_args(&launch, &audit_dir, &socket));
+        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let VigilCommand::Serve(args) = cli.command else {
+            unreachable!("the arguments start with serve")
+        };
+        let mut config = Config::from_args(*args).unwrap_or_else(|e| panic!("{e}"));
+        // Relative paths (keyring, dev secret) resolve in the scratch
+        // directory, as the subprocess's working directory makes them.
+        let home = dir.path().to_owned();
+        let rebase = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = home.join(&*path);
+            }
+        };
+        rebase(&mut config.keyring);
+        rebase(&mut config.policies);
+        if let vigil::authn::AuthSettings::Jwt(jwt) = &mut config.auth {
+            if let vigil::authn::JwtKeySource::DevSecret(path) = &mut jwt.keys {
+                rebase(path);
+            }
+        }
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready) = mpsc::channel::<Result<Vec<ListenAddr>, String>>();
+        let thread = std::thread::spawn(move || {
+            let runtime = config.runtime().map_err(|e| e.to_string())?;
+            runtime.block_on(async move {
+                let started = async {
+                    let listeners = Listener::bind_all(&config.listeners)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let app = App::build(config).await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>((listeners, app))
+                };
+                let (listeners, app) = match started.await {
+                    Ok(started) => started,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                };
+                let _ = ready_tx.send(Ok(listeners.iter().map(Listener::local_addr).collect()));
+                app.serve(listeners, async {
+                    let _ = stop.await;
+                })
+                .await
+                .map_err(|e| e.to_string())
+            })
+        });
+        let addresses = ready
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("vigil did not start in time: {e}"))
+            .unwrap_or_else(|e| panic!("vigil did not start: {e}"));
+        let mut vigil = Vigil {
+            running: Running::InProcess(InProcess { shutdown, thread }),
+            tcp: None,
+            unix: None,
+            dir,
+            audit_dir,
+            stderr: Arc::default(),
+        };
+        for address in addresses {
+            match address {
+                ListenAddr::Tcp(addr) => vigil.tcp = Some(addr.to_string()),
+                ListenAddr::Unix(path) => vigil.unix = Some(path),
+            }
+        }
+        vigil
+    }
+
+    fn spawn(launch: Launch, dir: tempfile::TempDir) -> Vigil {
         let audit_dir = dir.path().join("audit");
         let socket = dir.path().join("vigil.sock");
         let mut command = match launch.wrapper.split_first() {
@@ -99,12 +261,7 @@ impl Vigil {
             None => Command::new(BIN),
         };
         command
-            .arg("serve")
-            .arg("--policies")
-            .arg(&launch.policies)
-            .arg("--audit-dir")
-            .arg(&audit_dir)
-            .args(&launch.args)
+            .args(Vigil::serve_args(&launch, &audit_dir, &socket))
             .current_dir(dir.path())
             .env("VIGIL_LOG", "info")
             .env_remove("VIGIL_AUTH")
@@ -113,14 +270,6 @@ impl Vigil {
             .stderr(Stdio::piped());
         for (key, value) in &launch.envs {
             command.env(key, value);
-        }
-        if launch.tcp {
-            command.arg("--listen").arg("127.0.0.1:0");
-        }
-        if launch.unix {
-            command
-                .arg("--listen")
-                .arg(format!("unix:{}", socket.display()));
         }
         let mut child = command.spawn().expect("spawn vigil");
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -149,7 +298,7 @@ impl Vigil {
         });
         let wanted = usize::from(launch.tcp) + usize::from(launch.unix);
         let mut vigil = Vigil {
-            child: Some(child),
+            running: Running::Child(child),
             tcp: None,
             unix: None,
             dir,
@@ -168,7 +317,7 @@ impl Vigil {
                     }
                 }
                 Err(_) => {
-                    if let Some(status) = vigil.child.as_mut().unwrap().try_wait().unwrap() {
+                    if let Some(status) = vigil.child().try_wait().unwrap() {
                         panic!(
                             "vigil exited with {status} before listening:\n{}",
                             vigil.stderr()
@@ -183,12 +332,27 @@ impl Vigil {
         vigil
     }
 
+    fn child(&mut self) -> &mut Child {
+        match &mut self.running {
+            Running::Child(child) => child,
+            _ => panic!("this test needs the real binary: start it with Launch::subprocess()"),
+        }
+    }
+
+    /// What the subprocess wrote on stderr.
     pub fn stderr(&self) -> String {
+        assert!(
+            matches!(self.running, Running::Child(_) | Running::Stopped),
+            "this test reads vigil's log: start it with Launch::subprocess()"
+        );
         self.stderr.lock().unwrap().clone()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+        match &self.running {
+            Running::Child(child) => child.id(),
+            _ => panic!("this test signals vigil: start it with Launch::subprocess()"),
+        }
     }
 
     pub async fn channel(&self) -> Channel {
@@ -229,21 +393,43 @@ impl Vigil {
         assert!(status.success(), "kill -{signal} failed");
     }
 
-    /// SIGTERM, then wait for the exit without blocking the test's runtime
-    /// (its client connections must be able to say goodbye).
-    pub async fn terminate(self) -> (ExitStatus, String, tempfile::TempDir) {
+    /// Orderly shutdown (SIGTERM for a subprocess), then wait for the end
+    /// without blocking the test's runtime (its client connections must be
+    /// able to say goodbye).
+    pub async fn terminate(self) -> (Exit, String, tempfile::TempDir) {
         tokio::task::spawn_blocking(move || self.terminate_blocking())
             .await
             .unwrap()
     }
 
-    /// SIGTERM, then wait for the exit.
-    pub fn terminate_blocking(mut self) -> (ExitStatus, String, tempfile::TempDir) {
-        self.signal("TERM");
-        let status = self.wait(Duration::from_secs(30));
-        let stderr = self.stderr();
+    /// Orderly shutdown, then wait for the end.
+    pub fn terminate_blocking(mut self) -> (Exit, String, tempfile::TempDir) {
+        let exit = match std::mem::replace(&mut self.running, Running::Stopped) {
+            Running::InProcess(server) => {
+                let _ = server.shutdown.send(());
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !server.thread.is_finished() {
+                    assert!(Instant::now() < deadline, "vigil did not stop in time");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let result = server.thread.join().expect("the server thread panicked");
+                Exit {
+                    success: result.is_ok(),
+                    description: match result {
+                        Ok(()) => "stopped".to_owned(),
+                        Err(e) => format!("failed: {e}"),
+                    },
+                }
+            }
+            running => {
+                self.running = running;
+                self.signal("TERM");
+                self.wait(Duration::from_secs(30)).into()
+            }
+        };
+        let stderr = self.stderr.lock().unwrap().clone();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        (status, stderr, dir)
+        (exit, stderr, dir)
     }
 
     /// SIGKILL: no chance to clean up.
@@ -260,11 +446,10 @@ impl Vigil {
     }
 
     fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let child = self.child.as_mut().unwrap();
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
+            if let Some(status) = self.child().try_wait().unwrap() {
+                self.running = Running::Stopped;
                 return status;
             }
             if Instant::now() > deadline {
@@ -277,9 +462,17 @@ impl Vigil {
 
 impl Drop for Vigil {
     fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
+        match std::mem::replace(&mut self.running, Running::Stopped) {
+            Running::Child(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Running::InProcess(server) => {
+                // Stopped, not waited for: a test that cares calls
+                // terminate().
+                let _ = server.shutdown.send(());
+            }
+            Running::Stopped => {}
         }
     }
 }
