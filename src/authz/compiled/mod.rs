@@ -16,22 +16,27 @@
 //! Anything outside this subset (arithmetic, `in`, attribute access, other
 //! functions, custom effects) is not compiled: the engine falls back to
 //! casbin-rs for that model. `tests/differential.rs` checks both agree.
+//!
+//! Seams: [`parse`] (matcher → [`Expr`]), [`roles`] (the role graph and its
+//! walk), [`functions`] (casbin's pattern functions); this module indexes
+//! rules and evaluates.
 
-use std::sync::{Arc, RwLock};
+mod functions;
+mod parse;
+mod roles;
 
-use casbin::function_map;
+use std::sync::Arc;
+
 // Every lookup of a decision goes through these maps, keyed by policy
 // values the operator wrote: a fast hasher (randomly seeded per process)
 // instead of SipHash, whose flooding resistance protects insertions that
 // requests never make.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use regex::Regex;
 
-/// casbin-rs's name for the role graph of groupings without a domain.
-pub(crate) const DEFAULT_DOMAIN: &str = "DEFAULT";
-
-/// Domain → member → roles granted to it directly, in policy order.
-pub(crate) type RoleGraph = HashMap<String, HashMap<String, Vec<String>>>;
+use functions::PatternFunctions;
+use parse::parse_matcher;
+pub(crate) use roles::{build_role_graph, RoleGraph, DEFAULT_DOMAIN};
+use roles::{walk_up, within_casbin_depth};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Operand {
@@ -85,341 +90,6 @@ impl Effect {
     }
 }
 
-// ---- parsing -------------------------------------------------------------
-
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    Ident(String),
-    Str(String),
-    And,
-    Or,
-    Not,
-    EqEq,
-    NotEq,
-    Open,
-    Close,
-    Comma,
-}
-
-fn tokenize(text: &str) -> Option<Vec<Token>> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            ' ' | '\t' | '\r' | '\n' => i += 1,
-            '(' => {
-                tokens.push(Token::Open);
-                i += 1
-            }
-            ')' => {
-                tokens.push(Token::Close);
-                i += 1
-            }
-            ',' => {
-                tokens.push(Token::Comma);
-                i += 1
-            }
-            '&' if chars.get(i + 1) == Some(&'&') => {
-                tokens.push(Token::And);
-                i += 2
-            }
-            '|' if chars.get(i + 1) == Some(&'|') => {
-                tokens.push(Token::Or);
-                i += 2
-            }
-            '=' if chars.get(i + 1) == Some(&'=') => {
-                tokens.push(Token::EqEq);
-                i += 2
-            }
-            '!' if chars.get(i + 1) == Some(&'=') => {
-                tokens.push(Token::NotEq);
-                i += 2
-            }
-            '!' => {
-                tokens.push(Token::Not);
-                i += 1
-            }
-            '"' => {
-                // A plain literal; escapes would need rhai's rules.
-                let end = chars[i + 1..].iter().position(|&c| c == '"')? + i + 1;
-                let literal: String = chars[i + 1..end].iter().collect();
-                if literal.contains('\\') {
-                    return None;
-                }
-                tokens.push(Token::Str(literal));
-                i = end + 1;
-            }
-            c if c.is_ascii_alphabetic() || c == '_' => {
-                let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
-                    i += 1;
-                }
-                tokens.push(Token::Ident(chars[start..i].iter().collect()));
-            }
-            _ => return None,
-        }
-    }
-    Some(tokens)
-}
-
-struct Parser<'a> {
-    tokens: Vec<Token>,
-    at: usize,
-    request: &'a [String],
-    policy: &'a [String],
-    groupings: &'a std::collections::HashMap<String, usize>,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<&Token> {
-        self.tokens.get(self.at)
-    }
-
-    fn next(&mut self) -> Option<Token> {
-        let token = self.tokens.get(self.at).cloned();
-        self.at += 1;
-        token
-    }
-
-    fn expect(&mut self, token: Token) -> Option<()> {
-        (self.next()? == token).then_some(())
-    }
-
-    fn or(&mut self) -> Option<Expr> {
-        let mut terms = vec![self.and()?];
-        while self.peek() == Some(&Token::Or) {
-            self.next();
-            terms.push(self.and()?);
-        }
-        Some(if terms.len() == 1 {
-            terms.pop()?
-        } else {
-            Expr::Or(terms)
-        })
-    }
-
-    fn and(&mut self) -> Option<Expr> {
-        let mut terms = vec![self.unary()?];
-        while self.peek() == Some(&Token::And) {
-            self.next();
-            terms.push(self.unary()?);
-        }
-        Some(if terms.len() == 1 {
-            terms.pop()?
-        } else {
-            Expr::And(terms)
-        })
-    }
-
-    fn unary(&mut self) -> Option<Expr> {
-        if self.peek() == Some(&Token::Not) {
-            self.next();
-            return Some(Expr::Not(Box::new(self.unary()?)));
-        }
-        self.comparison()
-    }
-
-    fn comparison(&mut self) -> Option<Expr> {
-        if self.peek() == Some(&Token::Open) {
-            self.next();
-            let inner = self.or()?;
-            self.expect(Token::Close)?;
-            return Some(inner);
-        }
-        if let Some(Token::Ident(name)) = self.peek().cloned() {
-            if self.tokens.get(self.at + 1) == Some(&Token::Open) {
-                return self.call(&name);
-            }
-            if name == "true" || name == "false" {
-                self.next();
-                return Some(Expr::Bool(name == "true"));
-            }
-        }
-        let left = self.operand()?;
-        match self.next()? {
-            Token::EqEq => Some(Expr::Eq(left, self.operand()?)),
-            Token::NotEq => Some(Expr::Ne(left, self.operand()?)),
-            _ => None,
-        }
-    }
-
-    fn call(&mut self, name: &str) -> Option<Expr> {
-        self.next();
-        self.expect(Token::Open)?;
-        let mut args = vec![self.operand()?];
-        while self.peek() == Some(&Token::Comma) {
-            self.next();
-            args.push(self.operand()?);
-        }
-        self.expect(Token::Close)?;
-        if let Some(&arity) = self.groupings.get(name) {
-            return match (arity, args.len()) {
-                (2, 2) => Some(Expr::Role(args[0].clone(), args[1].clone(), None)),
-                (3, 3) => Some(Expr::Role(
-                    args[0].clone(),
-                    args[1].clone(),
-                    Some(args[2].clone()),
-                )),
-                _ => None,
-            };
-        }
-        let func = match name {
-            "keyMatch" => Func::KeyMatch,
-            "keyMatch2" => Func::KeyMatch2,
-            "keyMatch3" => Func::KeyMatch3,
-            "keyMatch4" => Func::KeyMatch4,
-            "keyMatch5" => Func::KeyMatch5,
-            "regexMatch" => Func::RegexMatch,
-            "globMatch" => Func::GlobMatch,
-            "ipMatch" => Func::IpMatch,
-            _ => return None,
-        };
-        if args.len() != 2 {
-            return None;
-        }
-        Some(Expr::Call(func, args[0].clone(), args[1].clone()))
-    }
-
-    fn operand(&mut self) -> Option<Operand> {
-        match self.next()? {
-            Token::Str(s) => Some(Operand::Literal(s)),
-            Token::Ident(name) => {
-                if let Some(i) = self.request.iter().position(|t| *t == name) {
-                    Some(Operand::Request(i))
-                } else {
-                    self.policy
-                        .iter()
-                        .position(|t| *t == name)
-                        .map(Operand::Policy)
-                }
-            }
-            _ => None,
-        }
-    }
-}
-
-// ---- the compiled engine -------------------------------------------------
-
-/// casbin-rs's role manager (`DefaultRoleManager::new(10)`) walks grants
-/// breadth-first and stops counting after 10 levels, so a role 10 or more
-/// levels above a name does not count there; the compiled evaluator uses
-/// plain reachability. They agree exactly when no name in the graph has
-/// anything 10 or more levels above it: otherwise the policy is left to
-/// casbin-rs. (Its level counter advances at most once per BFS level, so
-/// shallower graphs never reach the cut.)
-const CASBIN_MAX_HIERARCHY_LEVEL: usize = 10;
-
-fn within_casbin_depth(graph: &HashMap<String, Vec<String>>) -> bool {
-    // Bounded work: a graph this expensive to check is left to casbin-rs.
-    let mut budget: usize = 20_000_000;
-    for start in graph.keys() {
-        let mut seen: HashSet<&str> = [start.as_str()].into_iter().collect();
-        let mut level: Vec<&str> = vec![start];
-        for distance in 1..=CASBIN_MAX_HIERARCHY_LEVEL {
-            let mut next = Vec::new();
-            for name in &level {
-                for parent in graph.get(*name).into_iter().flatten() {
-                    budget = match budget.checked_sub(1) {
-                        Some(left) => left,
-                        None => return false,
-                    };
-                    if seen.insert(parent) {
-                        next.push(parent.as_str());
-                    }
-                }
-            }
-            if next.is_empty() {
-                break;
-            }
-            if distance == CASBIN_MAX_HIERARCHY_LEVEL {
-                return false;
-            }
-            level = next;
-        }
-    }
-    true
-}
-
-/// Visits every name reachable from `start` in a role graph (not `start`
-/// itself), breadth-first, each once, until `reached` says to stop; true if
-/// it did. Closures are usually a handful of roles and the walk runs per
-/// candidate rule: up to 32 names a list on the stack is queue and visited
-/// set at once, with no allocation; past that a queue and a hash set take
-/// over.
-fn walk_up<'a, E>(
-    graph: &'a HashMap<String, Vec<String>>,
-    start: &'a str,
-    mut reached: impl FnMut(&'a str) -> Result<bool, E>,
-) -> Result<bool, E> {
-    const SMALL: usize = 32;
-    let mut small: [&str; SMALL] = [""; SMALL];
-    small[0] = start;
-    let mut len = 1;
-    let mut large: Option<(Vec<&str>, HashSet<&str>)> = None;
-    let mut next = 0;
-    loop {
-        let name = match &large {
-            None if next < len => small[next],
-            Some((queue, _)) if next < queue.len() => queue[next],
-            _ => return Ok(false),
-        };
-        next += 1;
-        for parent in graph.get(name).into_iter().flatten() {
-            let parent = parent.as_str();
-            let new = match &mut large {
-                Some((queue, seen)) => {
-                    let new = seen.insert(parent);
-                    if new {
-                        queue.push(parent);
-                    }
-                    new
-                }
-                None if small[..len].contains(&parent) => false,
-                None if len < SMALL => {
-                    small[len] = parent;
-                    len += 1;
-                    true
-                }
-                None => {
-                    let mut queue = small.to_vec();
-                    queue.push(parent);
-                    let seen = queue.iter().copied().collect();
-                    large = Some((queue, seen));
-                    true
-                }
-            };
-            if new && reached(parent)? {
-                return Ok(true);
-            }
-        }
-    }
-}
-
-/// The role graph of grouping rules (`member, role[, domain]`): each grant
-/// once, in policy order; self-grants, which no walk needs, left out.
-pub(crate) fn build_role_graph<'r>(
-    grouping_rules: impl IntoIterator<Item = &'r [String]>,
-) -> RoleGraph {
-    let mut graph = RoleGraph::new();
-    for rule in grouping_rules {
-        if rule.len() < 2 || rule[0] == rule[1] {
-            continue;
-        }
-        let domain = rule.get(2).map_or(DEFAULT_DOMAIN, String::as_str);
-        let parents = graph
-            .entry(domain.to_owned())
-            .or_default()
-            .entry(rule[0].clone())
-            .or_default();
-        if !parents.contains(&rule[1]) {
-            parents.push(rule[1].clone());
-        }
-    }
-    graph
-}
-
 /// Rule indexes by a policy value.
 type RuleIds = HashMap<String, Vec<u32>>;
 
@@ -466,9 +136,7 @@ pub(crate) struct Compiled {
     /// casbin-rs's graphs (every grouping type merged, as casbin-rs's one
     /// role manager holds them); shared with the engine's role paths.
     graph: Arc<RoleGraph>,
-    /// Compiled patterns of the regex-based functions, one map per function
-    /// (regexMatch, keyMatch2, keyMatch3, keyMatch5), filled on first use.
-    regexes: [RwLock<HashMap<String, Option<Arc<Regex>>>>; 4],
+    functions: PatternFunctions,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -497,17 +165,7 @@ impl Compiled {
         grouping_rules: &[Vec<String>],
     ) -> Option<Compiled> {
         let effect = Effect::parse(effect)?;
-        let mut parser = Parser {
-            tokens: tokenize(matcher)?,
-            at: 0,
-            request: request_tokens,
-            policy: policy_tokens,
-            groupings,
-        };
-        let expr = parser.or()?;
-        if parser.at != parser.tokens.len() {
-            return None;
-        }
+        let expr = parse_matcher(matcher, request_tokens, policy_tokens, groupings)?;
         let eft = policy_tokens.iter().position(|t| t == "p_eft");
         if rules.iter().any(|r| r.len() != policy_tokens.len()) {
             return None;
@@ -611,7 +269,7 @@ impl Compiled {
             indexed_term,
             policy_arity,
             graph: Arc::new(graph),
-            regexes: Default::default(),
+            functions: PatternFunctions::default(),
         })
     }
 
@@ -826,102 +484,12 @@ impl Compiled {
                 let domain = domain.as_ref().map(|d| self.value(d, request, rule));
                 self.linked(a, b, domain)
             }
-            Expr::Call(func, a, b) => self.call(
+            Expr::Call(func, a, b) => self.functions.call(
                 *func,
                 self.value(a, request, rule),
                 self.value(b, request, rule),
             )?,
         })
-    }
-
-    /// casbin-rs's pattern functions; the regex-based ones with their
-    /// pattern compiled once (the translation is casbin-rs's).
-    fn call(&self, func: Func, key: &str, pattern: &str) -> Result<bool, String> {
-        match func {
-            Func::KeyMatch => return Ok(function_map::key_match(key, pattern)),
-            Func::GlobMatch => return Ok(function_map::glob_match(key, pattern)),
-            Func::IpMatch => {
-                return std::panic::catch_unwind(|| function_map::ip_match(key, pattern))
-                    .map_err(|_| format!("ipMatch: {pattern:?} is not an IP address or CIDR"))
-            }
-            Func::KeyMatch4 => {
-                return std::panic::catch_unwind(|| function_map::key_match4(key, pattern))
-                    .map_err(|_| "keyMatch4 failed".to_owned())
-            }
-            _ => {}
-        }
-        let slot = match func {
-            Func::RegexMatch => 0,
-            Func::KeyMatch2 => 1,
-            Func::KeyMatch3 => 2,
-            _ => 3,
-        };
-        let cached = self.regexes[slot]
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(pattern)
-            .cloned();
-        let regex = match cached {
-            Some(regex) => regex,
-            None => {
-                let source = match func {
-                    Func::RegexMatch => pattern.to_owned(),
-                    Func::KeyMatch2 => {
-                        let p = if pattern.contains("/*") {
-                            pattern.replace("/*", "/.*")
-                        } else {
-                            pattern.to_owned()
-                        };
-                        format!(
-                            "^{}$",
-                            Regex::new(r":[^/]*")
-                                .expect("valid regex")
-                                .replace_all(&p, "[^/]+")
-                        )
-                    }
-                    Func::KeyMatch3 => {
-                        let p = if pattern.contains("/*") {
-                            pattern.replace("/*", "/.*")
-                        } else {
-                            pattern.to_owned()
-                        };
-                        format!(
-                            "^{}$",
-                            Regex::new(r"\{[^/]*\}")
-                                .expect("valid regex")
-                                .replace_all(&p, "[^/]+")
-                        )
-                    }
-                    Func::KeyMatch5 => {
-                        let p = pattern.replace("/*", "/.*");
-                        format!(
-                            "^{}$",
-                            Regex::new(r"(\{[^/]+?\})")
-                                .expect("valid regex")
-                                .replace_all(&p, "[^/]+")
-                        )
-                    }
-                    _ => unreachable!("handled above"),
-                };
-                let compiled = Regex::new(&source).ok().map(Arc::new);
-                self.regexes[slot]
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(pattern.to_owned(), compiled.clone());
-                compiled
-            }
-        };
-        let key = if func == Func::KeyMatch5 {
-            key.split('?').next().unwrap_or(key)
-        } else {
-            key
-        };
-        match regex {
-            Some(regex) => Ok(regex.is_match(key)),
-            None => Err(format!(
-                "pattern {pattern:?} is not a valid regular expression"
-            )),
-        }
     }
 }
 
@@ -938,17 +506,7 @@ mod tests {
             .map(String::from)
             .to_vec();
         let g = std::collections::HashMap::from([("g".to_owned(), 3)]);
-        let parse = |m: &str| {
-            let mut parser = Parser {
-                tokens: tokenize(m)?,
-                at: 0,
-                request: &r,
-                policy: &p,
-                groupings: &g,
-            };
-            let expr = parser.or()?;
-            (parser.at == parser.tokens.len()).then_some(expr)
-        };
+        let parse = |m: &str| parse_matcher(m, &r, &p, &g);
         assert!(parse("g(r_sub, p_sub, r_dom) && r_dom == p_dom && keyMatch(r_obj, p_obj) && (r_act == p_act || p_act == \"*\")").is_some());
         assert!(parse("r_sub == p_sub || r_sub == \"root\"").is_some());
         assert!(parse("r_sub.Age > 18").is_none());
