@@ -49,7 +49,9 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Mask JSONL records from stdin to stdout, for ETL jobs and exports.
     ///
-    /// Exit code: 0 done, 1 the subject may not read the object, 2 error.
+    /// A record that cannot be masked is named on stderr and left out.
+    /// Exit code: 0 done, 1 the subject may not read the object, 2 error
+    /// (or records left out).
     Mask(MaskArgs),
     /// Manage the field encryption keyring.
     #[command(subcommand)]
@@ -73,6 +75,9 @@ pub struct MaskArgs {
     pub keyring: PathBuf,
     #[arg(long, default_value_t = 32)]
     pub max_depth: usize,
+    /// Most values (fields, list items, spans in text) one record may hold.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_values: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +238,13 @@ pub struct ServeArgs {
     /// Deepest nesting accepted in a Mask record.
     #[arg(long, env = "VIGIL_MAX_DEPTH")]
     pub max_depth: Option<usize>,
+    /// Most attributes accepted in one request [default: 64].
+    #[arg(long, env = "VIGIL_MAX_ATTRIBUTES")]
+    pub max_attributes: Option<usize>,
+    /// Most values (fields, list items, spans in text) one Mask call may
+    /// visit; past it the call is RESOURCE_EXHAUSTED [default: 200000].
+    #[arg(long, env = "VIGIL_MAX_MASK_VALUES")]
+    pub max_mask_values: Option<usize>,
     /// Keyring for field encryption (created if missing).
     #[arg(long, env = "VIGIL_KEYRING")]
     pub keyring: Option<PathBuf>,

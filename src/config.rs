@@ -88,6 +88,10 @@ struct FileConfig {
     max_batch_items: Option<usize>,
     #[serde(alias = "max-depth")]
     max_depth: Option<usize>,
+    #[serde(alias = "max-attributes")]
+    max_attributes: Option<usize>,
+    #[serde(alias = "max-mask-values")]
+    max_mask_values: Option<usize>,
     keyring: Option<PathBuf>,
     #[serde(alias = "log-format")]
     log_format: Option<LogFormat>,
@@ -335,6 +339,11 @@ impl Config {
                 .or(file.max_batch_items)
                 .unwrap_or(1000),
             max_depth: args.max_depth.or(file.max_depth).unwrap_or(32),
+            max_attributes: args.max_attributes.or(file.max_attributes).unwrap_or(64),
+            max_mask_values: args
+                .max_mask_values
+                .or(file.max_mask_values)
+                .unwrap_or(200_000),
         };
         if limits.max_message_bytes < 1024 {
             problems.push(format!(

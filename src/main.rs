@@ -14,6 +14,24 @@ use vigil::{
     logging::{self, LogFormat},
 };
 
+/// A panic's message can quote the data it tripped on (a slice index
+/// panic prints the string), and requests carry sensitive values: the hook
+/// names where it happened, never what it said. Handlers catch what they
+/// can and answer with an audited error.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "an unknown place".to_owned());
+        let thread = std::thread::current();
+        eprintln!(
+            "vigil: internal error (panic) in thread {} at {location}; its message is withheld because it may quote request data",
+            thread.name().unwrap_or("unnamed")
+        );
+    }));
+}
+
 /// A request allocates dozens of small strings and buffers (h2 frames,
 /// prost messages, the audit record); mimalloc serves them faster than
 /// glibc's malloc and holds less at 100,000 policy lines (figures in
@@ -23,6 +41,7 @@ use vigil::{
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    quiet_panics();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => {

@@ -412,6 +412,109 @@ async fn bad_records_get_clear_errors() {
     assert_eq!(status.code(), Code::InvalidArgument);
 }
 
+/// Hostile callers allowed to read one object: every string of the call is
+/// size-checked, attributes are counted, and one call's work is bounded.
+#[tokio::test]
+async fn one_call_cannot_ask_for_unbounded_work() {
+    let vigil = Launch::new(repo_path("policies"))
+        .args(["--max-mask-values", "1000", "--max-attributes", "8"])
+        .start();
+    let mut client = DataMaskingClient::new(vigil.channel().await);
+    let call = |domain: String, attributes: usize, records: Vec<serde_json::Value>| MaskRequest {
+        subject: "bob".into(),
+        object: "crm.customers".into(),
+        domain,
+        attributes: (0..attributes)
+            .map(|i| (format!("k{i}"), "v".to_owned()))
+            .collect(),
+        records: records.into_iter().map(record).collect(),
+    };
+    let one = || vec![serde_json::json!({"phone": "13812345678"})];
+
+    let status = client
+        .mask(call("d".repeat(1 << 20), 0, one()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert!(status.message().contains("domain"), "{}", status.message());
+
+    let status = client
+        .mask(call(String::new(), 9, one()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("max_attributes"),
+        "{}",
+        status.message()
+    );
+
+    // 2,000 numbers in one string: past the call's budget of 1,000 values.
+    let text = "13812345678 ".repeat(2_000);
+    let status = client
+        .mask(call(
+            String::new(),
+            0,
+            vec![serde_json::json!({ "notes": text })],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("max_mask_values"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains("1381234"),
+        "{}",
+        status.message()
+    );
+
+    // Within the budget every one of them is found and masked.
+    let text = "13812345678 ".repeat(300);
+    let answer = client
+        .mask(call(
+            String::new(),
+            0,
+            vec![serde_json::json!({ "notes": text })],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let notes = json(&answer, 0)["notes"].as_str().unwrap().to_owned();
+    assert!(!notes.contains("13812345678"), "{notes}");
+    assert_eq!(notes.matches("138****5678").count(), 300);
+}
+
+/// A labelled value with a multi-byte character where a byte offset would
+/// cut: answered and masked, never a panic with the value in the log.
+#[tokio::test]
+async fn multi_byte_values_are_masked_not_a_panic() {
+    let vigil = Launch::new(repo_path("policies")).start();
+    let answer = mask(
+        &vigil,
+        "bob",
+        "crm.customers",
+        vec![serde_json::json!({"phone": "电1234567890", "mobile": "139-1234-5678"})],
+    )
+    .await
+    .unwrap();
+    let masked = json(&answer, 0);
+    assert_eq!(masked["phone"], "电123****890");
+    assert_eq!(masked["mobile"], "139-****-5678");
+}
+
 /// Runs `vigil mask` as the support role over `input` (JSONL).
 fn mask_cli(input: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
@@ -452,11 +555,21 @@ fn mask_cli_streams_jsonl() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["phone"], "139****0000");
 
-    let output = mask_cli("[1,2]\n");
+    // A bad record is named and left out; the rest of the stream goes on.
+    let output = mask_cli("[1,2]\nnot json\n{\"phone\": \"13900000000\"}\n");
     assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("line 1: a record must be a JSON object")
+        stderr.contains("line 1: a record must be a JSON object; record left out"),
+        "{stderr}"
     );
+    assert!(
+        stderr.contains("line 2: not JSON; record left out"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 record(s) left out"), "{stderr}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.trim(), r#"{"phone":"139****0000"}"#);
 }
 
 mod property {

@@ -9,7 +9,7 @@ use vigil::{
     keys::Keyring,
     mask as masking,
     policy::{
-        reading::{reader, refusal, Reading},
+        reading::{reader, refusal, MaskLimits, Reading},
         PolicySet,
     },
 };
@@ -28,7 +28,11 @@ pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
         &args.domain,
         &attributes,
     );
-    let mut masker = match policy.masker_for(&asker, &keys, args.max_depth)? {
+    let limits = MaskLimits {
+        max_depth: args.max_depth,
+        max_values: args.max_values,
+    };
+    let mut masker = match policy.masker_for(&asker, &keys, limits)? {
         Reading::Admitted { masker, .. } => masker,
         Reading::Denied { reason } => {
             eprintln!("denied: {}", refusal(&asker, &reason));
@@ -38,21 +42,47 @@ pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut actions = Vec::new();
+    let mut skipped = 0u64;
     for (index, line) in std::io::stdin().lock().lines().enumerate() {
         let line = line.context("cannot read stdin")?;
         if line.trim().is_empty() {
             continue;
         }
-        let json: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("stdin line {}: not JSON", index + 1))?;
-        let Some(mut record) = masking::struct_from_json(&json) else {
-            anyhow::bail!("stdin line {}: a record must be a JSON object", index + 1);
-        };
-        actions.clear();
-        masker.mask(index, &mut record, &mut actions)?;
-        serde_json::to_writer(&mut out, &masking::struct_to_json(&record))?;
-        out.write_all(b"\n")?;
+        // A record that cannot be masked is reported and left out (never
+        // written in clear); the rest of the stream goes on.
+        let masked = serde_json::from_str::<serde_json::Value>(&line)
+            .map_err(|_| "not JSON".to_owned())
+            .and_then(|json| {
+                masking::struct_from_json(&json)
+                    .ok_or_else(|| "a record must be a JSON object".to_owned())
+            })
+            .and_then(|mut record| {
+                actions.clear();
+                masker.refill_budget();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    masker.mask(index, &mut record, &mut actions)
+                }));
+                match outcome {
+                    Ok(Ok(())) => Ok(record),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("internal error while masking it".to_owned()),
+                }
+            });
+        match masked {
+            Ok(record) => {
+                serde_json::to_writer(&mut out, &masking::struct_to_json(&record))?;
+                out.write_all(b"\n")?;
+            }
+            Err(why) => {
+                skipped += 1;
+                eprintln!("stdin line {}: {why}; record left out", index + 1);
+            }
+        }
     }
     out.flush()?;
+    if skipped > 0 {
+        eprintln!("{skipped} record(s) left out");
+        return Ok(ExitCode::from(2));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,8 +7,8 @@ use tonic::{Request, Response, Status};
 use super::{
     decision_id,
     records::DecisionRecord,
-    status::{check_fields, InputError, RpcError},
-    Shared, MAX_FIELD_BYTES,
+    status::{check_attributes, check_fields, InputError, RpcError},
+    Shared,
 };
 use crate::{
     audit::{Receipt, Record},
@@ -67,6 +67,7 @@ fn check_input(
     request: &AuthorizeRequest,
     prefix: &str,
     subject_required: bool,
+    max_attributes: usize,
 ) -> Result<(), InputError> {
     check_fields(
         prefix,
@@ -77,16 +78,7 @@ fn check_input(
             ("domain", &request.domain, false),
         ],
     )?;
-    for (key, value) in &request.attributes {
-        if key.len() + value.len() > MAX_FIELD_BYTES {
-            return Err(InputError::TooLong {
-                field: format!("{prefix}attributes[{key:?}]"),
-                len: key.len() + value.len(),
-                limit: MAX_FIELD_BYTES,
-            });
-        }
-    }
-    Ok(())
+    check_attributes(prefix, &request.attributes, max_attributes)
 }
 
 /// Decides one request on `policy`; returns the decision and the record
@@ -141,7 +133,8 @@ impl AccessControlService {
         request: Request<AuthorizeRequest>,
     ) -> Result<AuthorizeResponse, RpcError> {
         let trusted = self.shared.authn.is_trusted();
-        check_input(request.get_ref(), "", trusted)?;
+        let max_attributes = self.shared.limits.max_attributes;
+        check_input(request.get_ref(), "", trusted, max_attributes)?;
         let principal = self
             .shared
             .authenticate(&request, &request.get_ref().subject, "Authorize")
@@ -167,8 +160,14 @@ impl AccessControlService {
             .into());
         }
         let trusted = self.shared.authn.is_trusted();
+        let max_attributes = self.shared.limits.max_attributes;
         for (index, item) in batch.requests.iter().enumerate() {
-            check_input(item, &format!("requests[{index}]."), trusted)?;
+            check_input(
+                item,
+                &format!("requests[{index}]."),
+                trusted,
+                max_attributes,
+            )?;
         }
         if batch.requests.is_empty() {
             return Ok(AuthorizeBatchResponse {

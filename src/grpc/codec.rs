@@ -11,8 +11,10 @@
 
 use std::marker::PhantomData;
 
-use tonic::codec::{BufferSettings, Codec};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::{ProstDecoder, ProstEncoder};
+
+use super::status::undecodable;
 
 /// Initial size of a call's encode and decode buffers: decisions and
 /// one-record Mask answers (~1.2 KB) fit without growing.
@@ -43,13 +45,33 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = ProstEncoder<T>;
-    type Decoder = ProstDecoder<U>;
+    type Decoder = CheckedDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         ProstEncoder::new(settings())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::new(settings())
+        CheckedDecoder(ProstDecoder::new(settings()))
+    }
+}
+
+/// prost's decoder, with a request that does not decode (malformed
+/// protobuf, a string that is not UTF-8, nesting past prost's recursion
+/// limit) reported as the caller's INVALID_ARGUMENT rather than tonic's
+/// INTERNAL.
+#[derive(Debug)]
+pub struct CheckedDecoder<U>(ProstDecoder<U>);
+
+impl<U: prost::Message + Default> Decoder for CheckedDecoder<U> {
+    type Item = U;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, tonic::Status> {
+        self.0.decode(buf).map_err(undecodable)
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
     }
 }

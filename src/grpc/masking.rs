@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     decision_id, records,
-    status::{check_fields, InputError, RpcError},
+    status::{check_attributes, check_fields, InputError, RpcError},
     Shared,
 };
 use crate::{
@@ -17,7 +17,7 @@ use crate::{
     authz::AccessRequest,
     mask::{self, FieldAction, UnmaskError},
     policy::{
-        reading::{reader, refusal, Reading},
+        reading::{reader, refusal, MaskLimits, Reading},
         SEE_CLEAR,
     },
     proto::{
@@ -25,6 +25,31 @@ use crate::{
         UnmaskResponse,
     },
 };
+
+/// What a Mask or Unmask call names, checked before anything else.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    subject: &'a str,
+    object: &'a str,
+    domain: &'a str,
+    attributes: &'a std::collections::HashMap<String, String>,
+}
+
+impl<'a> Asked<'a> {
+    fn of(
+        subject: &'a str,
+        object: &'a str,
+        domain: &'a str,
+        attributes: &'a std::collections::HashMap<String, String>,
+    ) -> Asked<'a> {
+        Asked {
+            subject,
+            object,
+            domain,
+            attributes,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct DataMaskingService {
@@ -40,18 +65,25 @@ impl DataMaskingService {
     async fn principal<T>(
         &self,
         request: &Request<T>,
-        subject: &str,
-        object: &str,
+        asked: Asked<'_>,
         records: usize,
         rpc: &str,
     ) -> Result<Principal, RpcError> {
+        let Asked {
+            subject,
+            object,
+            domain,
+            attributes,
+        } = asked;
         check_fields(
             "",
             &[
                 ("subject", subject, self.shared.authn.is_trusted()),
                 ("object", object, true),
+                ("domain", domain, false),
             ],
         )?;
+        check_attributes("", attributes, self.shared.limits.max_attributes)?;
         let limit = self.shared.limits.max_batch_items;
         if records > limit {
             return Err(InputError::TooManyRecords {
@@ -68,8 +100,12 @@ impl DataMaskingService {
             let message = request.get_ref();
             self.principal(
                 &request,
-                &message.subject,
-                &message.object,
+                Asked::of(
+                    &message.subject,
+                    &message.object,
+                    &message.domain,
+                    &message.attributes,
+                ),
                 message.records.len(),
                 "Mask",
             )
@@ -85,7 +121,11 @@ impl DataMaskingService {
             &message.attributes,
         );
         let id = decision_id();
-        let reading = policy.masker_for(&asker, &self.shared.keys, self.shared.limits.max_depth)?;
+        let limits = MaskLimits {
+            max_depth: self.shared.limits.max_depth,
+            max_values: self.shared.limits.max_mask_values,
+        };
+        let reading = policy.masker_for(&asker, &self.shared.keys, limits)?;
         let (reason, mut masker) = match reading {
             Reading::Admitted { reason, masker } => (reason, masker),
             Reading::Denied { reason } => {
@@ -96,10 +136,28 @@ impl DataMaskingService {
             }
         };
         let mut actions = Vec::new();
-        for (index, item) in message.records.iter_mut().enumerate() {
-            masker.mask(index, item, &mut actions)?;
-        }
+        // A bug in masking must not take the call's answer (or its audit
+        // record) with it: the panic is caught, audited, and refused.
+        let masked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for (index, item) in message.records.iter_mut().enumerate() {
+                masker.mask(index, item, &mut actions)?;
+            }
+            Ok::<(), mask::MaskError>(())
+        }));
         drop(masker);
+        match masked {
+            Ok(result) => result?,
+            Err(_) => {
+                let why = "masking failed inside vigil; no records were returned".to_owned();
+                let refused = self
+                    .refuse(kind::MASK, &id, &asker, why.clone(), &policy.version, why)
+                    .await;
+                return Err(match refused {
+                    RpcError::Refused(why) => RpcError::Internal(format!("decision {id}: {why}")),
+                    unaudited => unaudited,
+                });
+            }
+        }
 
         let mut record = records::reading(
             kind::MASK,
@@ -143,8 +201,18 @@ impl DataMaskingService {
         let principal = {
             let message = request.get_ref();
             let count = message.records.len() + message.values.len();
-            self.principal(&request, &message.subject, &message.object, count, "Unmask")
-                .await?
+            self.principal(
+                &request,
+                Asked::of(
+                    &message.subject,
+                    &message.object,
+                    &message.domain,
+                    &message.attributes,
+                ),
+                count,
+                "Unmask",
+            )
+            .await?
         };
         let mut message = request.into_inner();
         let policy = self.shared.policies.snapshot();

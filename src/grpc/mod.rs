@@ -34,6 +34,11 @@ pub struct Limits {
     pub max_batch_items: usize,
     /// Deepest nesting accepted in a record.
     pub max_depth: usize,
+    /// Most attributes in one request.
+    pub max_attributes: usize,
+    /// Most values one Mask call may visit (fields, list items, and the
+    /// spans treated inside strings): the bound on one call's work.
+    pub max_mask_values: usize,
 }
 
 /// What every handler shares. Cloning the `Arc` around it is shallow.

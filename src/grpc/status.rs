@@ -57,12 +57,35 @@ impl RpcError {
     }
 }
 
+/// A request body that does not decode is the caller's mistake: tonic's
+/// codec says INTERNAL, vigil says INVALID_ARGUMENT. Tonic plumbing: the
+/// codec runs before any handler, so this cannot go through [`RpcError`].
+pub fn undecodable(status: Status) -> Status {
+    if status.code() != tonic::Code::Internal {
+        return status;
+    }
+    let detail = status.message();
+    let why = if detail.contains("recursion limit") {
+        "it nests deeper than protobuf decoding allows (max_depth is lower still)"
+    } else if detail.contains("UTF-8") {
+        "a string field is not valid UTF-8"
+    } else {
+        "it is not a valid protobuf message of this method's request type"
+    };
+    Status::invalid_argument(format!("the request cannot be decoded: {why}"))
+}
+
 impl From<RpcError> for Status {
     fn from(error: RpcError) -> Status {
         match error {
             RpcError::Input(
-                InputError::TooManyItems { .. } | InputError::TooManyRecords { .. },
+                InputError::TooManyItems { .. }
+                | InputError::TooManyRecords { .. }
+                | InputError::TooManyAttributes { .. },
             ) => Status::resource_exhausted(error.to_string()),
+            RpcError::Mask(MaskError::OverBudget { .. }) => {
+                Status::resource_exhausted(error.to_string())
+            }
             RpcError::Input(_)
             | RpcError::Request(_)
             | RpcError::Mask(_)
@@ -115,6 +138,12 @@ pub enum InputError {
         "{count} records in one call; the limit is {limit} (max_batch_items); send smaller batches"
     )]
     TooManyRecords { count: usize, limit: usize },
+    #[error("{field} has {count} attributes; the limit is {limit} (max_attributes)")]
+    TooManyAttributes {
+        field: String,
+        count: usize,
+        limit: usize,
+    },
 }
 
 /// Checks request fields: `(name, value, required)`. Names are reported
@@ -199,4 +228,31 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// Checks a request's attributes: at most `limit` of them, each key and
+/// value within [`MAX_FIELD_BYTES`](crate::grpc::MAX_FIELD_BYTES) together.
+/// Names are reported with `prefix`.
+pub fn check_attributes(
+    prefix: &str,
+    attributes: &std::collections::HashMap<String, String>,
+    limit: usize,
+) -> Result<(), InputError> {
+    if attributes.len() > limit {
+        return Err(InputError::TooManyAttributes {
+            field: format!("{prefix}attributes"),
+            count: attributes.len(),
+            limit,
+        });
+    }
+    for (key, value) in attributes {
+        if key.len() + value.len() > crate::grpc::MAX_FIELD_BYTES {
+            return Err(InputError::TooLong {
+                field: format!("{prefix}attributes[{key:?}]"),
+                len: key.len() + value.len(),
+                limit: crate::grpc::MAX_FIELD_BYTES,
+            });
+        }
+    }
+    Ok(())
 }

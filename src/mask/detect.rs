@@ -65,6 +65,8 @@ pub struct Span {
     pub start: usize,
     pub end: usize,
     pub detector: usize,
+    /// How strongly its validation speaks for it (see `strength`).
+    strength: u8,
 }
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
@@ -110,88 +112,170 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
     sum % 10 == 0
 }
 
-/// Numeric tokens: runs of digits, possibly joined by single spaces or
-/// dashes, possibly ending in X (resident ids). Yields (start, end, digits).
-fn numeric_tokens(text: &str) -> Vec<(usize, usize, Vec<u8>)> {
-    let bytes = text.as_bytes();
-    let mut tokens = Vec::new();
+/// A run of ASCII digits in the text (a resident id's final `X` included),
+/// by byte range.
+struct Group {
+    start: usize,
+    end: usize,
+}
+
+/// How strongly a span's validation speaks for it; where spans overlap the
+/// strongest wins, then the longer, whatever order detectors are listed in.
+/// Numeric spans whose ends fall on the text's own digit-run boundaries rank
+/// above windows cut out of a longer run.
+mod strength {
+    pub const RESIDENT_ID: u8 = 9;
+    pub const MOBILE: u8 = 8;
+    pub const STRUCTURED: u8 = 7; // email, IP addresses
+    pub const BANK_CARD: u8 = 6;
+    pub const RESIDENT_ID_IN_RUN: u8 = 5;
+    pub const MOBILE_IN_RUN: u8 = 4;
+    pub const CUSTOM: u8 = 1;
+}
+
+/// A numeric value found in text, before it is handed to its detector.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    start: usize,
+    end: usize,
+    kind: Builtin,
+    strength: u8,
+}
+
+/// Digit runs of `text`. A run may end in `X`/`x` right after 17 digits (a
+/// resident id's check character).
+fn digit_groups(bytes: &[u8]) -> Vec<Group> {
+    let mut groups = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() || (i > 0 && bytes[i - 1].is_ascii_digit()) {
+        if !bytes[i].is_ascii_digit() {
             i += 1;
             continue;
         }
         let start = i;
-        let mut digits = Vec::with_capacity(20);
-        let mut end = i;
-        while end < bytes.len() {
-            let b = bytes[end];
-            if b.is_ascii_digit() {
-                digits.push(b);
-                end += 1;
-            } else if (b == b' ' || b == b'-')
-                && end + 1 < bytes.len()
-                && bytes[end + 1].is_ascii_digit()
-                && digits.len() < 19
-            {
-                end += 1;
-            } else {
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i - start >= 17 && i < bytes.len() && matches!(bytes[i], b'X' | b'x') {
+            i += 1;
+        }
+        groups.push(Group { start, end: i });
+    }
+    groups
+}
+
+/// Runs joined by one space or dash may be one value written in parts
+/// (`139 1234 5678`, `6222-0212-3456-7890`).
+fn joinable(bytes: &[u8], before: &Group, after: &Group) -> bool {
+    after.start == before.end + 1 && matches!(bytes[before.end], b' ' | b'-')
+}
+
+fn is_mobile(digits: &[u8]) -> bool {
+    digits.len() == 11 && digits[0] == b'1' && (b'3'..=b'9').contains(&digits[1])
+}
+
+/// Every validated numeric value in `text`, overlapping ones included.
+///
+/// Candidates are taken so that a valid value is found whatever stands next
+/// to it: every chain of digit runs joined by single spaces or dashes, from
+/// every run it can start at (so `bed 12 13912345678` still yields the
+/// mobile number), and windows inside runs too long to be one value (so a
+/// number glued to another is still seen). Each candidate is checked by its
+/// validator (length, prefix, checksum, Luhn); overlaps are resolved later
+/// by strength. Linear in the text: a chain stops at 19 digits.
+fn numeric_candidates(text: &str) -> Vec<Candidate> {
+    let bytes = text.as_bytes();
+    let groups = digit_groups(bytes);
+    let mut found = Vec::new();
+    let mut digits = Vec::with_capacity(20);
+    for (i, first) in groups.iter().enumerate() {
+        digits.clear();
+        for (j, group) in groups[i..].iter().enumerate() {
+            if j > 0 && !joinable(bytes, &groups[i + j - 1], group) {
+                break;
+            }
+            digits.extend_from_slice(&bytes[group.start..group.end]);
+            if digits.len() > 19 {
+                break;
+            }
+            let ends_in_x = digits.last().is_some_and(|b| !b.is_ascii_digit());
+            let mut push = |kind, strength| {
+                found.push(Candidate {
+                    start: first.start,
+                    end: group.end,
+                    kind,
+                    strength,
+                })
+            };
+            if resident_id_valid(&digits) {
+                push(Builtin::CnResidentId, strength::RESIDENT_ID);
+            }
+            let national = match digits.len() {
+                13 if digits.starts_with(b"86") => &digits[2..],
+                15 if digits.starts_with(b"0086") => &digits[4..],
+                _ => &digits[..],
+            };
+            if is_mobile(national) {
+                push(Builtin::CnMobile, strength::MOBILE);
+            }
+            if !ends_in_x && (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
+                push(Builtin::BankCard, strength::BANK_CARD);
+            }
+            if ends_in_x {
                 break;
             }
         }
-        if digits.len() == 17 && end < bytes.len() && (bytes[end] == b'X' || bytes[end] == b'x') {
-            digits.push(b'X');
-            end += 1;
+        // Windows inside a run too long to be any one value (more than a
+        // card's 19 digits): numbers written with no separator between
+        // them. Shorter runs are taken whole, so an order number that is
+        // no valid value is not cut into one.
+        let run = &bytes[first.start..first.end];
+        if run.len() > 19 {
+            for k in 0..=run.len() - 11 {
+                if is_mobile(&run[k..k + 11]) {
+                    found.push(Candidate {
+                        start: first.start + k,
+                        end: first.start + k + 11,
+                        kind: Builtin::CnMobile,
+                        strength: strength::MOBILE_IN_RUN,
+                    });
+                }
+            }
         }
-        tokens.push((start, end, digits));
-        i = end.max(start + 1);
+        if run.len() > 19 {
+            for k in 0..=run.len() - 18 {
+                if resident_id_valid(&run[k..k + 18]) {
+                    found.push(Candidate {
+                        start: first.start + k,
+                        end: first.start + k + 18,
+                        kind: Builtin::CnResidentId,
+                        strength: strength::RESIDENT_ID_IN_RUN,
+                    });
+                }
+            }
+        }
     }
-    tokens
+    found
 }
-
-type NumericTokens = Vec<(usize, usize, Vec<u8>)>;
 
 fn builtin_spans(
     builtin: Builtin,
     text: &str,
     detector: usize,
-    tokens: &mut Option<NumericTokens>,
+    numeric: &mut Option<Vec<Candidate>>,
     out: &mut Vec<Span>,
 ) {
     let bytes = text.as_bytes();
     match builtin {
         Builtin::CnMobile | Builtin::CnResidentId | Builtin::BankCard => {
             // One scan for digits serves all three numeric detectors.
-            let tokens = tokens.get_or_insert_with(|| numeric_tokens(text));
-            for (start, end, digits) in tokens.iter() {
-                let (start, end) = (*start, *end);
-                let contiguous = end - start == digits.len();
-                let found = match builtin {
-                    Builtin::CnResidentId => contiguous && resident_id_valid(digits),
-                    Builtin::CnMobile => {
-                        let number = digits
-                            .strip_prefix(b"86")
-                            .filter(|_| digits.len() == 13)
-                            .unwrap_or(digits);
-                        number.len() == 11
-                            && number[0] == b'1'
-                            && (b'3'..=b'9').contains(&number[1])
-                    }
-                    Builtin::BankCard => {
-                        (13..=19).contains(&digits.len())
-                            && digits.iter().all(u8::is_ascii_digit)
-                            && luhn_valid(digits)
-                    }
-                    _ => false,
-                };
-                if found {
-                    out.push(Span {
-                        start,
-                        end,
-                        detector,
-                    });
-                }
-            }
+            let numeric = numeric.get_or_insert_with(|| numeric_candidates(text));
+            out.extend(numeric.iter().filter(|c| c.kind == builtin).map(|c| Span {
+                start: c.start,
+                end: c.end,
+                detector,
+                strength: c.strength,
+            }));
         }
         Builtin::Email => {
             if text.contains('@') {
@@ -199,6 +283,7 @@ fn builtin_spans(
                     start: m.start(),
                     end: m.end(),
                     detector,
+                    strength: strength::STRUCTURED,
                 }));
             }
         }
@@ -221,6 +306,7 @@ fn builtin_spans(
                         start: m.start(),
                         end: m.end(),
                         detector,
+                        strength: strength::STRUCTURED,
                     });
                 }
             }
@@ -235,6 +321,7 @@ fn builtin_spans(
                             start: m.start(),
                             end: m.end(),
                             detector,
+                            strength: strength::STRUCTURED,
                         });
                     }
                 }
@@ -252,17 +339,19 @@ fn worth_scanning(text: &str, has_custom: bool) -> bool {
 }
 
 /// Non-overlapping spans in `text`, earliest first; where spans overlap the
-/// detector listed first wins, then the longer span.
+/// strongest validated match wins (a resident id's checksum over a card's
+/// Luhn digit, a whole digit run over a window cut from a longer one), then
+/// the longer span, then the detector listed first.
 pub fn find_spans(detectors: &[Detector], has_custom: bool, text: &str) -> Vec<Span> {
     if detectors.is_empty() || !worth_scanning(text, has_custom) {
         return Vec::new();
     }
     let mut all = Vec::new();
-    let mut tokens = None;
+    let mut numeric = None;
     for (index, detector) in detectors.iter().enumerate() {
         match &detector.pattern {
             Pattern::Builtin(builtin) => {
-                builtin_spans(*builtin, text, index, &mut tokens, &mut all)
+                builtin_spans(*builtin, text, index, &mut numeric, &mut all)
             }
             Pattern::Custom(regex) => all.extend(
                 regex
@@ -272,6 +361,7 @@ pub fn find_spans(detectors: &[Detector], has_custom: bool, text: &str) -> Vec<S
                         start: m.start(),
                         end: m.end(),
                         detector: index,
+                        strength: strength::CUSTOM,
                     }),
             ),
         }
@@ -279,18 +369,29 @@ pub fn find_spans(detectors: &[Detector], has_custom: bool, text: &str) -> Vec<S
     if all.len() <= 1 {
         return all;
     }
-    all.sort_by_key(|s| (s.detector, s.start, std::cmp::Reverse(s.end)));
-    let mut chosen: Vec<Span> = Vec::with_capacity(all.len());
+    all.sort_by_key(|s| {
+        (
+            std::cmp::Reverse(s.strength),
+            std::cmp::Reverse(s.end - s.start),
+            s.start,
+            s.detector,
+        )
+    });
+    // Chosen spans never overlap, so a candidate overlaps one of them only
+    // if it overlaps the last chosen span starting before its end: one
+    // ordered lookup per candidate keeps a text full of matches linear-ish
+    // (n log n), where comparing with every chosen span was quadratic.
+    let mut chosen: std::collections::BTreeMap<usize, Span> = std::collections::BTreeMap::new();
     for span in all {
-        if chosen
-            .iter()
-            .all(|c| span.end <= c.start || span.start >= c.end)
-        {
-            chosen.push(span);
+        let overlaps = chosen
+            .range(..span.end)
+            .next_back()
+            .is_some_and(|(_, c)| c.end > span.start);
+        if !overlaps {
+            chosen.insert(span.start, span);
         }
     }
-    chosen.sort_by_key(|s| s.start);
-    chosen
+    chosen.into_values().collect()
 }
 
 #[cfg(test)]
@@ -317,9 +418,42 @@ mod tests {
         assert_eq!(found, expect, "in {text:?}");
     }
 
+    /// A text that is nothing but matches: every one is found, and
+    /// resolving them is not quadratic (200,000 spans would take minutes
+    /// compared pairwise).
+    #[test]
+    fn a_text_full_of_matches_resolves_every_span() {
+        let detectors = builtins();
+        let text = "13912345678 ".repeat(200_000);
+        let spans = find_spans(&detectors, false, &text);
+        assert_eq!(spans.len(), 200_000);
+        assert!(spans.windows(2).all(|w| w[0].end <= w[1].start));
+    }
+
     #[test]
     fn validated_detection() {
         check("13812345678", &[("cn_mobile", "13812345678")]);
+        // Next to other numbers, in parts, with prefixes, several at once.
+        check("bed 12 13912345678", &[("cn_mobile", "13912345678")]);
+        check(
+            "13912345678 13812345678",
+            &[("cn_mobile", "13912345678"), ("cn_mobile", "13812345678")],
+        );
+        check("13912345678 2x daily", &[("cn_mobile", "13912345678")]);
+        check("0086 13912345678", &[("cn_mobile", "0086 13912345678")]);
+        check("+86 139 1234 5678", &[("cn_mobile", "86 139 1234 5678")]);
+        check(
+            "bed 12 11010519491231002X",
+            &[("cn_resident_id", "11010519491231002X")],
+        );
+        check(
+            "room 3 4111 1111 1111 1111 ask",
+            &[("bank_card", "4111 1111 1111 1111")],
+        );
+        check(
+            "1391234567813812345678",
+            &[("cn_mobile", "13912345678"), ("cn_mobile", "13812345678")],
+        );
         check("12812345678", &[]);
         check("call 8613812345678 now", &[("cn_mobile", "8613812345678")]);
         check(

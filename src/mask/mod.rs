@@ -61,6 +61,8 @@ pub enum MaskError {
         path: String,
         limit: usize,
     },
+    #[error("records[{record}]: the call visits more than {limit} values (max_mask_values); send fewer or smaller records")]
+    OverBudget { record: usize, limit: usize },
 }
 
 #[derive(Clone)]
@@ -96,6 +98,10 @@ pub struct Masker<'a, V: Visibility> {
     keys: &'a Keyring,
     visibility: V,
     max_depth: usize,
+    /// Values (and treated spans) this call may still visit: bounds one
+    /// call's work whatever its records hold.
+    budget: usize,
+    max_values: usize,
     /// Per label: the granted treatment (none: the default applies) and why.
     resolved: foldhash::HashMap<String, (Option<Treatment>, String)>,
     rules_for_object: Vec<&'a rules::PathRule>,
@@ -129,6 +135,8 @@ impl<'a, V: Visibility> Masker<'a, V> {
             keys,
             visibility,
             max_depth,
+            budget: usize::MAX,
+            max_values: usize::MAX,
             resolved: foldhash::HashMap::with_capacity_and_hasher(
                 classification.labels.len(),
                 Default::default(),
@@ -139,6 +147,33 @@ impl<'a, V: Visibility> Masker<'a, V> {
 
     pub fn object(&self) -> &str {
         self.object
+    }
+
+    /// Limits the values (fields, list items, treated spans) this masker
+    /// visits from now on, across every record it masks.
+    pub fn with_budget(mut self, max_values: usize) -> Self {
+        self.budget = max_values;
+        self.max_values = max_values;
+        self
+    }
+
+    /// A fresh budget, for a caller that masks one record per call (a
+    /// JSONL stream).
+    pub fn refill_budget(&mut self) {
+        self.budget = self.max_values;
+    }
+
+    fn spend(&mut self, values: usize, record: usize) -> Result<(), MaskError> {
+        match self.budget.checked_sub(values) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => Err(MaskError::OverBudget {
+                record,
+                limit: self.max_values,
+            }),
+        }
     }
 
     /// The treatment for `label` (resolved once per label), with its reason.
@@ -211,6 +246,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 limit: self.max_depth,
             });
         }
+        self.spend(1, index)?;
         // Path rules first: they label whole fields (or whole subtrees).
         // Most patterns end in a key (`**.mobile`): a field whose own
         // name differs is ruled out without walking the pattern.
@@ -269,8 +305,10 @@ impl<'a, V: Visibility> Masker<'a, V> {
             }
             Some(Kind::StringValue(text)) => {
                 let text = std::mem::take(text);
+                let before = actions.len();
                 let (fate, result) = self.detect(index, text, path, actions);
                 *value = result;
+                self.spend(actions.len() - before, index)?;
                 Ok(fate)
             }
             Some(Kind::NumberValue(number)) if number.fract() == 0.0 && number.abs() < 1e19 => {

@@ -133,8 +133,28 @@ pub fn partial_mask(
     }
     match kind {
         Some(Builtin::CnMobile) => {
-            let prefix = value.len().saturating_sub(11);
-            format!("{}{}", &value[..prefix], mask_chars(&value[prefix..], 3, 4))
+            // The last 11 digits are the number, whatever separators stand
+            // between them; a country prefix before them is kept. Of the
+            // number, the first 3 and last 4 digits show. Counted in digits
+            // and characters, never bytes.
+            let digits = value.bytes().filter(u8::is_ascii_digit).count();
+            let national = digits.saturating_sub(11);
+            let mut seen = 0;
+            value
+                .chars()
+                .map(|c| {
+                    if !c.is_ascii_digit() {
+                        return c;
+                    }
+                    let position = seen;
+                    seen += 1;
+                    if (national + 3..national + 7).contains(&position) {
+                        '*'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
         }
         Some(Builtin::CnResidentId) => mask_chars(value, 3, 4),
         Some(Builtin::BankCard) => mask_chars(value, 4, 4),
@@ -248,6 +268,19 @@ mod tests {
             "4111 **** **** 1111",
         );
         check("192.168.1.20", Some(Builtin::Ipv4), "192.168.*.*");
+        // Characters, not bytes: no cut inside a multi-byte character.
+        check("电1234567890", Some(Builtin::CnMobile), "电123****890");
+        check("139-1234-5678", Some(Builtin::CnMobile), "139-****-5678");
+        check(
+            "+86 139 1234 5678",
+            Some(Builtin::CnMobile),
+            "+86 139 **** 5678",
+        );
+        check(
+            "+86电13812345678",
+            Some(Builtin::CnMobile),
+            "+86电138****5678",
+        );
         check("张三丰", None, "张**");
         assert_eq!(
             partial_mask("ABCDEFGH", None, (Some(2), Some(3))),

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::{
-    reading::{reader, refusal, Reading},
+    reading::{reader, refusal, MaskLimits, Reading},
     PolicySet,
 };
 use crate::authz::AccessRequest;
@@ -167,7 +167,14 @@ fn run_masking(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
                 &no_attributes,
             );
             let failure = (|| -> Option<String> {
-                let mut masker = match policy.masker_for(&asker, &keys, 64) {
+                let mut masker = match policy.masker_for(
+                    &asker,
+                    &keys,
+                    MaskLimits {
+                        max_depth: 64,
+                        max_values: usize::MAX,
+                    },
+                ) {
                     Err(e) => return Some(format!("request error: {e}")),
                     Ok(Reading::Denied { reason }) => return Some(refusal(&asker, &reason)),
                     Ok(Reading::Admitted { masker, .. }) => masker,

@@ -49,7 +49,7 @@ pub struct PolicySet {
     pub warnings: Vec<Problem>,
     /// Label grants already decided on this snapshot (a reload brings a
     /// new, empty cache): Mask resolves the same few per asker every call.
-    grant_cache: Mutex<HashMap<GrantKey, Grant>>,
+    grant_cache: Mutex<GrantCache>,
 }
 
 /// (subject, extra roles, domain, label). Requests with attributes are not
@@ -58,6 +58,25 @@ type GrantKey = (String, Vec<String>, String, String);
 
 /// Entries kept before the grant cache starts over.
 const GRANT_CACHE_LIMIT: usize = 65_536;
+/// Bytes of keys kept before the grant cache starts over: a caller choosing
+/// long subjects, roles or domains cannot grow it past this.
+const GRANT_CACHE_BYTES: usize = 16 << 20;
+
+/// Label grants already decided on this snapshot, bounded in entries and in
+/// the bytes of their keys.
+#[derive(Debug, Default)]
+struct GrantCache {
+    entries: HashMap<GrantKey, Grant>,
+    key_bytes: usize,
+}
+
+fn key_bytes((subject, roles, domain, label): &GrantKey) -> usize {
+    // A fixed charge per entry and per role covers the strings' headers.
+    64 + subject.len()
+        + domain.len()
+        + label.len()
+        + roles.iter().map(|r| 24 + r.len()).sum::<usize>()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -150,7 +169,7 @@ impl PolicySet {
             classification,
             loaded_at: SystemTime::now(),
             warnings,
-            grant_cache: Mutex::new(HashMap::new()),
+            grant_cache: Mutex::new(GrantCache::default()),
         })
     }
 
@@ -174,15 +193,19 @@ impl PolicySet {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         };
-        if let Some(grant) = cache().get(&key) {
+        if let Some(grant) = cache().entries.get(&key) {
             return grant.clone();
         }
         let grant = self.decide_grant(asker, label);
+        let size = key_bytes(&key);
         let mut cache = cache();
-        if cache.len() >= GRANT_CACHE_LIMIT {
-            cache.clear();
+        if cache.entries.len() >= GRANT_CACHE_LIMIT || cache.key_bytes + size > GRANT_CACHE_BYTES {
+            cache.entries = HashMap::new();
+            cache.key_bytes = 0;
         }
-        cache.insert(key, grant.clone());
+        if cache.entries.insert(key, grant.clone()).is_none() {
+            cache.key_bytes += size;
+        }
         grant
     }
 

@@ -12,6 +12,15 @@ use crate::{
     mask::{Label, Masker, Visibility},
 };
 
+/// Bounds on one masking call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskLimits {
+    /// Deepest nesting accepted in a record.
+    pub max_depth: usize,
+    /// Most values (fields, list items, treated spans) visited.
+    pub max_values: usize,
+}
+
 /// The action a subject needs on an object to receive its records at all.
 pub const READ: &str = "read";
 
@@ -53,7 +62,7 @@ impl PolicySet {
         &'s self,
         asker: &'s AccessRequest<'s>,
         keys: &'s Keyring,
-        max_depth: usize,
+        limits: MaskLimits,
     ) -> Result<Reading<Masker<'s, impl Visibility + 's>>, RequestError> {
         debug_assert_eq!(asker.action, READ, "a reader asks to read");
         let verdict = self.engine.decide(asker)?;
@@ -67,8 +76,9 @@ impl PolicySet {
             asker.object,
             keys,
             visibility,
-            max_depth,
-        );
+            limits.max_depth,
+        )
+        .with_budget(limits.max_values);
         Ok(Reading::Admitted { reason, masker })
     }
 }
