@@ -71,8 +71,10 @@ pub struct MaskArgs {
     /// Roles the subject holds besides those in the policy.
     #[arg(long, value_delimiter = ',')]
     pub roles: Vec<String>,
-    #[arg(long, env = "VIGIL_KEYRING", default_value = keys::DEFAULT_KEYRING)]
-    pub keyring: PathBuf,
+    /// Keyring for encrypting treatments [default: vigil-data/keyring.json,
+    /// created if missing; a keyring named here must exist].
+    #[arg(long, env = "VIGIL_KEYRING")]
+    pub keyring: Option<PathBuf>,
     #[arg(long, default_value_t = 32)]
     pub max_depth: usize,
     /// Most values (fields, list items, spans in text) one record may hold.
@@ -245,7 +247,8 @@ pub struct ServeArgs {
     /// visit; past it the call is RESOURCE_EXHAUSTED [default: 200000].
     #[arg(long, env = "VIGIL_MAX_MASK_VALUES")]
     pub max_mask_values: Option<usize>,
-    /// Keyring for field encryption (created if missing).
+    /// Keyring for field encryption [default: vigil-data/keyring.json,
+    /// created if missing; a keyring named here must exist].
     #[arg(long, env = "VIGIL_KEYRING")]
     pub keyring: Option<PathBuf>,
 }

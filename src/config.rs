@@ -15,7 +15,7 @@ use crate::{
     authn::{self, AuthMode, AuthSettings, JwtKeySource, JwtSettings},
     cli::ServeArgs,
     grpc::Limits,
-    keys,
+    keys::KeyringLocation,
     listen::ListenAddr,
     logging::LogFormat,
     policy,
@@ -41,8 +41,8 @@ pub struct Config {
     pub shadow_policies: Option<PathBuf>,
     /// Reload when the policy files change.
     pub watch: bool,
-    /// Field encryption keyring (created if missing).
-    pub keyring: PathBuf,
+    /// Field encryption keyring (the default one is created if missing).
+    pub keyring: KeyringLocation,
     /// Request-handling threads; 0 means one per available core.
     pub worker_threads: usize,
 }
@@ -373,10 +373,7 @@ impl Config {
             admin_role,
             shadow_policies: args.shadow_policies.or(file.shadow_policies),
             watch: args.watch.or(file.watch).unwrap_or(true),
-            keyring: args
-                .keyring
-                .or(file.keyring)
-                .unwrap_or_else(|| PathBuf::from(keys::DEFAULT_KEYRING)),
+            keyring: KeyringLocation::from_flag(args.keyring.or(file.keyring)),
             worker_threads: args.worker_threads.or(file.worker_threads).unwrap_or(0),
         })
     }

@@ -11,7 +11,10 @@
 //! Architecture invariant: key bytes never appear in Debug output, errors,
 //! logs or audit records.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use aes_gcm::{aead::Aead, Aes256Gcm, KeyInit, Nonce};
 use aes_gcm_siv::Aes256GcmSiv;
@@ -34,6 +37,37 @@ pub enum KeyringError {
     Write { path: String, message: String },
     #[error("keyring {path}: {message}")]
     Invalid { path: String, message: String },
+    #[error("keyring {path} does not exist; a keyring named explicitly is never created on the fly (data would be encrypted under a key nobody else has): check the path, or create it with `vigil keys generate --keyring {path}`")]
+    Missing { path: String },
+}
+
+/// Where the keyring is, and whether the operator named it: only the
+/// default location is created on first use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyringLocation {
+    Default(PathBuf),
+    Given(PathBuf),
+}
+
+impl KeyringLocation {
+    pub fn from_flag(given: Option<PathBuf>) -> KeyringLocation {
+        given.map_or_else(
+            || KeyringLocation::Default(PathBuf::from(DEFAULT_KEYRING)),
+            KeyringLocation::Given,
+        )
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            KeyringLocation::Default(path) | KeyringLocation::Given(path) => path,
+        }
+    }
+
+    pub fn path_mut(&mut self) -> &mut PathBuf {
+        match self {
+            KeyringLocation::Default(path) | KeyringLocation::Given(path) => path,
+        }
+    }
 }
 
 /// Why a ciphertext cannot be opened. Messages never include the text.
@@ -155,6 +189,18 @@ impl Keyring {
             keys,
             pseudonym_key,
         })
+    }
+
+    /// Opens the keyring at `location`: the default one is created the
+    /// first time, a named one must exist.
+    pub fn open(location: &KeyringLocation) -> Result<Keyring, KeyringError> {
+        match location {
+            KeyringLocation::Default(path) => Keyring::load_or_create(path),
+            KeyringLocation::Given(path) if !path.exists() => Err(KeyringError::Missing {
+                path: path.display().to_string(),
+            }),
+            KeyringLocation::Given(path) => Keyring::load(path),
+        }
     }
 
     /// Loads `path`, creating a fresh keyring there the first time.

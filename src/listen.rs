@@ -85,7 +85,15 @@ impl Listener {
                 Ok(Listener::Tcp(listener, local))
             }
             ListenAddr::Unix(path) => {
-                if path.exists() {
+                if let Ok(meta) = std::fs::symlink_metadata(path) {
+                    use std::os::unix::fs::FileTypeExt;
+                    // Only a socket nobody answers on (left by a crash) is
+                    // replaced; any other file is the operator's.
+                    if !meta.file_type().is_socket() {
+                        return Err(fail(
+                            "a file that is not a socket is in the way; vigil removes only stale sockets, so move it or choose another path".into(),
+                        ));
+                    }
                     if tokio::net::UnixStream::connect(path).await.is_ok() {
                         return Err(fail("another process is serving on this socket".into()));
                     }

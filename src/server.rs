@@ -132,7 +132,7 @@ impl App {
             admin_role: config.admin_role,
             audit_dir: config.audit.dir,
             shadow,
-            keys: Arc::new(Keyring::load_or_create(&config.keyring)?),
+            keys: Arc::new(Keyring::open(&config.keyring)?),
         });
         Ok(App {
             shared,

@@ -11,7 +11,7 @@
 //! the signature covers `vigil-audit-checkpoint:v1:{seq}:{head}:{ts}`.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
 };
@@ -112,9 +112,9 @@ impl CheckpointWriter {
             .ok()
             .and_then(|all| all.last().map(|c| c.seq))
             .unwrap_or(0);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = super::files::open_append(&path)?;
         let public = hex::encode(key.verifying_key().as_bytes());
-        std::fs::write(dir.join(PUBLIC_KEY_FILE), format!("{public}\n"))?;
+        super::files::write_whole(&dir.join(PUBLIC_KEY_FILE), format!("{public}\n").as_bytes())?;
         Ok(CheckpointWriter {
             file,
             key,

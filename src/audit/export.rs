@@ -143,9 +143,29 @@ pub fn csv_row(checked: &CheckedLine) -> String {
         if i > 0 {
             out.push(',');
         }
-        csv_field(&mut out, field);
+        if CALLER_TEXT.contains(&i) {
+            csv_field(&mut out, &neutralize_formula(field));
+        } else {
+            csv_field(&mut out, field);
+        }
     }
     out
+}
+
+/// Columns whose text comes from callers or policy files (subject, object,
+/// action, domain, reason): what a spreadsheet must not run.
+const CALLER_TEXT: [usize; 5] = [4, 5, 6, 7, 9];
+
+/// OWASP's rule against CSV injection: a cell a spreadsheet would read as a
+/// formula (leading `=`, `+`, `-`, `@`, tab or carriage return) gets a
+/// leading `'`, so it shows as text. Only caller-supplied columns are
+/// touched; seq, time, hashes and ids stay byte-exact.
+fn neutralize_formula(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{value}"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
 }
 
 /// Writes the export to `out` (the CLI's stdout).

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod export;
+pub mod files;
 pub mod log;
 pub mod options;
 pub mod privacy;

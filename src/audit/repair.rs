@@ -5,7 +5,7 @@
 //! `recovery` record.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::File,
     io::{Read, Seek, SeekFrom},
     path::{Path, PathBuf},
     sync::Arc,
@@ -13,6 +13,7 @@ use std::{
 };
 
 use super::{
+    files,
     log::AuditError,
     record::{self, kind, Record, GENESIS},
     segment::Tail,
@@ -28,12 +29,7 @@ pub(super) fn open_tail(index: u64, path: &Path) -> Result<(Tail, Option<Record>
         offset,
         message,
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| corrupt(0, format!("cannot open: {e}")))?;
+    let mut file = files::open_append(path).map_err(|e| corrupt(0, format!("cannot open: {e}")))?;
     let len = file
         .metadata()
         .map_err(|e| corrupt(0, e.to_string()))?
@@ -140,7 +136,8 @@ fn cut_tail(
     let mut saved = path.as_os_str().to_owned();
     saved.push(format!(".torn-{good_len}"));
     let saved = PathBuf::from(saved);
-    fs::write(&saved, torn).map_err(|e| corrupt(format!("cannot save the torn tail: {e}")))?;
+    files::write_whole(&saved, torn)
+        .map_err(|e| corrupt(format!("cannot save the torn tail: {e}")))?;
     file.set_len(good_len)
         .map_err(|e| corrupt(format!("cannot truncate the torn tail: {e}")))?;
     file.sync_all()

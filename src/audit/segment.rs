@@ -2,7 +2,7 @@
 //! active one the writer appends to.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     path::{Path, PathBuf},
     sync::Arc,
     time::Instant,
@@ -57,11 +57,7 @@ impl Tail {
     /// [`sync_dir`].
     pub(super) fn create(dir: &Path, index: u64, seq: u64, hash: Hash) -> std::io::Result<Tail> {
         let path = dir.join(segment_name(index));
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)?;
+        let file = super::files::open_append(&path)?;
         Ok(Tail {
             index,
             path,

@@ -16,6 +16,7 @@ use ed25519_dalek::VerifyingKey;
 
 use super::{
     checkpoint::{self, Checkpoint, CHECKPOINT_FILE, PUBLIC_KEY_FILE},
+    files::LOCK_FILE,
     record::{self, ChainFields, Hash, GENESIS},
     segment::{segment_index, segment_name, FILE_PREFIX, FILE_SUFFIX},
 };
@@ -112,7 +113,7 @@ pub fn audit_files(dir: &Path) -> Result<Vec<PathBuf>, VerifyError> {
         let torn = name.split_once(".torn-").is_some_and(|(base, offset)| {
             segment_index(base).is_some() && offset.bytes().all(|b| b.is_ascii_digit())
         });
-        if name == CHECKPOINT_FILE || name == PUBLIC_KEY_FILE || torn {
+        if name == CHECKPOINT_FILE || name == PUBLIC_KEY_FILE || name == LOCK_FILE || torn {
             continue;
         }
         return Err(VerifyError::Directory(format!(

@@ -6,7 +6,7 @@ use std::{collections::HashMap, process::ExitCode};
 use anyhow::Context;
 use vigil::{
     cli::MaskArgs,
-    keys::Keyring,
+    keys::{Keyring, KeyringLocation},
     mask as masking,
     policy::{
         reading::{reader, refusal, MaskLimits, Reading},
@@ -19,7 +19,7 @@ pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
     let policy = PolicySet::load(&args.policies)
         .await
         .with_context(|| format!("policy in {}", args.policies.display()))?;
-    let keys = Keyring::load_or_create(&args.keyring)?;
+    let keys = Keyring::open(&KeyringLocation::from_flag(args.keyring))?;
     let attributes = HashMap::new();
     let asker = reader(
         &args.subject,

@@ -194,7 +194,7 @@ impl Vigil {
                 *path = home.join(&*path);
             }
         };
-        rebase(&mut config.keyring);
+        rebase(config.keyring.path_mut());
         rebase(&mut config.policies);
         if let vigil::authn::AuthSettings::Jwt(jwt) = &mut config.auth {
             if let vigil::authn::JwtKeySource::DevSecret(path) = &mut jwt.keys {

@@ -32,7 +32,7 @@
 
 use std::{
     collections::VecDeque,
-    fs::{self, File},
+    fs::File,
     io::Write,
     path::PathBuf,
     sync::{
@@ -55,6 +55,7 @@ use sync::{flush_when_asked, run_sync, OFF_COALESCE_WITHIN};
 pub use super::receipt::Receipt;
 use super::{
     checkpoint::{self, CheckpointWriter},
+    files,
     options::{AuditOptions, SyncMode},
     record::{self, kind, Hash, Record},
     repair::open_tail,
@@ -92,6 +93,8 @@ struct Inner {
     /// Signed outside `core`'s lock, by whoever finds a checkpoint due. Lock
     /// order: `core` before `checkpoints`, never the other way.
     checkpoints: Mutex<CheckpointWriter>,
+    /// This writer's hold on the directory; let go by `close`.
+    lock: Mutex<Option<files::DirLock>>,
     /// Held for a whole [`Inner::housekeeping`], so `close` returns only
     /// after the sync thread's pruning has finished.
     housekeeping: Mutex<()>,
@@ -258,8 +261,9 @@ impl AuditLog {
             dir: options.dir.clone(),
             message,
         };
-        fs::create_dir_all(&options.dir)
+        files::create_dir(&options.dir)
             .map_err(|e| open_error(format!("cannot create the directory: {e}")))?;
+        let lock = files::lock(&options.dir).map_err(open_error)?;
         let files = segments(&options.dir)
             .map_err(|e| open_error(format!("cannot list the directory: {e}")))?;
         let (index, path) = files
@@ -317,6 +321,7 @@ impl AuditLog {
         let inner = Arc::new(Inner {
             core: Mutex::new(core),
             checkpoints: Mutex::new(checkpoints),
+            lock: Mutex::new(Some(lock)),
             housekeeping: Mutex::new(()),
             batch_queued: Condvar::new(),
             runtime: OnceLock::new(),
@@ -474,6 +479,12 @@ impl AuditLog {
         if let Durability::Off(flusher) = &inner.durability {
             flusher.requested.notify_one();
         }
+        // Closed for good: another writer may take the directory now.
+        inner
+            .lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         result.map(|()| receipt)
     }
 
