@@ -21,7 +21,7 @@ fn open(dir: &Path, sync: SyncMode, rotate_bytes: u64) -> AuditLog {
 fn decision(n: usize) -> Record {
     let mut record = Record::new(kind::DECISION);
     record.sub = Some(format!("user{n}"));
-    record.allowed = Some(n % 2 == 0);
+    record.allowed = Some(n.is_multiple_of(2));
     record
 }
 
