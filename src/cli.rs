@@ -89,8 +89,22 @@ pub enum KeysCommand {
     /// Add a key that encrypts from now on; older keys keep decrypting.
     Rotate(KeyringArgs),
     /// Re-encrypt every vigil ciphertext in JSONL (stdin → stdout) under
-    /// the active key.
-    Rewrap(KeyringArgs),
+    /// the active key; with --object, also seal legacy (v1) ciphertexts for
+    /// that object and --domain, so Unmask opens them only there.
+    Rewrap(RewrapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RewrapArgs {
+    #[arg(long, env = "VIGIL_KEYRING", default_value = keys::DEFAULT_KEYRING)]
+    pub keyring: PathBuf,
+    /// Object legacy (v1) ciphertexts are sealed for: the object of the
+    /// Mask calls that made them.
+    #[arg(long)]
+    pub object: Option<String>,
+    /// Domain legacy ciphertexts are sealed for (with --object).
+    #[arg(long, default_value = "", requires = "object")]
+    pub domain: String,
 }
 
 #[derive(Debug, Args)]

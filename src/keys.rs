@@ -3,10 +3,14 @@
 //! keyed pseudonyms, rotation and rewrap.
 //!
 //! Envelopes are self-describing so any vigil with the keyring can open
-//! them: `vigil:v1:<key id>:<base64url(nonce ‖ ciphertext)>` (random nonce)
-//! and `vigil:v1d:<key id>:<…>` (deterministic). The plaintext carries the
-//! value's label, so Unmask can decide per label without trusting the
-//! caller; the envelope prefix is the AAD, so a key id cannot be swapped.
+//! them: `vigil:v2:<key id>:<base64url(nonce ‖ ciphertext)>` (random nonce)
+//! and `vigil:v2d:<key id>:<…>` (deterministic). The sealed message carries
+//! the value's label and the domain and object it was sealed for, all
+//! authenticated: Unmask decides per label without trusting the caller, and
+//! opens a value only for the domain and object it was sealed for (threat
+//! model in docs/keys.md). The envelope prefix (version and key id) is the
+//! AAD, so neither can be swapped. Legacy `vigil:v1` envelopes (label only)
+//! still open; `vigil keys rewrap --object … --domain …` binds them.
 //!
 //! Architecture invariant: key bytes never appear in Debug output, errors,
 //! logs or audit records.
@@ -26,8 +30,13 @@ use sha2::Sha256;
 /// Where the keyring is looked for when not given.
 pub const DEFAULT_KEYRING: &str = "vigil-data/keyring.json";
 
-const RANDOM_PREFIX: &str = "vigil:v1:";
-const DETERMINISTIC_PREFIX: &str = "vigil:v1d:";
+/// Legacy envelopes: sealed for a label only. Read, never written (but by
+/// a rewrap that keeps them as they were).
+const RANDOM_V1: &str = "vigil:v1:";
+const DETERMINISTIC_V1: &str = "vigil:v1d:";
+/// Envelopes sealed for a label, a domain and an object.
+const RANDOM_V2: &str = "vigil:v2:";
+const DETERMINISTIC_V2: &str = "vigil:v2d:";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
@@ -265,18 +274,35 @@ impl Keyring {
         &self.keys[&self.active]
     }
 
-    fn seal_payload(label: &str, value: &str) -> Vec<u8> {
-        let label = &label.as_bytes()[..label.len().min(255)];
-        let mut payload = Vec::with_capacity(1 + label.len() + value.len());
+    /// The sealed message: what the value was sealed for, then the value.
+    /// All of it is authenticated by the AEAD; v1 (no domain and object)
+    /// is only ever read.
+    fn seal_payload(seal: &Seal<'_>, value: &str) -> Vec<u8> {
+        let label = &seal.label.as_bytes()[..seal.label.len().min(255)];
+        let mut payload = Vec::with_capacity(
+            5 + label.len() + seal.domain.len() + seal.object.len() + value.len(),
+        );
         payload.push(label.len() as u8);
         payload.extend_from_slice(label);
+        for part in [seal.domain, seal.object] {
+            // Past 64 KiB the context is cut, and then never matches a
+            // request again: fail closed.
+            let part = &part.as_bytes()[..part.len().min(u16::MAX as usize)];
+            payload.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            payload.extend_from_slice(part);
+        }
         payload.extend_from_slice(value.as_bytes());
         payload
     }
 
-    /// AES-256-GCM with a random 96-bit nonce.
-    pub fn encrypt(&self, label: &str, value: &str) -> String {
-        let prefix = format!("{RANDOM_PREFIX}{}:", self.active);
+    /// AES-256-GCM with a random 96-bit nonce, sealed for `seal`'s label,
+    /// domain and object.
+    pub fn encrypt(&self, seal: &Seal<'_>, value: &str) -> String {
+        self.encrypt_random(RANDOM_V2, &Self::seal_payload(seal, value))
+    }
+
+    fn encrypt_random(&self, version: &str, payload: &[u8]) -> String {
+        let prefix = format!("{version}{}:", self.active);
         let nonce: [u8; 12] = rand::random();
         let ciphertext = self
             .active()
@@ -284,7 +310,7 @@ impl Keyring {
             .encrypt(
                 Nonce::from_slice(&nonce),
                 aes_gcm::aead::Payload {
-                    msg: &Self::seal_payload(label, value),
+                    msg: payload,
                     aad: prefix.as_bytes(),
                 },
             )
@@ -294,16 +320,20 @@ impl Keyring {
         format!("{prefix}{}", URL_SAFE_NO_PAD.encode(data))
     }
 
-    /// AES-256-GCM-SIV with a nonce derived from the value (HMAC-SHA256
-    /// under the key), so equal values give equal ciphertexts (an equality
-    /// join key) and nothing else leaks. Rotation changes the ciphertexts.
-    pub fn encrypt_deterministic(&self, label: &str, value: &str) -> String {
-        let prefix = format!("{DETERMINISTIC_PREFIX}{}:", self.active);
+    /// AES-256-GCM-SIV with a nonce derived from the sealed message
+    /// (HMAC-SHA256 under the key), so equal values sealed for the same
+    /// label, domain and object give equal ciphertexts (an equality join
+    /// key) and nothing else leaks. Rotation changes the ciphertexts.
+    pub fn encrypt_deterministic(&self, seal: &Seal<'_>, value: &str) -> String {
+        self.encrypt_siv(DETERMINISTIC_V2, &Self::seal_payload(seal, value))
+    }
+
+    fn encrypt_siv(&self, version: &str, payload: &[u8]) -> String {
+        let prefix = format!("{version}{}:", self.active);
         let key = self.active();
-        let payload = Self::seal_payload(label, value);
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&key.bytes).expect("HMAC takes any key length");
-        mac.update(&payload);
+        mac.update(payload);
         let digest = mac.finalize().into_bytes();
         let nonce = aes_gcm_siv::Nonce::from_slice(&digest[..12]);
         let ciphertext = key
@@ -311,7 +341,7 @@ impl Keyring {
             .encrypt(
                 nonce,
                 aes_gcm_siv::aead::Payload {
-                    msg: &payload,
+                    msg: payload,
                     aad: prefix.as_bytes(),
                 },
             )
@@ -335,18 +365,12 @@ impl Keyring {
     }
 
     pub fn is_ciphertext(text: &str) -> bool {
-        text.starts_with(RANDOM_PREFIX) || text.starts_with(DETERMINISTIC_PREFIX)
+        Envelope::parse_prefix(text).is_some()
     }
 
-    /// Opens an envelope: the label it was sealed with and the value.
-    pub fn decrypt(&self, text: &str) -> Result<(String, String), CipherError> {
-        let (deterministic, rest) = if let Some(rest) = text.strip_prefix(RANDOM_PREFIX) {
-            (false, rest)
-        } else if let Some(rest) = text.strip_prefix(DETERMINISTIC_PREFIX) {
-            (true, rest)
-        } else {
-            return Err(CipherError::NotCiphertext);
-        };
+    /// Opens an envelope: what it was sealed for and the value.
+    pub fn decrypt(&self, text: &str) -> Result<Opened, CipherError> {
+        let (envelope, rest) = Envelope::parse_prefix(text).ok_or(CipherError::NotCiphertext)?;
         let (key_id, data) = rest
             .split_once(':')
             .ok_or(CipherError::Malformed("no key id"))?;
@@ -365,7 +389,7 @@ impl Keyring {
         }
         let (nonce, ciphertext) = data.split_at(12);
         let aad = &text[..text.len() - rest.len() + key_id.len() + 1];
-        let payload = if deterministic {
+        let payload = if envelope.deterministic {
             key.siv.decrypt(
                 aes_gcm_siv::Nonce::from_slice(nonce),
                 aes_gcm_siv::aead::Payload {
@@ -383,36 +407,161 @@ impl Keyring {
             )
         }
         .map_err(|_| CipherError::Forged(key_id.to_owned()))?;
-        let label_len = *payload
-            .first()
-            .ok_or(CipherError::Malformed("empty payload"))? as usize;
-        if payload.len() < 1 + label_len {
-            return Err(CipherError::Malformed("payload too short"));
-        }
-        let label = String::from_utf8(payload[1..1 + label_len].to_vec())
-            .map_err(|_| CipherError::Malformed("label is not UTF-8"))?;
-        let value = String::from_utf8(payload[1 + label_len..].to_vec())
-            .map_err(|_| CipherError::Malformed("value is not UTF-8"))?;
-        Ok((label, value))
-    }
-
-    /// Re-encrypts an envelope under the active key, keeping its mode.
-    pub fn rewrap(&self, text: &str) -> Result<String, CipherError> {
-        let (label, value) = self.decrypt(text)?;
-        Ok(if text.starts_with(DETERMINISTIC_PREFIX) {
-            self.encrypt_deterministic(&label, &value)
+        let mut reader = PayloadReader(&payload);
+        let label_len = reader.take(1)?[0] as usize;
+        let label = reader.text(label_len, "label")?;
+        let sealed_for = if envelope.bound {
+            let domain_len = reader.length()?;
+            let domain = reader.text(domain_len, "domain")?;
+            let object_len = reader.length()?;
+            let object = reader.text(object_len, "object")?;
+            Some(SealedFor { domain, object })
         } else {
-            self.encrypt(&label, &value)
+            None
+        };
+        let value = reader.text(reader.0.len(), "value")?;
+        Ok(Opened {
+            label,
+            sealed_for,
+            value,
         })
     }
 
-    /// Whether an envelope was made with an older key.
-    pub fn needs_rewrap(&self, text: &str) -> bool {
-        let rest = text
-            .strip_prefix(RANDOM_PREFIX)
-            .or_else(|| text.strip_prefix(DETERMINISTIC_PREFIX));
-        rest.and_then(|r| r.split_once(':'))
-            .is_some_and(|(id, _)| id != self.active)
+    /// Re-encrypts an envelope under the active key, keeping its mode and
+    /// what it was sealed for. A legacy (v1) envelope is sealed for `bind`
+    /// when given (the upgrade), else re-encrypted as it was.
+    pub fn rewrap(&self, text: &str, bind: Option<&SealedFor>) -> Result<String, CipherError> {
+        let opened = self.decrypt(text)?;
+        let deterministic = Envelope::parse_prefix(text).is_some_and(|(e, _)| e.deterministic);
+        let sealed_for = opened.sealed_for.as_ref().or(bind);
+        let Some(sealed_for) = sealed_for else {
+            let payload = Self::legacy_payload(&opened.label, &opened.value);
+            return Ok(if deterministic {
+                self.encrypt_siv(DETERMINISTIC_V1, &payload)
+            } else {
+                self.encrypt_random(RANDOM_V1, &payload)
+            });
+        };
+        let seal = Seal {
+            label: &opened.label,
+            domain: &sealed_for.domain,
+            object: &sealed_for.object,
+        };
+        Ok(if deterministic {
+            self.encrypt_deterministic(&seal, &opened.value)
+        } else {
+            self.encrypt(&seal, &opened.value)
+        })
+    }
+
+    /// v1's sealed message: the label, then the value.
+    fn legacy_payload(label: &str, value: &str) -> Vec<u8> {
+        let label = &label.as_bytes()[..label.len().min(255)];
+        let mut payload = Vec::with_capacity(1 + label.len() + value.len());
+        payload.push(label.len() as u8);
+        payload.extend_from_slice(label);
+        payload.extend_from_slice(value.as_bytes());
+        payload
+    }
+
+    /// Whether an envelope was made with an older key, or (when
+    /// `upgrading`) is a legacy one not bound to a domain and object.
+    pub fn needs_rewrap(&self, text: &str, upgrading: bool) -> bool {
+        let Some((envelope, rest)) = Envelope::parse_prefix(text) else {
+            return false;
+        };
+        (upgrading && !envelope.bound)
+            || rest
+                .split_once(':')
+                .is_some_and(|(id, _)| id != self.active)
+    }
+}
+
+/// What a value is sealed for: its label, and the domain and object of the
+/// Mask call that sealed it. Unmask opens it only for the same domain and
+/// object, so a ciphertext cannot be carried to another tenant or table.
+#[derive(Debug, Clone, Copy)]
+pub struct Seal<'a> {
+    pub label: &'a str,
+    pub domain: &'a str,
+    pub object: &'a str,
+}
+
+/// The domain and object an envelope was sealed for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedFor {
+    pub domain: String,
+    pub object: String,
+}
+
+/// An opened envelope. `sealed_for` is `None` for legacy (v1) envelopes,
+/// which carry only the label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub label: String,
+    pub sealed_for: Option<SealedFor>,
+    pub value: String,
+}
+
+/// An envelope's version, read from its prefix.
+#[derive(Debug, Clone, Copy)]
+struct Envelope {
+    deterministic: bool,
+    /// v2: sealed for a domain and object.
+    bound: bool,
+}
+
+impl Envelope {
+    fn parse_prefix(text: &str) -> Option<(Envelope, &str)> {
+        [
+            (RANDOM_V2, false, true),
+            (DETERMINISTIC_V2, true, true),
+            (RANDOM_V1, false, false),
+            (DETERMINISTIC_V1, true, false),
+        ]
+        .into_iter()
+        .find_map(|(prefix, deterministic, bound)| {
+            text.strip_prefix(prefix).map(|rest| {
+                (
+                    Envelope {
+                        deterministic,
+                        bound,
+                    },
+                    rest,
+                )
+            })
+        })
+    }
+}
+
+/// Reads a sealed message front to back.
+struct PayloadReader<'a>(&'a [u8]);
+
+impl<'a> PayloadReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CipherError> {
+        if self.0.len() < n {
+            return Err(CipherError::Malformed("payload too short"));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn length(&mut self) -> Result<usize, CipherError> {
+        let bytes = self.take(2)?;
+        Ok(u16::from_be_bytes([bytes[0], bytes[1]]) as usize)
+    }
+
+    fn text(&mut self, n: usize, what: &'static str) -> Result<String, CipherError> {
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| {
+            CipherError::Malformed(match what {
+                "label" => "label is not UTF-8",
+                "domain" => "domain is not UTF-8",
+                "object" => "object is not UTF-8",
+                _ => "value is not UTF-8",
+            })
+        })
     }
 }
 
@@ -420,37 +569,103 @@ impl Keyring {
 mod tests {
     use super::*;
 
+    const PHONE: Seal<'static> = Seal {
+        label: "phone",
+        domain: "acme",
+        object: "crm.customers",
+    };
+
+    fn opened(label: &str, domain: &str, object: &str, value: &str) -> Opened {
+        Opened {
+            label: label.into(),
+            sealed_for: Some(SealedFor {
+                domain: domain.into(),
+                object: object.into(),
+            }),
+            value: value.into(),
+        }
+    }
+
     #[test]
     fn envelopes_round_trip_and_survive_rotation() {
         let mut keyring = Keyring::generate();
-        let sealed = keyring.encrypt("phone", "13812345678");
-        assert!(sealed.starts_with("vigil:v1:k1:"));
+        let sealed = keyring.encrypt(&PHONE, "13812345678");
+        assert!(sealed.starts_with("vigil:v2:k1:"));
         assert_ne!(
             sealed,
-            keyring.encrypt("phone", "13812345678"),
+            keyring.encrypt(&PHONE, "13812345678"),
             "random nonces"
         );
-        let same = keyring.encrypt_deterministic("phone", "13812345678");
-        assert_eq!(same, keyring.encrypt_deterministic("phone", "13812345678"));
+        let same = keyring.encrypt_deterministic(&PHONE, "13812345678");
+        assert_eq!(same, keyring.encrypt_deterministic(&PHONE, "13812345678"));
+        let elsewhere = Seal {
+            object: "hr.employees",
+            ..PHONE
+        };
+        assert_ne!(
+            same,
+            keyring.encrypt_deterministic(&elsewhere, "13812345678"),
+            "equal only within one domain and object"
+        );
         keyring.rotate();
         assert_eq!(
             keyring.decrypt(&sealed).unwrap(),
-            ("phone".into(), "13812345678".into())
+            opened("phone", "acme", "crm.customers", "13812345678")
         );
-        assert_eq!(keyring.decrypt(&same).unwrap().1, "13812345678");
-        assert!(keyring.needs_rewrap(&sealed));
-        let rewrapped = keyring.rewrap(&sealed).unwrap();
-        assert!(rewrapped.starts_with("vigil:v1:k2:") && !keyring.needs_rewrap(&rewrapped));
+        assert_eq!(keyring.decrypt(&same).unwrap().value, "13812345678");
+        assert!(keyring.needs_rewrap(&sealed, false));
+        let rewrapped = keyring.rewrap(&sealed, None).unwrap();
+        assert!(rewrapped.starts_with("vigil:v2:k2:") && !keyring.needs_rewrap(&rewrapped, true));
+        assert_eq!(
+            keyring.decrypt(&rewrapped).unwrap(),
+            opened("phone", "acme", "crm.customers", "13812345678")
+        );
+    }
+
+    #[test]
+    fn legacy_envelopes_open_and_rewrap_binds_them() {
+        let keyring = Keyring::generate();
+        let legacy = keyring.encrypt_random(RANDOM_V1, &Keyring::legacy_payload("email", "a@x.cn"));
+        assert!(legacy.starts_with("vigil:v1:k1:"));
+        assert_eq!(
+            keyring.decrypt(&legacy).unwrap(),
+            Opened {
+                label: "email".into(),
+                sealed_for: None,
+                value: "a@x.cn".into()
+            }
+        );
+        assert!(!keyring.needs_rewrap(&legacy, false));
+        assert!(keyring.needs_rewrap(&legacy, true));
+        let unbound = keyring.rewrap(&legacy, None).unwrap();
+        assert!(unbound.starts_with("vigil:v1:k1:"));
+        let bind = SealedFor {
+            domain: "acme".into(),
+            object: "crm.customers".into(),
+        };
+        let bound = keyring.rewrap(&legacy, Some(&bind)).unwrap();
+        assert!(bound.starts_with("vigil:v2:k1:"));
+        assert_eq!(
+            keyring.decrypt(&bound).unwrap(),
+            opened("email", "acme", "crm.customers", "a@x.cn")
+        );
     }
 
     #[test]
     fn tampering_and_unknown_keys_are_refused() {
         let keyring = Keyring::generate();
-        let sealed = keyring.encrypt("email", "a@example.com");
+        let sealed = keyring.encrypt(&PHONE, "a@example.com");
         let swapped = sealed.replacen(":k1:", ":k9:", 1);
         assert_eq!(
             keyring.decrypt(&swapped),
             Err(CipherError::UnknownKey("k9".into()))
+        );
+        // The version is authenticated too: a v2 envelope relabelled v1
+        // does not open (and so cannot shed its binding).
+        let downgraded = sealed.replacen("vigil:v2:", "vigil:v1:", 1);
+        assert_eq!(
+            keyring.decrypt(&downgraded),
+            Err(CipherError::Forged("k1".into()))
         );
         let mut bytes = sealed.into_bytes();
         let last = bytes.len() - 3;
@@ -462,7 +677,7 @@ mod tests {
         ));
         assert_eq!(keyring.decrypt("hello"), Err(CipherError::NotCiphertext));
         assert_eq!(
-            keyring.decrypt("vigil:v1:k1:%%%"),
+            keyring.decrypt("vigil:v2:k1:%%%"),
             Err(CipherError::Malformed("data is not base64url"))
         );
     }

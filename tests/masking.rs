@@ -253,10 +253,10 @@ async fn every_treatment_and_unmask() {
     .unwrap();
     let (out, again) = (json(&alice, 0), json(&alice, 1));
     let secret = out["secret"].as_str().unwrap();
-    assert!(secret.starts_with("vigil:v1:k1:"), "{secret}");
+    assert!(secret.starts_with("vigil:v2:k1:"), "{secret}");
     assert_ne!(out["secret"], again["secret"], "random nonces");
     let token = out["token"].as_str().unwrap();
-    assert!(token.starts_with("vigil:v1d:k1:"));
+    assert!(token.starts_with("vigil:v2d:k1:"));
     assert_eq!(
         out["token"], again["token"],
         "deterministic encryption joins"
@@ -313,7 +313,7 @@ async fn every_treatment_and_unmask() {
     let tampered = String::from_utf8(tampered).unwrap();
     for (text, code) in [
         (tampered.as_str(), Code::InvalidArgument),
-        ("vigil:v1:k1:!!!!", Code::InvalidArgument),
+        ("vigil:v2:k1:!!!!", Code::InvalidArgument),
         (
             &secret.replacen(":k1:", ":k7:", 1)[..],
             Code::FailedPrecondition,
@@ -366,7 +366,7 @@ async fn key_rotation_keeps_old_ciphertexts_readable() {
     assert!(json(&after, 0)["secret"]
         .as_str()
         .unwrap()
-        .starts_with("vigil:v1:k2:"));
+        .starts_with("vigil:v2:k2:"));
     let opened = unmask_values(&vigil, "sam", "ds.x", vec![old.clone()])
         .await
         .unwrap();
@@ -381,11 +381,139 @@ async fn key_rotation_keeps_old_ciphertexts_readable() {
     );
     let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let rewrapped = line["secret"].as_str().unwrap();
-    assert!(rewrapped.starts_with("vigil:v1:k2:"), "{rewrapped}");
+    assert!(rewrapped.starts_with("vigil:v2:k2:"), "{rewrapped}");
     let opened = unmask_values(&vigil, "sam", "ds.x", vec![rewrapped.to_owned()])
         .await
         .unwrap();
     assert_eq!(opened.values, ["s1"]);
+}
+
+/// Unmask records as it answers: kind `unmask`, with `allowed`.
+fn unmask_records(vigil: &Vigil) -> Vec<serde_json::Value> {
+    audit_lines(&vigil.audit_dir)
+        .into_iter()
+        .map(|(_, line)| serde_json::from_str::<serde_json::Value>(&line).unwrap())
+        .filter(|r| r["kind"] == "unmask")
+        .collect()
+}
+
+/// A ciphertext opens only for the domain and object it was masked for;
+/// every attempt, forged or foreign, is audited with the envelope's object.
+#[tokio::test]
+async fn ciphertexts_open_only_where_they_were_sealed() {
+    let vigil = Launch::new(fixture("masking")).start();
+    let mut client = DataMaskingClient::new(vigil.channel().await);
+    let masked = client
+        .mask(MaskRequest {
+            subject: "alice".into(),
+            object: "ds.people".into(),
+            domain: "acme".into(),
+            records: vec![record(serde_json::json!({"secret": "launch codes"}))],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let secret = json(&masked, 0)["secret"].as_str().unwrap().to_owned();
+    let unmask = |object: &str, domain: &str, value: &str| UnmaskRequest {
+        subject: "sam".into(),
+        object: object.into(),
+        domain: domain.into(),
+        values: vec![value.to_owned()],
+        ..Default::default()
+    };
+    let opened = client
+        .unmask(unmask("ds.people", "acme", &secret))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.values, ["launch codes"]);
+    for (object, domain) in [
+        ("ds.payroll", "acme"),
+        ("ds.people", "globex"),
+        ("ds.people", ""),
+    ] {
+        let status = client
+            .unmask(unmask(object, domain, &secret))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{object} {domain}");
+        assert!(
+            status
+                .message()
+                .contains("sealed for another domain or object"),
+            "{}",
+            status.message()
+        );
+        assert!(!status.message().contains("launch codes"));
+    }
+    let forged = secret.replacen(":k1:", ":k1:A", 1);
+    let status = client
+        .unmask(unmask("ds.people", "acme", &forged))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+
+    let records = unmask_records(&vigil);
+    assert_eq!(records.len(), 5, "every attempt is audited: {records:#?}");
+    assert_eq!(records[0]["allowed"], true);
+    for refused in &records[1..4] {
+        assert_eq!(refused["allowed"], false);
+        assert_eq!(refused["detail"]["sealed_for"]["obj"], "ds.people");
+        assert_eq!(refused["detail"]["sealed_for"]["dom"], "acme");
+    }
+    assert_eq!(records[4]["allowed"], false);
+    assert!(records[4]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("ciphertext refused"));
+}
+
+/// Ciphertexts made before envelopes were bound keep opening; `keys
+/// rewrap --object` binds them to where they belong.
+#[tokio::test]
+async fn legacy_ciphertexts_open_and_rewrap_binds_them() {
+    let home = tempfile::tempdir().unwrap();
+    let keyring = home.path().join("keyring.json");
+    std::fs::copy(fixture("legacy/keyring.json"), &keyring).unwrap();
+    let legacy = std::fs::read_to_string(fixture("legacy/ciphertext-v1.txt")).unwrap();
+    let legacy = legacy.trim();
+    let vigil = Launch::new(fixture("masking"))
+        .args(["--keyring", keyring.to_str().unwrap()])
+        .start();
+    let opened = unmask_values(&vigil, "sam", "ds.x", vec![legacy.to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(opened.values, ["legacy s0"]);
+
+    let output = vigil_command_with_input(
+        &[
+            "keys",
+            "rewrap",
+            "--keyring",
+            keyring.to_str().unwrap(),
+            "--object",
+            "ds.x",
+        ],
+        home.path(),
+        &format!("{{\"secret\":\"{legacy}\"}}\n"),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let bound = line["secret"].as_str().unwrap();
+    assert!(bound.starts_with("vigil:v2:k1:"), "{bound}");
+    let opened = unmask_values(&vigil, "sam", "ds.x", vec![bound.to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(opened.values, ["legacy s0"]);
+    let status = unmask_values(&vigil, "sam", "ds.y", vec![bound.to_owned()])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
 }
 
 #[tokio::test]

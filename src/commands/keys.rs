@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use vigil::{cli::KeysCommand, keys::Keyring};
+use vigil::{
+    cli::KeysCommand,
+    keys::{Keyring, SealedFor},
+};
 
 pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     use std::io::{BufRead, Write};
@@ -34,6 +37,10 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Rewrap(args) => {
             let keyring = Keyring::load(&args.keyring)?;
+            let bind = args.object.map(|object| SealedFor {
+                domain: args.domain,
+                object,
+            });
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let mut rewrapped = 0u64;
@@ -41,7 +48,7 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 let line = line.context("cannot read stdin")?;
                 let mut json: serde_json::Value = serde_json::from_str(&line)
                     .with_context(|| format!("stdin line {}: not JSON", index + 1))?;
-                rewrap_json(&keyring, &mut json, &mut rewrapped)
+                rewrap_json(&keyring, bind.as_ref(), &mut json, &mut rewrapped)
                     .map_err(|e| anyhow::anyhow!("stdin line {}: {e}", index + 1))?;
                 serde_json::to_writer(&mut out, &json)?;
                 out.write_all(b"\n")?;
@@ -58,24 +65,25 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
 
 fn rewrap_json(
     keyring: &Keyring,
+    bind: Option<&SealedFor>,
     value: &mut serde_json::Value,
     count: &mut u64,
 ) -> Result<(), vigil::keys::CipherError> {
     match value {
         serde_json::Value::String(text)
-            if Keyring::is_ciphertext(text) && keyring.needs_rewrap(text) =>
+            if Keyring::is_ciphertext(text) && keyring.needs_rewrap(text, bind.is_some()) =>
         {
-            *text = keyring.rewrap(text)?;
+            *text = keyring.rewrap(text, bind)?;
             *count += 1;
         }
         serde_json::Value::Array(items) => {
             for item in items {
-                rewrap_json(keyring, item, count)?;
+                rewrap_json(keyring, bind, item, count)?;
             }
         }
         serde_json::Value::Object(map) => {
             for item in map.values_mut() {
-                rewrap_json(keyring, item, count)?;
+                rewrap_json(keyring, bind, item, count)?;
             }
         }
         _ => {}

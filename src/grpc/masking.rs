@@ -15,6 +15,7 @@ use crate::{
     audit::{kind, Detail, Receipt},
     authn::Principal,
     authz::AccessRequest,
+    keys::{Opened, SealedFor},
     mask::{self, FieldAction, UnmaskError},
     policy::{
         reading::{reader, refusal, MaskLimits, Reading},
@@ -25,6 +26,13 @@ use crate::{
         UnmaskResponse,
     },
 };
+
+/// Why Unmask refused an envelope, and (for one sealed elsewhere) what it
+/// was sealed for, for the audit record.
+struct Refusal {
+    why: String,
+    sealed_for: Option<SealedFor>,
+}
 
 /// What a Mask or Unmask call names, checked before anything else.
 #[derive(Clone, Copy)]
@@ -233,38 +241,58 @@ impl DataMaskingService {
                 .await);
         }
 
-        // Unmask is `see:clear` on every label it opens; one refusal fails
-        // the whole call, so nothing is returned half-opened.
-        let mut allow = |label: &str| -> Result<(), String> {
+        // Unmask is `see:clear` on every label it opens, for the domain and
+        // object the value was sealed for; one refusal fails the whole call,
+        // so nothing is returned half-opened.
+        let mut allow = |envelope: &Opened| -> Result<(), Refusal> {
+            if let Some(sealed_for) = &envelope.sealed_for {
+                if sealed_for.domain != asker.domain || sealed_for.object != asker.object {
+                    return Err(Refusal {
+                        why: format!(
+                            "a ciphertext was sealed for another domain or object than {} in {:?}; \
+                             it opens only where it was masked",
+                            asker.object, asker.domain
+                        ),
+                        sealed_for: Some(sealed_for.clone()),
+                    });
+                }
+            }
+            let label = envelope.label.as_str();
+            let refusal = |why: String| Refusal {
+                why,
+                sealed_for: None,
+            };
             let Some(known) = policy.classification.labels.get(label) else {
-                return Err(format!("label {label:?} is not in the classification"));
+                return Err(refusal(format!(
+                    "label {label:?} is not in the classification"
+                )));
             };
             match policy.grant(&asker, known) {
                 Some((mask::Treatment::Clear, _)) => Ok(()),
-                _ => Err(format!(
+                _ => Err(refusal(format!(
                     "{} may not {SEE_CLEAR} label {label}",
                     asker.subject
-                )),
+                ))),
             }
         };
         let keys = &self.shared.keys;
         let mut opened = Vec::new();
-        let mut outcome: Result<(), UnmaskError<String>> = Ok(());
+        let mut outcome: Result<(), UnmaskError<Refusal>> = Ok(());
         // `values` are single ciphertexts: anything else is an error, not
         // something to pass through.
         for value in message.values.iter_mut() {
             let opened_value =
                 keys.decrypt(value)
                     .map_err(UnmaskError::Cipher)
-                    .and_then(|(label, clear)| {
-                        allow(&label)
-                            .map(|()| (label, clear))
+                    .and_then(|envelope| {
+                        allow(&envelope)
+                            .map(|()| envelope)
                             .map_err(UnmaskError::Refused)
                     });
             match opened_value {
-                Ok((label, clear)) => {
-                    opened.push(label);
-                    *value = clear;
+                Ok(envelope) => {
+                    opened.push(envelope.label);
+                    *value = envelope.value;
                 }
                 Err(e) => {
                     outcome = Err(e);
@@ -280,11 +308,37 @@ impl DataMaskingService {
                 }
             }
         }
+        // Every attempt is audited, a forged or foreign ciphertext too.
         match outcome {
-            Err(UnmaskError::Cipher(error)) => Err(error.into()),
-            Err(UnmaskError::Refused(why)) => Err(self
-                .refuse(kind::UNMASK, &id, &asker, why.clone(), &policy.version, why)
-                .await),
+            Err(UnmaskError::Cipher(error)) => {
+                let why = format!("ciphertext refused: {error}");
+                match self
+                    .refuse(kind::UNMASK, &id, &asker, why.clone(), &policy.version, why)
+                    .await
+                {
+                    RpcError::Refused(_) => Err(error.into()),
+                    unaudited => Err(unaudited),
+                }
+            }
+            Err(UnmaskError::Refused(Refusal { why, sealed_for })) => {
+                let mut record = records::reading(
+                    kind::UNMASK,
+                    &self.shared.redactor,
+                    &id,
+                    &asker,
+                    false,
+                    why.clone(),
+                    &policy.version,
+                );
+                if let Some(sealed_for) = sealed_for {
+                    record.detail = Some(
+                        serde_json::json!({ "sealed_for": { "obj": sealed_for.object, "dom": sealed_for.domain } })
+                            .into(),
+                    );
+                }
+                self.shared.audit.append_one(record).await?;
+                Err(RpcError::Refused(why))
+            }
             Ok(()) => {
                 let mut labels: BTreeMap<&str, u64> = BTreeMap::new();
                 for label in &opened {

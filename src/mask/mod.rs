@@ -20,7 +20,7 @@ use rules::{Segment, Step};
 pub use treat::Treatment;
 
 use crate::{
-    keys::Keyring,
+    keys::{Keyring, Opened, Seal},
     proto::json::{value::Kind, ListValue, Struct, Value},
 };
 use detect::{Builtin, Pattern};
@@ -95,6 +95,9 @@ fn render_path(path: &[OwnedStep]) -> String {
 pub struct Masker<'a, V: Visibility> {
     classification: &'a Classification,
     object: &'a str,
+    /// The domain of the call: encrypted values are sealed for it and for
+    /// `object`, and open only for the same pair.
+    domain: &'a str,
     keys: &'a Keyring,
     visibility: V,
     max_depth: usize,
@@ -132,6 +135,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
         Masker {
             classification,
             object,
+            domain: "",
             keys,
             visibility,
             max_depth,
@@ -147,6 +151,20 @@ impl<'a, V: Visibility> Masker<'a, V> {
 
     pub fn object(&self) -> &str {
         self.object
+    }
+
+    /// The domain encrypted values are sealed for (with the object).
+    pub fn with_domain(mut self, domain: &'a str) -> Self {
+        self.domain = domain;
+        self
+    }
+
+    fn seal<'s>(&'s self, label: &'s str) -> Seal<'s> {
+        Seal {
+            label,
+            domain: self.domain,
+            object: self.object,
+        }
     }
 
     /// Limits the values (fields, list items, treated spans) this masker
@@ -362,14 +380,15 @@ impl<'a, V: Visibility> Masker<'a, V> {
                         if matches!(treatment, Treatment::Mask { .. } | Treatment::Generalize(_)) {
                             treat::REDACTED.to_owned()
                         } else {
-                            treat::apply(treatment, &json, label, None, self.keys)
+                            treat::apply(treatment, &json, &self.seal(label), None, self.keys)
                                 .unwrap_or_default()
                         }
                     }
                 };
                 let treated = match &value.kind {
                     Some(Kind::StructValue(_) | Kind::ListValue(_)) => text,
-                    _ => treat::apply(treatment, &text, label, kind, self.keys).unwrap_or_default(),
+                    _ => treat::apply(treatment, &text, &self.seal(label), kind, self.keys)
+                        .unwrap_or_default(),
                 };
                 *value = Value {
                     kind: Some(Kind::StringValue(treated)),
@@ -441,7 +460,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 &treat::apply(
                     treatment,
                     piece,
-                    &detector.label,
+                    &self.seal(&detector.label),
                     builtin(span.detector),
                     self.keys,
                 )
@@ -522,11 +541,12 @@ pub fn from_json(value: &serde_json::Value) -> Value {
 }
 
 /// Every vigil ciphertext inside a record is opened in place; `allow`
-/// decides per label (and fails the whole call when it refuses one).
+/// decides per envelope (label, and what it was sealed for) and fails the
+/// whole call when it refuses one.
 pub fn unmask_record<E>(
     record: &mut Struct,
     keys: &Keyring,
-    allow: &mut dyn FnMut(&str) -> Result<(), E>,
+    allow: &mut dyn FnMut(&Opened) -> Result<(), E>,
     opened: &mut Vec<String>,
 ) -> Result<(), UnmaskError<E>> {
     for (_, value) in &mut record.fields {
@@ -544,11 +564,11 @@ pub enum UnmaskError<E> {
 fn unmask_value<E>(
     value: &mut Value,
     keys: &Keyring,
-    allow: &mut dyn FnMut(&str) -> Result<(), E>,
+    allow: &mut dyn FnMut(&Opened) -> Result<(), E>,
     opened: &mut Vec<String>,
 ) -> Result<(), UnmaskError<E>> {
     match value.kind.as_mut() {
-        Some(Kind::StringValue(text)) if text.contains("vigil:v1") => {
+        Some(Kind::StringValue(text)) if text.contains("vigil:v") => {
             *text = unmask_text(text, keys, allow, opened)?;
         }
         Some(Kind::StructValue(inner)) => unmask_record(inner, keys, allow, opened)?,
@@ -563,21 +583,22 @@ fn unmask_value<E>(
 }
 
 static ENVELOPE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(r"vigil:v1d?:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+").expect("valid regex")
+    regex::Regex::new(r"vigil:v[12]d?:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+").expect("valid regex")
 });
 
 /// Opens every envelope in `text` (a whole value or spans in free text).
 pub fn unmask_text<E>(
     text: &str,
     keys: &Keyring,
-    allow: &mut dyn FnMut(&str) -> Result<(), E>,
+    allow: &mut dyn FnMut(&Opened) -> Result<(), E>,
     opened: &mut Vec<String>,
 ) -> Result<String, UnmaskError<E>> {
     let mut out = String::with_capacity(text.len());
     let mut cursor = 0;
     for m in ENVELOPE.find_iter(text) {
-        let (label, value) = keys.decrypt(m.as_str()).map_err(UnmaskError::Cipher)?;
-        allow(&label).map_err(UnmaskError::Refused)?;
+        let envelope = keys.decrypt(m.as_str()).map_err(UnmaskError::Cipher)?;
+        allow(&envelope).map_err(UnmaskError::Refused)?;
+        let Opened { label, value, .. } = envelope;
         opened.push(label);
         out.push_str(&text[cursor..m.start()]);
         out.push_str(&value);

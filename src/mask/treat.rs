@@ -3,7 +3,7 @@
 use std::{fmt, str::FromStr};
 
 use super::detect::Builtin;
-use crate::keys::Keyring;
+use crate::keys::{Keyring, Seal};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Generalize {
@@ -222,7 +222,7 @@ pub fn generalize(value: &str, how: Generalize) -> Option<String> {
 pub fn apply(
     treatment: Treatment,
     value: &str,
-    label: &str,
+    seal: &Seal<'_>,
     kind: Option<Builtin>,
     keys: &Keyring,
 ) -> Option<String> {
@@ -235,8 +235,8 @@ pub fn apply(
         Treatment::Redact => REDACTED.to_owned(),
         Treatment::Null | Treatment::Drop => return None,
         Treatment::Pseudonym => keys.pseudonym(value),
-        Treatment::Encrypt => keys.encrypt(label, value),
-        Treatment::EncryptDeterministic => keys.encrypt_deterministic(label, value),
+        Treatment::Encrypt => keys.encrypt(seal, value),
+        Treatment::EncryptDeterministic => keys.encrypt_deterministic(seal, value),
         Treatment::Generalize(how) => generalize(value, how).unwrap_or_else(|| REDACTED.to_owned()),
     })
 }

@@ -78,6 +78,7 @@ impl PolicySet {
             visibility,
             limits.max_depth,
         )
+        .with_domain(asker.domain)
         .with_budget(limits.max_values);
         Ok(Reading::Admitted { reason, masker })
     }
