@@ -166,6 +166,15 @@ pub struct ServeArgs {
     /// `HOST:PORT` or `unix:/path/to.sock`; may be repeated.
     #[arg(long, env = "VIGIL_LISTEN", value_delimiter = ',')]
     pub listen: Vec<String>,
+    /// Where the PolicyAdmin and Audit services are served (off by
+    /// default). In trusted mode it must be `unix:PATH`, and only the
+    /// --admin-uids may call it; in jwt mode callers need the admin role.
+    #[arg(long, env = "VIGIL_ADMIN_LISTEN", value_delimiter = ',')]
+    pub admin_listen: Vec<String>,
+    /// Unix users (uids) that may call admin services on a trusted-mode
+    /// admin socket [default: the uid vigil runs as].
+    #[arg(long, env = "VIGIL_ADMIN_UIDS", value_delimiter = ',')]
+    pub admin_uids: Vec<u32>,
     /// Directory of the hash-chained audit log.
     #[arg(long, env = "VIGIL_AUDIT_DIR")]
     pub audit_dir: Option<PathBuf>,
@@ -261,6 +270,23 @@ pub struct ServeArgs {
     /// visit; past it the call is RESOURCE_EXHAUSTED [default: 200000].
     #[arg(long, env = "VIGIL_MAX_MASK_VALUES")]
     pub max_mask_values: Option<usize>,
+    /// Longest a call may take, e.g. `30s` [default: 30s].
+    #[arg(long, env = "VIGIL_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// Open connections across all listeners; past it new clients wait
+    /// [default: the open-file limit minus 128].
+    #[arg(long, env = "VIGIL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// HTTP/2 streams one connection may have open at once [default: 200].
+    #[arg(long, env = "VIGIL_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: Option<u32>,
+    /// A connection must finish the HTTP/2 handshake within this [default: 10s].
+    #[arg(long, env = "VIGIL_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<String>,
+    /// A connection the peer sends nothing on for this long is closed
+    /// [default: 5m].
+    #[arg(long, env = "VIGIL_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
     /// Keyring for field encryption [default: vigil-data/keyring.json,
     /// created if missing; a keyring named here must exist].
     #[arg(long, env = "VIGIL_KEYRING")]

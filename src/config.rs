@@ -16,7 +16,7 @@ use crate::{
     cli::ServeArgs,
     grpc::Limits,
     keys::KeyringLocation,
-    listen::ListenAddr,
+    listen::{ConnectionLimits, ListenAddr},
     logging::LogFormat,
     policy,
 };
@@ -29,11 +29,16 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub struct Config {
     pub policies: PathBuf,
     pub listeners: Vec<ListenAddr>,
+    /// Where the admin services are served; none by default.
+    pub admin_listeners: Vec<ListenAddr>,
+    /// Who may call them on a trusted-mode admin socket.
+    pub admin_uids: Vec<u32>,
     pub audit: AuditOptions,
     /// Values written to the audit log only as keyed digests.
     pub redaction: RedactionOptions,
     pub auth: AuthSettings,
     pub limits: Limits,
+    pub connections: ConnectionLimits,
     /// From the config file; the `--log-format` flag wins over it.
     pub log_format: Option<LogFormat>,
     /// Role allowed to call the Audit and PolicyAdmin services in jwt mode.
@@ -60,6 +65,10 @@ pub struct ConfigError {
 struct FileConfig {
     policies: Option<PathBuf>,
     listen: Option<OneOrMany>,
+    #[serde(alias = "admin-listen")]
+    admin_listen: Option<OneOrMany>,
+    #[serde(alias = "admin-uids")]
+    admin_uids: Option<Vec<u32>>,
     #[serde(alias = "audit-dir")]
     audit_dir: Option<PathBuf>,
     #[serde(alias = "audit-sync")]
@@ -92,6 +101,16 @@ struct FileConfig {
     max_attributes: Option<usize>,
     #[serde(alias = "max-mask-values")]
     max_mask_values: Option<usize>,
+    #[serde(alias = "request-timeout")]
+    request_timeout: Option<String>,
+    #[serde(alias = "max-connections")]
+    max_connections: Option<usize>,
+    #[serde(alias = "max-concurrent-streams")]
+    max_concurrent_streams: Option<u32>,
+    #[serde(alias = "handshake-timeout")]
+    handshake_timeout: Option<String>,
+    #[serde(alias = "idle-timeout")]
+    idle_timeout: Option<String>,
     keyring: Option<PathBuf>,
     #[serde(alias = "log-format")]
     log_format: Option<LogFormat>,
@@ -172,6 +191,28 @@ impl Config {
                 Err(problem) => problems.push(problem),
             }
         }
+        let admin_specs = if !args.admin_listen.is_empty() {
+            args.admin_listen
+        } else {
+            match file.admin_listen {
+                Some(OneOrMany::One(one)) => vec![one],
+                Some(OneOrMany::Many(many)) => many,
+                None => Vec::new(),
+            }
+        };
+        let mut admin_listeners = Vec::new();
+        for spec in &admin_specs {
+            match ListenAddr::parse(spec) {
+                Ok(addr) => admin_listeners.push(addr),
+                Err(problem) => problems.push(format!("--admin-listen: {problem}")),
+            }
+        }
+        let admin_uids = if !args.admin_uids.is_empty() {
+            args.admin_uids
+        } else {
+            file.admin_uids
+                .unwrap_or_else(|| own_uid().into_iter().collect())
+        };
         if listeners.is_empty() && problems.is_empty() {
             problems.push("no listen address given".to_owned());
         }
@@ -213,6 +254,40 @@ impl Config {
             file_audit.checkpoint_every,
             Some(Duration::from_secs(10)),
         );
+        let connection_defaults = ConnectionLimits::defaults();
+        let request_timeout = duration(
+            "request_timeout",
+            args.request_timeout,
+            file.request_timeout,
+            Some(Duration::from_secs(30)),
+        )
+        .unwrap_or(Duration::from_secs(30));
+        let handshake_timeout = duration(
+            "handshake_timeout",
+            args.handshake_timeout,
+            file.handshake_timeout,
+            Some(connection_defaults.handshake_timeout),
+        )
+        .unwrap_or(connection_defaults.handshake_timeout);
+        let idle_timeout = duration(
+            "idle_timeout",
+            args.idle_timeout,
+            file.idle_timeout,
+            Some(connection_defaults.idle_timeout),
+        )
+        .unwrap_or(connection_defaults.idle_timeout);
+        let connections = ConnectionLimits {
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(connection_defaults.max_connections),
+            max_concurrent_streams: args
+                .max_concurrent_streams
+                .or(file.max_concurrent_streams)
+                .unwrap_or(connection_defaults.max_concurrent_streams),
+            handshake_timeout,
+            idle_timeout,
+        };
         let defaults = AuditOptions::new(&dir, SyncMode::Batch);
         let audit = AuditOptions {
             sync: args
@@ -344,6 +419,7 @@ impl Config {
                 .max_mask_values
                 .or(file.max_mask_values)
                 .unwrap_or(200_000),
+            request_timeout,
         };
         if limits.max_message_bytes < 1024 {
             problems.push(format!(
@@ -351,10 +427,33 @@ impl Config {
                 limits.max_message_bytes
             ));
         }
+        for (name, value) in [
+            ("max_connections", connections.max_connections),
+            (
+                "max_concurrent_streams",
+                connections.max_concurrent_streams as usize,
+            ),
+            ("max_attributes", limits.max_attributes),
+            ("max_mask_values", limits.max_mask_values),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
+        }
         if limits.max_batch_items == 0 {
             problems.push("max_batch_items must be at least 1".to_owned());
         }
 
+        if let AuthSettings::Trusted { .. } = &auth {
+            for addr in &admin_listeners {
+                if !matches!(addr, ListenAddr::Unix(_)) {
+                    problems.push(format!(
+                        "--admin-listen {addr}: in trusted mode the admin listener must be a unix: socket, \
+                         where vigil checks the caller's uid (--admin-uids); use --auth jwt for a TCP admin listener"
+                    ));
+                }
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -365,10 +464,13 @@ impl Config {
         Ok(Config {
             policies,
             listeners,
+            admin_listeners,
+            admin_uids,
             audit,
             redaction,
             auth,
             limits,
+            connections,
             log_format: file.log_format,
             admin_role,
             shadow_policies: args.shadow_policies.or(file.shadow_policies),
@@ -398,6 +500,12 @@ impl Config {
                 .build()
         }
     }
+}
+
+/// The uid this process runs as: the owner of its /proc entry.
+fn own_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, String> {

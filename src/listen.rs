@@ -4,11 +4,25 @@
 
 use std::{
     fmt,
+    future::Future,
+    io,
     net::{SocketAddr, ToSocketAddrs},
     path::PathBuf,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+    time::Duration,
 };
 
-use tokio::net::{TcpListener, UnixListener};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream, UnixListener, UnixStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Sleep,
+};
+use tokio_stream::Stream;
+use tokio_util::sync::PollSemaphore;
+use tonic::transport::server::Connected;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
@@ -49,6 +63,23 @@ impl fmt::Display for ListenAddr {
         match self {
             ListenAddr::Tcp(addr) => write!(f, "{addr}"),
             ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// What a listener serves: the data plane (Authorize, Mask, Unmask,
+/// health, reflection) or the admin plane (also PolicyAdmin and Audit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    Data,
+    Admin,
+}
+
+impl Plane {
+    pub fn name(self) -> &'static str {
+        match self {
+            Plane::Data => "data",
+            Plane::Admin => "admin",
         }
     }
 }
@@ -118,11 +149,317 @@ impl Listener {
         Ok(bound)
     }
 
+    /// Binds the data-plane addresses, then the admin ones.
+    pub async fn bind_planes(
+        data: &[ListenAddr],
+        admin: &[ListenAddr],
+    ) -> Result<Vec<(Plane, Listener)>, BindError> {
+        let mut bound = Vec::with_capacity(data.len() + admin.len());
+        for (plane, addrs) in [(Plane::Data, data), (Plane::Admin, admin)] {
+            for addr in addrs {
+                bound.push((plane, Listener::bind(addr).await?));
+            }
+        }
+        Ok(bound)
+    }
+
     /// The address as bound.
     pub fn local_addr(&self) -> ListenAddr {
         match self {
             Listener::Tcp(_, addr) => ListenAddr::Tcp(*addr),
             Listener::Unix(_, path) => ListenAddr::Unix(path.clone()),
         }
+    }
+}
+
+/// How many connections vigil keeps, and how long one may stall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections across every listener; past it vigil stops
+    /// accepting until one closes (new clients wait in the backlog).
+    pub max_connections: usize,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// A connection must complete the HTTP/2 preface within this.
+    pub handshake_timeout: Duration,
+    /// A connection the peer sends nothing on for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// Defaults sized to the process: leave descriptors for the audit log,
+    /// policy files and the keyring below the soft `RLIMIT_NOFILE`
+    /// (1024 under systemd by default).
+    pub fn defaults() -> ConnectionLimits {
+        let open_files = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|limits| {
+                limits
+                    .lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
+            })
+            .unwrap_or(1024);
+        ConnectionLimits {
+            max_connections: open_files.saturating_sub(128).clamp(64, 10_000),
+            // hyper's own default, which tonic replaces with none.
+            max_concurrent_streams: 200,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A listener's accepted connections, within [`ConnectionLimits`]: a permit
+/// per connection, and on descriptor exhaustion (EMFILE, ENFILE) a growing
+/// pause instead of a busy loop.
+pub struct Incoming {
+    listener: Listener,
+    permits: PollSemaphore,
+    permit: Option<OwnedSemaphorePermit>,
+    backoff: Option<Pin<Box<Sleep>>>,
+    pause: Duration,
+    limits: ConnectionLimits,
+}
+
+impl Listener {
+    /// Accepts connections under `limits`, sharing `permits` (one per open
+    /// connection) with the other listeners.
+    pub fn incoming(self, permits: Arc<Semaphore>, limits: ConnectionLimits) -> Incoming {
+        Incoming {
+            listener: self,
+            permits: PollSemaphore::new(permits),
+            permit: None,
+            backoff: None,
+            pause: Duration::ZERO,
+            limits,
+        }
+    }
+}
+
+impl Stream for Incoming {
+    type Item = io::Result<Admitted<Box<dyn ConnectionInfo>>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(backoff) = this.backoff.as_mut() {
+                ready!(backoff.as_mut().poll(cx));
+                this.backoff = None;
+            }
+            if this.permit.is_none() {
+                match ready!(this.permits.poll_acquire(cx)) {
+                    Some(permit) => this.permit = Some(permit),
+                    None => return Poll::Ready(None),
+                }
+            }
+            let accepted: io::Result<Box<dyn ConnectionInfo>> = match &this.listener {
+                Listener::Tcp(listener, _) => match ready!(listener.poll_accept(cx)) {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        Ok(Box::new(stream))
+                    }
+                    Err(e) => Err(e),
+                },
+                Listener::Unix(listener, _) => {
+                    ready!(listener.poll_accept(cx)).map(|(stream, _)| Box::new(stream) as _)
+                }
+            };
+            match accepted {
+                Ok(io) => {
+                    this.pause = Duration::ZERO;
+                    let permit = this.permit.take().expect("acquired above");
+                    return Poll::Ready(Some(Ok(Admitted::new(io, permit, this.limits))));
+                }
+                Err(e) if out_of_descriptors(&e) => {
+                    this.pause =
+                        (this.pause * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                    tracing::warn!(error = %e, pause = ?this.pause, "out of file descriptors: not accepting for a moment (raise RLIMIT_NOFILE or lower --max-connections)");
+                    this.backoff = Some(Box::pin(tokio::time::sleep(this.pause)));
+                }
+                // A connection that failed before it was accepted (reset,
+                // aborted) is the peer's problem, not the listener's.
+                Err(e) => tracing::debug!(error = %e, "accept failed"),
+            }
+        }
+    }
+}
+
+fn out_of_descriptors(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// A stream, and what tonic may learn of its peer.
+pub trait ConnectionInfo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn peer(&self) -> Peer;
+}
+
+impl ConnectionInfo for TcpStream {
+    fn peer(&self) -> Peer {
+        Peer::Tcp(self.peer_addr().ok())
+    }
+}
+
+impl ConnectionInfo for UnixStream {
+    fn peer(&self) -> Peer {
+        Peer::Unix(self.peer_cred().ok().map(|cred| PeerCred {
+            uid: cred.uid(),
+            pid: cred.pid(),
+        }))
+    }
+}
+
+/// Who is on the other end of a connection, as the kernel says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(Option<SocketAddr>),
+    Unix(Option<PeerCred>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    pub uid: u32,
+    pub pid: Option<i32>,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(Some(addr)) => write!(f, "{addr}"),
+            Peer::Tcp(None) => f.write_str("tcp peer"),
+            Peer::Unix(Some(PeerCred {
+                uid,
+                pid: Some(pid),
+            })) => write!(f, "uid {uid} pid {pid}"),
+            Peer::Unix(Some(PeerCred { uid, pid: None })) => write!(f, "uid {uid}"),
+            Peer::Unix(None) => f.write_str("unix peer"),
+        }
+    }
+}
+
+/// An accepted connection: holds its permit, and fails its reads once the
+/// peer has stalled the handshake or gone idle too long.
+pub struct Admitted<T> {
+    io: T,
+    peer: Peer,
+    _permit: OwnedSemaphorePermit,
+    /// Bytes the peer still owes of the HTTP/2 preface and first frame
+    /// header before the handshake counts as done.
+    handshake_owed: usize,
+    deadline: Pin<Box<Sleep>>,
+    limits: ConnectionLimits,
+}
+
+/// The client preface (24 bytes) and its SETTINGS frame header (9).
+const HANDSHAKE_BYTES: usize = 24 + 9;
+
+impl Admitted<Box<dyn ConnectionInfo>> {
+    fn new(
+        io: Box<dyn ConnectionInfo>,
+        permit: OwnedSemaphorePermit,
+        limits: ConnectionLimits,
+    ) -> Self {
+        Admitted {
+            peer: io.peer(),
+            io,
+            _permit: permit,
+            handshake_owed: HANDSHAKE_BYTES,
+            deadline: Box::pin(tokio::time::sleep(limits.handshake_timeout)),
+            limits,
+        }
+    }
+}
+
+impl<T> Admitted<T> {
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Admitted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                let read = buf.filled().len() - before;
+                if read > 0 {
+                    this.handshake_owed = this.handshake_owed.saturating_sub(read);
+                    let wait = if this.handshake_owed > 0 {
+                        this.limits.handshake_timeout
+                    } else {
+                        this.limits.idle_timeout
+                    };
+                    // Re-armed only once the current deadline is far off by
+                    // a second: a busy connection does not pay a timer
+                    // update per read.
+                    let next = tokio::time::Instant::now() + wait;
+                    if next > this.deadline.deadline() + Duration::from_secs(1) {
+                        this.deadline.as_mut().reset(next);
+                    }
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    let what = if this.handshake_owed > 0 {
+                        "did not complete the HTTP/2 handshake"
+                    } else {
+                        "was idle"
+                    };
+                    tracing::debug!(peer = %this.peer, "closing a connection that {what} in time");
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connection {what} in time"),
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Admitted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl<T> Connected for Admitted<T> {
+    type ConnectInfo = Peer;
+
+    fn connect_info(&self) -> Peer {
+        self.peer
     }
 }

@@ -12,8 +12,9 @@
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
-use tokio_stream::{wrappers::UnixListenerStream, StreamExt};
-use tonic::transport::{server::TcpIncoming, Server};
+use tokio::sync::Semaphore;
+use tokio_stream::StreamExt;
+use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -23,9 +24,10 @@ use crate::{
     grpc::{
         admin::reload_and_audit, io::CoalescedWrites, status::oversize_as_resource_exhausted,
         AccessControlService, AuditService, DataMaskingService, PolicyAdminService, Shared,
+        MAX_CONCURRENT_EXPORTS,
     },
     keys::{Keyring, KeyringError},
-    listen::Listener,
+    listen::{ConnectionLimits, Listener, Plane},
     policy::{shadow::Shadow, watch::Watcher, PolicyError, PolicyStore},
     proto::{
         access_control_server::AccessControlServer, audit_server::AuditServer,
@@ -64,6 +66,7 @@ pub struct App {
     /// Reload when the policy files change.
     watch: bool,
     auth: AuthMode,
+    connections: ConnectionLimits,
 }
 
 /// Reloads the live (and shadow) policy, audited like every reload. Cheap
@@ -130,14 +133,17 @@ impl App {
             limits: config.limits,
             redactor,
             admin_role: config.admin_role,
+            admin_uids: config.admin_uids,
             audit_dir: config.audit.dir,
             shadow,
             keys: Arc::new(Keyring::open(&config.keyring)?),
+            exports: Arc::new(Semaphore::new(MAX_CONCURRENT_EXPORTS)),
         });
         Ok(App {
             shared,
             watch: config.watch,
             auth,
+            connections: config.connections,
         })
     }
 
@@ -151,12 +157,13 @@ impl App {
     /// on its own), then stops gracefully and closes the audit log.
     pub async fn serve(
         self,
-        listeners: Vec<Listener>,
+        listeners: Vec<(Plane, Listener)>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServerError> {
         let shared = self.shared;
         let audit = shared.audit.clone();
         let max_message_bytes = shared.limits.max_message_bytes;
+        let request_timeout = shared.limits.request_timeout;
         // A file size limit (RLIMIT_FSIZE) must make audit writes fail, and
         // so fail closed, rather than kill the process with SIGXFSZ.
         #[cfg(target_os = "linux")]
@@ -185,20 +192,25 @@ impl App {
             .expect("the embedded descriptor set was produced by protox at build time");
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // One permit per open connection, across every listener.
+        let permits = Arc::new(Semaphore::new(self.connections.max_connections));
         let mut servers = Vec::new();
         let mut sockets = Vec::new();
-        for listener in listeners {
+        for (plane, listener) in listeners {
             let address = listener.local_addr().to_string();
             let access = AccessControlServer::new(AccessControlService::new(shared.clone()))
                 .max_decoding_message_size(max_message_bytes);
             let router = Server::builder()
+                .max_concurrent_streams(self.connections.max_concurrent_streams)
+                .timeout(request_timeout)
                 .layer(tower::util::MapResponseLayer::new(
                     oversize_as_resource_exhausted,
                 ))
                 .add_service(access)
-                .add_service(AuditServer::new(AuditService::new(shared.clone())))
+                .add_service(AuditServer::new(AuditService::new(shared.clone(), plane)))
                 .add_service(PolicyAdminServer::new(PolicyAdminService::new(
                     shared.clone(),
+                    plane,
                 )))
                 .add_service(
                     DataMaskingServer::new(DataMaskingService::new(shared.clone()))
@@ -211,21 +223,14 @@ impl App {
             let signal = async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
-            tracing::info!(address = %address, auth = self.auth.name(), "listening");
-            let task = match listener {
-                Listener::Tcp(listener, _) => {
-                    let incoming = TcpIncoming::from(listener)
-                        .with_nodelay(Some(true))
-                        .map(|accepted| accepted.map(CoalescedWrites::new));
-                    tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal))
-                }
-                Listener::Unix(listener, path) => {
-                    sockets.push(path);
-                    let incoming = UnixListenerStream::new(listener)
-                        .map(|accepted| accepted.map(CoalescedWrites::new));
-                    tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal))
-                }
-            };
+            tracing::info!(address = %address, plane = plane.name(), auth = self.auth.name(), "listening");
+            if let Listener::Unix(_, path) = &listener {
+                sockets.push(path.clone());
+            }
+            let incoming = listener
+                .incoming(permits.clone(), self.connections)
+                .map(|accepted| accepted.map(CoalescedWrites::new));
+            let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal));
             servers.push((address, task));
         }
 

@@ -71,7 +71,7 @@ fn kinds(audit_dir: &Path, kind: &str) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn a_changed_file_is_served_and_a_broken_one_rejected() {
     let policies = policy_copy();
-    let vigil = Launch::new(policies.path()).start();
+    let vigil = Launch::new(policies.path()).with_admin().start();
     let mut client = vigil.client().await;
     let before = client
         .authorize(request("erin", "finance.payments", "read"))
@@ -119,7 +119,7 @@ async fn a_changed_file_is_served_and_a_broken_one_rejected() {
         "{failure}"
     );
 
-    let mut admin = PolicyAdminClient::new(vigil.channel().await);
+    let mut admin = PolicyAdminClient::new(vigil.admin_channel().await);
     let status = admin
         .get_policy_status(GetPolicyStatusRequest {})
         .await
@@ -152,6 +152,7 @@ async fn requests_during_reloads_all_succeed_with(worker_threads: &str) {
     let policies = policy_copy();
     let vigil = Launch::new(policies.path())
         .args(["--watch", "false", "--worker-threads", worker_threads])
+        .with_admin()
         .start();
     let mut workers = Vec::new();
     for _ in 0..4 {
@@ -169,7 +170,7 @@ async fn requests_during_reloads_all_succeed_with(worker_threads: &str) {
             answered
         }));
     }
-    let mut admin = PolicyAdminClient::new(vigil.channel().await);
+    let mut admin = PolicyAdminClient::new(vigil.admin_channel().await);
     for i in 0..10 {
         append(
             policies.path(),
@@ -222,6 +223,7 @@ async fn shadow_policies_count_and_audit_divergences() {
     let vigil = Launch::new(repo_path("policies"))
         .arg("--shadow-policies")
         .arg(candidate.path().to_str().unwrap())
+        .with_admin()
         .start();
     let mut client = vigil.client().await;
     // frank (contractor) may read crm.customers live; the candidate would deny it.
@@ -237,7 +239,7 @@ async fn shadow_policies_count_and_audit_divergences() {
         .unwrap()
         .into_inner();
     assert!(answer.allowed);
-    let mut admin = PolicyAdminClient::new(vigil.channel().await);
+    let mut admin = PolicyAdminClient::new(vigil.admin_channel().await);
     let status = admin
         .get_policy_status(GetPolicyStatusRequest {})
         .await

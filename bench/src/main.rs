@@ -157,6 +157,8 @@ struct Server {
     child: Child,
     tcp: String,
     unix: PathBuf,
+    /// The admin socket (PolicyAdmin, Audit).
+    admin: PathBuf,
     _dir: tempfile::TempDir,
     started_in: Duration,
 }
@@ -165,6 +167,7 @@ impl Server {
     fn start(vigil: &Path, policies: &Path, extra: &[&str], pinned: bool) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("vigil.sock");
+        let admin = dir.path().join("admin.sock");
         let mut command = if pinned {
             let mut c = Command::new("taskset");
             c.arg("-c").arg(SERVER_CORE.to_string()).arg(vigil);
@@ -182,6 +185,8 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--listen")
             .arg(format!("unix:{}", socket.display()))
+            .arg("--admin-listen")
+            .arg(format!("unix:{}", admin.display()))
             .arg("--watch")
             .arg("false")
             .args(extra)
@@ -195,12 +200,14 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let mut tcp = String::new();
         let mut seen = 0;
-        while seen < 2 {
+        while seen < 3 {
             let line = lines
                 .next()
                 .expect("vigil exited before listening")
                 .expect("read stdout");
-            if let Some(address) = line.strip_prefix("listening on ") {
+            if line.starts_with("admin listening on ") {
+                seen += 1;
+            } else if let Some(address) = line.strip_prefix("listening on ") {
                 seen += 1;
                 if !address.starts_with("unix:") {
                     tcp = address.to_owned();
@@ -212,6 +219,7 @@ impl Server {
             child,
             tcp,
             unix: socket,
+            admin,
             _dir: dir,
             started_in,
         }
@@ -221,21 +229,14 @@ impl Server {
         self.child.id()
     }
 
+    /// A channel to the admin socket.
+    async fn admin_channel(&self) -> Channel {
+        unix_channel(self.admin.clone()).await
+    }
+
     async fn channel(&self, unix: bool) -> Channel {
         if unix {
-            let path = self.unix.clone();
-            Endpoint::try_from("http://[::]:50051")
-                .expect("endpoint")
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                            UnixStream::connect(path).await?,
-                        ))
-                    }
-                }))
-                .await
-                .expect("connect unix")
+            unix_channel(self.unix.clone()).await
         } else {
             Endpoint::from_shared(format!("http://{}", self.tcp))
                 .expect("endpoint")
@@ -270,6 +271,21 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+async fn unix_channel(path: PathBuf) -> Channel {
+    Endpoint::try_from("http://[::]:50051")
+        .expect("endpoint")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .expect("connect unix")
 }
 
 /// User + system CPU time of a process, from /proc (10 ms ticks).

@@ -4,14 +4,18 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use vigil::{config::Config, listen::Listener, server::App};
+use vigil::{
+    config::Config,
+    listen::{Listener, Plane},
+    server::App,
+};
 
 pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     // Installed before anything is announced, so a signal sent as soon as
     // vigil is up stops or reloads it instead of killing the process.
     let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
     let hangup = hangup_signal().context("cannot install the SIGHUP handler")?;
-    let listeners = Listener::bind_all(&config.listeners).await?;
+    let listeners = Listener::bind_planes(&config.listeners, &config.admin_listeners).await?;
     let app = App::build(config).await?;
     let reloader = app.reloader();
     let reload_task = tokio::spawn(async move {
@@ -20,9 +24,12 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             reloader.reload("sighup").await;
         }
     });
-    for listener in &listeners {
-        // Supervisors and tests wait for this line.
-        println!("listening on {}", listener.local_addr());
+    for (plane, listener) in &listeners {
+        // Supervisors and tests wait for these lines.
+        match plane {
+            Plane::Data => println!("listening on {}", listener.local_addr()),
+            Plane::Admin => println!("admin listening on {}", listener.local_addr()),
+        }
     }
     let served = app.serve(listeners, shutdown).await;
     reload_task.abort();

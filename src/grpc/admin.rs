@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::{records, RpcError, Shared};
 use crate::{
+    listen::Plane,
     policy::{PolicyError, PolicyStore, Reloaded},
     proto::{
         policy_admin_server::PolicyAdmin, GetPolicyStatusRequest, PolicyStatus,
@@ -46,11 +47,13 @@ pub async fn reload_and_audit(
 #[derive(Debug, Clone)]
 pub struct PolicyAdminService {
     shared: Arc<Shared>,
+    /// The plane of the listener this instance serves.
+    plane: Plane,
 }
 
 impl PolicyAdminService {
-    pub fn new(shared: Arc<Shared>) -> PolicyAdminService {
-        PolicyAdminService { shared }
+    pub fn new(shared: Arc<Shared>, plane: Plane) -> PolicyAdminService {
+        PolicyAdminService { shared, plane }
     }
 
     fn status(&self) -> PolicyStatus {
@@ -83,7 +86,9 @@ impl PolicyAdminService {
         &self,
         request: Request<ReloadPoliciesRequest>,
     ) -> Result<ReloadPoliciesResponse, RpcError> {
-        self.shared.admit_admin(&request, "ReloadPolicies").await?;
+        self.shared
+            .admit_admin(&request, "ReloadPolicies", self.plane)
+            .await?;
         let reloaded = reload_and_audit(&self.shared, &self.shared.policies, "rpc")
             .await
             .map_err(RpcError::ReloadRejected)?;
@@ -112,7 +117,9 @@ impl PolicyAdmin for PolicyAdminService {
         &self,
         request: Request<GetPolicyStatusRequest>,
     ) -> Result<Response<PolicyStatus>, Status> {
-        self.shared.admit_admin(&request, "GetPolicyStatus").await?;
+        self.shared
+            .admit_admin(&request, "GetPolicyStatus", self.plane)
+            .await?;
         Ok(Response::new(self.status()))
     }
 }

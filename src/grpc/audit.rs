@@ -13,6 +13,7 @@ use crate::{
         record::{self, CheckedLine},
         verify::{verify_dir, Anchor},
     },
+    listen::Plane,
     proto::{
         audit_server::Audit, AuditRecord, ExportAuditRequest, VerifyAuditRequest,
         VerifyAuditResponse,
@@ -22,13 +23,19 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct AuditService {
     shared: Arc<Shared>,
+    /// The plane of the listener this instance serves.
+    plane: Plane,
 }
 
 impl AuditService {
-    pub fn new(shared: Arc<Shared>) -> AuditService {
-        AuditService { shared }
+    pub fn new(shared: Arc<Shared>, plane: Plane) -> AuditService {
+        AuditService { shared, plane }
     }
 }
+
+/// An export whose reader takes nothing for this long is abandoned, so a
+/// stalled client cannot pin a thread.
+const STALLED_READER: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn to_proto(line: &[u8], checked: &CheckedLine) -> AuditRecord {
     let r = &checked.record;
@@ -58,7 +65,9 @@ impl Audit for AuditService {
         &self,
         request: Request<ExportAuditRequest>,
     ) -> Result<Response<Self::ExportAuditStream>, Status> {
-        self.shared.admit_admin(&request, "ExportAudit").await?;
+        self.shared
+            .admit_admin(&request, "ExportAudit", self.plane)
+            .await?;
         let request = request.into_inner();
         let filter = ExportFilter::parse(
             Some(&request.since),
@@ -68,16 +77,31 @@ impl Audit for AuditService {
             Some(request.from_seq),
         )
         .map_err(RpcError::BadField)?;
+        // A few exports at a time, each holding one blocking thread only
+        // while its reader keeps up.
+        let permit = self
+            .shared
+            .exports
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| RpcError::Busy("audit exports"))?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let dir = self.shared.audit_dir.clone();
         let redactor = self.shared.redactor.clone();
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let result = for_each(&dir, &filter, &redactor, |line, checked| {
-                tx.blocking_send(Ok(to_proto(line, checked)))
+            let _permit = permit;
+            let send = |item| {
+                runtime
+                    .block_on(tokio::time::timeout(STALLED_READER, tx.send(item)))
+                    .map_err(|_| "the client stopped reading".to_owned())?
                     .map_err(|_| "the client went away".to_owned())
+            };
+            let result = for_each(&dir, &filter, &redactor, |line, checked| {
+                send(Ok(to_proto(line, checked)))
             });
             if let Err(error) = result {
-                let _ = tx.blocking_send(Err(RpcError::BrokenLog(error).into()));
+                let _ = send(Err(RpcError::BrokenLog(error).into()));
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -87,7 +111,9 @@ impl Audit for AuditService {
         &self,
         request: Request<VerifyAuditRequest>,
     ) -> Result<Response<VerifyAuditResponse>, Status> {
-        self.shared.admit_admin(&request, "VerifyAudit").await?;
+        self.shared
+            .admit_admin(&request, "VerifyAudit", self.plane)
+            .await?;
         let request = request.into_inner();
         let anchors = if request.anchor.is_empty() {
             Vec::new()

@@ -23,6 +23,7 @@ use crate::{
     audit::{AuditLog, Redactor},
     authn::{Authenticator, AuthnError, Principal},
     keys::Keyring,
+    listen::{Peer, Plane},
     policy::{shadow::Shadow, PolicyStore},
 };
 
@@ -39,6 +40,8 @@ pub struct Limits {
     /// Most values one Mask call may visit (fields, list items, and the
     /// spans treated inside strings): the bound on one call's work.
     pub max_mask_values: usize,
+    /// Longest a call may take before it is answered DEADLINE_EXCEEDED.
+    pub request_timeout: std::time::Duration,
 }
 
 /// What every handler shares. Cloning the `Arc` around it is shallow.
@@ -51,11 +54,19 @@ pub struct Shared {
     /// Turns sensitive values into keyed digests before they are audited.
     pub redactor: Redactor,
     pub admin_role: String,
+    /// Who may call admin services on a trusted-mode admin socket.
+    pub admin_uids: Vec<u32>,
     pub audit_dir: PathBuf,
     /// Candidate policy evaluated beside the live one (shadow mode).
     pub shadow: Option<Arc<Shadow>>,
     pub keys: Arc<Keyring>,
+    /// Audit exports running at once (each reads files on a blocking
+    /// thread): [`MAX_CONCURRENT_EXPORTS`] permits.
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
+
+/// Audit exports served at once; more are RESOURCE_EXHAUSTED.
+pub const MAX_CONCURRENT_EXPORTS: usize = 4;
 
 impl Shared {
     /// Authenticates a call; a refusal is audited, then returned.
@@ -84,32 +95,55 @@ impl Shared {
         error.into()
     }
 
-    /// Admin calls (Audit, PolicyAdmin): in jwt mode the caller needs the
-    /// admin role, from its token or from the policy's role graph; trusted
-    /// mode is local-only by construction. Both outcomes are audited.
+    /// Admin calls (Audit, PolicyAdmin). In jwt mode the caller needs the
+    /// admin role, from its token or from the policy's role graph, on any
+    /// listener. In trusted mode anyone local could claim anything, so they
+    /// are served only on an admin socket (`plane`), to the configured
+    /// uids as the kernel reports them (SO_PEERCRED). Every outcome is
+    /// audited with the peer.
     pub(crate) async fn admit_admin<T>(
         &self,
         request: &tonic::Request<T>,
         rpc: &'static str,
+        plane: Plane,
     ) -> Result<Principal, RpcError> {
-        let principal = match &self.authn {
-            Authenticator::Trusted => Principal {
-                subject: "local-trusted".to_owned(),
-                roles: Vec::new(),
-            },
-            Authenticator::Jwt(_) => self.authenticate(request, "", rpc).await?,
-        };
-        let admitted = self.authn.is_trusted()
-            || principal.roles.contains(&self.admin_role)
-            || self
-                .policies
-                .snapshot()
-                .engine
-                .has_role(&principal.subject, &self.admin_role);
-        let reason = if admitted {
-            format!("{rpc} by an administrator")
-        } else {
-            format!("{rpc} requires the {} role", self.admin_role)
+        let peer = request.extensions().get::<Peer>().copied();
+        let (principal, admitted, reason) = match (&self.authn, plane, peer) {
+            (Authenticator::Jwt(_), _, _) => {
+                let principal = self.authenticate(request, "", rpc).await?;
+                let admitted = principal.roles.contains(&self.admin_role)
+                    || self
+                        .policies
+                        .snapshot()
+                        .engine
+                        .has_role(&principal.subject, &self.admin_role);
+                let reason = if admitted {
+                    format!("{rpc} by an administrator")
+                } else {
+                    format!("{rpc} requires the {} role", self.admin_role)
+                };
+                (principal, admitted, reason)
+            }
+            (Authenticator::Trusted, Plane::Admin, Some(Peer::Unix(Some(cred)))) => {
+                let admitted = self.admin_uids.contains(&cred.uid);
+                let reason = if admitted {
+                    format!("{rpc} by admin uid {}", cred.uid)
+                } else {
+                    format!(
+                        "{rpc} refused: uid {} is not an admin uid (--admin-uids)",
+                        cred.uid
+                    )
+                };
+                (local_principal(peer), admitted, reason)
+            }
+            (Authenticator::Trusted, _, _) => (
+                local_principal(peer),
+                false,
+                format!(
+                    "{rpc} in trusted mode is served only on an admin socket \
+                     (--admin-listen unix:PATH), where vigil checks the caller's uid"
+                ),
+            ),
         };
         let record = records::admin(
             &self.redactor,
@@ -117,6 +151,7 @@ impl Shared {
             rpc,
             admitted,
             reason.clone(),
+            peer,
         );
         self.audit.append_one(record).await?;
         if admitted {
@@ -124,6 +159,18 @@ impl Shared {
         } else {
             Err(RpcError::Refused(reason))
         }
+    }
+}
+
+/// Who a trusted-mode admin caller is: the local peer, as the kernel says.
+fn local_principal(peer: Option<Peer>) -> Principal {
+    let subject = match peer {
+        Some(Peer::Unix(Some(cred))) => format!("local-uid-{}", cred.uid),
+        _ => "local-trusted".to_owned(),
+    };
+    Principal {
+        subject,
+        roles: Vec::new(),
     }
 }
 

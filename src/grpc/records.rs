@@ -11,6 +11,7 @@ use crate::{
     audit::{kind, Detail, Record, Redactor},
     authn::{AuthnError, Principal},
     authz::AccessRequest,
+    listen::Peer,
     policy::{PolicyError, Reloaded},
 };
 
@@ -83,12 +84,16 @@ pub(super) fn admin(
     rpc: &str,
     admitted: bool,
     reason: String,
+    peer: Option<Peer>,
 ) -> Record {
     let mut record = Record::new(kind::ADMIN);
     record.sub = Some(redactor.subject(subject));
     record.act = Some(rpc.to_owned());
     record.allowed = Some(admitted);
     record.reason = Some(reason);
+    if let Some(peer) = peer {
+        record.detail = Some(serde_json::json!({ "peer": peer.to_string() }).into());
+    }
     record
 }
 

@@ -42,6 +42,9 @@ pub enum RpcError {
     /// A request field that does not parse (an export filter, an anchor).
     #[error("{0}")]
     BadField(String),
+    /// Too many calls of one kind at once (`what`); the caller may retry.
+    #[error("too many {0} at once; retry shortly")]
+    Busy(&'static str),
     /// A failure inside vigil; the detail is logged, not returned.
     #[error("{0}")]
     Internal(String),
@@ -112,6 +115,7 @@ impl From<RpcError> for Status {
                 ))
             }
             RpcError::ReloadRejected(_) => Status::failed_precondition(error.to_string()),
+            RpcError::Busy(_) => Status::resource_exhausted(error.to_string()),
             RpcError::BrokenLog(_) => Status::data_loss(error.to_string()),
             RpcError::Internal(detail) => {
                 tracing::error!(%detail, "internal error answering a call");

@@ -18,7 +18,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use vigil::{
     cli::{Cli, Command as VigilCommand},
     config::Config,
-    listen::{ListenAddr, Listener},
+    listen::{ListenAddr, Listener, Plane},
     proto::{access_control_client::AccessControlClient, AuthorizeRequest},
     server::App,
 };
@@ -38,6 +38,8 @@ pub struct Vigil {
     running: Running,
     pub tcp: Option<String>,
     pub unix: Option<PathBuf>,
+    /// The admin socket, with [`Launch::with_admin`].
+    pub admin: Option<PathBuf>,
     pub dir: tempfile::TempDir,
     pub audit_dir: PathBuf,
     stderr: Arc<Mutex<String>>,
@@ -96,6 +98,8 @@ pub struct Launch {
     pub envs: Vec<(String, String)>,
     /// Run the real binary, for signals, SIGKILL, limits and log output.
     pub subprocess: bool,
+    /// Also serve the admin services on a Unix socket.
+    pub admin: bool,
 }
 
 impl Launch {
@@ -108,7 +112,14 @@ impl Launch {
             unix: false,
             envs: Vec::new(),
             subprocess: false,
+            admin: false,
         }
+    }
+
+    /// An admin socket (PolicyAdmin, Audit) beside the data listeners.
+    pub fn with_admin(mut self) -> Launch {
+        self.admin = true;
+        self
     }
 
     /// The real `vigil` binary as a child process.
@@ -173,6 +184,13 @@ impl Vigil {
         if launch.unix {
             args.extend(["--listen".to_owned(), format!("unix:{}", socket.display())]);
         }
+        if launch.admin {
+            let admin = socket.with_file_name("admin.sock");
+            args.extend([
+                "--admin-listen".to_owned(),
+                format!("unix:{}", admin.display()),
+            ]);
+        }
         args
     }
 
@@ -202,14 +220,15 @@ impl Vigil {
             }
         }
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready) = mpsc::channel::<Result<Vec<ListenAddr>, String>>();
+        let (ready_tx, ready) = mpsc::channel::<Result<Vec<(Plane, ListenAddr)>, String>>();
         let thread = std::thread::spawn(move || {
             let runtime = config.runtime().map_err(|e| e.to_string())?;
             runtime.block_on(async move {
                 let started = async {
-                    let listeners = Listener::bind_all(&config.listeners)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let listeners =
+                        Listener::bind_planes(&config.listeners, &config.admin_listeners)
+                            .await
+                            .map_err(|e| e.to_string())?;
                     let app = App::build(config).await.map_err(|e| e.to_string())?;
                     Ok::<_, String>((listeners, app))
                 };
@@ -220,7 +239,10 @@ impl Vigil {
                         return Err(e);
                     }
                 };
-                let _ = ready_tx.send(Ok(listeners.iter().map(Listener::local_addr).collect()));
+                let _ = ready_tx.send(Ok(listeners
+                    .iter()
+                    .map(|(plane, listener)| (*plane, listener.local_addr()))
+                    .collect()));
                 app.serve(listeners, async {
                     let _ = stop.await;
                 })
@@ -236,14 +258,16 @@ impl Vigil {
             running: Running::InProcess(InProcess { shutdown, thread }),
             tcp: None,
             unix: None,
+            admin: None,
             dir,
             audit_dir,
             stderr: Arc::default(),
         };
-        for address in addresses {
-            match address {
-                ListenAddr::Tcp(addr) => vigil.tcp = Some(addr.to_string()),
-                ListenAddr::Unix(path) => vigil.unix = Some(path),
+        for (plane, address) in addresses {
+            match (plane, address) {
+                (Plane::Admin, ListenAddr::Unix(path)) => vigil.admin = Some(path),
+                (_, ListenAddr::Tcp(addr)) => vigil.tcp = Some(addr.to_string()),
+                (_, ListenAddr::Unix(path)) => vigil.unix = Some(path),
             }
         }
         vigil
@@ -291,16 +315,19 @@ impl Vigil {
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                if let Some(address) = line.strip_prefix("listening on ") {
+                if let Some(address) = line.strip_prefix("admin listening on ") {
+                    let _ = tx.send(format!("admin {address}"));
+                } else if let Some(address) = line.strip_prefix("listening on ") {
                     let _ = tx.send(address.to_owned());
                 }
             }
         });
-        let wanted = usize::from(launch.tcp) + usize::from(launch.unix);
+        let wanted = usize::from(launch.tcp) + usize::from(launch.unix) + usize::from(launch.admin);
         let mut vigil = Vigil {
             running: Running::Child(child),
             tcp: None,
             unix: None,
+            admin: None,
             dir,
             audit_dir,
             stderr,
@@ -311,9 +338,12 @@ impl Vigil {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(address) => {
                     found += 1;
-                    match address.strip_prefix("unix:") {
-                        Some(path) => vigil.unix = Some(PathBuf::from(path)),
-                        None => vigil.tcp = Some(address),
+                    if let Some(admin) = address.strip_prefix("admin unix:") {
+                        vigil.admin = Some(PathBuf::from(admin));
+                    } else if let Some(path) = address.strip_prefix("unix:") {
+                        vigil.unix = Some(PathBuf::from(path));
+                    } else {
+                        vigil.tcp = Some(address);
                     }
                 }
                 Err(_) => {
@@ -365,21 +395,31 @@ impl Vigil {
     }
 
     pub async fn unix_channel(&self) -> Channel {
-        let path = self.unix.clone().expect("vigil listens on a Unix socket");
-        Endpoint::try_from("http://[::]:50051")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        tokio::net::UnixStream::connect(path).await?,
-                    ))
-                }
-            }))
-            .await
-            .expect("connect over the Unix socket")
+        socket_channel(self.unix.clone().expect("vigil listens on a Unix socket")).await
     }
 
+    /// A channel to the admin socket ([`Launch::with_admin`]).
+    pub async fn admin_channel(&self) -> Channel {
+        socket_channel(self.admin.clone().expect("vigil serves an admin socket")).await
+    }
+}
+
+async fn socket_channel(path: PathBuf) -> Channel {
+    Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .expect("connect over the Unix socket")
+}
+
+impl Vigil {
     pub async fn client(&self) -> AccessControlClient<Channel> {
         AccessControlClient::new(self.channel().await)
     }

@@ -26,7 +26,7 @@ pub(crate) async fn run(run: &mut Run<'_>) {
         "| RSS after start-up | {:.1} MB |",
         server.memory("VmRSS") as f64 / 1e6
     ));
-    let mut admin = PolicyAdminClient::new(server.channel(false).await);
+    let mut admin = PolicyAdminClient::new(server.admin_channel().await);
     let policy_file = big.path().join("policy.csv");
     let text = std::fs::read_to_string(&policy_file).expect("policy");
     std::fs::write(&policy_file, format!("{text}p, role1, dataset-new, read\n")).expect("edit");
