@@ -69,7 +69,7 @@ pub struct MaskArgs {
     #[arg(long, default_value = "")]
     pub domain: String,
     /// Roles the subject holds besides those in the policy.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = trimmed)]
     pub roles: Vec<String>,
     /// Keyring for encrypting treatments [default: vigil-data/keyring.json,
     /// created if missing; a keyring named here must exist].
@@ -164,12 +164,12 @@ pub struct ServeArgs {
     #[arg(long, env = "VIGIL_POLICIES")]
     pub policies: Option<PathBuf>,
     /// `HOST:PORT` or `unix:/path/to.sock`; may be repeated.
-    #[arg(long, env = "VIGIL_LISTEN", value_delimiter = ',')]
+    #[arg(long, env = "VIGIL_LISTEN", value_delimiter = ',', value_parser = trimmed)]
     pub listen: Vec<String>,
     /// Where the PolicyAdmin and Audit services are served (off by
     /// default). In trusted mode it must be `unix:PATH`, and only the
     /// --admin-uids may call it; in jwt mode callers need the admin role.
-    #[arg(long, env = "VIGIL_ADMIN_LISTEN", value_delimiter = ',')]
+    #[arg(long, env = "VIGIL_ADMIN_LISTEN", value_delimiter = ',', value_parser = trimmed)]
     pub admin_listen: Vec<String>,
     /// Unix users (uids) that may call admin services on a trusted-mode
     /// admin socket [default: the uid vigil runs as].
@@ -200,14 +200,15 @@ pub struct ServeArgs {
     /// Sign a checkpoint this often when the log has grown, e.g. `10s`.
     #[arg(long, env = "VIGIL_AUDIT_CHECKPOINT_EVERY")]
     pub audit_checkpoint_every: Option<String>,
-    /// Ed25519 key (64 hex digits) that signs checkpoints; created if missing.
+    /// File holding the Ed25519 key (64 hex digits) that signs
+    /// checkpoints; created if missing.
     #[arg(long, env = "VIGIL_AUDIT_SIGNING_KEY")]
     pub audit_signing_key: Option<PathBuf>,
     /// HMAC key for digests of sensitive values; created if missing.
     #[arg(long, env = "VIGIL_AUDIT_HMAC_KEY_FILE")]
     pub audit_hmac_key_file: Option<PathBuf>,
     /// Attribute keys written to the audit log as HMAC digests.
-    #[arg(long, env = "VIGIL_AUDIT_HMAC_ATTRIBUTES", value_delimiter = ',')]
+    #[arg(long, env = "VIGIL_AUDIT_HMAC_ATTRIBUTES", value_delimiter = ',', value_parser = trimmed)]
     pub audit_hmac_attributes: Vec<String>,
     /// Write subjects to the audit log as HMAC digests too.
     #[arg(long, env = "VIGIL_AUDIT_HMAC_SUBJECTS")]
@@ -245,9 +246,15 @@ pub struct ServeArgs {
     /// Required `iss` claim.
     #[arg(long, env = "VIGIL_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
-    /// Required `aud` claim.
+    /// Required `aud` claim: vigil's own name, so tokens minted for other
+    /// services are refused. Required with a key option unless
+    /// --jwt-any-audience waives it.
     #[arg(long, env = "VIGIL_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Accept tokens whatever their audience (only if every token the key
+    /// signs is meant for vigil).
+    #[arg(long, env = "VIGIL_JWT_ANY_AUDIENCE")]
+    pub jwt_any_audience: bool,
     /// Claim holding the caller's roles (dotted path for nested claims).
     #[arg(long, env = "VIGIL_JWT_ROLES_CLAIM")]
     pub jwt_roles_claim: Option<String>,
@@ -309,7 +316,7 @@ pub struct CheckArgs {
     #[arg(long = "attr", value_parser = parse_key_value)]
     pub attributes: Vec<(String, String)>,
     /// Roles the subject holds besides those in the policy (as a token's roles claim would).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = trimmed)]
     pub roles: Vec<String>,
     /// Also print the roles the subject holds, which engine decided, and
     /// the policy version.
@@ -321,7 +328,7 @@ pub struct CheckArgs {
 pub struct TokenArgs {
     #[arg(long)]
     pub subject: String,
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = trimmed)]
     pub roles: Vec<String>,
     /// HS256 secret; created with 32 random bytes if missing.
     #[arg(long, env = "VIGIL_JWT_SECRET_FILE", default_value = authn::DEV_SECRET_FILE)]
@@ -382,9 +389,16 @@ pub struct VerifyArgs {
     /// `SEQ:HASH` receipt from an Authorize or Mask response to check.
     #[arg(long = "receipt")]
     pub receipts: Vec<String>,
-    /// Trusted copy of the checkpoint signing public key (64 hex digits).
+    /// File holding a trusted copy of the checkpoint signing public key
+    /// (64 hex digits).
     #[arg(long)]
     pub public_key: Option<PathBuf>,
+}
+
+/// A list item as meant: `--roles "viewer, analyst"` is two roles, not one
+/// with a leading space.
+fn trimmed(s: &str) -> Result<String, String> {
+    Ok(s.trim().to_owned())
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

@@ -87,6 +87,8 @@ struct FileConfig {
     jwt_issuer: Option<String>,
     #[serde(alias = "jwt-audience")]
     jwt_audience: Option<String>,
+    #[serde(alias = "jwt-any-audience")]
+    jwt_any_audience: Option<bool>,
     #[serde(alias = "jwt-roles-claim")]
     jwt_roles_claim: Option<String>,
     #[serde(alias = "jwt-leeway")]
@@ -391,10 +393,26 @@ impl Config {
                     problems.push(problem);
                     Duration::from_secs(30)
                 });
+                let audience = args.jwt_audience.or(file.jwt_audience);
+                let any_audience = args.jwt_any_audience || file.jwt_any_audience.unwrap_or(false);
+                // A key that signs tokens for several services would let a
+                // token for any of them in. The development secret signs
+                // only vigil's own tokens.
+                if audience.is_none()
+                    && !any_audience
+                    && !matches!(keys, JwtKeySource::DevSecret(_))
+                {
+                    problems.push(
+                        "--auth jwt needs --jwt-audience (vigil's name in the tokens' aud claim), \
+                         or tokens minted for other services are accepted; pass --jwt-any-audience \
+                         to accept any audience on purpose"
+                            .to_owned(),
+                    );
+                }
                 AuthSettings::Jwt(JwtSettings {
                     keys,
                     issuer: args.jwt_issuer.or(file.jwt_issuer),
-                    audience: args.jwt_audience.or(file.jwt_audience),
+                    audience,
                     roles_claim: args
                         .jwt_roles_claim
                         .or(file.jwt_roles_claim)
@@ -576,6 +594,26 @@ mod tests {
         args.max_batch_items = Some(0);
         let err = Config::from_args(args).unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn jwt_with_a_key_needs_an_audience_unless_waived() {
+        let mut args = serve_args();
+        args.auth = Some(AuthMode::Jwt);
+        args.jwt_secret_file = Some("secret".into());
+        let err = Config::from_args(args).unwrap_err();
+        assert!(err.to_string().contains("--jwt-audience"), "{err}");
+
+        let mut args = serve_args();
+        args.auth = Some(AuthMode::Jwt);
+        args.jwt_secret_file = Some("secret".into());
+        args.jwt_any_audience = true;
+        assert!(Config::from_args(args).is_ok());
+
+        // The development secret signs only vigil's own tokens.
+        let mut args = serve_args();
+        args.auth = Some(AuthMode::Jwt);
+        assert!(Config::from_args(args).is_ok());
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl Plane {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {message}")]
+#[error("cannot listen on {addr} (--listen, --admin-listen): {message}")]
 pub struct BindError {
     pub addr: String,
     pub message: String,

@@ -41,7 +41,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("policy in {}:\n{source}", .dir.display())]
+    #[error("policy in {} (--policies):\n{source}", .dir.display())]
     Policy {
         dir: PathBuf,
         #[source]
@@ -138,6 +138,7 @@ impl App {
             shadow,
             keys: Arc::new(Keyring::open(&config.keyring)?),
             exports: Arc::new(Semaphore::new(MAX_CONCURRENT_EXPORTS)),
+            refusals: Default::default(),
         });
         Ok(App {
             shared,
@@ -179,6 +180,7 @@ impl App {
             .set_serving::<AccessControlServer<AccessControlService>>()
             .await;
         let health_task = tokio::spawn(watch_audit_health(health.clone(), audit.clone()));
+        let refusals_task = tokio::spawn(record_counted_refusals(shared.clone()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -261,6 +263,10 @@ impl App {
             }
         }
         health_task.abort();
+        refusals_task.abort();
+        for record in shared.refusals.take_closed(true) {
+            let _ = audit.append_one(record).await;
+        }
         if let Some(task) = watch_task {
             task.abort();
         }
@@ -337,6 +343,19 @@ async fn reload_on_change(shared: Arc<Shared>) {
                 if let Some(shadow) = &shared.shadow {
                     let _ = reload_and_audit(&shared, shadow.store(), "file_change").await;
                 }
+            }
+        }
+    }
+}
+
+/// Records the totals of refusals counted rather than recorded, as each
+/// peer's window closes.
+async fn record_counted_refusals(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for record in shared.refusals.take_closed(false) {
+            if let Err(e) = shared.audit.append_one(record).await {
+                tracing::error!(error = %e, "cannot record counted authentication refusals");
             }
         }
     }

@@ -406,6 +406,28 @@ fn trusted_mode_refuses_remote_listeners_unless_forced() {
 
 #[test]
 fn check_cli_prints_the_rule_and_exits_by_decision() {
+    // A comma-separated list means what it says, spaces or not.
+    let policies = repo_path("policies");
+    let spaced = vigil_command(
+        &[
+            "check",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--subject",
+            "nobody",
+            "--roles",
+            "viewer, analyst",
+            "--object",
+            "crm.customers",
+            "--action",
+            "read",
+            "--explain",
+        ],
+        &policies,
+    );
+    let text = String::from_utf8_lossy(&spaced.stdout);
+    assert!(text.contains("roles held: viewer, analyst"), "{text}");
+
     let dir = tempfile::tempdir().unwrap();
     let policies = repo_path("policies");
     let run = |subject: &str, object: &str, action: &str| {

@@ -185,3 +185,26 @@ async fn csv_export_does_not_hand_spreadsheets_formulas() {
         ]
     );
 }
+
+#[test]
+fn a_missing_policy_directory_is_said_once_with_the_flag_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = vigil_command(
+        &[
+            "serve",
+            "--policies",
+            "no-such-dir",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("--policies"), "{stderr}");
+}

@@ -504,3 +504,55 @@ async fn audit_service_is_for_admins_only() {
         .count();
     assert_eq!(admin_records, 5);
 }
+
+/// An unauthenticated flood cannot fill the disk: past a few per peer,
+/// refusals are counted and their total recorded, and what a refused
+/// caller claims is cut short.
+#[tokio::test]
+async fn a_flood_of_refusals_is_counted_not_recorded_one_by_one() {
+    let vigil = jwt_server("--jwt-secret-file", "jwt/hs256.secret");
+    let mut client = vigil.client().await;
+    let claimed = "x".repeat(4000);
+    for _ in 0..300 {
+        let status = client
+            .authorize(with_token(None, request(&claimed, "crm.customers", "read")))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // Decisions are never counted away.
+    let alice = sign(Algorithm::HS256, &hs256_key(), &claims("alice", &[]), None);
+    let answer = authorize(&vigil, Some(&alice), request("", "crm.customers", "read"))
+        .await
+        .unwrap();
+    assert!(answer.allowed);
+
+    let audit_dir = vigil.audit_dir.clone();
+    drop(client);
+    let (status, _, _dir) = vigil.terminate().await;
+    assert!(status.success());
+    let failures: Vec<Value> = audit_lines(&audit_dir)
+        .into_iter()
+        .map(|(_, line)| serde_json::from_str::<Value>(&line).unwrap())
+        .filter(|r| r["kind"] == "authn_failure")
+        .collect();
+    let individual: Vec<&Value> = failures
+        .iter()
+        .filter(|r| r["detail"]["aggregated"].is_null())
+        .collect();
+    let counted: u64 = failures
+        .iter()
+        .filter_map(|r| r["detail"]["aggregated"].as_u64())
+        .sum();
+    assert_eq!(individual.len(), 20, "recorded one by one");
+    assert_eq!(
+        individual.len() as u64 + counted,
+        300,
+        "every refusal accounted for"
+    );
+    for record in &individual {
+        let sub = record["sub"].as_str().unwrap();
+        assert!(sub.len() < 120 && sub.contains("sha256"), "{sub}");
+        assert_eq!(record["detail"]["peer"], "127.0.0.1");
+    }
+}

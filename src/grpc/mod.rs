@@ -9,6 +9,7 @@ pub mod codec;
 pub mod io;
 pub mod masking;
 mod records;
+pub mod refusals;
 pub mod status;
 
 use std::{path::PathBuf, sync::Arc};
@@ -60,6 +61,8 @@ pub struct Shared {
     /// Candidate policy evaluated beside the live one (shadow mode).
     pub shadow: Option<Arc<Shadow>>,
     pub keys: Arc<Keyring>,
+    /// Refusals per peer: past a few, counted rather than recorded.
+    pub refusals: refusals::RefusalLimiter,
     /// Audit exports running at once (each reads files on a blocking
     /// thread): [`MAX_CONCURRENT_EXPORTS`] permits.
     pub exports: Arc<tokio::sync::Semaphore>,
@@ -81,16 +84,30 @@ impl Shared {
             .authenticate(authorization(request), claimed_subject)
         {
             Ok(principal) => Ok(principal),
-            Err(error) => Err(self.refuse(error, claimed_subject, rpc).await),
+            Err(error) => {
+                let peer = request.extensions().get::<Peer>().copied();
+                Err(self.refuse(error, claimed_subject, rpc, peer).await)
+            }
         }
     }
 
-    /// Audits a refused identity, then returns the refusal.
-    async fn refuse(&self, error: AuthnError, claimed_subject: &str, rpc: &str) -> RpcError {
-        let record = records::authn_failure(&self.redactor, claimed_subject, &error, rpc);
-        tracing::info!(rpc, code = error.code(), "authentication refused");
-        if let Err(audit_error) = self.audit.append_one(record).await {
-            return audit_error.into();
+    /// Audits a refused identity (or counts it, past a few from one
+    /// peer), then returns the refusal.
+    async fn refuse(
+        &self,
+        error: AuthnError,
+        claimed_subject: &str,
+        rpc: &str,
+        peer: Option<Peer>,
+    ) -> RpcError {
+        let peer = refusals::peer_key(peer);
+        tracing::info!(rpc, code = error.code(), peer = %peer, "authentication refused");
+        if let refusals::Refusal::Record = self.refusals.admit(&peer) {
+            let record =
+                records::authn_failure(&self.redactor, claimed_subject, &error, rpc, &peer);
+            if let Err(audit_error) = self.audit.append_one(record).await {
+                return audit_error.into();
+            }
         }
         error.into()
     }

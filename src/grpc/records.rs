@@ -59,22 +59,47 @@ impl DecisionRecord<'_> {
     }
 }
 
-/// A refused identity: the claimed subject (redacted), the refusal and its
-/// stable code.
+/// A refused identity: the claimed subject (redacted, and cut short: an
+/// unauthenticated caller chooses it), the refusal, its stable code and
+/// the peer.
 pub(super) fn authn_failure(
     redactor: &Redactor,
     claimed_subject: &str,
     error: &AuthnError,
     rpc: &str,
+    peer: &str,
 ) -> Record {
     let mut record = Record::new(kind::AUTHN_FAILURE);
     if !claimed_subject.is_empty() {
-        record.sub = Some(redactor.subject(claimed_subject));
+        record.sub = Some(compact(redactor.subject(claimed_subject)));
     }
     record.allowed = Some(false);
     record.reason = Some(error.to_string());
-    record.detail = Some(serde_json::json!({ "rpc": rpc, "code": error.code() }).into());
+    record.detail =
+        Some(serde_json::json!({ "rpc": rpc, "code": error.code(), "peer": peer }).into());
     record
+}
+
+/// Claimed subjects longer than this are cut, with a digest of the whole
+/// so equal claims still match.
+const CLAIM_SHOWN: usize = 64;
+
+fn compact(claimed: String) -> String {
+    if claimed.len() <= CLAIM_SHOWN {
+        return claimed;
+    }
+    use sha2::{Digest, Sha256};
+    let mut cut = 48;
+    while !claimed.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = Sha256::digest(claimed.as_bytes());
+    format!(
+        "{}…({} bytes, sha256 {})",
+        &claimed[..cut],
+        claimed.len(),
+        hex::encode(&digest[..8])
+    )
 }
 
 /// An admin call (Audit, PolicyAdmin), admitted or not.
