@@ -634,13 +634,19 @@ async fn multi_byte_values_are_masked_not_a_panic() {
         &vigil,
         "bob",
         "crm.customers",
-        vec![serde_json::json!({"phone": "电1234567890", "mobile": "139-1234-5678"})],
+        vec![serde_json::json!({
+            "phone": "电1234567890",
+            "mobile": "139-1234-5678",
+            "contacts": [{"phone": "电13912345678"}],
+        })],
     )
     .await
     .unwrap();
     let masked = json(&answer, 0);
-    assert_eq!(masked["phone"], "电123****890");
+    // Ten digits are no mobile number: redacted, never shown by position.
+    assert_eq!(masked["phone"], "[REDACTED]");
     assert_eq!(masked["mobile"], "139-****-5678");
+    assert_eq!(masked["contacts"][0]["phone"], "电139****5678");
 }
 
 /// Runs `vigil mask` as the support role over `input` (JSONL).
@@ -787,4 +793,93 @@ mod property {
             }
         }
     }
+}
+
+/// A policy directory whose classification is missing or empty cannot
+/// mask: Mask fails closed naming the file, and `policy check` says so,
+/// unless the directory states `masking = "off"`.
+#[tokio::test]
+async fn masking_fails_closed_without_a_classification() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["model.conf", "policy.csv"] {
+        std::fs::copy(repo_path("policies").join(file), dir.path().join(file)).unwrap();
+    }
+    let vigil = Launch::new(dir.path()).start();
+    let status = mask(
+        &vigil,
+        "bob",
+        "crm.customers",
+        vec![serde_json::json!({"phone": "13812345678"})],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("classification.toml is missing"),
+        "{}",
+        status.message()
+    );
+    // Authorize is unaffected.
+    let mut client = vigil.client().await;
+    assert!(
+        client
+            .authorize(common::request("alice", "crm.customers", "read"))
+            .await
+            .unwrap()
+            .into_inner()
+            .allowed
+    );
+    let check = vigil_command(
+        &[
+            "policy",
+            "check",
+            "--policies",
+            dir.path().to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("classification.toml"));
+    drop(client);
+    drop(vigil);
+
+    std::fs::write(
+        dir.path().join("classification.toml"),
+        "masking = \"off\"\n",
+    )
+    .unwrap();
+    let vigil = Launch::new(dir.path()).start();
+    let answer = mask(
+        &vigil,
+        "bob",
+        "crm.customers",
+        vec![serde_json::json!({"phone": "13812345678"})],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        json(&answer, 0)["phone"],
+        "13812345678",
+        "masking is off, as stated"
+    );
+    let check = vigil_command(
+        &[
+            "policy",
+            "check",
+            "--policies",
+            dir.path().to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }

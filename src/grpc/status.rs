@@ -11,7 +11,7 @@ use crate::{
     authz::RequestError,
     keys::CipherError,
     mask::MaskError,
-    policy::PolicyError,
+    policy::{reading::ReadingError, PolicyError},
 };
 
 /// Why a call was not answered.
@@ -25,6 +25,9 @@ pub enum RpcError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Mask(#[from] MaskError),
+    /// The policy set cannot mask (no classification): fail closed.
+    #[error("{0}")]
+    Unclassified(String),
     #[error(transparent)]
     Cipher(#[from] CipherError),
     /// The policy refuses the call (Mask/Unmask without `read`, Unmask of
@@ -48,6 +51,15 @@ pub enum RpcError {
     /// A failure inside vigil; the detail is logged, not returned.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<ReadingError> for RpcError {
+    fn from(error: ReadingError) -> RpcError {
+        match error {
+            ReadingError::Request(e) => RpcError::Request(e),
+            ReadingError::Unclassified(why) => RpcError::Unclassified(why),
+        }
+    }
 }
 
 impl RpcError {
@@ -114,7 +126,9 @@ impl From<RpcError> for Status {
                     "{why}, so no decision was returned (vigil never answers unaudited); retry later"
                 ))
             }
-            RpcError::ReloadRejected(_) => Status::failed_precondition(error.to_string()),
+            RpcError::ReloadRejected(_) | RpcError::Unclassified(_) => {
+                Status::failed_precondition(error.to_string())
+            }
             RpcError::Busy(_) => Status::resource_exhausted(error.to_string()),
             RpcError::BrokenLog(_) => Status::data_loss(error.to_string()),
             RpcError::Internal(detail) => {

@@ -366,6 +366,22 @@ pub fn find_spans(detectors: &[Detector], has_custom: bool, text: &str) -> Vec<S
             ),
         }
     }
+    resolve(all)
+}
+
+/// Where valid values of `kind` are in `text`, in order, not overlapping.
+pub fn values_of(kind: Builtin, text: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    builtin_spans(kind, text, 0, &mut None, &mut spans);
+    resolve(spans)
+        .into_iter()
+        .map(|s| (s.start, s.end))
+        .collect()
+}
+
+/// Overlapping spans resolved: the strongest, then the longest, then the
+/// first listed; in text order.
+fn resolve(mut all: Vec<Span>) -> Vec<Span> {
     if all.len() <= 1 {
         return all;
     }

@@ -34,6 +34,9 @@ pub const CLASSIFICATION_FILE: &str = "classification.toml";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileDef {
+    /// `"off"`: the operator states that this directory's data needs no
+    /// masking, and Mask returns records as they are.
+    masking: Option<Spanned<String>>,
     levels: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     labels: BTreeMap<String, Spanned<LabelDef>>,
@@ -124,6 +127,8 @@ pub struct Classification {
     /// path (say `phone`) is masked in its kind's format (138****5678).
     /// Built once here rather than per Mask call.
     pub format_hints: HashMap<String, Builtin>,
+    /// `masking = "off"` in the file.
+    pub masking_off: bool,
 }
 
 pub fn parse_path(pattern: &str) -> Result<Vec<Segment>, String> {
@@ -234,6 +239,20 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
         vec![problem(line, e.message().trim().to_owned())]
     })?;
     let mut problems = Vec::new();
+    let masking_off = match &file.masking {
+        None => false,
+        Some(value) => match value.get_ref().as_str() {
+            "on" => false,
+            "off" => true,
+            other => {
+                problems.push(problem(
+                    line_of(text, value.span().start),
+                    format!("masking = {other:?}: expected \"on\" or \"off\""),
+                ));
+                false
+            }
+        },
+    };
     let levels: Vec<String> = match &file.levels {
         Some(levels) => levels.get_ref().clone(),
         None => ["public", "internal", "confidential", "secret"]
@@ -387,6 +406,7 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
             detectors,
             has_custom_detectors,
             format_hints,
+            masking_off,
         })
     } else {
         Err(problems)

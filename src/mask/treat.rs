@@ -122,6 +122,41 @@ fn mask_chars(value: &str, first: usize, last: usize) -> String {
         .collect()
 }
 
+/// The format-keeping mask of a labelled field, which may hold more than
+/// one bare value: each valid value of the label's format inside it is
+/// masked as that format shows it (a mobile's first 3 and last 4 digits);
+/// for numeric formats any other digit is hidden too, so no second number
+/// slips through by position; a field with no valid value in it is
+/// redacted rather than shown by position.
+pub fn mask_by_format(value: &str, kind: Builtin) -> String {
+    let values = super::detect::values_of(kind, value);
+    if values.is_empty() {
+        return REDACTED.to_owned();
+    }
+    let numeric = matches!(
+        kind,
+        Builtin::CnMobile | Builtin::CnResidentId | Builtin::BankCard
+    );
+    let hide_rest = |text: &str| -> String {
+        if numeric {
+            text.chars()
+                .map(|c| if c.is_ascii_digit() { '*' } else { c })
+                .collect()
+        } else {
+            text.to_owned()
+        }
+    };
+    let mut out = String::with_capacity(value.len());
+    let mut cursor = 0;
+    for (start, end) in values {
+        out.push_str(&hide_rest(&value[cursor..start]));
+        out.push_str(&partial_mask(&value[start..end], Some(kind), (None, None)));
+        cursor = end;
+    }
+    out.push_str(&hide_rest(&value[cursor..]));
+    out
+}
+
 /// Format-keeping partial mask.
 pub fn partial_mask(
     value: &str,
@@ -229,6 +264,10 @@ pub fn apply(
     Some(match treatment {
         Treatment::Clear => value.to_owned(),
         Treatment::Mask {
+            keep_first: None,
+            keep_last: None,
+        } if kind.is_some() => mask_by_format(value, kind.expect("checked by the guard")),
+        Treatment::Mask {
             keep_first,
             keep_last,
         } => partial_mask(value, kind, (keep_first, keep_last)),
@@ -285,6 +324,28 @@ mod tests {
         assert_eq!(
             partial_mask("ABCDEFGH", None, (Some(2), Some(3))),
             "AB***FGH"
+        );
+    }
+
+    /// A labelled field holding more than one bare value: every value is
+    /// masked by its format, other digits hidden, and a field with no
+    /// valid value redacted, never shown by position.
+    #[test]
+    fn labelled_fields_are_masked_as_a_whole() {
+        let check = |value: &str, kind, expect: &str| {
+            assert_eq!(mask_by_format(value, kind), expect, "{value}")
+        };
+        let mobile = Builtin::CnMobile;
+        check("13912345678", mobile, "139****5678");
+        check("13912345678 13812345678", mobile, "139****5678 138****5678");
+        check("电话：13912345678。", mobile, "电话：139****5678。");
+        check("13912345678 (home)", mobile, "139****5678 (home)");
+        check("13912345678 ext 1234", mobile, "139****5678 ext ****");
+        check("1391234567", mobile, REDACTED);
+        check(
+            "zhang.wei@example.cn; li.fang@example.cn",
+            Builtin::Email,
+            "z***@example.cn; l***@example.cn",
         );
     }
 

@@ -22,7 +22,16 @@ pub struct LintReport {
 pub async fn lint(dir: &Path) -> LintReport {
     let mut report = LintReport::default();
     match PolicySet::load(dir).await {
-        Ok(set) => report.warnings.extend(set.warnings.iter().cloned()),
+        Ok(set) => {
+            report.warnings.extend(set.warnings.iter().cloned());
+            if let Some(why) = &set.unclassified {
+                report.errors.push(Problem {
+                    file: crate::mask::rules::CLASSIFICATION_FILE.to_owned(),
+                    line: 0,
+                    message: why.clone(),
+                });
+            }
+        }
         Err(PolicyError::Invalid(problems)) => report.errors.extend(problems),
         Err(e @ PolicyError::Read { .. }) => {
             report.errors.push(Problem {

@@ -44,6 +44,10 @@ pub struct PolicySet {
     pub engine: Engine,
     /// Field classification (`classification.toml`; empty when absent).
     pub classification: Classification,
+    /// Why Mask cannot run on this set: its classification is missing or
+    /// defines no labels, and does not say `masking = "off"`. Masking then
+    /// fails closed (every field would come back in clear).
+    pub unclassified: Option<String>,
     pub loaded_at: SystemTime,
     /// Findings that do not stop loading (duplicates, ...).
     pub warnings: Vec<Problem>,
@@ -109,10 +113,14 @@ impl PolicySet {
     pub async fn load(dir: &Path) -> Result<PolicySet, PolicyError> {
         let model_text = read(dir, MODEL_FILE).await?;
         let policy_text = read(dir, POLICY_FILE).await?;
+        let mut missing = false;
         let classification_text =
             match tokio::fs::read_to_string(dir.join(CLASSIFICATION_FILE)).await {
                 Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    missing = true;
+                    String::new()
+                }
                 Err(source) => {
                     return Err(PolicyError::Read {
                         path: dir.join(CLASSIFICATION_FILE),
@@ -122,6 +130,20 @@ impl PolicySet {
             };
         let classification =
             mask::rules::parse(&classification_text).map_err(PolicyError::Invalid)?;
+        let unclassified =
+            (!classification.masking_off && classification.labels.is_empty()).then(|| {
+                let path = dir.join(CLASSIFICATION_FILE);
+                let what = if missing {
+                    "is missing"
+                } else {
+                    "defines no labels"
+                };
+                format!(
+                    "{} {what}, so every field would be returned in clear; define labels there, \
+                     or write masking = \"off\" in it if this data needs no masking",
+                    path.display()
+                )
+            });
 
         let outline = files::parse_model(&model_text).map_err(PolicyError::Invalid)?;
         let (rules, warnings) = files::check_rules(&outline, files::parse_policy_csv(&policy_text))
@@ -167,6 +189,7 @@ impl PolicySet {
             version,
             engine,
             classification,
+            unclassified,
             loaded_at: SystemTime::now(),
             warnings,
             grant_cache: Mutex::new(GrantCache::default()),

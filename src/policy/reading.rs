@@ -12,6 +12,16 @@ use crate::{
     mask::{Label, Masker, Visibility},
 };
 
+/// Why records cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadingError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The classification is missing or empty: masking fails closed.
+    #[error("{0}")]
+    Unclassified(String),
+}
+
 /// Bounds on one masking call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaskLimits {
@@ -63,8 +73,11 @@ impl PolicySet {
         asker: &'s AccessRequest<'s>,
         keys: &'s Keyring,
         limits: MaskLimits,
-    ) -> Result<Reading<Masker<'s, impl Visibility + 's>>, RequestError> {
+    ) -> Result<Reading<Masker<'s, impl Visibility + 's>>, ReadingError> {
         debug_assert_eq!(asker.action, READ, "a reader asks to read");
+        if let Some(why) = &self.unclassified {
+            return Err(ReadingError::Unclassified(why.clone()));
+        }
         let verdict = self.engine.decide(asker)?;
         let reason = verdict.reason(asker);
         if !verdict.allowed() {
