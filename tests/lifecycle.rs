@@ -393,7 +393,11 @@ fn policy_check_reports_each_kind_of_finding() {
     let model = std::fs::read_to_string(repo_path("policies/model.conf")).unwrap();
     std::fs::write(dir.path().join("model.conf"), &model).unwrap();
     // The findings below are the policy's; its data needs no masking.
-    std::fs::write(dir.path().join("classification.toml"), "masking = \"off\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("classification.toml"),
+        "masking = \"off\"\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("policy.csv"),
         "g, alice, analyst\np, analyst, crm.*, read, allow\np, analyst, crm.*, read, allow\n\

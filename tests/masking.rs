@@ -773,8 +773,98 @@ mod property {
         serde_json::Value::Object(root)
     }
 
+    /// A secret where real text puts it: next to other numbers, after a
+    /// country prefix, in CJK punctuation, across lines, two at once, in a
+    /// labelled field with extra text, as an object key, as a JSON number,
+    /// deep in lists.
+    fn hostile(secret: &str, other: &str, how: u8) -> serde_json::Value {
+        let digits_only = secret.bytes().all(|b| b.is_ascii_digit());
+        match how % 10 {
+            0 => serde_json::json!({ "notes": format!("bed 12 {secret}") }),
+            1 => serde_json::json!({ "notes": format!("{secret} 2x daily") }),
+            2 => serde_json::json!({ "notes": format!("{secret} {other}") }),
+            3 => serde_json::json!({ "notes": format!("电话：{secret}。请回电") }),
+            4 => serde_json::json!({ "notes": format!("line one\n{secret}\nline three") }),
+            5 => serde_json::json!({ "phone": format!("{secret} (home)") }),
+            6 => serde_json::json!({ "by_value": { secret: { "visits": 3 } } }),
+            7 if digits_only && secret.len() <= 15 => {
+                serde_json::json!({ "n": secret.parse::<u64>().unwrap() })
+            }
+            8 => serde_json::json!({ "a": [[{ "b": [{ "c": format!("ref {secret}") }] }]] }),
+            _ => serde_json::json!({ "notes": format!("+86 {secret}, also 0086 {other}") }),
+        }
+    }
+
+    /// Every run of 8 consecutive digits of a numeric secret.
+    fn digit_windows(secret: &str) -> Vec<String> {
+        let digits: String = secret.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() < 8 {
+            return Vec::new();
+        }
+        (0..=digits.len() - 8)
+            .map(|i| digits[i..i + 8].to_owned())
+            .collect()
+    }
+
+    fn mask_with(
+        visibility: impl FnMut(&vigil::mask::Label) -> vigil::mask::Grant,
+        input: serde_json::Value,
+    ) -> serde_json::Value {
+        let policy = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(vigil::policy::PolicySet::load(&repo_path("policies")))
+            .unwrap();
+        let keys = vigil::keys::Keyring::generate();
+        let mut masker = vigil::mask::Masker::new(
+            &policy.classification,
+            "crm.customers",
+            &keys,
+            visibility,
+            32,
+        );
+        let mut rec = record(input);
+        let mut actions = Vec::new();
+        masker.mask(0, &mut rec, &mut actions).unwrap();
+        let out = struct_to_json(&rec);
+        for action in &actions {
+            assert!(
+                !action.path.chars().any(|c| c.is_ascii_digit()) || action.path.contains(".."),
+                "a field action names a value: {}",
+                action.path
+            );
+        }
+        out
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Without grants, no generated value comes back in hostile
+        /// context: not in clear, and not as 8 consecutive digits of it.
+        #[test]
+        fn hostile_contexts_leak_nothing(secret in sensitive(), other in sensitive(), how in any::<u8>()) {
+            let input = hostile(&secret, &other, how);
+            let out = mask_with(|_| None, input.clone()).to_string();
+            for value in [&secret, &other] {
+                if !input.to_string().contains(value.as_str()) {
+                    continue;
+                }
+                prop_assert!(!out.contains(value.as_str()), "{} survived in {}", value, out);
+                for window in digit_windows(value) {
+                    prop_assert!(!out.contains(&window), "{} of {} survived in {}", window, value, out);
+                }
+            }
+        }
+
+        /// With `see:clear` on every label nothing is changed: detection
+        /// never over-redacts what a subject may see.
+        #[test]
+        fn clear_grants_change_nothing(secret in sensitive(), other in sensitive(), how in any::<u8>()) {
+            let input = hostile(&secret, &other, how);
+            let clear = |_: &vigil::mask::Label| Some((vigil::mask::Treatment::Clear, "granted".to_owned()));
+            prop_assert_eq!(mask_with(clear, input.clone()), input);
+        }
 
         /// A subject without grants never receives any detected value in clear.
         #[test]

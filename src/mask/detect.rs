@@ -331,7 +331,7 @@ fn builtin_spans(
 }
 
 /// Whether any detector could fire on `text`: a cheap look before the scan.
-fn worth_scanning(text: &str, has_custom: bool) -> bool {
+pub fn worth_scanning(text: &str, has_custom: bool) -> bool {
     has_custom
         || text
             .bytes()

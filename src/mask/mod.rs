@@ -91,6 +91,10 @@ fn render_path(path: &[OwnedStep]) -> String {
     out
 }
 
+/// How a field action names an object key it treated: its place, not its
+/// text.
+const KEY_PLACE: &str = "(key)";
+
 /// Masks records for one asker.
 pub struct Masker<'a, V: Visibility> {
     classification: &'a Classification,
@@ -237,6 +241,13 @@ impl<'a, V: Visibility> Masker<'a, V> {
     ) -> Result<(), MaskError> {
         let mut dropped = Vec::new();
         for (position, (key, value)) in record.fields.iter_mut().enumerate() {
+            // A key can hold a sensitive value too (`{"13912345678": …}`):
+            // it is treated like a string value, renamed to its treated
+            // form or dropped with its entry, before it names a path.
+            if let Fate::Drop = self.treat_key(index, key, path, actions)? {
+                dropped.push(position);
+                continue;
+            }
             path.push(OwnedStep::Key(key.clone()));
             if let Fate::Drop = self.walk(index, value, path, depth, actions)? {
                 dropped.push(position);
@@ -399,6 +410,31 @@ impl<'a, V: Visibility> Masker<'a, V> {
     }
 
     /// Runs the detectors over a string leaf.
+    /// Detection on an object key. Its field actions point at the key's
+    /// place in the parent (`parent.(key)`), never at its clear text.
+    fn treat_key(
+        &mut self,
+        index: usize,
+        key: &mut String,
+        path: &mut Vec<OwnedStep>,
+        actions: &mut Vec<FieldAction>,
+    ) -> Result<Fate, MaskError> {
+        if !detect::worth_scanning(key, self.classification.has_custom_detectors) {
+            return Ok(Fate::Keep);
+        }
+        let before = actions.len();
+        path.push(OwnedStep::Key(KEY_PLACE.to_owned()));
+        let (fate, treated) = self.detect(index, std::mem::take(key), path, actions);
+        path.pop();
+        self.spend(actions.len() - before, index)?;
+        *key = match treated.kind {
+            Some(Kind::StringValue(text)) => text,
+            // A treatment that leaves no value (null) leaves no key either.
+            _ => return Ok(Fate::Drop),
+        };
+        Ok(fate)
+    }
+
     fn detect(
         &mut self,
         index: usize,
