@@ -181,6 +181,7 @@ impl App {
             .await;
         let health_task = tokio::spawn(watch_audit_health(health.clone(), audit.clone()));
         let refusals_task = tokio::spawn(record_counted_refusals(shared.clone()));
+        let jwks_task = tokio::spawn(reload_jwks_on_change(shared.clone()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -264,6 +265,7 @@ impl App {
         }
         health_task.abort();
         refusals_task.abort();
+        jwks_task.abort();
         for record in shared.refusals.take_closed(true) {
             let _ = audit.append_one(record).await;
         }
@@ -343,6 +345,40 @@ async fn reload_on_change(shared: Arc<Shared>) {
                 if let Some(shadow) = &shared.shadow {
                     let _ = reload_and_audit(&shared, shadow.store(), "file_change").await;
                 }
+            }
+        }
+    }
+}
+
+/// Identity providers rotate their signing keys: a JWKS file is read again
+/// when it changes (polled, like the policy files, so a Kubernetes secret's
+/// symlink swap is seen too). A file that does not parse keeps the keys in
+/// force.
+async fn reload_jwks_on_change(shared: Arc<Shared>) {
+    let Authenticator::Jwt(verifier) = &shared.authn else {
+        return;
+    };
+    let Some(path) = verifier.jwks_file().map(std::path::Path::to_path_buf) else {
+        return;
+    };
+    let stamp = |path: &std::path::Path| {
+        std::fs::metadata(path).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.len(), m.mtime(), m.mtime_nsec(), m.ino())
+        })
+    };
+    let mut last = stamp(&path);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = stamp(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match verifier.reload_jwks() {
+            Ok(keys) => tracing::info!(file = %path.display(), keys, "JWKS reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "JWKS changed but cannot be read; the previous keys stay in force")
             }
         }
     }

@@ -556,3 +556,67 @@ async fn a_flood_of_refusals_is_counted_not_recorded_one_by_one() {
         assert_eq!(record["detail"]["peer"], "127.0.0.1");
     }
 }
+
+/// Identity providers rotate keys: a changed JWKS file is read again while
+/// vigil runs.
+#[tokio::test]
+async fn a_rotated_jwks_file_is_picked_up() {
+    let home = tempfile::tempdir().unwrap();
+    let jwks = home.path().join("jwks.json");
+    let original = std::fs::read_to_string(fixture("jwt/jwks.json")).unwrap();
+    std::fs::write(&jwks, original.replace("\"rsa-1\"", "\"rsa-old\"")).unwrap();
+    let vigil = Launch::new(repo_path("policies"))
+        .args(["--auth", "jwt", "--jwks-file", jwks.to_str().unwrap()])
+        .args(["--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE])
+        .start();
+    let token = sign(
+        Algorithm::RS256,
+        &rsa_key("rsa-private.pem"),
+        &claims("alice", &[]),
+        Some("rsa-1"),
+    );
+    let status = authorize(&vigil, Some(&token), request("", "crm.customers", "read"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    // The provider publishes the new key set (written aside, renamed over).
+    let staged = home.path().join("jwks.json.new");
+    std::fs::write(&staged, &original).unwrap();
+    std::fs::rename(&staged, &jwks).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match authorize(&vigil, Some(&token), request("", "crm.customers", "read")).await {
+            Ok(answer) => {
+                assert!(answer.allowed);
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated);
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the rotated key set was not picked up"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// A roles claim counts only where it names roles of the policy: naming a
+/// user (`alice`) hands out nothing.
+#[tokio::test]
+async fn token_roles_must_name_roles_of_the_policy() {
+    let vigil = jwt_server("--jwt-secret-file", "jwt/hs256.secret");
+    let key = hs256_key();
+    let as_user = sign(Algorithm::HS256, &key, &claims("svc-x", &["alice"]), None);
+    let answer = authorize(&vigil, Some(&as_user), request("", "crm.customers", "read"))
+        .await
+        .unwrap();
+    assert!(!answer.allowed, "{}", answer.reason);
+    let as_role = sign(Algorithm::HS256, &key, &claims("svc-x", &["analyst"]), None);
+    let answer = authorize(&vigil, Some(&as_role), request("", "crm.customers", "read"))
+        .await
+        .unwrap();
+    assert!(answer.allowed, "{}", answer.reason);
+}

@@ -4,6 +4,7 @@
 
 use std::{path::PathBuf, str::FromStr, time::Duration};
 
+use arc_swap::ArcSwap;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
@@ -38,7 +39,11 @@ pub enum JwtKeySource {
 
 /// Verifies JWTs against configured keys and claims.
 pub struct JwtVerifier {
-    keys: Vec<VerifyingKey>,
+    /// Swapped whole when a JWKS file changes (identity providers rotate
+    /// their keys); a request reads one set.
+    keys: ArcSwap<Vec<VerifyingKey>>,
+    /// The JWKS file the keys come from, if they do.
+    jwks_file: Option<PathBuf>,
     issuer: Option<String>,
     audience: Option<String>,
     leeway: Duration,
@@ -51,7 +56,12 @@ impl std::fmt::Debug for JwtVerifier {
         f.debug_struct("JwtVerifier")
             .field(
                 "algorithms",
-                &self.keys.iter().map(|k| k.algorithm).collect::<Vec<_>>(),
+                &self
+                    .keys
+                    .load()
+                    .iter()
+                    .map(|k| k.algorithm)
+                    .collect::<Vec<_>>(),
             )
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
@@ -70,8 +80,13 @@ impl JwtVerifier {
             JwtKeySource::PublicKeyPem(path) => vec![pem_key(path)?],
             JwtKeySource::Jwks(path) => jwks_keys(path)?,
         };
+        let jwks_file = match &config.keys {
+            JwtKeySource::Jwks(path) => Some(path.clone()),
+            _ => None,
+        };
         Ok(JwtVerifier {
-            keys,
+            keys: ArcSwap::from_pointee(keys),
+            jwks_file,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             leeway: config.leeway,
@@ -79,9 +94,27 @@ impl JwtVerifier {
         })
     }
 
+    /// The JWKS file to watch, when the keys come from one.
+    pub fn jwks_file(&self) -> Option<&std::path::Path> {
+        self.jwks_file.as_deref()
+    }
+
+    /// Reads the JWKS file again; a file that does not parse leaves the
+    /// keys in force. Returns how many keys now verify.
+    pub fn reload_jwks(&self) -> Result<usize, KeyError> {
+        let Some(path) = &self.jwks_file else {
+            return Ok(self.keys.load().len());
+        };
+        let keys = jwks_keys(path)?;
+        let count = keys.len();
+        self.keys.store(std::sync::Arc::new(keys));
+        Ok(count)
+    }
+
     fn expected_algorithms(&self) -> String {
         let mut names: Vec<String> = self
             .keys
+            .load()
             .iter()
             .map(|k| format!("{:?}", k.algorithm))
             .collect();
@@ -91,11 +124,9 @@ impl JwtVerifier {
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthnError> {
         let (algorithm, kid) = peek_header(token)?;
-        let candidates: Vec<&VerifyingKey> = self
-            .keys
-            .iter()
-            .filter(|k| k.algorithm == algorithm)
-            .collect();
+        let keys = self.keys.load();
+        let candidates: Vec<&VerifyingKey> =
+            keys.iter().filter(|k| k.algorithm == algorithm).collect();
         if candidates.is_empty() {
             return Err(AuthnError::WrongAlgorithm {
                 found: format!("{algorithm:?}"),
@@ -251,7 +282,8 @@ mod tests {
 
     fn verifier() -> JwtVerifier {
         JwtVerifier {
-            keys: vec![secret_key(SECRET)],
+            keys: ArcSwap::from_pointee(vec![secret_key(SECRET)]),
+            jwks_file: None,
             issuer: Some("vigil-test".into()),
             audience: None,
             leeway: Duration::from_secs(30),

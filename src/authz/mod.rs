@@ -205,6 +205,8 @@ pub struct Engine {
     /// Where each rule of the compiled evaluator came from, by its index.
     compiled_origins: Vec<Option<Origin>>,
     has_roles: bool,
+    /// Role names a token may claim (see `is_token_role`).
+    token_roles: HashSet<String>,
     policy_rules: usize,
     grouping_rules: usize,
     roles: usize,
@@ -296,7 +298,30 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
+        // Names a token's roles claim may use: roles granted in `g`, and
+        // rule subjects that are never granted anything themselves (roles
+        // that only tokens hand out). A user's name is neither.
+        let members: HashSet<&str> = grouping
+            .map(|g| {
+                g.policy
+                    .iter()
+                    .filter_map(|r| r.first().map(String::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut token_roles: HashSet<String> = role_names.iter().map(|r| r.to_string()).collect();
+        if let Some(slot) = policy_subject {
+            token_roles.extend(
+                rules
+                    .iter()
+                    .filter(|r| r.ptype.starts_with('p'))
+                    .filter_map(|r| r.values.get(slot))
+                    .filter(|s| !members.contains(s.as_str()))
+                    .cloned(),
+            );
+        }
         Ok(Engine {
+            token_roles,
             compiled_origins,
             grants,
             compiled,
@@ -310,6 +335,13 @@ impl Engine {
             roles: role_names.len(),
             enforcer,
         })
+    }
+
+    /// Whether a token's roles claim may name `role`: a role of the policy
+    /// (granted in `g`, or a rule subject never granted anything itself),
+    /// not a user, whose permissions a token must not hand out.
+    pub fn is_token_role(&self, role: &str) -> bool {
+        self.token_roles.contains(role)
     }
 
     /// Whether decisions use the compiled evaluator (else casbin-rs).

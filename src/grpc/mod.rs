@@ -83,12 +83,31 @@ impl Shared {
             .authn
             .authenticate(authorization(request), claimed_subject)
         {
-            Ok(principal) => Ok(principal),
+            Ok(mut principal) => {
+                if !principal.roles.is_empty() {
+                    self.keep_policy_roles(&mut principal);
+                }
+                Ok(principal)
+            }
             Err(error) => {
                 let peer = request.extensions().get::<Peer>().copied();
                 Err(self.refuse(error, claimed_subject, rpc, peer).await)
             }
         }
+    }
+
+    /// A token's roles count only where they name roles of the policy (or
+    /// the configured admin role): a roles claim naming a user must not
+    /// hand out that user's permissions.
+    fn keep_policy_roles(&self, principal: &mut Principal) {
+        let policy = self.policies.snapshot();
+        principal.roles.retain(|role| {
+            let known = *role == self.admin_role || policy.engine.is_token_role(role);
+            if !known {
+                tracing::warn!(role = %role, "a token names a role the policy does not define (a user?); it is ignored");
+            }
+            known
+        });
     }
 
     /// Audits a refused identity (or counts it, past a few from one
