@@ -503,3 +503,58 @@ fn policy_test_runs_the_shipped_cases_and_reports_failures() {
     );
     assert!(out.contains("1 passed, 2 failed"), "{out}");
 }
+
+/// Authoring mistakes that used to change decisions silently are refused
+/// with file:line, or named in the answer.
+#[test]
+fn policy_mistakes_are_refused_or_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["model.conf", "policy.csv", "classification.toml"] {
+        std::fs::copy(repo_path("policies").join(file), dir.path().join(file)).unwrap();
+    }
+    let path = dir.path().to_str().unwrap();
+    append(dir.path(), "p, contractor, crm.*, *, dney");
+    let (code, out) = run(&["policy", "check", "--policies", path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error: effect `dney` is neither `allow` nor `deny`"),
+        "{out}"
+    );
+
+    std::fs::copy(
+        repo_path("policies/policy.csv"),
+        dir.path().join("policy.csv"),
+    )
+    .unwrap();
+    let model = std::fs::read_to_string(repo_path("policies/model.conf")).unwrap();
+    for (typo, named) in [
+        ("keyMatc(r.obj, p.obj)", "calls `keyMatc`"),
+        ("keyMatch(r.ob, p.obj)", "uses `r.ob`"),
+    ] {
+        std::fs::write(
+            dir.path().join("model.conf"),
+            model.replace("keyMatch(r.obj, p.obj)", typo),
+        )
+        .unwrap();
+        let (code, out) = run(&["policy", "check", "--policies", path]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("model.conf:") && out.contains(named), "{out}");
+        assert!(!out.contains("Error"), "engine debug text: {out}");
+    }
+
+    // A domain model asked without a domain says so.
+    let tenants = repo_path("policies/tenants");
+    let (code, out) = run(&[
+        "check",
+        "--policies",
+        tenants.to_str().unwrap(),
+        "--subject",
+        "alice",
+        "--object",
+        "crm.customers",
+        "--action",
+        "read",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the request names none"), "{out}");
+}

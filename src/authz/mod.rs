@@ -130,6 +130,9 @@ pub enum Verdict {
 pub enum Denial {
     /// No rule allows the request.
     NoMatch,
+    /// No rule allows it, and the model decides per domain while the
+    /// request names none: most likely the caller's mistake.
+    NoDomain,
     /// A matching rule with a deny effect decided.
     Rule {
         rule: MatchedRule,
@@ -170,6 +173,11 @@ impl Verdict {
                     request.subject, request.action, request.object
                 )
             }
+            Verdict::Deny(Denial::NoDomain) => format!(
+                "no policy rule allows {} to {} {}: this model decides per domain (tenant) \
+                 and the request names none; set the request's domain",
+                request.subject, request.action, request.object
+            ),
             Verdict::Deny(Denial::EngineFailure(why)) => {
                 format!("denied: policy evaluation failed: {why}")
             }
@@ -432,6 +440,37 @@ impl Engine {
         self.decide_with(request, false)
     }
 
+    /// Evaluates the matcher once on a blank request, to find what would
+    /// fail every request: a function or request token the matcher names
+    /// that does not exist (`keyMatc(...)`, `r.sbu`). Failures that depend
+    /// on the values (an address `ipMatch` cannot parse) are not this.
+    pub fn probe_matcher(&self) -> Option<String> {
+        let attributes: HashMap<String, String> = self
+            .tokens
+            .iter()
+            .filter_map(|t| match t {
+                RequestToken::Attribute(name) => Some((name.clone(), String::new())),
+                _ => None,
+            })
+            .collect();
+        let blank = AccessRequest {
+            subject: "",
+            extra_roles: &[],
+            object: "",
+            action: "",
+            domain: "",
+            attributes: &attributes,
+        };
+        match self.decide_reference(&blank) {
+            Ok(Verdict::Deny(Denial::EngineFailure(why)))
+                if why.contains("not found") || why.contains("NotFound") =>
+            {
+                Some(why)
+            }
+            _ => None,
+        }
+    }
+
     /// One evaluation: allowed, and the rule casbin-rs's explanation names.
     fn evaluate(
         &self,
@@ -516,7 +555,14 @@ impl Engine {
                 break;
             }
         }
-        Ok(permit.unwrap_or(Verdict::Deny(Denial::NoMatch)))
+        let takes_domain = self.tokens.contains(&RequestToken::Domain);
+        Ok(permit.unwrap_or(Verdict::Deny(
+            if takes_domain && request.domain.is_empty() {
+                Denial::NoDomain
+            } else {
+                Denial::NoMatch
+            },
+        )))
     }
 
     fn request_values<'r>(

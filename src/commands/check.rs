@@ -3,7 +3,11 @@
 use std::{collections::HashMap, process::ExitCode};
 
 use anyhow::Context;
-use vigil::{authz::AccessRequest, cli::CheckArgs, policy::PolicySet};
+use vigil::{
+    authz::{AccessRequest, Denial, Verdict},
+    cli::CheckArgs,
+    policy::PolicySet,
+};
 
 pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let policy = PolicySet::load(&args.policies)
@@ -19,6 +23,13 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         attributes: &attributes,
     };
     let verdict = policy.engine.decide(&request)?;
+    // A request the policy could not evaluate is an error, not a denial
+    // (the server denies it, failing closed; a script must not read it as
+    // a decision).
+    if let Verdict::Deny(Denial::EngineFailure(_)) = &verdict {
+        eprintln!("error: {}", verdict.reason(&request));
+        return Ok(ExitCode::from(2));
+    }
     let word = if verdict.allowed() { "allow" } else { "deny" };
     println!("{word}: {}", verdict.reason(&request));
     if args.explain {

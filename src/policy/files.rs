@@ -70,6 +70,7 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
     let mut section: Option<char> = None;
     let mut seen_sections = Vec::new();
     let mut pending: Option<(usize, String)> = None;
+    let mut matchers = Vec::new();
 
     for (index, raw) in text.lines().enumerate() {
         let number = index + 1;
@@ -162,6 +163,9 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
             'r' | 'p' => value.split(',').count(),
             _ => 0,
         };
+        if current == 'm' {
+            matchers.push((value.to_owned(), start));
+        }
         if current == 'e' {
             // casbin-rs compares the effect text exactly, spaces included.
             let normalized = value.replace("p.eft", "p_eft");
@@ -202,6 +206,18 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
             "line continuation `\\` at the end of the file",
         ));
     }
+    let complete = ["r", "p", "e", "m"]
+        .iter()
+        .all(|key| outline.lines.contains_key(*key));
+    // Names are checked against a model that holds together; a broken one
+    // would only echo its first problem.
+    if problems.is_empty() && complete {
+        for (matcher, line) in &matchers {
+            for message in unknown_names(&outline, matcher) {
+                problems.push(problem(MODEL_FILE, *line, message));
+            }
+        }
+    }
     for (name, key) in [
         ("request_definition", "r"),
         ("policy_definition", "p"),
@@ -221,6 +237,97 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
     } else {
         Err(problems)
     }
+}
+
+/// Functions a matcher may call: casbin's own, besides the role
+/// definitions (`g`, `g2`, ...).
+const MATCHER_FUNCTIONS: [&str; 13] = [
+    "keyMatch",
+    "keyMatch2",
+    "keyMatch3",
+    "keyMatch4",
+    "keyMatch5",
+    "keyGet",
+    "keyGet2",
+    "keyGet3",
+    "regexMatch",
+    "ipMatch",
+    "globMatch",
+    "timeMatch",
+    "eval",
+];
+
+/// Names a matcher uses that do not exist: a function that is neither
+/// casbin's nor a role definition (`keyMatc(...)`), a request or policy
+/// token the model does not define (`r.sbu`). Casbin finds them only while
+/// evaluating, so every request would be denied, or (behind a `&&` that
+/// is false first) some requests would be decided without them.
+fn unknown_names(outline: &ModelOutline, matcher: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let bytes = matcher.as_bytes();
+    let mut in_string: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if let Some(quote) = in_string {
+            if b == quote {
+                in_string = None;
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' || b == b'\'' {
+            in_string = Some(b);
+            i += 1;
+            continue;
+        }
+        if !(b.is_ascii_alphabetic() || b == b'_') || (i > 0 && is_name_byte(bytes[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_name_byte(bytes[i]) {
+            i += 1;
+        }
+        let name = &matcher[start..i];
+        let after_dot = start > 0 && bytes[start - 1] == b'.';
+        let rest = matcher[i..].trim_start();
+        if (name == "r" || name == "p") && rest.starts_with('.') && !after_dot {
+            let field: String = rest[1..]
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let known = outline
+                .tokens
+                .get(name)
+                .is_some_and(|tokens| tokens.contains(&field));
+            if !known && !field.is_empty() {
+                problems.push(format!(
+                    "the matcher uses `{name}.{field}`, which `{name} = ...` does not define ({})",
+                    outline
+                        .tokens
+                        .get(name)
+                        .map(|t| t.join(", "))
+                        .unwrap_or_default()
+                ));
+            }
+            continue;
+        }
+        let is_call = rest.starts_with('(');
+        let is_role = outline.definitions.contains_key(name) && name.starts_with('g');
+        if is_call && !after_dot && !is_role && !MATCHER_FUNCTIONS.contains(&name) {
+            problems.push(format!(
+                "the matcher calls `{name}`, which is no casbin function nor role definition (known: {})",
+                MATCHER_FUNCTIONS.join(", ")
+            ));
+        }
+    }
+    problems
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 /// A rule line as parsed, before it is checked against the model.
@@ -324,6 +431,23 @@ pub fn check_rules(
             ));
             continue;
         }
+        // An effect Casbin does not know (`dney`) is neither allow nor
+        // deny: the rule would silently stop counting.
+        let effect = outline
+            .tokens
+            .get(&ptype)
+            .and_then(|tokens| tokens.iter().position(|t| t == "eft"))
+            .and_then(|slot| fields.get(slot));
+        if let Some(effect) = effect.filter(|e| !matches!(e.as_str(), "allow" | "deny")) {
+            problems.push(problem(
+                POLICY_FILE,
+                line,
+                format!(
+                    "effect `{effect}` is neither `allow` nor `deny`; the rule would never count"
+                ),
+            ));
+            continue;
+        }
         match seen.entry((ptype.clone(), fields.clone())) {
             std::collections::hash_map::Entry::Occupied(first) => {
                 warnings.push(problem(
@@ -370,6 +494,18 @@ mod tests {
         assert_eq!(outline.arity("p"), Some(3));
         assert_eq!(outline.arity("g"), Some(2));
         assert_eq!(outline.lines["m"], 11);
+
+        // Unknown names in the matcher: by file line, before any request.
+        let typo = MODEL
+            .replace("g(r.sub", "gg(r.sub")
+            .replace("r.obj ==", "r.ob ==");
+        assert_eq!(
+            messages(parse_model(&typo).unwrap_err()),
+            [
+                "model.conf:11: the matcher calls `gg`, which is no casbin function nor role definition (known: keyMatch, keyMatch2, keyMatch3, keyMatch4, keyMatch5, keyGet, keyGet2, keyGet3, regexMatch, ipMatch, globMatch, timeMatch, eval)",
+                "model.conf:11: the matcher uses `r.ob`, which `r = ...` does not define (sub, obj, act)",
+            ]
+        );
 
         let broken = MODEL
             .replace("[role_definition]", "[roles]")

@@ -173,6 +173,22 @@ impl PolicySet {
             }])
         })?;
 
+        if let Some(why) = engine.probe_matcher() {
+            // Name what is missing, not the engine's debug text.
+            let missing = why
+                .split('"')
+                .nth(1)
+                .map(|name| format!(": `{}` does not exist", name.replacen('_', ".", 1)))
+                .unwrap_or_default();
+            return Err(PolicyError::Invalid(vec![Problem {
+                file: MODEL_FILE.to_owned(),
+                line: outline.lines.get("m").copied().unwrap_or(0),
+                message: format!(
+                    "the matcher cannot be evaluated, so every request would be denied{missing}"
+                ),
+            }]));
+        }
+
         let mut hasher = Sha256::new();
         for (name, text) in [
             (MODEL_FILE, &model_text),
