@@ -80,6 +80,11 @@ pub struct MaskArgs {
     /// Most values (fields, list items, spans in text) one record may hold.
     #[arg(long, default_value_t = 200_000)]
     pub max_values: usize,
+    /// Print, instead of the records, per label how many values were found
+    /// and how many are not valid values of the label's format (the data
+    /// quality of a file before an ETL load).
+    #[arg(long)]
+    pub report: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -973,3 +973,71 @@ async fn masking_fails_closed_without_a_classification() {
         String::from_utf8_lossy(&check.stdout)
     );
 }
+
+/// Data quality: each labelled field says whether it is a valid value of
+/// its label's format; the audit counts invalid values per label (never
+/// the values); `vigil mask --report` totals a file.
+#[tokio::test]
+async fn labelled_fields_report_whether_they_are_valid() {
+    let vigil = Vigil::example();
+    let answer = mask(
+        &vigil,
+        "bob",
+        "crm.customers",
+        vec![serde_json::json!({
+            "phone": "13812345678",
+            "mobile": "1381234567",
+            "id_number": "110105194912310021",
+            "notes": "call 13987654321",
+        })],
+    )
+    .await
+    .unwrap();
+    let validity = |path: &str| {
+        answer
+            .actions
+            .iter()
+            .find(|a| a.path.starts_with(path))
+            .map(|a| a.validity.clone())
+            .unwrap_or_else(|| panic!("no action at {path}: {:?}", answer.actions))
+    };
+    assert_eq!(validity("phone"), "valid");
+    assert_eq!(validity("mobile"), "invalid");
+    assert_eq!(validity("id_number"), "invalid");
+    assert_eq!(validity("notes["), "valid");
+    let record = audit_lines(&vigil.audit_dir)
+        .into_iter()
+        .map(|(_, line)| serde_json::from_str::<serde_json::Value>(&line).unwrap())
+        .find(|r| r["kind"] == "mask")
+        .unwrap();
+    assert_eq!(record["detail"]["invalid"]["phone"], 1);
+    assert_eq!(record["detail"]["invalid"]["resident_id"], 1);
+    assert!(!record.to_string().contains("1381234567"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let policies = repo_path("policies");
+    let output = vigil_command_with_input(
+        &[
+            "mask",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--subject",
+            "bob",
+            "--object",
+            "crm.customers",
+            "--report",
+        ],
+        dir.path(),
+        "{\"phone\":\"13812345678\"}\n{\"phone\":\"1381234567\"}\n",
+    );
+    assert!(output.status.success());
+    let report = String::from_utf8(output.stdout).unwrap();
+    let phone: Vec<&str> = report
+        .lines()
+        .find(|l| l.starts_with("phone"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(phone, ["phone", "2", "1", "1"], "{report}");
+    assert!(!report.contains("1381234567"));
+}

@@ -1,7 +1,10 @@
 //! `vigil mask`: JSONL records masked from stdin to stdout, for ETL jobs
 //! and exports, with the same policy and treatments as the Mask RPC.
 
-use std::{collections::HashMap, process::ExitCode};
+use std::{
+    collections::{BTreeMap, HashMap},
+    process::ExitCode,
+};
 
 use anyhow::Context;
 use vigil::{
@@ -43,6 +46,8 @@ pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut actions = Vec::new();
     let mut skipped = 0u64;
+    // Per label: values found, valid, invalid (with --report).
+    let mut quality: BTreeMap<String, [u64; 3]> = BTreeMap::new();
     for (index, line) in std::io::stdin().lock().lines().enumerate() {
         let line = line.context("cannot read stdin")?;
         if line.trim().is_empty() {
@@ -69,6 +74,17 @@ pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
                 }
             });
         match masked {
+            Ok(_) if args.report => {
+                for action in &actions {
+                    let counts = quality.entry(action.label.clone()).or_default();
+                    counts[0] += 1;
+                    match action.valid {
+                        Some(true) => counts[1] += 1,
+                        Some(false) => counts[2] += 1,
+                        None => {}
+                    }
+                }
+            }
             Ok(record) => {
                 serde_json::to_writer(&mut out, &masking::struct_to_json(&record))?;
                 out.write_all(b"\n")?;
@@ -77,6 +93,16 @@ pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
                 skipped += 1;
                 eprintln!("stdin line {}: {why}; record left out", index + 1);
             }
+        }
+    }
+    if args.report {
+        writeln!(
+            out,
+            "{:<24} {:>10} {:>10} {:>10}",
+            "label", "values", "valid", "invalid"
+        )?;
+        for (label, [found, valid, invalid]) in &quality {
+            writeln!(out, "{label:<24} {found:>10} {valid:>10} {invalid:>10}")?;
         }
     }
     out.flush()?;

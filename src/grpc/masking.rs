@@ -178,6 +178,7 @@ impl DataMaskingService {
         );
         record.detail = Some(Detail::new(&MaskSummary {
             fields: summarize(&actions),
+            invalid: invalid_by_label(&actions),
             records: message.records.len(),
             shadow: self
                 .shared
@@ -196,6 +197,7 @@ impl DataMaskingService {
                     label: a.label,
                     treatment: a.treatment,
                     rule: a.rule,
+                    validity: validity_text(a.valid).to_owned(),
                 })
                 .collect(),
             decision_id: id,
@@ -393,11 +395,31 @@ impl DataMaskingService {
     }
 }
 
+fn validity_text(valid: Option<bool>) -> &'static str {
+    match valid {
+        Some(true) => "valid",
+        Some(false) => "invalid",
+        None => "",
+    }
+}
+
+/// Invalid values per label (counts, never values): the data-quality
+/// view of a Mask call.
+fn invalid_by_label(actions: &[FieldAction]) -> BTreeMap<&str, u64> {
+    let mut invalid = BTreeMap::new();
+    for action in actions.iter().filter(|a| a.valid == Some(false)) {
+        *invalid.entry(action.label.as_str()).or_default() += 1;
+    }
+    invalid
+}
+
 /// A Mask call's audit detail. Keys in alphabetical order, as the
 /// `serde_json` maps it replaced wrote them.
 #[derive(Serialize)]
 struct MaskSummary<'a> {
     fields: Vec<FieldCount<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    invalid: BTreeMap<&'a str, u64>,
     records: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     shadow: Option<serde_json::Value>,

@@ -36,6 +36,9 @@ pub struct FieldAction {
     /// Why: the classification rule or detector, and the grant or default
     /// that chose the treatment.
     pub rule: String,
+    /// Whether the value is a valid value of its label's format (`None`:
+    /// the label has none). Never the value itself.
+    pub valid: Option<bool>,
 }
 
 /// The treatment the asker gets for a label and the grant behind it; `None`
@@ -155,6 +158,27 @@ impl<'a, V: Visibility> Masker<'a, V> {
 
     pub fn object(&self) -> &str {
         self.object
+    }
+
+    /// Whether a field labelled `label` holds exactly one valid value of
+    /// the label's format; objects and lists never do.
+    fn validity(&self, label: &str, value: &Value) -> Option<bool> {
+        let format = self.classification.labels.get(label)?.format.as_ref()?;
+        Some(match &value.kind {
+            Some(Kind::StringValue(text)) => format.accepts(text),
+            Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 1e19 => {
+                format.accepts(&format!("{}", *n as i128))
+            }
+            Some(Kind::NumberValue(n)) => format.accepts(&n.to_string()),
+            _ => false,
+        })
+    }
+
+    /// A detected span is valid for its detector; against a label format
+    /// of its own it is checked too.
+    fn span_validity(&self, label: &str, piece: &str) -> Option<bool> {
+        let format = self.classification.labels.get(label)?.format.as_ref()?;
+        Some(format.accepts(piece))
     }
 
     /// The domain encrypted values are sealed for (with the object).
@@ -301,6 +325,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 .find(|r| rules::path_matches(&r.pattern, &steps))
                 .copied()
             {
+                let valid = self.validity(&rule.label, value);
                 let (treatment, why) = self.treatment(&rule.label, rule.treatment);
                 actions.push(FieldAction {
                     record_index: index,
@@ -308,6 +333,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
                     label: rule.label.clone(),
                     treatment: treatment.to_string(),
                     rule: format!("{}; {why}", rule.origin),
+                    valid,
                 });
                 let hint = self.classification.format_hints.get(&rule.label).copied();
                 return Ok(self.treat_value(value, treatment, &rule.label, hint));
@@ -464,6 +490,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
         let whole = spans.len() == 1 && &text[spans[0].start..spans[0].end] == trimmed;
         if whole {
             let detector = &classification.detectors[spans[0].detector];
+            let valid = self.span_validity(&detector.label, trimmed);
             let (treatment, why) = self.treatment(&detector.label, None);
             actions.push(FieldAction {
                 record_index: index,
@@ -471,6 +498,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 label: detector.label.clone(),
                 treatment: treatment.to_string(),
                 rule: format!("detector {}; {why}", detector.name),
+                valid,
             });
             let mut value = Value {
                 kind: Some(Kind::StringValue(text)),
@@ -503,12 +531,14 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 .unwrap_or_default(),
             );
             cursor = span.end;
+            let valid = self.span_validity(&detector.label, piece);
             actions.push(FieldAction {
                 record_index: index,
                 path: format!("{}[{}..{}]", render_path(path), span.start, span.end),
                 label: detector.label.clone(),
                 treatment: treatment.to_string(),
                 rule,
+                valid,
             });
         }
         out.push_str(&text[cursor..]);

@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -51,6 +52,11 @@ struct FileDef {
 struct LabelDef {
     level: String,
     default: String,
+    /// What a valid value of the label looks like: a builtin detector's
+    /// name (`cn_mobile`, `cn_resident_id`, `bank_card`, `email`, `ipv4`,
+    /// `ipv6`) or `regex:PATTERN` (the whole value must match).
+    #[serde(default)]
+    format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +90,47 @@ pub struct Label {
     pub rank: usize,
     /// Treatment when no visibility grant covers the asker (fail closed).
     pub default: Treatment,
+    /// What a valid value looks like, for data-quality checks: given in
+    /// the file, or the builtin detector that finds this label.
+    pub format: Option<Format>,
+}
+
+/// The shape of a label's valid values.
+#[derive(Debug, Clone)]
+pub enum Format {
+    Builtin(Builtin),
+    /// Anchored: the whole value must match.
+    Pattern(Regex),
+}
+
+impl Format {
+    fn parse(text: &str) -> Result<Format, String> {
+        if let Some(pattern) = text.strip_prefix("regex:") {
+            return Regex::new(&format!("^(?:{pattern})$"))
+                .map(Format::Pattern)
+                .map_err(|e| format!("format {text:?} is not a valid regular expression: {e}"));
+        }
+        Builtin::from_name(text)
+            .map(Format::Builtin)
+            .ok_or_else(|| {
+                format!(
+                    "unknown format {text:?}; expected regex:PATTERN or one of {}",
+                    Builtin::ALL.map(Builtin::name).join(", ")
+                )
+            })
+    }
+
+    /// Whether `value` (surrounding spaces aside) is exactly one valid
+    /// value of this format.
+    pub fn accepts(&self, value: &str) -> bool {
+        let value = value.trim();
+        match self {
+            Format::Pattern(regex) => regex.is_match(value),
+            Format::Builtin(kind) => {
+                super::detect::values_of(*kind, value).as_slice() == [(0, value.len())]
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,6 +332,13 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
             ));
             continue;
         };
+        let format = match def.format.as_deref().map(Format::parse).transpose() {
+            Ok(format) => format,
+            Err(e) => {
+                problems.push(problem(line, format!("label {name:?}: {e}")));
+                continue;
+            }
+        };
         match def.default.parse::<Treatment>() {
             Ok(default) => {
                 labels.insert(
@@ -294,6 +348,7 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
                         level: def.level.clone(),
                         rank,
                         default,
+                        format,
                     },
                 );
             }
@@ -392,11 +447,21 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
     }
     if problems.is_empty() {
         let mut format_hints = HashMap::new();
+        for (name, label) in &labels {
+            if let Some(Format::Builtin(builtin)) = label.format {
+                format_hints.insert(name.clone(), builtin);
+            }
+        }
         for detector in &detectors {
             if let Pattern::Builtin(builtin) = detector.pattern {
                 format_hints
                     .entry(detector.label.clone())
                     .or_insert(builtin);
+            }
+        }
+        for (name, label) in labels.iter_mut() {
+            if label.format.is_none() {
+                label.format = format_hints.get(name).copied().map(Format::Builtin);
             }
         }
         Ok(Classification {
@@ -443,6 +508,37 @@ mod tests {
         check("contacts[1].phone", &["contacts", "3", "phone"], false);
         check("*.phone", &["a", "b", "phone"], false);
         assert!(object_matches("crm.*", "crm.customers") && !object_matches("crm.*", "hr.x"));
+    }
+
+    #[test]
+    fn label_formats_validate_values() {
+        let text = "levels = [\"internal\"]\n[labels]\nbadge = { level = \"internal\", default = \"mask\", format = \"regex:B-[0-9]{4}\" }\n\
+                    mobile = { level = \"internal\", default = \"mask\", format = \"cn_mobile\" }\n";
+        let classification = parse(text).unwrap();
+        let accepts = |label: &str, value: &str| {
+            classification.labels[label]
+                .format
+                .as_ref()
+                .unwrap()
+                .accepts(value)
+        };
+        assert!(accepts("badge", "B-1234"));
+        assert!(!accepts("badge", "B-1234x"), "the whole value must match");
+        assert!(accepts("mobile", " 13812345678 "));
+        assert!(!accepts("mobile", "13812345678 13912345678"));
+        assert!(!accepts("mobile", "1381234567"));
+        assert_eq!(classification.format_hints["mobile"], Builtin::CnMobile);
+
+        let problems = parse(
+            "[labels]\nx = { level = \"internal\", default = \"mask\", format = \"phone\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("classification.toml:2: label \"x\": unknown format \"phone\""),
+            "{problems:?}"
+        );
     }
 
     #[test]
