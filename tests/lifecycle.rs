@@ -521,11 +521,23 @@ fn policy_mistakes_are_refused_or_named() {
         "{out}"
     );
 
-    std::fs::copy(
-        repo_path("policies/policy.csv"),
-        dir.path().join("policy.csv"),
-    )
-    .unwrap();
+    // Grants that look like grants and can never apply.
+    let shipped = std::fs::read_to_string(repo_path("policies/policy.csv")).unwrap();
+    std::fs::write(dir.path().join("policy.csv"), &shipped).unwrap();
+    append(dir.path(), "p, support, label:diagnoses, see:clear, allow");
+    append(dir.path(), "p, support, level:topsecret, see:clear, allow");
+    append(dir.path(), "p, support, label:phone, see:plain, allow");
+    let (code, out) = run(&["policy", "check", "--policies", path]);
+    assert_eq!(code, 1, "{out}");
+    for finding in [
+        "grant on label `diagnoses`",
+        "grant on level `topsecret`",
+        "`see:plain` is no visibility action",
+    ] {
+        assert!(out.contains(finding), "{finding}: {out}");
+    }
+
+    std::fs::write(dir.path().join("policy.csv"), &shipped).unwrap();
     let model = std::fs::read_to_string(repo_path("policies/model.conf")).unwrap();
     for (typo, named) in [
         ("keyMatc(r.obj, p.obj)", "calls `keyMatc`"),

@@ -31,6 +31,18 @@ pub async fn lint(dir: &Path) -> LintReport {
                     message: why.clone(),
                 });
             }
+            if let Ok(text) = std::fs::read_to_string(dir.join(POLICY_FILE)) {
+                if let Ok(outline) = std::fs::read_to_string(dir.join(MODEL_FILE))
+                    .map_err(|_| ())
+                    .and_then(|model| files::parse_model(&model).map_err(|_| ()))
+                {
+                    report.errors.extend(grant_findings(
+                        &outline,
+                        &files::parse_policy_csv(&text),
+                        &set.classification,
+                    ));
+                }
+            }
         }
         Err(PolicyError::Invalid(problems)) => report.errors.extend(problems),
         Err(e @ PolicyError::Read { .. }) => {
@@ -59,6 +71,72 @@ pub async fn lint(dir: &Path) -> LintReport {
         .warnings
         .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     report
+}
+
+/// The visibility actions a grant may use.
+const SEE_ACTIONS: [&str; 3] = ["see:clear", "see:pseudonym", "see:masked"];
+
+/// Visibility grants that can never apply: on a label or level the
+/// classification does not define (`label:diagnoses`), or with an action
+/// that is no visibility (`see:plain`). They look like grants and change
+/// nothing, so a subject meant to see a field keeps getting the default.
+fn grant_findings(
+    outline: &files::ModelOutline,
+    rules: &[files::RawRule],
+    classification: &crate::mask::Classification,
+) -> Vec<Problem> {
+    let Some(tokens) = outline.tokens.get("p") else {
+        return Vec::new();
+    };
+    let (Some(obj), Some(act)) = (
+        tokens.iter().position(|t| t == "obj"),
+        tokens.iter().position(|t| t == "act"),
+    ) else {
+        return Vec::new();
+    };
+    let literal = |s: &str| !s.contains(['*', '(', '[', '{', ':', '?', '|'].as_slice());
+    let mut problems = Vec::new();
+    for rule in rules
+        .iter()
+        .filter(|r| r.fields.first().is_some_and(|t| t == "p"))
+    {
+        let (Some(object), Some(action)) = (rule.fields.get(obj + 1), rule.fields.get(act + 1))
+        else {
+            continue;
+        };
+        let mut complain = |message: String| {
+            problems.push(Problem {
+                file: POLICY_FILE.to_owned(),
+                line: rule.line,
+                message,
+            })
+        };
+        if let Some(label) = object.strip_prefix("label:").filter(|l| literal(l)) {
+            if !classification.labels.contains_key(label) {
+                complain(format!(
+                    "grant on label `{label}`, which classification.toml does not define; it can never apply"
+                ));
+            }
+        }
+        if let Some(level) = object.strip_prefix("level:").filter(|l| literal(l)) {
+            if !classification.levels.iter().any(|l| l == level) {
+                complain(format!(
+                    "grant on level `{level}`, which classification.toml does not define (levels: {})",
+                    classification.levels.join(", ")
+                ));
+            }
+        }
+        if action.starts_with("see:")
+            && literal(&action[4..])
+            && !SEE_ACTIONS.contains(&action.as_str())
+        {
+            complain(format!(
+                "`{action}` is no visibility action; use {}",
+                SEE_ACTIONS.join(", ")
+            ));
+        }
+    }
+    problems
 }
 
 /// Roles granted but never given a permission, and rule subjects that are
