@@ -537,6 +537,16 @@ fn policy_mistakes_are_refused_or_named() {
         assert!(out.contains(finding), "{finding}: {out}");
     }
 
+    // A role cycle is accepted by Casbin and named here.
+    std::fs::write(dir.path().join("policy.csv"), &shipped).unwrap();
+    append(dir.path(), "g, viewer, admin");
+    let (code, out) = run(&["policy", "check", "--policies", path]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: role cycle admin → data_steward → analyst → viewer → admin"),
+        "{out}"
+    );
+
     std::fs::write(dir.path().join("policy.csv"), &shipped).unwrap();
     let model = std::fs::read_to_string(repo_path("policies/model.conf")).unwrap();
     for (typo, named) in [
