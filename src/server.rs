@@ -109,10 +109,12 @@ impl App {
             }),
         );
         drop(policy);
+        // Everything that can fail on a file is read before the audit log
+        // opens: a start-up record is written only for a sidecar that
+        // serves.
         let signing_key = checkpoint::load_or_create_signing_key(&config.audit.signing_key_file)?;
         let redactor = Redactor::from_options(&config.redaction)?;
-        let (audit, _) = AuditLog::open(config.audit.clone(), signing_key, startup)?;
-
+        let keys = Arc::new(Keyring::open(&config.keyring)?);
         let shadow = match &config.shadow_policies {
             Some(dir) => {
                 let shadow = Shadow::open(dir)
@@ -126,6 +128,7 @@ impl App {
             }
             None => None,
         };
+        let (audit, _) = AuditLog::open(config.audit.clone(), signing_key, startup)?;
         let shared = Arc::new(Shared {
             policies: Arc::new(policies),
             audit,
@@ -136,7 +139,7 @@ impl App {
             admin_uids: config.admin_uids,
             audit_dir: config.audit.dir,
             shadow,
-            keys: Arc::new(Keyring::open(&config.keyring)?),
+            keys,
             exports: Arc::new(Semaphore::new(MAX_CONCURRENT_EXPORTS)),
             refusals: Default::default(),
         });

@@ -369,6 +369,27 @@ pub fn find_spans(detectors: &[Detector], has_custom: bool, text: &str) -> Vec<S
     resolve(all)
 }
 
+/// Whether `value` is exactly one valid value of `kind`. A bare run of
+/// digits (how most labelled fields hold them) is checked directly; any
+/// other text goes through detection.
+pub fn is_exactly(kind: Builtin, value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let digits = bytes.iter().all(u8::is_ascii_digit);
+    match kind {
+        Builtin::CnMobile if digits => {
+            let national = match bytes.len() {
+                13 if bytes.starts_with(b"86") => &bytes[2..],
+                15 if bytes.starts_with(b"0086") => &bytes[4..],
+                _ => bytes,
+            };
+            is_mobile(national)
+        }
+        Builtin::BankCard if digits => (13..=19).contains(&bytes.len()) && luhn_valid(bytes),
+        Builtin::CnResidentId if bytes.len() == 18 => resident_id_valid(bytes),
+        _ => values_of(kind, value).as_slice() == [(0, value.len())],
+    }
+}
+
 /// Where valid values of `kind` are in `text`, in order, not overlapping.
 pub fn values_of(kind: Builtin, text: &str) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();

@@ -126,9 +126,7 @@ impl Format {
         let value = value.trim();
         match self {
             Format::Pattern(regex) => regex.is_match(value),
-            Format::Builtin(kind) => {
-                super::detect::values_of(*kind, value).as_slice() == [(0, value.len())]
-            }
+            Format::Builtin(kind) => super::detect::is_exactly(*kind, value),
         }
     }
 }

@@ -129,6 +129,9 @@ fn mask_chars(value: &str, first: usize, last: usize) -> String {
 /// slips through by position; a field with no valid value in it is
 /// redacted rather than shown by position.
 pub fn mask_by_format(value: &str, kind: Builtin) -> String {
+    if super::detect::is_exactly(kind, value) {
+        return partial_mask(value, Some(kind), (None, None));
+    }
     let values = super::detect::values_of(kind, value);
     if values.is_empty() {
         return REDACTED.to_owned();
