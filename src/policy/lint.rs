@@ -134,6 +134,10 @@ fn grant_findings(
     let Some(tokens) = outline.tokens.get("p") else {
         return Vec::new();
     };
+    // With masking stated off, no grant is consulted at all.
+    if classification.masking_off {
+        return Vec::new();
+    }
     let (Some(obj), Some(act)) = (
         tokens.iter().position(|t| t == "obj"),
         tokens.iter().position(|t| t == "act"),
