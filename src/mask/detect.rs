@@ -73,6 +73,11 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
         .expect("valid regex")
 });
+/// [`EMAIL`], anchored: the whole value is one address.
+static EMAIL_EXACT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+        .expect("valid regex")
+});
 static IPV4: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\d{1,3}(?:\.\d{1,3}){3}").expect("valid regex"));
 static IPV6: LazyLock<Regex> = LazyLock::new(|| {
@@ -373,20 +378,54 @@ pub fn find_spans(detectors: &[Detector], has_custom: bool, text: &str) -> Vec<S
 /// digits (how most labelled fields hold them) is checked directly; any
 /// other text goes through detection.
 pub fn is_exactly(kind: Builtin, value: &str) -> bool {
-    let bytes = value.as_bytes();
-    let digits = bytes.iter().all(u8::is_ascii_digit);
     match kind {
-        Builtin::CnMobile if digits => {
-            let national = match bytes.len() {
-                13 if bytes.starts_with(b"86") => &bytes[2..],
-                15 if bytes.starts_with(b"0086") => &bytes[4..],
-                _ => bytes,
-            };
-            is_mobile(national)
+        Builtin::CnMobile | Builtin::BankCard | Builtin::CnResidentId => {
+            match grouped_digits(value.as_bytes()) {
+                Some(digits) => exact_number(kind, &digits),
+                None => values_of(kind, value).as_slice() == [(0, value.len())],
+            }
         }
-        Builtin::BankCard if digits => (13..=19).contains(&bytes.len()) && luhn_valid(bytes),
-        Builtin::CnResidentId if bytes.len() == 18 => resident_id_valid(bytes),
-        _ => values_of(kind, value).as_slice() == [(0, value.len())],
+        Builtin::Email => EMAIL_EXACT.is_match(value),
+        Builtin::Ipv4 => value.parse::<std::net::Ipv4Addr>().is_ok(),
+        Builtin::Ipv6 => {
+            value.matches(':').count() >= 2 && value.parse::<std::net::Ipv6Addr>().is_ok()
+        }
+    }
+}
+
+/// The digits of a value written as digit groups joined by single spaces
+/// or dashes (`139 1234 5678`, `4111-1111-1111-1111`, a resident id's final
+/// X included); `None` for anything else.
+fn grouped_digits(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut digits = Vec::with_capacity(bytes.len());
+    let mut after_separator = true;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                digits.push(b);
+                after_separator = false;
+            }
+            b'X' | b'x' if i + 1 == bytes.len() && !after_separator => digits.push(b'X'),
+            b' ' | b'-' if !after_separator => after_separator = true,
+            _ => return None,
+        }
+    }
+    (!after_separator).then_some(digits)
+}
+
+/// The numeric validators on a value's digits, as candidate detection
+/// applies them.
+fn exact_number(kind: Builtin, digits: &[u8]) -> bool {
+    let ends_in_x = digits.last() == Some(&b'X');
+    match kind {
+        Builtin::CnResidentId => resident_id_valid(digits),
+        Builtin::CnMobile => is_mobile(match digits.len() {
+            13 if digits.starts_with(b"86") => &digits[2..],
+            15 if digits.starts_with(b"0086") => &digits[4..],
+            _ => digits,
+        }),
+        Builtin::BankCard => !ends_in_x && (13..=19).contains(&digits.len()) && luhn_valid(digits),
+        _ => false,
     }
 }
 
