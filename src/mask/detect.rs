@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Builtin {
@@ -335,20 +335,21 @@ fn builtin_spans(
     }
 }
 
-/// Whether any detector could fire on `text`: a cheap look before the scan.
-pub fn worth_scanning(text: &str, has_custom: bool) -> bool {
-    has_custom
-        || text
-            .bytes()
-            .any(|b| b.is_ascii_digit() || b == b'@' || b == b':')
+/// Whether any detector could fire on `text`: a cheap look before the
+/// scan. Builtins need a digit, `@` or `:`; custom detectors are asked
+/// all at once through their set.
+pub fn worth_scanning(text: &str, custom: Option<&RegexSet>) -> bool {
+    text.bytes()
+        .any(|b| b.is_ascii_digit() || b == b'@' || b == b':')
+        || custom.is_some_and(|set| set.is_match(text))
 }
 
 /// Non-overlapping spans in `text`, earliest first; where spans overlap the
 /// strongest validated match wins (a resident id's checksum over a card's
 /// Luhn digit, a whole digit run over a window cut from a longer one), then
 /// the longer span, then the detector listed first.
-pub fn find_spans(detectors: &[Detector], has_custom: bool, text: &str) -> Vec<Span> {
-    if detectors.is_empty() || !worth_scanning(text, has_custom) {
+pub fn find_spans(detectors: &[Detector], custom: Option<&RegexSet>, text: &str) -> Vec<Span> {
+    if detectors.is_empty() || !worth_scanning(text, custom) {
         return Vec::new();
     }
     let mut all = Vec::new();
@@ -487,7 +488,7 @@ mod tests {
 
     fn check(text: &str, expect: &[(&str, &str)]) {
         let detectors = builtins();
-        let found: Vec<(&str, &str)> = find_spans(&detectors, false, text)
+        let found: Vec<(&str, &str)> = find_spans(&detectors, None, text)
             .iter()
             .map(|s| (detectors[s.detector].name.as_str(), &text[s.start..s.end]))
             .collect();
@@ -501,7 +502,7 @@ mod tests {
     fn a_text_full_of_matches_resolves_every_span() {
         let detectors = builtins();
         let text = "13912345678 ".repeat(200_000);
-        let spans = find_spans(&detectors, false, &text);
+        let spans = find_spans(&detectors, None, &text);
         assert_eq!(spans.len(), 200_000);
         assert!(spans.windows(2).all(|w| w[0].end <= w[1].start));
     }

@@ -445,7 +445,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
         path: &mut Vec<OwnedStep>,
         actions: &mut Vec<FieldAction>,
     ) -> Result<Fate, MaskError> {
-        if !detect::worth_scanning(key, self.classification.has_custom_detectors) {
+        if !detect::worth_scanning(key, self.classification.custom_prefilter.as_ref()) {
             return Ok(Fate::Keep);
         }
         let before = actions.len();
@@ -471,7 +471,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
         let classification = self.classification;
         let spans = detect::find_spans(
             &classification.detectors,
-            classification.has_custom_detectors,
+            classification.custom_prefilter.as_ref(),
             &text,
         );
         if spans.is_empty() {

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -167,7 +167,9 @@ pub struct Classification {
     pub labels: HashMap<String, Label>,
     pub rules: Vec<PathRule>,
     pub detectors: Vec<Detector>,
-    pub has_custom_detectors: bool,
+    /// Every custom detector's pattern in one set: a single pass tells
+    /// whether any of them could match a text, before the detectors run.
+    pub custom_prefilter: Option<RegexSet>,
     /// The built-in detector of each label, so that a field labelled by
     /// path (say `phone`) is masked in its kind's format (138****5678).
     /// Built once here rather than per Mask call.
@@ -386,7 +388,7 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
         }
     }
     let mut detectors = Vec::new();
-    let mut has_custom_detectors = false;
+    let mut custom_patterns: Vec<String> = Vec::new();
     for spanned in &file.detectors {
         let line = line_of(text, spanned.span().start);
         let def = spanned.get_ref();
@@ -413,7 +415,7 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
             },
             (None, Some(regex)) => match regex::Regex::new(regex) {
                 Ok(compiled) => {
-                    has_custom_detectors = true;
+                    custom_patterns.push(regex.clone());
                     Pattern::Custom(compiled)
                 }
                 Err(e) => {
@@ -467,7 +469,8 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
             labels,
             rules,
             detectors,
-            has_custom_detectors,
+            custom_prefilter: (!custom_patterns.is_empty())
+                .then(|| RegexSet::new(&custom_patterns).expect("each pattern compiled alone")),
             format_hints,
             masking_off,
         })
