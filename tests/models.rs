@@ -226,3 +226,66 @@ async fn priority_effect() {
     )
     .await;
 }
+
+/// Go Casbin orders rules by an explicit `priority` column (casbin-rs keeps
+/// file order, so it is not the reference here). Expected answers from Go
+/// Casbin's TestPriorityExplicit (casbin/casbin, model_test.go).
+#[tokio::test]
+async fn explicit_priority_as_go_casbin_decides() {
+    let vigil = Launch::new(repo_path("tests/models/priority_explicit")).start();
+    let mut client = vigil.client().await;
+    for (subject, object, action, allowed) in [
+        ("alice", "data1", "write", true),
+        ("alice", "data1", "read", true),
+        ("bob", "data2", "read", false),
+        ("bob", "data2", "write", true),
+        ("data1_deny_group", "data1", "read", false),
+        ("data1_deny_group", "data1", "write", false),
+        ("data2_allow_group", "data2", "read", true),
+        ("data2_allow_group", "data2", "write", true),
+    ] {
+        let answer = client
+            .authorize(common::request(subject, object, action))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            answer.allowed, allowed,
+            "{subject} {object} {action}: {}",
+            answer.reason
+        );
+    }
+    // The deciding rule is still named by its own line.
+    let answer = client
+        .authorize(common::request("alice", "data1", "read"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.reason.contains("policy.csv:11"), "{}", answer.reason);
+}
+
+/// Go Casbin reads `#` and `;` as comments anywhere on a model line
+/// (examples/comment_model.conf, casbin/casbin); casbin-rs failed every
+/// request on it.
+#[tokio::test]
+async fn inline_comments_in_the_model_as_go_casbin_reads_them() {
+    let vigil = Launch::new(repo_path("tests/models/comments")).start();
+    let mut client = vigil.client().await;
+    for (subject, object, action, allowed) in [
+        ("alice", "data1", "read", true),
+        ("alice", "data2", "read", false),
+        ("bob", "data2", "write", true),
+        ("bob", "data1", "write", false),
+    ] {
+        let answer = client
+            .authorize(common::request(subject, object, action))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            answer.allowed, allowed,
+            "{subject} {object} {action}: {}",
+            answer.reason
+        );
+    }
+}

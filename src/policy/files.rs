@@ -330,6 +330,81 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+/// `model.conf` without comments: from a `#` or `;` outside quotes to the
+/// end of its line. Line breaks stay, so line numbers do not move.
+pub fn strip_model_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (index, line) in text.split('\n').enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        let mut quote: Option<char> = None;
+        let mut end = line.len();
+        for (at, c) in line.char_indices() {
+            match (quote, c) {
+                (Some(open), c) if c == open => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#' | ';') => {
+                    end = at;
+                    break;
+                }
+                (None, _) => {}
+            }
+        }
+        out.push_str(line[..end].trim_end());
+    }
+    out
+}
+
+/// With an explicit `priority` column (`p = priority, sub, obj, act,
+/// eft`), Casbin evaluates rules in ascending priority, not file order (Go
+/// Casbin sorts them on load; casbin-rs does not): `p` rules are ordered
+/// so, stably, ties keeping their file order. A priority that is not an
+/// integer is an error at its line.
+pub fn order_by_priority(
+    outline: &ModelOutline,
+    rules: &mut [RuleLine],
+) -> Result<(), Vec<Problem>> {
+    let Some(slot) = outline
+        .tokens
+        .get("p")
+        .and_then(|tokens| tokens.iter().position(|t| t == "priority"))
+    else {
+        return Ok(());
+    };
+    let mut problems = Vec::new();
+    let mut keyed: Vec<(i64, usize)> = Vec::new();
+    for (index, rule) in rules.iter().enumerate() {
+        if rule.ptype != "p" {
+            continue;
+        }
+        let text = rule.values[slot].trim();
+        match text.parse::<i64>() {
+            Ok(priority) => keyed.push((priority, index)),
+            Err(_) => problems.push(problem(
+                POLICY_FILE,
+                rule.origin.line,
+                format!("priority `{text}` is not an integer"),
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // Only the `p` rules move, among the places `p` rules hold.
+    let places: Vec<usize> = keyed.iter().map(|(_, index)| *index).collect();
+    keyed.sort_by_key(|(priority, _)| *priority);
+    let ordered: Vec<RuleLine> = keyed
+        .iter()
+        .map(|(_, index)| rules[*index].clone())
+        .collect();
+    for (place, rule) in places.into_iter().zip(ordered) {
+        rules[place] = rule;
+    }
+    Ok(())
+}
+
 /// A rule line as parsed, before it is checked against the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRule {

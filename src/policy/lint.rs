@@ -21,7 +21,7 @@ pub struct LintReport {
 /// Casbin tolerates but that are probably mistakes are warnings.
 pub async fn lint(dir: &Path) -> LintReport {
     let mut report = LintReport::default();
-    match PolicySet::load(dir).await {
+    let loaded = match PolicySet::load(dir).await {
         Ok(set) => {
             report.warnings.extend(set.warnings.iter().cloned());
             if let Some(why) = &set.unclassified {
@@ -31,20 +31,12 @@ pub async fn lint(dir: &Path) -> LintReport {
                     message: why.clone(),
                 });
             }
-            if let Ok(text) = std::fs::read_to_string(dir.join(POLICY_FILE)) {
-                if let Ok(outline) = std::fs::read_to_string(dir.join(MODEL_FILE))
-                    .map_err(|_| ())
-                    .and_then(|model| files::parse_model(&model).map_err(|_| ()))
-                {
-                    report.errors.extend(grant_findings(
-                        &outline,
-                        &files::parse_policy_csv(&text),
-                        &set.classification,
-                    ));
-                }
-            }
+            Some(set)
         }
-        Err(PolicyError::Invalid(problems)) => report.errors.extend(problems),
+        Err(PolicyError::Invalid(problems)) => {
+            report.errors.extend(problems);
+            None
+        }
         Err(e @ PolicyError::Read { .. }) => {
             report.errors.push(Problem {
                 file: String::new(),
@@ -53,7 +45,7 @@ pub async fn lint(dir: &Path) -> LintReport {
             });
             return report;
         }
-    }
+    };
     // Role analysis works on the text even when loading failed elsewhere.
     let (Ok(model), Ok(policy)) = (
         std::fs::read_to_string(dir.join(MODEL_FILE)),
@@ -61,12 +53,16 @@ pub async fn lint(dir: &Path) -> LintReport {
     ) else {
         return report;
     };
-    let Ok(outline) = files::parse_model(&model) else {
+    let Ok(outline) = files::parse_model(&files::strip_model_comments(&model)) else {
         return report;
     };
-    report
-        .warnings
-        .extend(role_findings(&outline, &files::parse_policy_csv(&policy)));
+    let rules = files::parse_policy_csv(&policy);
+    if let Some(set) = &loaded {
+        report
+            .errors
+            .extend(grant_findings(&outline, &rules, &set.classification));
+    }
+    report.warnings.extend(role_findings(&outline, &rules));
     report
         .warnings
         .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));

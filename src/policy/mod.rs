@@ -111,7 +111,10 @@ impl fmt::Display for ProblemList<'_> {
 impl PolicySet {
     /// Reads and validates a policy directory.
     pub async fn load(dir: &Path) -> Result<PolicySet, PolicyError> {
-        let model_text = read(dir, MODEL_FILE).await?;
+        // Go Casbin reads `#` and `;` as comments anywhere on a model line;
+        // casbin-rs only at the start. Both parsers see the text without
+        // them (lines kept, so file:line stays true).
+        let model_text = files::strip_model_comments(&read(dir, MODEL_FILE).await?);
         let policy_text = read(dir, POLICY_FILE).await?;
         let mut missing = false;
         let classification_text =
@@ -146,8 +149,10 @@ impl PolicySet {
             });
 
         let outline = files::parse_model(&model_text).map_err(PolicyError::Invalid)?;
-        let (rules, warnings) = files::check_rules(&outline, files::parse_policy_csv(&policy_text))
-            .map_err(PolicyError::Invalid)?;
+        let (mut rules, warnings) =
+            files::check_rules(&outline, files::parse_policy_csv(&policy_text))
+                .map_err(PolicyError::Invalid)?;
+        files::order_by_priority(&outline, &mut rules).map_err(PolicyError::Invalid)?;
         let engine = Engine::build(&model_text, &rules).await.map_err(|e| {
             let about_matcher = e.to_string().to_lowercase().contains("matcher");
             let line = if about_matcher {
