@@ -289,3 +289,31 @@ async fn inline_comments_in_the_model_as_go_casbin_reads_them() {
         );
     }
 }
+
+/// `in` over a tuple of single-quoted strings, as Go Casbin writes it
+/// (examples/rbac_model_matcher_using_in_op.conf); expected answers from
+/// Go's TestMatcherUsingInOperator (casbin/casbin, enforcer_test.go).
+#[tokio::test]
+async fn in_tuples_and_single_quotes_as_go_casbin_reads_them() {
+    let vigil = Launch::new(repo_path("tests/models/in_operator")).start();
+    let mut client = vigil.client().await;
+    for (subject, object, allowed) in [
+        ("alice", "data1", true),
+        ("alice", "data2", true),
+        ("alice", "data3", true),
+        ("anyone", "data1", false),
+        ("anyone", "data2", true),
+        ("anyone", "data3", true),
+    ] {
+        let answer = client
+            .authorize(common::request(subject, object, "read"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            answer.allowed, allowed,
+            "{subject} {object}: {}",
+            answer.reason
+        );
+    }
+}

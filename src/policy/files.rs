@@ -357,6 +357,98 @@ pub fn strip_model_comments(text: &str) -> String {
     out
 }
 
+/// Matchers written as Go Casbin reads them, in the form casbin-rs (rhai)
+/// evaluates: single-quoted strings become double-quoted (`'data1'` is a
+/// character literal to rhai), and an `in` tuple becomes an array
+/// (`r.obj in ('data2', 'data3')` → `r.obj in ["data2", "data3"]`). Only
+/// `[matchers]` lines change; lines keep their places.
+pub fn normalize_matchers(text: &str) -> String {
+    let mut in_matchers = false;
+    let mut out = Vec::new();
+    for line in text.split('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_matchers = trimmed == "[matchers]";
+            out.push(line.to_owned());
+            continue;
+        }
+        out.push(if in_matchers {
+            normalize_matcher(line)
+        } else {
+            line.to_owned()
+        });
+    }
+    out.join("\n")
+}
+
+fn normalize_matcher(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    // Open `in (` tuples, closed by the matching `)`.
+    let mut tuple_depth: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '"' => {
+                // Copy a double-quoted string as it is.
+                out.push(c);
+                i += 1;
+                while i < chars.len() {
+                    out.push(chars[i]);
+                    i += 1;
+                    if chars[i - 1] == '"' {
+                        break;
+                    }
+                }
+                continue;
+            }
+            '\'' => {
+                out.push('"');
+                i += 1;
+                while i < chars.len() && chars[i] != '\'' {
+                    if chars[i] == '"' {
+                        out.push('\\');
+                    }
+                    out.push(chars[i]);
+                    i += 1;
+                }
+                out.push('"');
+                i += 1;
+                continue;
+            }
+            '(' => {
+                depth += 1;
+                let before: String = out.trim_end().chars().rev().take(3).collect();
+                let after_in = before.starts_with("ni")
+                    && before
+                        .chars()
+                        .nth(2)
+                        .is_none_or(|c| !c.is_alphanumeric() && c != '_');
+                if after_in {
+                    tuple_depth.push(depth);
+                    out.push('[');
+                } else {
+                    out.push('(');
+                }
+            }
+            ')' => {
+                if tuple_depth.last() == Some(&depth) {
+                    tuple_depth.pop();
+                    out.push(']');
+                } else {
+                    out.push(')');
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
 /// With an explicit `priority` column (`p = priority, sub, obj, act,
 /// eft`), Casbin evaluates rules in ascending priority, not file order (Go
 /// Casbin sorts them on load; casbin-rs does not): `p` rules are ordered
@@ -561,6 +653,32 @@ mod tests {
 
     fn messages(problems: Vec<Problem>) -> Vec<String> {
         problems.into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn matchers_are_read_as_go_casbin_writes_them() {
+        let check = |go: &str, rhai: &str| {
+            assert_eq!(
+                normalize_matchers(&format!("[matchers]\nm = {go}")),
+                format!("[matchers]\nm = {rhai}")
+            )
+        };
+        check("r.obj == 'data1'", "r.obj == \"data1\"");
+        check(
+            "r.obj in ('data2', 'data3')",
+            "r.obj in [\"data2\", \"data3\"]",
+        );
+        check(
+            "(r.sub == p.sub) && r.act in ('read','write')",
+            "(r.sub == p.sub) && r.act in [\"read\",\"write\"]",
+        );
+        check("keyMatch(r.obj, \"it's\")", "keyMatch(r.obj, \"it's\")");
+        check("r.sub == 'say \"hi\"'", "r.sub == \"say \\\"hi\\\"\"");
+        // Other sections are left as they are.
+        assert_eq!(
+            normalize_matchers("[policy_effect]\ne = 'x'"),
+            "[policy_effect]\ne = 'x'"
+        );
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub async fn lint(dir: &Path) -> LintReport {
     ) else {
         return report;
     };
-    let Ok(outline) = files::parse_model(&files::strip_model_comments(&model)) else {
+    let Ok(outline) = files::parse_model(&files::normalize_matchers(&files::strip_model_comments(
+        &model,
+    ))) else {
         return report;
     };
     let rules = files::parse_policy_csv(&policy);

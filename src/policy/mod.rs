@@ -114,7 +114,8 @@ impl PolicySet {
         // Go Casbin reads `#` and `;` as comments anywhere on a model line;
         // casbin-rs only at the start. Both parsers see the text without
         // them (lines kept, so file:line stays true).
-        let model_text = files::strip_model_comments(&read(dir, MODEL_FILE).await?);
+        let model_text =
+            files::normalize_matchers(&files::strip_model_comments(&read(dir, MODEL_FILE).await?));
         let policy_text = read(dir, POLICY_FILE).await?;
         let mut missing = false;
         let classification_text =
