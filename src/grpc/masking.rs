@@ -34,30 +34,45 @@ struct Refusal {
     sealed_for: Option<SealedFor>,
 }
 
-/// What a Mask or Unmask call names, checked before anything else.
-#[derive(Clone, Copy)]
-struct Asked<'a> {
-    subject: &'a str,
-    object: &'a str,
-    domain: &'a str,
-    attributes: &'a std::collections::HashMap<String, String>,
+/// A Mask or Unmask call as checked before anything else: what it names,
+/// how many items it carries, and its name for audit records.
+trait ReadCall {
+    const RPC: &'static str;
+    fn subject(&self) -> &str;
+    fn object(&self) -> &str;
+    fn domain(&self) -> &str;
+    fn attributes(&self) -> &std::collections::HashMap<String, String>;
+    fn items(&self) -> usize;
 }
 
-impl<'a> Asked<'a> {
-    fn of(
-        subject: &'a str,
-        object: &'a str,
-        domain: &'a str,
-        attributes: &'a std::collections::HashMap<String, String>,
-    ) -> Asked<'a> {
-        Asked {
-            subject,
-            object,
-            domain,
-            attributes,
+/// The four names both calls share, and their item count.
+macro_rules! read_call {
+    ($message:ty, $rpc:literal, |$m:ident| $items:expr) => {
+        impl ReadCall for $message {
+            const RPC: &'static str = $rpc;
+            fn subject(&self) -> &str {
+                &self.subject
+            }
+            fn object(&self) -> &str {
+                &self.object
+            }
+            fn domain(&self) -> &str {
+                &self.domain
+            }
+            fn attributes(&self) -> &std::collections::HashMap<String, String> {
+                &self.attributes
+            }
+            fn items(&self) -> usize {
+                let $m = self;
+                $items
+            }
         }
-    }
+    };
 }
+
+read_call!(MaskRequest, "Mask", |m| m.records.len());
+read_call!(UnmaskRequest, "Unmask", |m| m.records.len()
+    + m.values.len());
 
 #[derive(Debug, Clone)]
 pub struct DataMaskingService {
@@ -70,28 +85,18 @@ impl DataMaskingService {
     }
 
     /// Checks the call's size and fields, then authenticates it.
-    async fn principal<T>(
-        &self,
-        request: &Request<T>,
-        asked: Asked<'_>,
-        records: usize,
-        rpc: &str,
-    ) -> Result<Principal, RpcError> {
-        let Asked {
-            subject,
-            object,
-            domain,
-            attributes,
-        } = asked;
+    async fn principal<T: ReadCall>(&self, request: &Request<T>) -> Result<Principal, RpcError> {
+        let call = request.get_ref();
+        let (subject, records) = (call.subject(), call.items());
         check_fields(
             "",
             &[
                 ("subject", subject, self.shared.authn.is_trusted()),
-                ("object", object, true),
-                ("domain", domain, false),
+                ("object", call.object(), true),
+                ("domain", call.domain(), false),
             ],
         )?;
-        check_attributes("", attributes, self.shared.limits.max_attributes)?;
+        check_attributes("", call.attributes(), self.shared.limits.max_attributes)?;
         let limit = self.shared.limits.max_batch_items;
         if records > limit {
             return Err(InputError::TooManyRecords {
@@ -100,25 +105,11 @@ impl DataMaskingService {
             }
             .into());
         }
-        self.shared.authenticate(request, subject, rpc).await
+        self.shared.authenticate(request, subject, T::RPC).await
     }
 
     async fn mask(&self, request: Request<MaskRequest>) -> Result<MaskResponse, RpcError> {
-        let principal = {
-            let message = request.get_ref();
-            self.principal(
-                &request,
-                Asked::of(
-                    &message.subject,
-                    &message.object,
-                    &message.domain,
-                    &message.attributes,
-                ),
-                message.records.len(),
-                "Mask",
-            )
-            .await?
-        };
+        let principal = self.principal(&request).await?;
         let mut message = request.into_inner();
         let policy = self.shared.policies.snapshot();
         let asker = reader(
@@ -208,22 +199,7 @@ impl DataMaskingService {
     }
 
     async fn unmask(&self, request: Request<UnmaskRequest>) -> Result<UnmaskResponse, RpcError> {
-        let principal = {
-            let message = request.get_ref();
-            let count = message.records.len() + message.values.len();
-            self.principal(
-                &request,
-                Asked::of(
-                    &message.subject,
-                    &message.object,
-                    &message.domain,
-                    &message.attributes,
-                ),
-                count,
-                "Unmask",
-            )
-            .await?
-        };
+        let principal = self.principal(&request).await?;
         let mut message = request.into_inner();
         let policy = self.shared.policies.snapshot();
         let asker = reader(
