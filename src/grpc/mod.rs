@@ -120,8 +120,10 @@ impl Shared {
         peer: Option<Peer>,
     ) -> RpcError {
         let peer = refusals::peer_key(peer);
-        tracing::info!(rpc, code = error.code(), peer = %peer, "authentication refused");
+        // Logged like it is audited: one by one only for the first few
+        // from a peer, so a flood fills neither the disk nor the log.
         if let refusals::Refusal::Record = self.refusals.admit(&peer) {
+            tracing::info!(rpc, code = error.code(), peer = %peer, "authentication refused");
             let record =
                 records::authn_failure(&self.redactor, claimed_subject, &error, rpc, &peer);
             if let Err(audit_error) = self.audit.append_one(record).await {

@@ -179,7 +179,15 @@ impl PolicySet {
             }])
         })?;
 
-        if let Some(why) = engine.probe_matcher() {
+        // A compiled matcher names only functions and tokens that exist
+        // (the compiler takes nothing else); the probe, a full casbin-rs
+        // scan of every rule, is for the models it did not compile.
+        let probe = if engine.is_compiled() {
+            None
+        } else {
+            engine.probe_matcher()
+        };
+        if let Some(why) = probe {
             // Name what is missing, not the engine's debug text.
             let missing = why
                 .split('"')
