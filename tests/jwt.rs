@@ -544,7 +544,14 @@ async fn a_flood_of_refusals_is_counted_not_recorded_one_by_one() {
         .iter()
         .filter_map(|r| r["detail"]["aggregated"].as_u64())
         .sum();
-    assert_eq!(individual.len(), 20, "recorded one by one");
+    // 20 per peer and 10 s window are recorded one by one (a slow machine
+    // may see a second window begin); the rest are counted.
+    assert!(
+        (20..=40).contains(&individual.len()),
+        "recorded one by one: {}",
+        individual.len()
+    );
+    assert!(counted >= 260, "counted: {counted}");
     assert_eq!(
         individual.len() as u64 + counted,
         300,
