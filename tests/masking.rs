@@ -1041,3 +1041,36 @@ async fn labelled_fields_report_whether_they_are_valid() {
     assert_eq!(phone, ["phone", "2", "1", "1"], "{report}");
     assert!(!report.contains("1381234567"));
 }
+
+/// Any record deeper than the limit is INVALID_ARGUMENT naming where, at
+/// any depth: past max_depth the masker says so, past protobuf's own limit
+/// the decoder does; never INTERNAL.
+#[tokio::test]
+async fn too_deep_is_invalid_argument_naming_where_at_any_depth() {
+    let vigil = Vigil::example();
+    for depth in [33, 40, 60, 200] {
+        let mut value = serde_json::json!("13812345678");
+        for _ in 0..depth {
+            value = serde_json::json!({ "level": value });
+        }
+        let status = mask(&vigil, "bob", "crm.customers", vec![value])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{depth}: {}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("level.level.level"),
+            "{depth}: {}",
+            status.message()
+        );
+        assert!(
+            !status.message().contains("1381234"),
+            "{}",
+            status.message()
+        );
+    }
+}

@@ -80,6 +80,15 @@ pub fn undecodable(status: Status) -> Status {
         return status;
     }
     let detail = status.message();
+    if let Some((_, path)) = detail.split_once(crate::proto::json::NESTED_TOO_DEEP) {
+        // A path of keys (values among them starred) and indexes; cut
+        // long, it has made its point.
+        let path: String = path.chars().take(120).collect();
+        return Status::invalid_argument(format!(
+            "the request cannot be decoded: a record nests deeper than decoding allows, at {path}… \
+             (max_depth, lower still, is the limit to design for)"
+        ));
+    }
     let why = if detail.contains("recursion limit") {
         "it nests deeper than protobuf decoding allows (max_depth is lower still)"
     } else if detail.contains("UTF-8") {

@@ -153,7 +153,8 @@ impl Message for Entry {
     ) -> Result<(), DecodeError> {
         match tag {
             ENTRY_KEY => encoding::string::merge(wire_type, &mut self.key, buf, ctx),
-            ENTRY_VALUE => encoding::message::merge(wire_type, &mut self.value, buf, ctx),
+            ENTRY_VALUE => encoding::message::merge(wire_type, &mut self.value, buf, ctx)
+                .map_err(|error| nested_at(error, &key_segment(&self.key))),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -244,6 +245,39 @@ impl Message for Value {
     }
 }
 
+/// How a decode error says a record nests past prost's recursion limit,
+/// followed by the path where it did.
+pub const NESTED_TOO_DEEP: &str = "nested too deep at ";
+
+/// A record's decode error, told where in the record it happened: prost's
+/// recursion limit becomes [`NESTED_TOO_DEEP`] and the path it was hit at,
+/// built outward as the error unwinds. Other errors pass unchanged.
+#[allow(deprecated)] // prost has no other constructor for a description of our own
+fn nested_at(error: DecodeError, segment: &str) -> DecodeError {
+    let text = error.to_string();
+    let inner = match text.split_once(NESTED_TOO_DEEP) {
+        Some((_, path)) => path.to_owned(),
+        None if text.ends_with("recursion limit reached") => String::new(),
+        None => return error,
+    };
+    let joiner = if inner.is_empty() || inner.starts_with('[') {
+        ""
+    } else {
+        "."
+    };
+    DecodeError::new(format!("{NESTED_TOO_DEEP}{segment}{joiner}{inner}"))
+}
+
+/// A key as a path names it: a key that could be a value (it holds a
+/// digit or an `@`) is shown as `*`, so an error never quotes one.
+fn key_segment(key: &str) -> String {
+    if key.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
+        "*".to_owned()
+    } else {
+        key.to_owned()
+    }
+}
+
 /// A message of a kind the oneof did not hold: decoded fresh.
 fn decoded<M: Message + Default>(
     wire_type: WireType,
@@ -268,7 +302,12 @@ impl Message for ListValue {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         if tag == 1 {
-            encoding::message::merge_repeated(wire_type, &mut self.values, buf, ctx)
+            // One by one, so a nesting error can say at which index.
+            let mut value = Value::default();
+            encoding::message::merge(wire_type, &mut value, buf, ctx)
+                .map_err(|error| nested_at(error, &format!("[{}]", self.values.len())))?;
+            self.values.push(value);
+            Ok(())
         } else {
             encoding::skip_field(wire_type, tag, buf, ctx)
         }
@@ -452,7 +491,34 @@ mod tests {
         let deep = Struct {
             fields: vec![("v".into(), value)],
         };
-        assert!(Struct::decode(deep.encode_to_vec().as_slice()).is_err());
+        let error = Struct::decode(deep.encode_to_vec().as_slice()).unwrap_err();
+        // The error says where: the key, then list indexes.
+        assert!(
+            error.to_string().contains("nested too deep at v[0][0][0]"),
+            "{error}"
+        );
+        // A key that could be a value is not quoted.
+        let mut object = text("deep");
+        for _ in 0..60 {
+            object = Value {
+                kind: Some(Kind::StructValue(Struct {
+                    fields: vec![("13912345678".into(), object)],
+                })),
+            };
+        }
+        let error = Struct::decode(
+            Struct {
+                fields: vec![("a".into(), object)],
+            }
+            .encode_to_vec()
+            .as_slice(),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("nested too deep at a.*.*"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("1391234"), "{error}");
         // Invalid UTF-8 in a key, and a length past the end.
         assert!(Struct::decode(&[0x0a, 0x03, 0x0a, 0x01, 0xff][..]).is_err());
         assert!(Struct::decode(&[0x0a, 0x09, 0x0a, 0x01][..]).is_err());
