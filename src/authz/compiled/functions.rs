@@ -50,41 +50,9 @@ impl PatternFunctions {
             None => {
                 let source = match func {
                     Func::RegexMatch => pattern.to_owned(),
-                    Func::KeyMatch2 => {
-                        let p = if pattern.contains("/*") {
-                            pattern.replace("/*", "/.*")
-                        } else {
-                            pattern.to_owned()
-                        };
-                        format!(
-                            "^{}$",
-                            Regex::new(r":[^/]*")
-                                .expect("valid regex")
-                                .replace_all(&p, "[^/]+")
-                        )
-                    }
-                    Func::KeyMatch3 => {
-                        let p = if pattern.contains("/*") {
-                            pattern.replace("/*", "/.*")
-                        } else {
-                            pattern.to_owned()
-                        };
-                        format!(
-                            "^{}$",
-                            Regex::new(r"\{[^/]*\}")
-                                .expect("valid regex")
-                                .replace_all(&p, "[^/]+")
-                        )
-                    }
-                    Func::KeyMatch5 => {
-                        let p = pattern.replace("/*", "/.*");
-                        format!(
-                            "^{}$",
-                            Regex::new(r"(\{[^/]+?\})")
-                                .expect("valid regex")
-                                .replace_all(&p, "[^/]+")
-                        )
-                    }
+                    Func::KeyMatch2 => key_pattern_source(pattern, r":[^/]*"),
+                    Func::KeyMatch3 => key_pattern_source(pattern, r"\{[^/]*\}"),
+                    Func::KeyMatch5 => key_pattern_source(pattern, r"(\{[^/]+?\})"),
                     _ => unreachable!("handled above"),
                 };
                 let compiled = Regex::new(&source).ok().map(Arc::new);
@@ -107,4 +75,14 @@ impl PatternFunctions {
             )),
         }
     }
+}
+
+/// The regex source casbin builds for keyMatch2/3/5: `/*` matches any tail
+/// and each placeholder (`:id`, `{id}`) matches one path segment.
+fn key_pattern_source(pattern: &str, placeholder: &str) -> String {
+    let wildcarded = pattern.replace("/*", "/.*");
+    let segments = Regex::new(placeholder)
+        .expect("valid regex")
+        .replace_all(&wildcarded, "[^/]+");
+    format!("^{segments}$")
 }
