@@ -246,8 +246,8 @@ async fn shadow_policies_count_and_audit_divergences() {
         .unwrap()
         .into_inner();
     assert_eq!(status.shadow_divergences, 0);
-    // The shipped classification: 9 path rules and 7 detectors.
-    assert_eq!(status.classification_rules, 16);
+    // The shipped classification: 10 path rules and 7 detectors.
+    assert_eq!(status.classification_rules, 17);
     std::fs::write(
         candidate.path().join("policy.csv"),
         std::fs::read_to_string(candidate.path().join("policy.csv")).unwrap()

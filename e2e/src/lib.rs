@@ -1,0 +1,143 @@
+//! The end-to-end harness: what `scripts/e2e` prepared, and the processes
+//! a test starts and must stop.
+//!
+//! These tests need programs a bare machine lacks (a Python with grpcio,
+//! later nginx, Prometheus, PostgreSQL, Redis), so they live in their own
+//! workspace member that `cargo test` at the root never runs. `scripts/e2e`
+//! installs what is missing and runs them; run without it, they fail and
+//! say why, rather than skip.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::Duration,
+};
+
+/// The repository root: the README's commands are written to run there.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ sits in the repository")
+        .to_path_buf()
+}
+
+/// Fails the test unless `scripts/e2e` prepared the machine: a silent skip
+/// would pass a suite that checked nothing.
+pub fn require_prepared() {
+    if std::env::var_os("VIGIL_E2E").is_none() {
+        panic!(
+            "the end-to-end tests need what scripts/e2e installs and starts; \
+             run `scripts/e2e` instead of `cargo test -p vigil-e2e`"
+        );
+    }
+}
+
+/// Where a test may write logs and scratch files, kept after the run.
+pub fn scratch_dir() -> PathBuf {
+    let dir = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&dir).expect("target/e2e can be created");
+    dir
+}
+
+/// A shell command run in its own process group, stopped (group and all)
+/// when dropped: a server started by `cargo run` is a grandchild.
+pub struct Background {
+    child: Child,
+    what: String,
+    log: PathBuf,
+}
+
+impl Background {
+    /// Starts `script` under bash at the repository root and waits until a
+    /// line of its standard output starts with `ready_prefix`.
+    pub fn start(
+        script: &str,
+        envs: &[(&str, &str)],
+        ready_prefix: &str,
+        wait: Duration,
+    ) -> Background {
+        use std::os::unix::process::CommandExt;
+        let log = scratch_dir().join(format!("background-{}.log", std::process::id()));
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file opens");
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(repo_root())
+            .envs(envs.iter().copied())
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{script}`: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let prefix = ready_prefix.to_owned();
+        thread::spawn(move || {
+            let mut told = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("  | {line}");
+                if !told && line.starts_with(&prefix) {
+                    told = ready_tx.send(()).is_ok();
+                }
+            }
+        });
+        let mut background = Background {
+            child,
+            what: script.to_owned(),
+            log,
+        };
+        if ready_rx.recv_timeout(wait).is_err() {
+            let status = background.child.try_wait().ok().flatten();
+            panic!(
+                "`{script}` did not print `{ready_prefix}…` within {wait:?} (exit: {status:?}); \
+                 its log:\n{}",
+                background.log_text()
+            );
+        }
+        background
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM to the whole group, then waits; SIGKILL if it lingers.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        for _ in 0..150 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                // The leader is gone; make sure nothing of the group is left.
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &group])
+                    .stderr(Stdio::null())
+                    .status();
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("`{}` ignored SIGTERM for 15 s; killing it", self.what);
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
