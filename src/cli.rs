@@ -299,6 +299,10 @@ pub struct ServeArgs {
     /// [default: 5m].
     #[arg(long, env = "VIGIL_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
+    /// HTTP/2 PING to a connection quiet for this long; one unanswered for
+    /// 20 s closes it (a peer gone without a FIN) [default: 1m; `0s`: off].
+    #[arg(long, env = "VIGIL_KEEPALIVE_INTERVAL")]
+    pub keepalive_interval: Option<String>,
     /// Keyring for field encryption [default: vigil-data/keyring.json,
     /// created if missing; a keyring named here must exist].
     #[arg(long, env = "VIGIL_KEYRING")]

@@ -113,6 +113,8 @@ struct FileConfig {
     handshake_timeout: Option<String>,
     #[serde(alias = "idle-timeout")]
     idle_timeout: Option<String>,
+    #[serde(alias = "keepalive-interval")]
+    keepalive_interval: Option<String>,
     keyring: Option<PathBuf>,
     #[serde(alias = "log-format")]
     log_format: Option<LogFormat>,
@@ -278,6 +280,13 @@ impl Config {
             Some(connection_defaults.idle_timeout),
         )
         .unwrap_or(connection_defaults.idle_timeout);
+        let keepalive_interval = duration(
+            "keepalive_interval",
+            args.keepalive_interval,
+            file.keepalive_interval,
+            Some(connection_defaults.keepalive_interval),
+        )
+        .unwrap_or(connection_defaults.keepalive_interval);
         let connections = ConnectionLimits {
             max_connections: args
                 .max_connections
@@ -289,6 +298,7 @@ impl Config {
                 .unwrap_or(connection_defaults.max_concurrent_streams),
             handshake_timeout,
             idle_timeout,
+            keepalive_interval,
         };
         let defaults = AuditOptions::new(&dir, SyncMode::Batch);
         let audit = AuditOptions {

@@ -184,9 +184,22 @@ pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
     /// A connection the peer sends nothing on for this long is closed.
     pub idle_timeout: Duration,
+    /// A quiet connection is PINGed after this; zero turns pings off. The
+    /// idle timeout alone cannot tell a slow peer from a vanished one
+    /// while a stream is open.
+    pub keepalive_interval: Duration,
 }
 
 impl ConnectionLimits {
+    /// How long an HTTP/2 PING may go unanswered before the connection is
+    /// closed.
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// The PING interval, if pings are on.
+    pub fn keepalive(&self) -> Option<Duration> {
+        (!self.keepalive_interval.is_zero()).then_some(self.keepalive_interval)
+    }
+
     /// Defaults sized to the process: leave descriptors for the audit log,
     /// policy files and the keyring below the soft `RLIMIT_NOFILE`
     /// (1024 under systemd by default).
@@ -206,6 +219,7 @@ impl ConnectionLimits {
             max_concurrent_streams: 200,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(60),
         }
     }
 }
@@ -356,6 +370,17 @@ pub struct Admitted<T> {
 /// The client preface (24 bytes) and its SETTINGS frame header (9).
 const HANDSHAKE_BYTES: usize = 24 + 9;
 
+/// Whether `bytes` are whole HTTP/2 PING frames and nothing else (a PING is
+/// a 9-byte header of length 8, type 6, stream 0, then 8 bytes).
+fn only_pings(bytes: &[u8]) -> bool {
+    const PING_FRAME: usize = 9 + 8;
+    !bytes.is_empty()
+        && bytes.len() % PING_FRAME == 0
+        && bytes
+            .chunks(PING_FRAME)
+            .all(|frame| frame[..4] == [0, 0, 8, 6] && frame[5..9] == [0, 0, 0, 0])
+}
+
 impl Admitted<Box<dyn ConnectionInfo>> {
     fn new(
         io: Box<dyn ConnectionInfo>,
@@ -390,7 +415,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Admitted<T> {
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 let read = buf.filled().len() - before;
-                if read > 0 {
+                // Keepalive PINGs (and their ACKs) prove the peer is there,
+                // not that it uses the connection: they must not hold an
+                // idle one open past the idle timeout.
+                let activity = this.handshake_owed > 0 || !only_pings(&buf.filled()[before..]);
+                if read > 0 && activity {
                     this.handshake_owed = this.handshake_owed.saturating_sub(read);
                     let wait = if this.handshake_owed > 0 {
                         this.limits.handshake_timeout
@@ -461,5 +490,27 @@ impl<T> Connected for Admitted<T> {
 
     fn connect_info(&self) -> Peer {
         self.peer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::only_pings;
+
+    #[test]
+    fn pings_and_their_acks_are_not_activity() {
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let ack = [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        assert!(only_pings(&ping));
+        assert!(only_pings(&[ack, ping].concat()));
+        // A HEADERS frame, a ping with a cut tail, a ping on a stream.
+        assert!(!only_pings(&[
+            0, 0, 8, 1, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0
+        ]));
+        assert!(!only_pings(&ping[..16]));
+        assert!(!only_pings(&[
+            0, 0, 8, 6, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6, 7, 8
+        ]));
+        assert!(!only_pings(&[]));
     }
 }

@@ -208,6 +208,8 @@ impl App {
                 .max_decoding_message_size(max_message_bytes);
             let router = Server::builder()
                 .max_concurrent_streams(self.connections.max_concurrent_streams)
+                .http2_keepalive_interval(self.connections.keepalive())
+                .http2_keepalive_timeout(Some(ConnectionLimits::KEEPALIVE_TIMEOUT))
                 .timeout(request_timeout)
                 .layer(tower::util::MapResponseLayer::new(
                     oversize_as_resource_exhausted,

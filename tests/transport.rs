@@ -198,6 +198,65 @@ async fn a_stalled_handshake_is_closed() {
     assert!(closed.is_ok(), "the stalled connection was kept open");
 }
 
+/// Keepalive pings find vanished peers, but they must not keep an idle
+/// connection open forever: a peer that only answers PINGs is closed at the
+/// idle timeout, after vigil has pinged it.
+#[tokio::test]
+async fn a_connection_that_only_answers_pings_is_closed_when_idle() {
+    let vigil = Launch::new(repo_path("policies"))
+        .args(["--keepalive-interval", "300ms", "--idle-timeout", "2s"])
+        .start();
+    let mut stream = tokio::net::TcpStream::connect(vigil.tcp.as_ref().unwrap())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    stream
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    let mut pings = 0;
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let mut header = [0u8; 9];
+            if stream.read_exact(&mut header).await.is_err() {
+                return;
+            }
+            let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            let mut payload = vec![0u8; length];
+            if stream.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            let (kind, flags) = (header[3], header[4]);
+            let reply: Option<Vec<u8>> = match (kind, flags & 1) {
+                // SETTINGS: acknowledge.
+                (4, 0) => Some(vec![0, 0, 0, 4, 1, 0, 0, 0, 0]),
+                // PING: acknowledge with its payload.
+                (6, 0) => {
+                    pings += 1;
+                    let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                    ack.extend_from_slice(&payload);
+                    Some(ack)
+                }
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                if stream.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "a connection answering only pings stayed open"
+    );
+    assert!(pings >= 2, "vigil sent {pings} keepalive ping(s)");
+}
+
 /// Past --max-connections vigil stops accepting: a new client waits until
 /// a held connection goes, then is served.
 #[tokio::test]
