@@ -375,7 +375,7 @@ const HANDSHAKE_BYTES: usize = 24 + 9;
 fn only_pings(bytes: &[u8]) -> bool {
     const PING_FRAME: usize = 9 + 8;
     !bytes.is_empty()
-        && bytes.len() % PING_FRAME == 0
+        && bytes.len().is_multiple_of(PING_FRAME)
         && bytes
             .chunks(PING_FRAME)
             .all(|frame| frame[..4] == [0, 0, 8, 6] && frame[5..9] == [0, 0, 0, 0])
