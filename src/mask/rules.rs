@@ -267,6 +267,21 @@ pub fn object_matches(pattern: &str, object: &str) -> bool {
     true
 }
 
+/// Why a detector regex that compiles can still never label anything: it
+/// matches no string at all (`[^\s\S]`), or only the empty one (`x{0}`),
+/// which is never a span. `None` when it can match a value.
+fn never_matches(pattern: &str) -> Option<&'static str> {
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    match (
+        hir.properties().minimum_len(),
+        hir.properties().maximum_len(),
+    ) {
+        (None, _) => Some("can never match anything"),
+        (_, Some(0)) => Some("matches only the empty string, so it can never label a value"),
+        _ => None,
+    }
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]
         .bytes()
@@ -389,9 +404,25 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
     }
     let mut detectors = Vec::new();
     let mut custom_patterns: Vec<String> = Vec::new();
+    // (builtin name or regex) → the line of the detector that has it: a
+    // second one like it finds the same spans, and the first always wins.
+    let mut first_with_pattern: HashMap<String, usize> = HashMap::new();
     for spanned in &file.detectors {
         let line = line_of(text, spanned.span().start);
         let def = spanned.get_ref();
+        if let Some(key) = def.builtin.as_ref().or(def.regex.as_ref()) {
+            if let Some(first) = first_with_pattern.get(key) {
+                problems.push(problem(
+                    line,
+                    format!(
+                        "detector {key:?} repeats the one at line {first}, which always \
+                         matches first: this one can never match"
+                    ),
+                ));
+                continue;
+            }
+            first_with_pattern.insert(key.clone(), line);
+        }
         if !known_label(&def.label) {
             problems.push(problem(
                 line,
@@ -414,9 +445,14 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
                 }
             },
             (None, Some(regex)) => match regex::Regex::new(regex) {
-                Ok(compiled) => {
+                Ok(compiled) if never_matches(regex).is_none() => {
                     custom_patterns.push(regex.clone());
                     Pattern::Custom(compiled)
+                }
+                Ok(_) => {
+                    let why = never_matches(regex).unwrap_or_default();
+                    problems.push(problem(line, format!("detector regex {regex:?} {why}")));
+                    continue;
                 }
                 Err(e) => {
                     problems.push(problem(
@@ -538,6 +574,42 @@ mod tests {
             problems[0]
                 .to_string()
                 .starts_with("classification.toml:2: label \"x\": unknown format \"phone\""),
+            "{problems:?}"
+        );
+    }
+
+    /// A detector that can never label a value protects nothing while the
+    /// operator believes it does: refused at load, naming its line.
+    #[test]
+    fn detectors_that_can_never_match_are_refused() {
+        let text = "[labels]\nphone = { level = \"confidential\", default = \"mask\" }\n\
+                    [[detectors]]\nregex = '[^\\s\\S]'\nlabel = \"phone\"\n\
+                    [[detectors]]\nregex = 'x{0}'\nlabel = \"phone\"\n\
+                    [[detectors]]\nbuiltin = \"cn_mobile\"\nlabel = \"phone\"\n\
+                    [[detectors]]\nbuiltin = \"cn_mobile\"\nlabel = \"phone\"\n\
+                    [[detectors]]\nregex = 'A-[0-9]*'\nlabel = \"phone\"\n";
+        let problems: Vec<String> = parse(text)
+            .unwrap_err()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "classification.toml:3: detector regex \"[^\\\\s\\\\S]\" can never match anything"
+            ),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with(
+                "classification.toml:6: detector regex \"x{0}\" matches only the empty string"
+            ),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].starts_with(
+                "classification.toml:12: detector \"cn_mobile\" repeats the one at line 9"
+            ),
             "{problems:?}"
         );
     }
