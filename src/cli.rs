@@ -176,6 +176,10 @@ pub struct ServeArgs {
     /// --admin-uids may call it; in jwt mode callers need the admin role.
     #[arg(long, env = "VIGIL_ADMIN_LISTEN", value_delimiter = ',', value_parser = trimmed)]
     pub admin_listen: Vec<String>,
+    /// Serve Prometheus metrics (`/metrics`) and HTTP probes (`/healthz`,
+    /// `/readyz`) on `HOST:PORT` or `unix:/path.sock` [default: off].
+    #[arg(long, env = "VIGIL_METRICS_LISTEN", value_parser = trimmed)]
+    pub metrics_listen: Option<String>,
     /// Unix users (uids) that may call admin services on a trusted-mode
     /// admin socket [default: the uid vigil runs as].
     #[arg(long, env = "VIGIL_ADMIN_UIDS", value_delimiter = ',')]

@@ -31,6 +31,8 @@ pub struct Config {
     pub listeners: Vec<ListenAddr>,
     /// Where the admin services are served; none by default.
     pub admin_listeners: Vec<ListenAddr>,
+    /// Where Prometheus scrapes `/metrics`; none by default.
+    pub metrics_listeners: Vec<ListenAddr>,
     /// Who may call them on a trusted-mode admin socket.
     pub admin_uids: Vec<u32>,
     pub audit: AuditOptions,
@@ -67,6 +69,8 @@ struct FileConfig {
     listen: Option<OneOrMany>,
     #[serde(alias = "admin-listen")]
     admin_listen: Option<OneOrMany>,
+    #[serde(alias = "metrics-listen")]
+    metrics_listen: Option<String>,
     #[serde(alias = "admin-uids")]
     admin_uids: Option<Vec<u32>>,
     #[serde(alias = "audit-dir")]
@@ -209,6 +213,13 @@ impl Config {
             match ListenAddr::parse(spec) {
                 Ok(addr) => admin_listeners.push(addr),
                 Err(problem) => problems.push(format!("--admin-listen: {problem}")),
+            }
+        }
+        let mut metrics_listeners = Vec::new();
+        if let Some(spec) = args.metrics_listen.or(file.metrics_listen) {
+            match ListenAddr::parse(&spec) {
+                Ok(addr) => metrics_listeners.push(addr),
+                Err(problem) => problems.push(format!("--metrics-listen: {problem}")),
             }
         }
         let admin_uids = if !args.admin_uids.is_empty() {
@@ -493,6 +504,7 @@ impl Config {
             policies,
             listeners,
             admin_listeners,
+            metrics_listeners,
             admin_uids,
             audit,
             redaction,

@@ -13,11 +13,13 @@ pub mod cli;
 pub mod config;
 pub mod diagnostics;
 pub mod grpc;
+pub mod http;
 pub mod keyfile;
 pub mod keys;
 pub mod listen;
 pub mod logging;
 pub mod mask;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 

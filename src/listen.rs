@@ -73,6 +73,8 @@ impl fmt::Display for ListenAddr {
 pub enum Plane {
     Data,
     Admin,
+    /// Prometheus metrics and HTTP probes (plain HTTP/1.1, no gRPC).
+    Metrics,
 }
 
 impl Plane {
@@ -80,12 +82,13 @@ impl Plane {
         match self {
             Plane::Data => "data",
             Plane::Admin => "admin",
+            Plane::Metrics => "metrics",
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} (--listen, --admin-listen): {message}")]
+#[error("cannot listen on {addr} (--listen, --admin-listen, --metrics-listen): {message}")]
 pub struct BindError {
     pub addr: String,
     pub message: String,
@@ -153,9 +156,14 @@ impl Listener {
     pub async fn bind_planes(
         data: &[ListenAddr],
         admin: &[ListenAddr],
+        metrics: &[ListenAddr],
     ) -> Result<Vec<(Plane, Listener)>, BindError> {
-        let mut bound = Vec::with_capacity(data.len() + admin.len());
-        for (plane, addrs) in [(Plane::Data, data), (Plane::Admin, admin)] {
+        let mut bound = Vec::with_capacity(data.len() + admin.len() + metrics.len());
+        for (plane, addrs) in [
+            (Plane::Data, data),
+            (Plane::Admin, admin),
+            (Plane::Metrics, metrics),
+        ] {
             for addr in addrs {
                 bound.push((plane, Listener::bind(addr).await?));
             }

@@ -28,6 +28,7 @@ use crate::{
     },
     keys::{Keyring, KeyringError},
     listen::{ConnectionLimits, Listener, Plane},
+    metrics::Metrics,
     policy::{shadow::Shadow, watch::Watcher, PolicyError, PolicyStore},
     proto::{
         access_control_server::AccessControlServer, audit_server::AuditServer,
@@ -129,7 +130,9 @@ impl App {
             None => None,
         };
         let (audit, _) = AuditLog::open(config.audit.clone(), signing_key, startup)?;
+        let metrics = Arc::new(Metrics::new(audit.metrics().clone()));
         let shared = Arc::new(Shared {
+            metrics,
             policies: Arc::new(policies),
             audit,
             authn,
@@ -202,8 +205,25 @@ impl App {
         let permits = Arc::new(Semaphore::new(self.connections.max_connections));
         let mut servers = Vec::new();
         let mut sockets = Vec::new();
+        let mut http_servers = Vec::new();
         for (plane, listener) in listeners {
             let address = listener.local_addr().to_string();
+            if let Listener::Unix(_, path) = &listener {
+                sockets.push(path.clone());
+            }
+            if plane == Plane::Metrics {
+                tracing::info!(address = %address, "metrics listening");
+                let mut stop = stop_rx.clone();
+                let signal = async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                };
+                http_servers.push(tokio::spawn(serve_http(
+                    listener,
+                    crate::http::metrics_router(shared.clone()),
+                    signal,
+                )));
+                continue;
+            }
             let access = AccessControlServer::new(AccessControlService::new(shared.clone()))
                 .max_decoding_message_size(max_message_bytes);
             let router = Server::builder()
@@ -232,9 +252,6 @@ impl App {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
             tracing::info!(address = %address, plane = plane.name(), auth = self.auth.name(), "listening");
-            if let Listener::Unix(_, path) = &listener {
-                sockets.push(path.clone());
-            }
             let incoming = listener
                 .incoming(permits.clone(), self.connections)
                 .map(|accepted| accepted.map(CoalescedWrites::new));
@@ -268,6 +285,11 @@ impl App {
                 }
             }
         }
+        for task in http_servers {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("the metrics listener did not stop in the grace period");
+            }
+        }
         health_task.abort();
         refusals_task.abort();
         jwks_task.abort();
@@ -292,6 +314,29 @@ impl App {
         closed?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Serves plain HTTP/1.1 (metrics, probes) until `signal`.
+async fn serve_http(
+    listener: Listener,
+    router: axum::Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+) {
+    let served = match listener {
+        Listener::Tcp(listener, _) => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+        Listener::Unix(listener, _) => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+    };
+    if let Err(e) = served {
+        tracing::error!(error = %e, "the metrics listener stopped");
     }
 }
 

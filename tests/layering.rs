@@ -14,11 +14,12 @@ const LAYERS: &[&[&str]] = &[
     &["server"],
     &["config"],
     &["cli"],
+    &["http"],
     &["grpc"],
     &["policy"],
     &["authz", "mask", "audit", "authn", "listen", "logging"],
     &["keys"],
-    &["diagnostics", "keyfile", "proto"],
+    &["diagnostics", "keyfile", "metrics", "proto"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -15,7 +15,12 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     // vigil is up stops or reloads it instead of killing the process.
     let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
     let hangup = hangup_signal().context("cannot install the SIGHUP handler")?;
-    let listeners = Listener::bind_planes(&config.listeners, &config.admin_listeners).await?;
+    let listeners = Listener::bind_planes(
+        &config.listeners,
+        &config.admin_listeners,
+        &config.metrics_listeners,
+    )
+    .await?;
     let app = App::build(config).await?;
     let reloader = app.reloader();
     let reload_task = tokio::spawn(async move {
@@ -29,6 +34,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         match plane {
             Plane::Data => println!("listening on {}", listener.local_addr()),
             Plane::Admin => println!("admin listening on {}", listener.local_addr()),
+            Plane::Metrics => println!("metrics listening on {}", listener.local_addr()),
         }
     }
     let served = app.serve(listeners, shutdown).await;

@@ -1,11 +1,11 @@
 //! `vigil.v1.AccessControl`: Authorize and AuthorizeBatch.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use tonic::{Request, Response, Status};
 
 use super::{
-    decision_id,
+    decision_id, observe_call,
     records::DecisionRecord,
     status::{check_attributes, check_fields, InputError, RpcError},
     Shared,
@@ -14,6 +14,7 @@ use crate::{
     audit::{Receipt, Record},
     authn::Principal,
     authz::AccessRequest,
+    metrics::{Outcome, Rpc},
     policy::PolicySet,
     proto::{
         access_control_server::AccessControl, AuthorizeBatchRequest, AuthorizeBatchResponse,
@@ -215,17 +216,33 @@ impl AccessControl for AccessControlService {
         &self,
         request: Request<AuthorizeRequest>,
     ) -> Result<Response<AuthorizeResponse>, Status> {
-        Ok(Response::new(
-            AccessControlService::authorize(self, request).await?,
-        ))
+        let started = Instant::now();
+        let result = AccessControlService::authorize(self, request).await;
+        observe_call(&self.shared, Rpc::Authorize, started, &result, |answer| {
+            answer.allowed
+        });
+        Ok(Response::new(result?))
     }
 
+    /// Counted per item: each is a decision.
     async fn authorize_batch(
         &self,
         request: Request<AuthorizeBatchRequest>,
     ) -> Result<Response<AuthorizeBatchResponse>, Status> {
-        Ok(Response::new(
-            AccessControlService::authorize_batch(self, request).await?,
-        ))
+        let started = Instant::now();
+        let result = AccessControlService::authorize_batch(self, request).await;
+        match &result {
+            Ok(batch) => {
+                let metrics = &self.shared.metrics;
+                for answer in &batch.responses {
+                    metrics.count_decision(Rpc::AuthorizeBatch, Outcome::of(answer.allowed));
+                }
+                metrics.observe_latency(Rpc::AuthorizeBatch, started);
+            }
+            Err(_) => observe_call(&self.shared, Rpc::AuthorizeBatch, started, &result, |_| {
+                false
+            }),
+        }
+        Ok(Response::new(result?))
     }
 }

@@ -23,6 +23,9 @@ pub async fn reload_and_audit(
     trigger: &str,
 ) -> Result<Reloaded, PolicyError> {
     let result = store.reload().await;
+    if std::ptr::eq(store, &*shared.policies) {
+        shared.metrics.count_reload(result.is_ok());
+    }
     match &result {
         Ok(reloaded) => {
             tracing::info!(trigger, version = %reloaded.version, changed = reloaded.changed, "policy reloaded")

@@ -1,13 +1,13 @@
 //! `vigil.v1.DataMasking`: Mask and Unmask, governed by the same policy as
 //! access and audited without clear values.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use super::{
-    decision_id, records,
+    decision_id, observe_call, records,
     status::{check_attributes, check_fields, InputError, RpcError},
     Shared,
 };
@@ -17,6 +17,7 @@ use crate::{
     authz::AccessRequest,
     keys::{Opened, SealedFor},
     mask::{self, FieldAction, UnmaskError},
+    metrics::Rpc,
     policy::{
         reading::{reader, refusal, MaskLimits, Reading},
         SEE_CLEAR,
@@ -437,17 +438,27 @@ fn summarize(actions: &[FieldAction]) -> Vec<FieldCount<'_>> {
 #[tonic::async_trait]
 impl DataMasking for DataMaskingService {
     async fn mask(&self, request: Request<MaskRequest>) -> Result<Response<MaskResponse>, Status> {
-        Ok(Response::new(
-            DataMaskingService::mask(self, request).await?,
-        ))
+        let started = Instant::now();
+        let result = DataMaskingService::mask(self, request).await;
+        observe_call(&self.shared, Rpc::Mask, started, &result, |_| true);
+        if let Ok(answer) = &result {
+            self.shared.metrics.count_mask_fields(
+                answer
+                    .actions
+                    .iter()
+                    .map(|action| (action.label.as_str(), action.treatment.as_str())),
+            );
+        }
+        Ok(Response::new(result?))
     }
 
     async fn unmask(
         &self,
         request: Request<UnmaskRequest>,
     ) -> Result<Response<UnmaskResponse>, Status> {
-        Ok(Response::new(
-            DataMaskingService::unmask(self, request).await?,
-        ))
+        let started = Instant::now();
+        let result = DataMaskingService::unmask(self, request).await;
+        observe_call(&self.shared, Rpc::Unmask, started, &result, |_| true);
+        Ok(Response::new(result?))
     }
 }

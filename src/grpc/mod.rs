@@ -12,7 +12,7 @@ mod records;
 pub mod refusals;
 pub mod status;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 pub use access::AccessControlService;
 pub use admin::PolicyAdminService;
@@ -25,6 +25,7 @@ use crate::{
     authn::{Authenticator, AuthnError, Principal},
     keys::Keyring,
     listen::{Peer, Plane},
+    metrics::{Metrics, Outcome, Rpc, ScrapeState},
     policy::{shadow::Shadow, PolicyStore},
 };
 
@@ -66,6 +67,36 @@ pub struct Shared {
     /// Audit exports running at once (each reads files on a blocking
     /// thread): [`MAX_CONCURRENT_EXPORTS`] permits.
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// Counted here, served by the metrics listener.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Counts a finished call in the metrics: allow or deny as `allowed` reads
+/// the answer, deny for a refusal by the policy, error for anything else.
+fn observe_call<T>(
+    shared: &Shared,
+    rpc: Rpc,
+    started: Instant,
+    result: &Result<T, RpcError>,
+    allowed: impl Fn(&T) -> bool,
+) {
+    let outcome = match result {
+        Ok(answer) => Outcome::of(allowed(answer)),
+        Err(RpcError::Refused(_)) => Outcome::Deny,
+        Err(_) => Outcome::Error,
+    };
+    shared.metrics.observe_call(rpc, outcome, started);
+}
+
+impl Shared {
+    /// The metrics exposition, with the state read at this moment.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&ScrapeState {
+            audit: self.audit.scrape_state(),
+            policy_version: self.policies.snapshot().version.clone(),
+            shadow_divergences: self.shadow.as_ref().map_or(0, |s| s.divergences()),
+        })
+    }
 }
 
 /// Audit exports served at once; more are RESOURCE_EXHAUSTED.
@@ -122,6 +153,7 @@ impl Shared {
         let peer = refusals::peer_key(peer);
         // Logged like it is audited: one by one only for the first few
         // from a peer, so a flood fills neither the disk nor the log.
+        self.metrics.count_auth_failure(error.code());
         if let refusals::Refusal::Record = self.refusals.admit(&peer) {
             tracing::info!(rpc, code = error.code(), peer = %peer, "authentication refused");
             let record =

@@ -40,6 +40,8 @@ pub struct Vigil {
     pub unix: Option<PathBuf>,
     /// The admin socket, with [`Launch::with_admin`].
     pub admin: Option<PathBuf>,
+    /// The metrics address, with `--metrics-listen` (in process only).
+    pub metrics: Option<String>,
     pub dir: tempfile::TempDir,
     pub audit_dir: PathBuf,
     stderr: Arc<Mutex<String>>,
@@ -225,10 +227,13 @@ impl Vigil {
             let runtime = config.runtime().map_err(|e| e.to_string())?;
             runtime.block_on(async move {
                 let started = async {
-                    let listeners =
-                        Listener::bind_planes(&config.listeners, &config.admin_listeners)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                    let listeners = Listener::bind_planes(
+                        &config.listeners,
+                        &config.admin_listeners,
+                        &config.metrics_listeners,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
                     let app = App::build(config).await.map_err(|e| e.to_string())?;
                     Ok::<_, String>((listeners, app))
                 };
@@ -259,6 +264,7 @@ impl Vigil {
             tcp: None,
             unix: None,
             admin: None,
+            metrics: None,
             dir,
             audit_dir,
             stderr: Arc::default(),
@@ -266,6 +272,7 @@ impl Vigil {
         for (plane, address) in addresses {
             match (plane, address) {
                 (Plane::Admin, ListenAddr::Unix(path)) => vigil.admin = Some(path),
+                (Plane::Metrics, address) => vigil.metrics = Some(address.to_string()),
                 (_, ListenAddr::Tcp(addr)) => vigil.tcp = Some(addr.to_string()),
                 (_, ListenAddr::Unix(path)) => vigil.unix = Some(path),
             }
@@ -328,6 +335,7 @@ impl Vigil {
             tcp: None,
             unix: None,
             admin: None,
+            metrics: None,
             dir,
             audit_dir,
             stderr,

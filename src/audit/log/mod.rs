@@ -62,6 +62,7 @@ use super::{
     retention,
     segment::{links, segment_name, segments, sync_dir, Tail},
 };
+use crate::metrics::{AuditMetrics, AuditState};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
@@ -105,6 +106,9 @@ struct Inner {
     runtime: OnceLock<tokio::runtime::Handle>,
     durability: Durability,
     healthy: Arc<AtomicBool>,
+    /// What the writer counts; the server registers them (see
+    /// [`AuditLog::metrics`]).
+    metrics: AuditMetrics,
     /// How long an append retries a failed write (`None`: fail at once).
     retry_for: Option<Duration>,
     dir: PathBuf,
@@ -300,6 +304,7 @@ impl AuditLog {
             last_checkpoint: Instant::now(),
             options: options.clone(),
             closed: false,
+            metrics: AuditMetrics::default(),
         };
 
         // Written and synced before anything else: the repair note and the
@@ -318,7 +323,9 @@ impl AuditLog {
             .map_err(|e| open_error(format!("cannot sync the audit log: {e}")))?;
         let startup_receipt = *receipts.last().expect("one receipt per record");
 
+        let metrics = core.metrics.clone();
         let inner = Arc::new(Inner {
+            metrics,
             core: Mutex::new(core),
             checkpoints: Mutex::new(checkpoints),
             lock: Mutex::new(Some(lock)),
@@ -492,6 +499,35 @@ impl AuditLog {
     pub fn is_healthy(&self) -> bool {
         self.inner.healthy.load(Ordering::Relaxed)
     }
+
+    /// Appends, batch sizes, fdatasync latency and write failures, for the
+    /// server to register with its metrics.
+    pub fn metrics(&self) -> &AuditMetrics {
+        &self.inner.metrics
+    }
+
+    /// What a metrics scrape reports of the log's state: health, segment
+    /// files and their bytes, the age of the newest signed checkpoint.
+    pub fn scrape_state(&self) -> AuditState {
+        // Since the last checkpoint was taken (or the log opened, which
+        // signs one as soon as it is due).
+        let checkpoint_age = Some(self.inner.core().last_checkpoint.elapsed().as_secs_f64());
+        let (mut count, mut bytes) = (0, 0);
+        if let Ok(files) = segments(&self.inner.dir) {
+            for (_, path) in files {
+                count += 1;
+                bytes += std::fs::symlink_metadata(&path)
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+            }
+        }
+        AuditState {
+            writable: self.is_healthy(),
+            segments: count,
+            bytes,
+            checkpoint_age,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -526,6 +562,7 @@ struct Core {
     last_checkpoint: Instant,
     options: AuditOptions,
     closed: bool,
+    metrics: AuditMetrics,
 }
 
 impl Core {
@@ -585,6 +622,7 @@ impl Core {
         let file = self.tail.file.clone();
         match (&*file).write_all(&batch.bytes) {
             Ok(()) => {
+                self.metrics.observe_write(batch.records);
                 self.tail.seq = batch.last_seq;
                 self.tail.hash = batch.last_hash;
                 self.tail.len += batch.bytes.len() as u64;
@@ -608,6 +646,7 @@ impl Core {
                 tracing::error!(file = %self.tail.path.display(), error = %e, "audit log write failed; failing the affected requests closed");
                 let error = AuditError::Write(format!("{}: {e}", self.tail.path.display()));
                 self.healthy.store(false, Ordering::Relaxed);
+                self.metrics.write_failures.inc();
                 let failures = self
                     .failed_since
                     .get_or_insert_with(|| (record::now_rfc3339(), 0));

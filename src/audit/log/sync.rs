@@ -103,8 +103,12 @@ pub(super) fn run_sync(inner: Arc<Inner>) {
         // The next batch fills while this one syncs.
         drop(core);
         let result = result.and_then(|()| {
-            file.sync_data().map_err(|e| {
+            let started = Instant::now();
+            let synced = file.sync_data();
+            inner.metrics.observe_fsync(started.elapsed());
+            synced.map_err(|e| {
                 inner.healthy.store(false, Ordering::Relaxed);
+                inner.metrics.write_failures.inc();
                 tracing::error!(error = %e, "audit log fdatasync failed; failing the waiting requests closed");
                 AuditError::Write(format!("fdatasync: {e}"))
             })

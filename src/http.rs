@@ -1,0 +1,52 @@
+//! The plain-HTTP surface: Prometheus metrics and probes for orchestrators
+//! that do not speak gRPC health.
+//!
+//! `GET /metrics` is the exposition (OpenMetrics text, which Prometheus and
+//! every agent that scrapes it read); `GET /healthz` answers 200 while the
+//! process serves; `GET /readyz` 200 while the audit log can be written
+//! (vigil answers nothing unaudited, so it is not ready otherwise) and 503
+//! with the reason when not. Nothing here reads a request body or names a
+//! subject.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::IntoResponse,
+    routing::get,
+    Router,
+};
+
+use crate::grpc::Shared;
+
+/// The content type of OpenMetrics 1.0 text.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub fn metrics_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(shared)
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    // Reading the audit directory's sizes touches the disk: off the
+    // runtime's worker threads.
+    let text = tokio::task::spawn_blocking(move || shared.render_metrics())
+        .await
+        .unwrap_or_else(|_| String::from("# the metrics could not be rendered\n# EOF\n"));
+    ([(header::CONTENT_TYPE, OPENMETRICS)], text)
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    if shared.audit.is_healthy() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the audit log cannot be written\n",
+        )
+    }
+}
