@@ -251,8 +251,8 @@ impl Metrics {
         }
         let policy_info = Family::<VersionLabels, Gauge>::default();
         registry.register(
-            "policy",
-            "The loaded policy set (info: its content hash as `version`, value 1)",
+            "policy_info",
+            "The loaded policy set: its content hash as `version`, value 1",
             policy_info.clone(),
         );
         let shadow_divergences = Counter::default();
@@ -310,7 +310,7 @@ impl Metrics {
             checkpoint_age.clone(),
         );
         let build = Family::<VersionLabels, Gauge>::default();
-        registry.register("build", "vigil's version (info, value 1)", build.clone());
+        registry.register("build_info", "vigil's version, value 1", build.clone());
         build
             .get_or_create(&VersionLabels {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -465,7 +465,8 @@ mod tests {
             "vigil_request_duration_seconds_count{rpc=\"Authorize\"} 1",
             "vigil_mask_fields_total{label=\"phone\",treatment=\"mask\"} 2",
             "vigil_mask_fields_total{label=\"email\",treatment=\"clear\"} 1",
-            "vigil_policy{version=\"def\"} 1",
+            "vigil_policy_info{version=\"def\"} 1",
+            "vigil_build_info{version=\"",
             "vigil_audit_records_total 3",
             "vigil_audit_batch_records_count 1",
             "vigil_audit_writable 1",

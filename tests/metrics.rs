@@ -144,7 +144,7 @@ async fn metrics_count_every_call_and_name_no_one() {
     assert!(value(&text, "vigil_audit_fsync_duration_seconds_count") >= 1.0);
     assert_eq!(value(&text, "vigil_audit_writable"), 1.0);
     assert!(value(&text, "vigil_audit_segments") >= 1.0);
-    assert!(text.contains("vigil_policy{version=\""), "{text}");
+    assert!(text.contains("vigil_policy_info{version=\""), "{text}");
     assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
     for name in [
         "alice",
