@@ -11,9 +11,9 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{mpsc, Arc, Mutex},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// The repository root: the README's commands are written to run there.
@@ -48,6 +48,8 @@ pub struct Background {
     child: Child,
     what: String,
     log: PathBuf,
+    /// Every line it printed on standard output so far.
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Background {
@@ -80,10 +82,13 @@ impl Background {
         let stdout = child.stdout.take().expect("stdout is piped");
         let (ready_tx, ready_rx) = mpsc::channel();
         let prefix = ready_prefix.to_owned();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let seen = lines.clone();
         thread::spawn(move || {
             let mut told = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 println!("  | {line}");
+                seen.lock().unwrap().push(line.clone());
                 if !told && line.starts_with(&prefix) {
                     told = ready_tx.send(()).is_ok();
                 }
@@ -93,6 +98,7 @@ impl Background {
             child,
             what: script.to_owned(),
             log,
+            lines,
         };
         if ready_rx.recv_timeout(wait).is_err() {
             let status = background.child.try_wait().ok().flatten();
@@ -103,6 +109,15 @@ impl Background {
             );
         }
         background
+    }
+
+    /// The rest of the first output line starting with `prefix`.
+    pub fn printed(&self, prefix: &str) -> Option<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|line| line.strip_prefix(prefix).map(str::to_owned))
     }
 
     pub fn log_text(&self) -> String {
@@ -139,5 +154,89 @@ impl Drop for Background {
         if let Ok(None) = self.child.try_wait() {
             self.terminate();
         }
+    }
+}
+
+/// A TCP port free at the time of asking, for a program that must be told
+/// its port rather than report the one it got.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on loopback")
+        .port()
+}
+
+/// One HTTP/1.1 GET (status code, body), chunked bodies decoded: enough
+/// for the JSON APIs of the programs the tests start.
+pub fn http_get(address: &str, path_and_query: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path_and_query} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+    ))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Percent-encodes a query parameter value.
+pub fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after
+/// `within`.
+pub fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("{what}: not within {within:?}");
+        }
+        thread::sleep(Duration::from_millis(200));
     }
 }
