@@ -165,6 +165,11 @@ pub struct ServeArgs {
     /// TOML config file; flags and environment variables override it.
     #[arg(long, env = "VIGIL_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Validate the configuration and every file it names (policies,
+    /// keys, keyring), print what would be served, and exit (0: valid,
+    /// 2: not) without listening or writing the audit log.
+    #[arg(long)]
+    pub check_config: bool,
     /// Policy directory holding model.conf and policy.csv.
     #[arg(long, env = "VIGIL_POLICIES")]
     pub policies: Option<PathBuf>,

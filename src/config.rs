@@ -52,6 +52,8 @@ pub struct Config {
     pub keyring: KeyringLocation,
     /// Request-handling threads; 0 means one per available core.
     pub worker_threads: usize,
+    /// `--check-config`: validate, report, exit.
+    pub check_only: bool,
 }
 
 /// All problems found in one configuration.
@@ -515,6 +517,7 @@ impl Config {
             admin_role,
             shadow_policies: args.shadow_policies.or(file.shadow_policies),
             watch: args.watch.or(file.watch).unwrap_or(true),
+            check_only: args.check_config,
             keyring: KeyringLocation::from_flag(args.keyring.or(file.keyring)),
             worker_threads: args.worker_threads.or(file.worker_threads).unwrap_or(0),
         })

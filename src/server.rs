@@ -26,7 +26,7 @@ use crate::{
         AccessControlService, AuditService, DataMaskingService, PolicyAdminService, Shared,
         MAX_CONCURRENT_EXPORTS,
     },
-    keys::{Keyring, KeyringError},
+    keys::{Keyring, KeyringError, KeyringLocation},
     listen::{ConnectionLimits, Listener, Plane},
     metrics::Metrics,
     policy::{shadow::Shadow, watch::Watcher, PolicyError, PolicyStore},
@@ -154,6 +154,55 @@ impl App {
         })
     }
 
+    /// `--check-config`: reads and validates what [`App::build`] reads (the
+    /// policy set, the shadow set, the identity settings and their key
+    /// files, a named keyring), without opening the audit log or binding a
+    /// listener. Returns the summary `vigil serve` would start with.
+    pub async fn check(config: &Config) -> Result<String, ServerError> {
+        let policies = open_store(&config.policies).await?;
+        let policy = policies.snapshot();
+        for warning in &policy.warnings {
+            tracing::warn!("{warning}");
+        }
+        Authenticator::from_settings(&config.auth)?;
+        if let KeyringLocation::Given(_) = config.keyring {
+            Keyring::open(&config.keyring)?;
+        }
+        if let Some(dir) = &config.shadow_policies {
+            Shadow::open(dir)
+                .await
+                .map_err(|source| ServerError::Policy {
+                    dir: dir.clone(),
+                    source,
+                })?;
+        }
+        let list = |addrs: &[crate::listen::ListenAddr]| {
+            if addrs.is_empty() {
+                "off".to_owned()
+            } else {
+                addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        Ok(format!(
+            "configuration ok: policies {} (version {}, {} rules, {} warning(s)); auth {}; \
+             audit {} (sync {}); listen {}; admin {}; metrics {}",
+            config.policies.display(),
+            policy.version,
+            policy.engine.policy_rules(),
+            policy.warnings.len(),
+            config.auth.mode().name(),
+            config.audit.dir.display(),
+            config.audit.sync.name(),
+            list(&config.listeners),
+            list(&config.admin_listeners),
+            list(&config.metrics_listeners),
+        ))
+    }
+
     pub fn reloader(&self) -> Reloader {
         Reloader {
             shared: self.shared.clone(),
@@ -205,6 +254,21 @@ impl App {
         let permits = Arc::new(Semaphore::new(self.connections.max_connections));
         let mut servers = Vec::new();
         let mut sockets = Vec::new();
+        // One line an operator reads to know what runs: policy, audit,
+        // identity and every address.
+        let addresses: Vec<String> = listeners
+            .iter()
+            .map(|(plane, listener)| format!("{} {}", plane.name(), listener.local_addr()))
+            .collect();
+        tracing::info!(
+            policies = %shared.policies.dir().display(),
+            policy_version = %shared.policies.snapshot().version,
+            audit_dir = %shared.audit_dir.display(),
+            auth = self.auth.name(),
+            listeners = %addresses.join(", "),
+            "vigil {} serving",
+            env!("CARGO_PKG_VERSION")
+        );
         let mut http_servers = Vec::new();
         for (plane, listener) in listeners {
             let address = listener.local_addr().to_string();
@@ -212,7 +276,7 @@ impl App {
                 sockets.push(path.clone());
             }
             if plane == Plane::Metrics {
-                tracing::info!(address = %address, "metrics listening");
+                tracing::debug!(address = %address, "metrics listening");
                 let mut stop = stop_rx.clone();
                 let signal = async move {
                     let _ = stop.wait_for(|stopped| *stopped).await;
@@ -251,7 +315,7 @@ impl App {
             let signal = async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
-            tracing::info!(address = %address, plane = plane.name(), auth = self.auth.name(), "listening");
+            tracing::debug!(address = %address, plane = plane.name(), "listening");
             let incoming = listener
                 .incoming(permits.clone(), self.connections)
                 .map(|accepted| accepted.map(CoalescedWrites::new));

@@ -580,3 +580,49 @@ fn policy_mistakes_are_refused_or_named() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("the request names none"), "{out}");
 }
+
+/// Kubernetes updates a mounted ConfigMap by writing a new directory and
+/// renaming a `..data` symlink over the old one; the visible files are
+/// symlinks through `..data`. vigil must see the new set (and only whole
+/// sets), as it does for files edited in place.
+#[tokio::test]
+async fn a_configmap_symlink_swap_is_reloaded() {
+    let mount = tempfile::tempdir().unwrap();
+    let write_version = |name: &str, extra: &str| {
+        let dir = mount.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        for file in ["model.conf", "policy.csv", "classification.toml"] {
+            std::fs::copy(repo_path("policies").join(file), dir.join(file)).unwrap();
+        }
+        if !extra.is_empty() {
+            append(&dir, extra);
+        }
+    };
+    write_version("..2026_11_29_10_00_00.1", "");
+    std::os::unix::fs::symlink("..2026_11_29_10_00_00.1", mount.path().join("..data")).unwrap();
+    for file in ["model.conf", "policy.csv", "classification.toml"] {
+        std::os::unix::fs::symlink(format!("..data/{file}"), mount.path().join(file)).unwrap();
+    }
+    let vigil = Launch::new(mount.path()).start();
+    let mut client = vigil.client().await;
+    until_allowed(&mut client, "erin", "finance.payments", "read", false).await;
+
+    // The kubelet's update: new directory, `..data_tmp` → it, renamed over
+    // `..data` (atomic), old directory removed.
+    write_version(
+        "..2026_11_29_10_05_00.2",
+        "p, viewer, finance.payments, read, allow",
+    );
+    std::os::unix::fs::symlink("..2026_11_29_10_05_00.2", mount.path().join("..data_tmp")).unwrap();
+    std::fs::rename(mount.path().join("..data_tmp"), mount.path().join("..data")).unwrap();
+    std::fs::remove_dir_all(mount.path().join("..2026_11_29_10_00_00.1")).unwrap();
+
+    until_allowed(&mut client, "erin", "finance.payments", "read", true).await;
+    let reloads = kinds(&vigil.audit_dir, "reload");
+    assert!(
+        reloads
+            .iter()
+            .any(|r| r["detail"]["trigger"] == "file_change"),
+        "{reloads:#?}"
+    );
+}

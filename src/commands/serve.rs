@@ -11,6 +11,10 @@ use vigil::{
 };
 
 pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    if config.check_only {
+        println!("{}", App::check(&config).await?);
+        return Ok(ExitCode::SUCCESS);
+    }
     // Installed before anything is announced, so a signal sent as soon as
     // vigil is up stops or reloads it instead of killing the process.
     let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
@@ -37,10 +41,38 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             Plane::Metrics => println!("metrics listening on {}", listener.local_addr()),
         }
     }
+    notify_systemd("READY=1\nSTATUS=serving");
     let served = app.serve(listeners, shutdown).await;
     reload_task.abort();
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells systemd (`Type=notify`) that vigil is ready, once every listener
+/// is bound and the audit log is open. Nothing without `NOTIFY_SOCKET`.
+/// The protocol is one datagram to that socket (sd_notify(3)); a path
+/// starting with `@` is in the abstract namespace.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> std::io::Result<()> {
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+        let socket = UnixDatagram::unbound()?;
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+        let address = match bytes.strip_prefix(b"@") {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                SocketAddr::from_abstract_name(name)?
+            }
+            None => SocketAddr::from_pathname(&path)?,
+        };
+        socket.send_to_addr(state.as_bytes(), &address)?;
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd of readiness (NOTIFY_SOCKET)");
+    }
 }
 
 #[cfg(unix)]
