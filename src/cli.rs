@@ -181,6 +181,14 @@ pub struct ServeArgs {
     /// --admin-uids may call it; in jwt mode callers need the admin role.
     #[arg(long, env = "VIGIL_ADMIN_LISTEN", value_delimiter = ',', value_parser = trimmed)]
     pub admin_listen: Vec<String>,
+    /// Export traces over OTLP/gRPC to this collector, e.g.
+    /// `http://127.0.0.1:4317` [default: off].
+    #[arg(long, env = "VIGIL_OTLP_ENDPOINT", value_parser = trimmed)]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces sampled, 0.0 to 1.0; a caller's sampled
+    /// `traceparent` is always followed [default: 1.0].
+    #[arg(long, env = "VIGIL_TRACE_SAMPLE_RATIO")]
+    pub trace_sample_ratio: Option<f64>,
     /// Serve Prometheus metrics (`/metrics`) and HTTP probes (`/healthz`,
     /// `/readyz`) on `HOST:PORT` or `unix:/path.sock` [default: off].
     #[arg(long, env = "VIGIL_METRICS_LISTEN", value_parser = trimmed)]

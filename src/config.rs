@@ -19,6 +19,7 @@ use crate::{
     listen::{ConnectionLimits, ListenAddr},
     logging::LogFormat,
     policy,
+    telemetry::TraceSettings,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -54,6 +55,8 @@ pub struct Config {
     pub worker_threads: usize,
     /// `--check-config`: validate, report, exit.
     pub check_only: bool,
+    /// Trace export, when `--otlp-endpoint` is given.
+    pub tracing: Option<TraceSettings>,
 }
 
 /// All problems found in one configuration.
@@ -73,6 +76,10 @@ struct FileConfig {
     admin_listen: Option<OneOrMany>,
     #[serde(alias = "metrics-listen")]
     metrics_listen: Option<String>,
+    #[serde(alias = "otlp-endpoint")]
+    otlp_endpoint: Option<String>,
+    #[serde(alias = "trace-sample-ratio")]
+    trace_sample_ratio: Option<f64>,
     #[serde(alias = "admin-uids")]
     admin_uids: Option<Vec<u32>>,
     #[serde(alias = "audit-dir")]
@@ -224,6 +231,22 @@ impl Config {
                 Err(problem) => problems.push(format!("--metrics-listen: {problem}")),
             }
         }
+        let sample_ratio = args
+            .trace_sample_ratio
+            .or(file.trace_sample_ratio)
+            .unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&sample_ratio) {
+            problems.push(format!(
+                "--trace-sample-ratio {sample_ratio}: must be between 0.0 and 1.0"
+            ));
+        }
+        let tracing = args
+            .otlp_endpoint
+            .or(file.otlp_endpoint)
+            .map(|endpoint| TraceSettings {
+                endpoint,
+                sample_ratio,
+            });
         let admin_uids = if !args.admin_uids.is_empty() {
             args.admin_uids
         } else {
@@ -518,6 +541,7 @@ impl Config {
             shadow_policies: args.shadow_policies.or(file.shadow_policies),
             watch: args.watch.or(file.watch).unwrap_or(true),
             check_only: args.check_config,
+            tracing,
             keyring: KeyringLocation::from_flag(args.keyring.or(file.keyring)),
             worker_threads: args.worker_threads.or(file.worker_threads).unwrap_or(0),
         })

@@ -22,6 +22,7 @@ pub mod mask;
 pub mod metrics;
 pub mod policy;
 pub mod server;
+pub mod telemetry;
 
 /// Generated protobuf and gRPC code for package `vigil.v1`.
 pub mod proto {

@@ -2,6 +2,8 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -10,26 +12,38 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber, filtered by `VIGIL_LOG` (default
-/// `info`). Called once, before anything logs.
+/// Installs the global subscriber: log lines filtered by `VIGIL_LOG`
+/// (default `info`) and, with a tracer, vigil's spans exported as traces
+/// (whatever `VIGIL_LOG` says). Called once, before anything logs.
 ///
 /// Text is coloured only on a terminal, and never with `NO_COLOR` set
 /// (no-color.org): escape codes in a file or a log shipper are noise.
-pub fn init(format: LogFormat) {
+pub fn init(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) {
     let directives = filter_directives(std::env::var("VIGIL_LOG").ok().as_deref());
     let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
         eprintln!("VIGIL_LOG={directives:?} is not a valid filter ({e}); logging at info");
         tracing_subscriber::EnvFilter::new("info")
     });
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(colour)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().boxed(),
+    };
+    let traces = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("vigil", tracing::Level::INFO),
+            )
+    });
+    tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(traces)
+        .init();
 }
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];

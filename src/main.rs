@@ -6,7 +6,6 @@ mod commands;
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use vigil::{
     cli::{Cli, Command},
@@ -40,6 +39,44 @@ fn quiet_panics() {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `vigil serve`: the runtime comes first, since the trace exporter
+/// (tonic) is bound to it; then logging; then the server. Spans still
+/// queued are flushed before the process exits.
+fn serve(config: Config, format: LogFormat) -> anyhow::Result<ExitCode> {
+    let runtime = match config.runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            logging::init(format, None);
+            return Err(anyhow::Error::from(e).context("cannot start the async runtime"));
+        }
+    };
+    let provider = match &config.tracing {
+        Some(settings) => {
+            let _in_runtime = runtime.enter();
+            match vigil::telemetry::start(settings) {
+                Ok(provider) => Some(provider),
+                Err(e) => {
+                    logging::init(format, None);
+                    return Err(e.into());
+                }
+            }
+        }
+        None => None,
+    };
+    {
+        use opentelemetry::trace::TracerProvider as _;
+        logging::init(format, provider.as_ref().map(|p| p.tracer("vigil")));
+    }
+    let served = runtime.block_on(commands::serve(config));
+    if let Some(provider) = provider {
+        let _in_runtime = runtime.enter();
+        if let Err(e) = provider.shutdown() {
+            eprintln!("warning: traces may be lost: {e}");
+        }
+    }
+    served
+}
+
 fn main() -> ExitCode {
     quiet_panics();
     let cli = Cli::parse();
@@ -48,18 +85,20 @@ fn main() -> ExitCode {
             // The config file may choose the log format, so it is read
             // before logging starts; the flag wins over it.
             let config = Config::from_args(*args);
-            let file_format = config.as_ref().ok().and_then(|c| c.log_format);
-            logging::init(cli.log_format.or(file_format).unwrap_or(LogFormat::Text));
+            let format = cli
+                .log_format
+                .or(config.as_ref().ok().and_then(|c| c.log_format))
+                .unwrap_or(LogFormat::Text);
             match config {
-                Ok(config) => config
-                    .runtime()
-                    .context("cannot start the async runtime")
-                    .and_then(|runtime| runtime.block_on(commands::serve(config))),
-                Err(e) => Err(e.into()),
+                Ok(config) => serve(config, format),
+                Err(e) => {
+                    logging::init(format, None);
+                    Err(e.into())
+                }
             }
         }
         command => {
-            logging::init(cli.log_format.unwrap_or(LogFormat::Text));
+            logging::init(cli.log_format.unwrap_or(LogFormat::Text), None);
             match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -17,7 +17,15 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["grpc"],
     &["policy"],
-    &["authz", "mask", "audit", "authn", "listen", "logging"],
+    &[
+        "authz",
+        "mask",
+        "audit",
+        "authn",
+        "listen",
+        "logging",
+        "telemetry",
+    ],
     &["keys"],
     &["diagnostics", "keyfile", "metrics", "proto"],
 ];

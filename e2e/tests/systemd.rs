@@ -29,5 +29,8 @@ fn the_systemd_unit_verifies_cleanly() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "systemd-analyze verify: {text}");
-    assert!(text.trim().is_empty(), "systemd-analyze verify complained:\n{text}");
+    assert!(
+        text.trim().is_empty(),
+        "systemd-analyze verify complained:\n{text}"
+    );
 }

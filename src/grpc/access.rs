@@ -3,12 +3,13 @@
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::{
     decision_id, observe_call,
     records::DecisionRecord,
     status::{check_attributes, check_fields, InputError, RpcError},
-    Shared,
+    Metadata, Shared,
 };
 use crate::{
     audit::{Receipt, Record},
@@ -20,6 +21,7 @@ use crate::{
         access_control_server::AccessControl, AuthorizeBatchRequest, AuthorizeBatchResponse,
         AuthorizeRequest, AuthorizeResponse,
     },
+    telemetry::{self, Stage},
 };
 
 #[derive(Debug, Clone)]
@@ -99,10 +101,13 @@ fn decide(
         domain: &request.domain,
         attributes: &request.attributes,
     };
+    let span = telemetry::stage(Stage::Decision);
+    let _deciding = span.enter();
     let verdict = policy.engine.decide(&access)?;
     let allowed = verdict.allowed();
     let reason = verdict.reason(&access);
     let id = decision_id();
+    telemetry::record_decision(&span, &id);
     tracing::debug!(decision_id = %id, subject = %principal.subject, object = %request.object, action = %request.action, allowed, "decision");
     let shadow = shared
         .shadow
@@ -143,7 +148,13 @@ impl AccessControlService {
         let request = request.into_inner();
         let policy = self.shared.policies.snapshot();
         let (decided, record) = decide(&self.shared, &policy, &principal, &request)?;
-        let receipt = self.shared.audit.append_one(record).await?;
+        telemetry::record_decision(&tracing::Span::current(), &decided.decision_id);
+        let receipt = self
+            .shared
+            .audit
+            .append_one(record)
+            .instrument(telemetry::stage(Stage::AuditWait))
+            .await?;
         Ok(Decided::answer(decided, receipt))
     }
 
@@ -200,7 +211,12 @@ impl AccessControlService {
             records.push(record);
             decisions.push(decided);
         }
-        let receipts = self.shared.audit.append(records).await?;
+        let receipts = self
+            .shared
+            .audit
+            .append(records)
+            .instrument(telemetry::stage(Stage::AuditWait))
+            .await?;
         let responses = decisions
             .into_iter()
             .zip(receipts)
@@ -217,7 +233,13 @@ impl AccessControl for AccessControlService {
         request: Request<AuthorizeRequest>,
     ) -> Result<Response<AuthorizeResponse>, Status> {
         let started = Instant::now();
-        let result = AccessControlService::authorize(self, request).await;
+        let span = telemetry::call_span(
+            "vigil.v1.AccessControl/Authorize",
+            &Metadata(request.metadata()),
+        );
+        let result = AccessControlService::authorize(self, request)
+            .instrument(span)
+            .await;
         observe_call(&self.shared, Rpc::Authorize, started, &result, |answer| {
             answer.allowed
         });
@@ -230,7 +252,13 @@ impl AccessControl for AccessControlService {
         request: Request<AuthorizeBatchRequest>,
     ) -> Result<Response<AuthorizeBatchResponse>, Status> {
         let started = Instant::now();
-        let result = AccessControlService::authorize_batch(self, request).await;
+        let span = telemetry::call_span(
+            "vigil.v1.AccessControl/AuthorizeBatch",
+            &Metadata(request.metadata()),
+        );
+        let result = AccessControlService::authorize_batch(self, request)
+            .instrument(span)
+            .await;
         match &result {
             Ok(batch) => {
                 let metrics = &self.shared.metrics;

@@ -5,11 +5,12 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use serde::Serialize;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::{
     decision_id, observe_call, records,
     status::{check_attributes, check_fields, InputError, RpcError},
-    Shared,
+    Metadata, Shared,
 };
 use crate::{
     audit::{kind, Detail, Receipt},
@@ -26,6 +27,7 @@ use crate::{
         self, data_masking_server::DataMasking, MaskRequest, MaskResponse, UnmaskRequest,
         UnmaskResponse,
     },
+    telemetry::{self, Stage},
 };
 
 /// Why Unmask refused an envelope, and (for one sealed elsewhere) what it
@@ -121,6 +123,7 @@ impl DataMaskingService {
             &message.attributes,
         );
         let id = decision_id();
+        telemetry::record_decision(&tracing::Span::current(), &id);
         let limits = MaskLimits {
             max_depth: self.shared.limits.max_depth,
             max_values: self.shared.limits.max_mask_values,
@@ -136,6 +139,7 @@ impl DataMaskingService {
             }
         };
         let mut actions = Vec::new();
+        let masking = telemetry::stage(Stage::Masking).entered();
         // A bug in masking must not take the call's answer (or its audit
         // record) with it: the panic is caught, audited, and refused.
         let masked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -145,6 +149,7 @@ impl DataMaskingService {
             Ok::<(), mask::MaskError>(())
         }));
         drop(masker);
+        drop(masking);
         match masked {
             Ok(result) => result?,
             Err(_) => {
@@ -178,7 +183,12 @@ impl DataMaskingService {
                 .as_ref()
                 .and_then(|shadow| shadow.compare_treatments(&asker, &actions)),
         }));
-        let receipt = self.shared.audit.append_one(record).await?;
+        let receipt = self
+            .shared
+            .audit
+            .append_one(record)
+            .instrument(telemetry::stage(Stage::AuditWait))
+            .await?;
         Ok(MaskResponse {
             records: message.records,
             actions: actions
@@ -439,7 +449,10 @@ fn summarize(actions: &[FieldAction]) -> Vec<FieldCount<'_>> {
 impl DataMasking for DataMaskingService {
     async fn mask(&self, request: Request<MaskRequest>) -> Result<Response<MaskResponse>, Status> {
         let started = Instant::now();
-        let result = DataMaskingService::mask(self, request).await;
+        let span = telemetry::call_span("vigil.v1.DataMasking/Mask", &Metadata(request.metadata()));
+        let result = DataMaskingService::mask(self, request)
+            .instrument(span)
+            .await;
         observe_call(&self.shared, Rpc::Mask, started, &result, |_| true);
         if let Ok(answer) = &result {
             self.shared.metrics.count_mask_fields(
@@ -457,7 +470,11 @@ impl DataMasking for DataMaskingService {
         request: Request<UnmaskRequest>,
     ) -> Result<Response<UnmaskResponse>, Status> {
         let started = Instant::now();
-        let result = DataMaskingService::unmask(self, request).await;
+        let span =
+            telemetry::call_span("vigil.v1.DataMasking/Unmask", &Metadata(request.metadata()));
+        let result = DataMaskingService::unmask(self, request)
+            .instrument(span)
+            .await;
         observe_call(&self.shared, Rpc::Unmask, started, &result, |_| true);
         Ok(Response::new(result?))
     }

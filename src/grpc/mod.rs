@@ -27,6 +27,7 @@ use crate::{
     listen::{Peer, Plane},
     metrics::{Metrics, Outcome, Rpc, ScrapeState},
     policy::{shadow::Shadow, PolicyStore},
+    telemetry::{self, Stage},
 };
 
 /// Bounds on what one call may ask of the server.
@@ -71,6 +72,15 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
+/// A call's gRPC metadata, where its `traceparent` is read.
+pub(crate) struct Metadata<'a>(pub &'a tonic::metadata::MetadataMap);
+
+impl telemetry::Headers for Metadata<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.get(name)?.to_str().ok()
+    }
+}
+
 /// Counts a finished call in the metrics: allow or deny as `allowed` reads
 /// the answer, deny for a refusal by the policy, error for anything else.
 fn observe_call<T>(
@@ -110,10 +120,12 @@ impl Shared {
         claimed_subject: &str,
         rpc: &str,
     ) -> Result<Principal, RpcError> {
-        match self
-            .authn
-            .authenticate(authorization(request), claimed_subject)
-        {
+        let verified = {
+            let _authenticating = telemetry::stage(Stage::Authn).entered();
+            self.authn
+                .authenticate(authorization(request), claimed_subject)
+        };
+        match verified {
             Ok(mut principal) => {
                 if !principal.roles.is_empty() {
                     self.keep_policy_roles(&mut principal);
