@@ -200,12 +200,15 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let mut tcp = String::new();
         let mut seen = 0;
-        while seen < 3 {
+        // Every announced line is read: vigil must not write to a closed pipe.
+        let expected = 3 + usize::from(extra.contains(&"--metrics-listen"));
+        while seen < expected {
             let line = lines
                 .next()
                 .expect("vigil exited before listening")
                 .expect("read stdout");
-            if line.starts_with("admin listening on ") {
+            if line.starts_with("admin listening on ") || line.starts_with("metrics listening on ")
+            {
                 seen += 1;
             } else if let Some(address) = line.strip_prefix("listening on ") {
                 seen += 1;
@@ -921,5 +924,8 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
     }
     if only.wants('f') {
         sections::audit::run(&mut run).await;
+    }
+    if only.wants('o') {
+        sections::observability::run(&mut run).await;
     }
 }
