@@ -321,3 +321,147 @@ async fn in_tuples_and_single_quotes_as_go_casbin_reads_them() {
     )
     .await;
 }
+
+/// Role definitions whose names are patterns (`[role_matching]`), as Go
+/// Casbin's TestRBACModelWithPattern (casbin/casbin, model_test.go) sets
+/// them with AddNamedMatchingFunc: `g` with KeyMatch2, `g2` with KeyMatch2,
+/// then KeyMatch3. Each definition has its own graph, as in Go.
+#[tokio::test]
+async fn pattern_roles_as_go_casbin_decides() {
+    let mut started = expect_decisions(
+        "tests/models/pattern_roles",
+        &[
+            ("alice", "/book/1", "GET", true),
+            ("alice", "/book/2", "GET", true),
+            ("alice", "/pen/1", "GET", true),
+            ("alice", "/pen/2", "GET", false),
+            ("bob", "/book/1", "GET", false),
+            ("bob", "/book/2", "GET", false),
+            ("bob", "/pen/1", "GET", true),
+            ("bob", "/pen/2", "GET", true),
+        ],
+    )
+    .await;
+    // The role path shows the pattern the name matched.
+    let answer = started
+        .client
+        .authorize(common::request("bob", "/pen/1", "GET"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        answer
+            .reason
+            .contains("policy.csv:5 [p, pen_admin, pen_group, GET]")
+            && answer.reason.contains("bob → pen_admin"),
+        "{}",
+        answer.reason
+    );
+    expect_decisions(
+        "tests/models/pattern_roles_keymatch3",
+        &[
+            ("alice", "/book2/1", "GET", true),
+            ("alice", "/book2/2", "GET", true),
+            ("alice", "/pen2/1", "GET", true),
+            ("alice", "/pen2/2", "GET", false),
+            ("bob", "/book2/1", "GET", false),
+            ("bob", "/book2/2", "GET", false),
+            ("bob", "/pen2/1", "GET", true),
+            ("bob", "/pen2/2", "GET", true),
+        ],
+    )
+    .await;
+}
+
+/// Domain patterns (TestDomainMatchModel, TestAllMatchModel of Go Casbin's
+/// model_test.go): `g, alice, admin, *` grants admin in every domain.
+#[tokio::test]
+async fn domain_patterns_as_go_casbin_decides() {
+    async fn expect(dir: &str, cases: &[(&str, &str, &str, &str, bool)]) {
+        let vigil = Launch::new(repo_path(dir)).start();
+        let mut client = vigil.client().await;
+        for &(subject, domain, object, action, allowed) in cases {
+            let mut request = common::request(subject, object, action);
+            request.domain = domain.into();
+            let answer = client.authorize(request).await.unwrap().into_inner();
+            assert_eq!(
+                answer.allowed, allowed,
+                "{dir}: {subject} {domain} {object} {action}: {}",
+                answer.reason
+            );
+        }
+    }
+    expect(
+        "tests/models/domain_pattern",
+        &[
+            ("alice", "domain1", "data1", "read", true),
+            ("alice", "domain1", "data1", "write", true),
+            ("alice", "domain1", "data2", "read", false),
+            ("alice", "domain1", "data2", "write", false),
+            ("alice", "domain2", "data2", "read", true),
+            ("alice", "domain2", "data2", "write", true),
+            ("bob", "domain2", "data1", "read", false),
+            ("bob", "domain2", "data1", "write", false),
+            ("bob", "domain2", "data2", "read", true),
+            ("bob", "domain2", "data2", "write", true),
+        ],
+    )
+    .await;
+    expect(
+        "tests/models/all_pattern",
+        &[
+            ("alice", "domain1", "/book/1", "read", true),
+            ("alice", "domain1", "/book/1", "write", false),
+            ("alice", "domain2", "/book/1", "read", false),
+            ("alice", "domain2", "/book/1", "write", true),
+        ],
+    )
+    .await;
+}
+
+/// Mistakes in `[role_matching]` are refused at model.conf:LINE, never
+/// ignored: a definition the model lacks, a function vigil does not know,
+/// `.domain` on a definition without domains, a line that is no setting.
+#[test]
+fn role_matching_mistakes_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["policy.csv", "classification.toml"] {
+        std::fs::copy(
+            repo_path("tests/models/pattern_roles").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let model = std::fs::read_to_string(repo_path("tests/models/pattern_roles/model.conf"))
+        .unwrap()
+        .replace(
+            "g = keyMatch2\ng2 = keyMatch2",
+            "g3 = keyMatch2\ng2 = keyMatc2\ng.domain = keyMatch\nwhatever",
+        );
+    std::fs::write(dir.path().join("model.conf"), &model).unwrap();
+    let line = |text: &str| model.lines().position(|l| l == text).unwrap() + 1;
+    let output = common::vigil_command(
+        &[
+            "policy",
+            "check",
+            "--policies",
+            dir.path().to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &*String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{text}");
+    for (setting, why) in [
+        ("g3 = keyMatch2", "is not a role definition"),
+        ("g2 = keyMatc2", "unknown function `keyMatc2`"),
+        ("g.domain = keyMatch", "has no domain"),
+        ("whatever", "is not `g = FUNCTION`"),
+    ] {
+        let at = format!("model.conf:{}", line(setting));
+        assert!(
+            text.lines().any(|l| l.contains(&at) && l.contains(why)),
+            "no `{at}: … {why}` in:\n{text}"
+        );
+    }
+}

@@ -19,6 +19,7 @@ mod compiled;
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter};
 use compiled::Compiled;
+pub use compiled::{Func as MatchingFunction, Matching};
 
 /// One rule line from policy.csv, already checked against the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +235,18 @@ impl Engine {
     /// Builds an engine from a model text and rule lines that were already
     /// checked for arity and duplicates.
     pub async fn build(model_text: &str, rules: &[RuleLine]) -> Result<Engine, EngineError> {
+        Engine::build_with_matching(model_text, rules, &HashMap::new()).await
+    }
+
+    /// The same, with role definitions whose names or domains are patterns
+    /// (a model's `[role_matching]`, Go Casbin's `AddNamedMatchingFunc`):
+    /// those models are decided by the compiled evaluator only, since
+    /// casbin-rs shares one role manager between definitions.
+    pub async fn build_with_matching(
+        model_text: &str,
+        rules: &[RuleLine],
+        matching: &HashMap<String, Matching>,
+    ) -> Result<Engine, EngineError> {
         let model = DefaultModel::from_str(model_text)
             .await
             .map_err(|e| EngineError::Model(casbin_message(&e)))?;
@@ -287,7 +300,14 @@ impl Engine {
             })
             .unwrap_or_default();
 
-        let compiled = compile(&enforcer);
+        let compiled = compile(&enforcer, matching);
+        if !matching.is_empty() && compiled.is_none() {
+            return Err(EngineError::Model(
+                "[role_matching] needs a matcher of role checks, ==, !=, &&, ||, ! and casbin's \
+                 pattern functions with a standard effect; this one is outside it"
+                    .to_owned(),
+            ));
+        }
         let only_g = sections
             .get("g")
             .is_some_and(|section| section.len() == 1 && section.contains_key("g"));
@@ -625,6 +645,19 @@ impl Engine {
                 if !self.has_roles {
                     return Vec::new();
                 }
+                if let Some(compiled) = self.compiled.as_ref().filter(|c| c.has_typed_roles()) {
+                    // Pattern roles: the walk that decided, patterns the
+                    // names matched included.
+                    let domain = self.domain_roles.then_some(request.domain);
+                    let chain = compiled
+                        .typed_role_path("g", start, target, domain)
+                        .unwrap_or_else(|| vec![start.to_owned()]);
+                    if path.is_empty() && chain.len() == 1 {
+                        return path;
+                    }
+                    path.extend(chain);
+                    return path;
+                }
                 let walk = self.grant_walk(start, request.domain, Some(target));
                 match walk.last() {
                     Some((reached, _)) if *reached == target => {
@@ -656,7 +689,7 @@ impl Engine {
 const MAX_PATH_SEARCH: usize = 512;
 
 /// Compiles the enforcer's model when its matcher is in the supported subset.
-fn compile(enforcer: &Enforcer) -> Option<Compiled> {
+fn compile(enforcer: &Enforcer, matching: &HashMap<String, Matching>) -> Option<Compiled> {
     let sections = enforcer.get_model().get_model();
     let get = |sec: &str, key: &str| sections.get(sec).and_then(|s| s.get(key));
     let (request, policy, matcher, effect) = (
@@ -666,13 +699,15 @@ fn compile(enforcer: &Enforcer) -> Option<Compiled> {
         get("e", "e")?,
     );
     let mut groupings = HashMap::new();
-    let mut grouping_rules = Vec::new();
+    let mut groups = Vec::new();
     if let Some(section) = sections.get("g") {
         for (name, assertion) in section.iter() {
             groupings.insert(name.clone(), assertion.value.matches('_').count());
-            grouping_rules.extend(assertion.policy.iter().cloned());
+            groups.push((name.clone(), assertion.policy.iter().cloned().collect()));
         }
     }
+    // Policy order within a definition; definitions in name order.
+    groups.sort_by(|a: &(String, Vec<Vec<String>>), b| a.0.cmp(&b.0));
     Compiled::build(
         &matcher.value,
         &effect.value,
@@ -680,7 +715,8 @@ fn compile(enforcer: &Enforcer) -> Option<Compiled> {
         &policy.tokens,
         &groupings,
         policy.policy.iter().cloned().collect(),
-        &grouping_rules,
+        &groups,
+        matching,
     )
 }
 

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use crate::authz::{Origin, RuleLine};
+use crate::authz::{Matching, MatchingFunction, Origin, RuleLine};
 
 pub const MODEL_FILE: &str = "model.conf";
 pub const POLICY_FILE: &str = "policy.csv";
@@ -328,6 +328,127 @@ fn unknown_names(outline: &ModelOutline, matcher: &str) -> Vec<String> {
 
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// One line of vigil's `[role_matching]` section: `g2 = keyMatch2` (names
+/// of `g2` are patterns) or `g.domain = keyMatch` (its domains are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleMatchingLine {
+    pub line: usize,
+    pub definition: String,
+    pub domain: bool,
+    pub function: String,
+}
+
+/// The name of vigil's model section for pattern roles.
+pub const ROLE_MATCHING_SECTION: &str = "[role_matching]";
+
+/// Takes vigil's `[role_matching]` section out of a model (its lines left
+/// blank, so line numbers hold; Casbin's parsers do not know it) and
+/// returns its lines.
+pub fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
+    let mut inside = false;
+    let mut found = Vec::new();
+    let mut out = Vec::new();
+    for (index, line) in text.split('\n').enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            inside = trimmed == ROLE_MATCHING_SECTION;
+        }
+        if !inside {
+            out.push(line);
+            continue;
+        }
+        out.push("");
+        if trimmed.is_empty() || trimmed.starts_with('[') {
+            continue;
+        }
+        if let Some((key, value)) = trimmed.split_once('=') {
+            let key = key.trim();
+            let (definition, domain) = match key.strip_suffix(".domain") {
+                Some(definition) => (definition.trim(), true),
+                None => (key, false),
+            };
+            found.push(RoleMatchingLine {
+                line: index + 1,
+                definition: definition.to_owned(),
+                domain,
+                function: value.trim().to_owned(),
+            });
+        } else {
+            found.push(RoleMatchingLine {
+                line: index + 1,
+                definition: trimmed.to_owned(),
+                domain: false,
+                function: String::new(),
+            });
+        }
+    }
+    (out.join("\n"), found)
+}
+
+/// Checks `[role_matching]` lines against the model: each names a role
+/// definition it has (`.domain` only for one with domains) and a function
+/// vigil knows, once.
+pub fn check_role_matching(
+    outline: &ModelOutline,
+    lines: &[RoleMatchingLine],
+) -> Result<HashMap<String, Matching>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut matching: HashMap<String, Matching> = HashMap::new();
+    for entry in lines {
+        let at = |message: String| problem(MODEL_FILE, entry.line, message);
+        if entry.function.is_empty() {
+            problems.push(at(format!(
+                "{ROLE_MATCHING_SECTION}: `{}` is not `g = FUNCTION` or `g.domain = FUNCTION`",
+                entry.definition
+            )));
+            continue;
+        }
+        let Some(arity) = outline
+            .arity(&entry.definition)
+            .filter(|_| entry.definition.starts_with('g'))
+        else {
+            problems.push(at(format!(
+                "{ROLE_MATCHING_SECTION}: `{}` is not a role definition of [role_definition]",
+                entry.definition
+            )));
+            continue;
+        };
+        if entry.domain && arity < 3 {
+            problems.push(at(format!(
+                "{ROLE_MATCHING_SECTION}: `{}` has no domain (`{} = _, _`), so `{}.domain` cannot apply",
+                entry.definition, entry.definition, entry.definition
+            )));
+            continue;
+        }
+        let Some(function) = MatchingFunction::from_name(&entry.function) else {
+            problems.push(at(format!(
+                "{ROLE_MATCHING_SECTION}: unknown function `{}`; known: {}",
+                entry.function,
+                MatchingFunction::NAMES.join(", ")
+            )));
+            continue;
+        };
+        let slot = matching.entry(entry.definition.clone()).or_default();
+        let target = if entry.domain {
+            &mut slot.domains
+        } else {
+            &mut slot.names
+        };
+        if target.replace(function).is_some() {
+            problems.push(at(format!(
+                "{ROLE_MATCHING_SECTION}: `{}{}` is set twice",
+                entry.definition,
+                if entry.domain { ".domain" } else { "" }
+            )));
+        }
+    }
+    if problems.is_empty() {
+        Ok(matching)
+    } else {
+        Err(problems)
+    }
 }
 
 /// `model.conf` without comments: from a `#` or `;` outside quotes to the

@@ -53,9 +53,10 @@ pub async fn lint(dir: &Path) -> LintReport {
     ) else {
         return report;
     };
-    let Ok(outline) = files::parse_model(&files::normalize_matchers(&files::strip_model_comments(
-        &model,
-    ))) else {
+    let (model, _) = files::take_role_matching(&files::normalize_matchers(
+        &files::strip_model_comments(&model),
+    ));
+    let Ok(outline) = files::parse_model(&model) else {
         return report;
     };
     let rules = files::parse_policy_csv(&policy);

@@ -114,8 +114,9 @@ impl PolicySet {
         // Go Casbin reads `#` and `;` as comments anywhere on a model line;
         // casbin-rs only at the start. Both parsers see the text without
         // them (lines kept, so file:line stays true).
-        let model_text =
-            files::normalize_matchers(&files::strip_model_comments(&read(dir, MODEL_FILE).await?));
+        let (model_text, role_matching) = files::take_role_matching(&files::normalize_matchers(
+            &files::strip_model_comments(&read(dir, MODEL_FILE).await?),
+        ));
         let policy_text = read(dir, POLICY_FILE).await?;
         let mut missing = false;
         let classification_text =
@@ -154,30 +155,34 @@ impl PolicySet {
             files::check_rules(&outline, files::parse_policy_csv(&policy_text))
                 .map_err(PolicyError::Invalid)?;
         files::order_by_priority(&outline, &mut rules).map_err(PolicyError::Invalid)?;
-        let engine = Engine::build(&model_text, &rules).await.map_err(|e| {
-            let about_matcher = e.to_string().to_lowercase().contains("matcher");
-            let line = if about_matcher {
-                outline.lines.get("m").copied()
-            } else {
-                None
-            };
-            let file = if matches!(e, EngineError::Policy(_)) && !about_matcher {
-                POLICY_FILE
-            } else {
-                MODEL_FILE
-            };
-            let message = match &e {
-                EngineError::Model(inner) | EngineError::Policy(inner) if about_matcher => {
-                    inner.clone()
-                }
-                _ => e.to_string(),
-            };
-            PolicyError::Invalid(vec![Problem {
-                file: file.to_owned(),
-                line: line.unwrap_or(0),
-                message,
-            }])
-        })?;
+        let matching =
+            files::check_role_matching(&outline, &role_matching).map_err(PolicyError::Invalid)?;
+        let engine = Engine::build_with_matching(&model_text, &rules, &matching)
+            .await
+            .map_err(|e| {
+                let about_matcher = e.to_string().to_lowercase().contains("matcher");
+                let line = if about_matcher {
+                    outline.lines.get("m").copied()
+                } else {
+                    None
+                };
+                let file = if matches!(e, EngineError::Policy(_)) && !about_matcher {
+                    POLICY_FILE
+                } else {
+                    MODEL_FILE
+                };
+                let message = match &e {
+                    EngineError::Model(inner) | EngineError::Policy(inner) if about_matcher => {
+                        inner.clone()
+                    }
+                    _ => e.to_string(),
+                };
+                PolicyError::Invalid(vec![Problem {
+                    file: file.to_owned(),
+                    line: line.unwrap_or(0),
+                    message,
+                }])
+            })?;
 
         // A compiled matcher names only functions and tokens that exist
         // (the compiler takes nothing else); the probe, a full casbin-rs

@@ -23,6 +23,7 @@
 
 mod functions;
 mod parse;
+mod patterns;
 mod roles;
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use functions::PatternFunctions;
 use parse::parse_matcher;
+pub use patterns::Matching;
+use patterns::TypedRoles;
 pub(crate) use roles::{build_role_graph, RoleGraph, DEFAULT_DOMAIN};
 use roles::{walk_up, within_casbin_depth};
 
@@ -46,7 +49,7 @@ enum Operand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Func {
+pub enum Func {
     KeyMatch,
     KeyMatch2,
     KeyMatch3,
@@ -55,6 +58,49 @@ enum Func {
     RegexMatch,
     GlobMatch,
     IpMatch,
+}
+
+impl Func {
+    /// The function a matcher (or a `[role_matching]` line) names.
+    pub fn from_name(name: &str) -> Option<Func> {
+        Some(match name {
+            "keyMatch" => Func::KeyMatch,
+            "keyMatch2" => Func::KeyMatch2,
+            "keyMatch3" => Func::KeyMatch3,
+            "keyMatch4" => Func::KeyMatch4,
+            "keyMatch5" => Func::KeyMatch5,
+            "regexMatch" => Func::RegexMatch,
+            "globMatch" => Func::GlobMatch,
+            "ipMatch" => Func::IpMatch,
+            _ => return None,
+        })
+    }
+
+    pub const NAMES: [&'static str; 8] = [
+        "keyMatch",
+        "keyMatch2",
+        "keyMatch3",
+        "keyMatch4",
+        "keyMatch5",
+        "regexMatch",
+        "globMatch",
+        "ipMatch",
+    ];
+
+    /// Whether `name` can match anything but itself under this function:
+    /// names without the function's wildcard syntax only match
+    /// themselves, so a walk need not try them as patterns.
+    fn may_be_pattern(self, name: &str) -> bool {
+        match self {
+            Func::KeyMatch => name.contains('*'),
+            Func::KeyMatch2 => name.contains(':') || name.contains('*'),
+            Func::KeyMatch3 | Func::KeyMatch4 | Func::KeyMatch5 => {
+                name.contains('{') || name.contains('*')
+            }
+            Func::GlobMatch => name.contains(['*', '?', '[']),
+            Func::RegexMatch | Func::IpMatch => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +112,15 @@ enum Expr {
     Ne(Operand, Operand),
     /// `g(a, b)` or `g(a, b, dom)`: a role link in casbin-rs's role manager.
     Role(Operand, Operand, Option<Operand>),
+    /// The same in a model with `[role_matching]`: a link in the named
+    /// definition's own graph, through its matching functions (Go
+    /// Casbin's role managers, one per definition).
+    TypedRole {
+        group: String,
+        member: Operand,
+        role: Operand,
+        domain: Option<Operand>,
+    },
     Call(Func, Operand, Operand),
     Bool(bool),
 }
@@ -136,6 +191,9 @@ pub(crate) struct Compiled {
     /// casbin-rs's graphs (every grouping type merged, as casbin-rs's one
     /// role manager holds them); shared with the engine's role paths.
     graph: Arc<RoleGraph>,
+    /// With `[role_matching]`: each role definition's own graph and
+    /// matching functions (empty otherwise).
+    typed: std::collections::HashMap<String, TypedRoles>,
     functions: PatternFunctions,
 }
 
@@ -162,19 +220,46 @@ impl Compiled {
         policy_tokens: &[String],
         groupings: &std::collections::HashMap<String, usize>,
         rules: Vec<Vec<String>>,
-        grouping_rules: &[Vec<String>],
+        groups: &[(String, Vec<Vec<String>>)],
+        matching: &std::collections::HashMap<String, Matching>,
     ) -> Option<Compiled> {
         let effect = Effect::parse(effect)?;
-        let expr = parse_matcher(matcher, request_tokens, policy_tokens, groupings)?;
+        let typed_roles = !matching.is_empty();
+        let expr = parse_matcher(
+            matcher,
+            request_tokens,
+            policy_tokens,
+            groupings,
+            typed_roles,
+        )?;
         let eft = policy_tokens.iter().position(|t| t == "p_eft");
         if rules.iter().any(|r| r.len() != policy_tokens.len()) {
             return None;
         }
 
-        let graph = build_role_graph(grouping_rules.iter().map(Vec::as_slice));
-        if !graph.values().all(within_casbin_depth) {
+        let graph = build_role_graph(
+            groups
+                .iter()
+                .flat_map(|(_, rules)| rules.iter().map(Vec::as_slice)),
+        );
+        // casbin-rs parity matters only where casbin-rs could decide.
+        if !typed_roles && !graph.values().all(within_casbin_depth) {
             return None;
         }
+        let typed = if typed_roles {
+            groups
+                .iter()
+                .map(|(group, rules)| {
+                    let roles = TypedRoles::build(
+                        rules.iter().map(Vec::as_slice),
+                        matching.get(group).copied().unwrap_or_default(),
+                    );
+                    (group.clone(), roles)
+                })
+                .collect()
+        } else {
+            std::collections::HashMap::new()
+        };
 
         // Pick the most selective indexable top-level conjunct.
         let top: Vec<&Expr> = match &expr {
@@ -269,8 +354,28 @@ impl Compiled {
             indexed_term,
             policy_arity,
             graph: Arc::new(graph),
+            typed,
             functions: PatternFunctions::default(),
         })
+    }
+
+    /// With `[role_matching]`: the chain of names by which `member` holds
+    /// `role` in definition `group` (patterns it matched included), if it
+    /// does.
+    pub(crate) fn typed_role_path(
+        &self,
+        group: &str,
+        member: &str,
+        role: &str,
+        domain: Option<&str>,
+    ) -> Option<Vec<String>> {
+        self.typed
+            .get(group)?
+            .walk(&self.functions, member, role, domain)
+    }
+
+    pub(crate) fn has_typed_roles(&self) -> bool {
+        !self.typed.is_empty()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -484,6 +589,19 @@ impl Compiled {
                 let domain = domain.as_ref().map(|d| self.value(d, request, rule));
                 self.linked(a, b, domain)
             }
+            Expr::TypedRole {
+                group,
+                member,
+                role,
+                domain,
+            } => {
+                let (member, role) = (
+                    self.value(member, request, rule),
+                    self.value(role, request, rule),
+                );
+                let domain = domain.as_ref().map(|d| self.value(d, request, rule));
+                self.typed_role_path(group, member, role, domain).is_some()
+            }
             Expr::Call(func, a, b) => self.functions.call(
                 *func,
                 self.value(a, request, rule),
@@ -506,7 +624,7 @@ mod tests {
             .map(String::from)
             .to_vec();
         let g = std::collections::HashMap::from([("g".to_owned(), 3)]);
-        let parse = |m: &str| parse_matcher(m, &r, &p, &g);
+        let parse = |m: &str| parse_matcher(m, &r, &p, &g, false);
         assert!(parse("g(r_sub, p_sub, r_dom) && r_dom == p_dom && keyMatch(r_obj, p_obj) && (r_act == p_act || p_act == \"*\")").is_some());
         assert!(parse("r_sub == p_sub || r_sub == \"root\"").is_some());
         assert!(parse("r_sub.Age > 18").is_none());

@@ -12,6 +12,7 @@ pub(super) fn parse_matcher(
     request: &[String],
     policy: &[String],
     groupings: &std::collections::HashMap<String, usize>,
+    typed_roles: bool,
 ) -> Option<Expr> {
     let mut parser = Parser {
         tokens: tokenize(matcher)?,
@@ -19,6 +20,7 @@ pub(super) fn parse_matcher(
         request,
         policy,
         groupings,
+        typed_roles,
     };
     let expr = parser.or()?;
     (parser.at == parser.tokens.len()).then_some(expr)
@@ -107,6 +109,9 @@ struct Parser<'a> {
     request: &'a [String],
     policy: &'a [String],
     groupings: &'a std::collections::HashMap<String, usize>,
+    /// Role checks name their role definition (`g`, `g2`): each has its
+    /// own graph and matching functions, as in Go Casbin.
+    typed_roles: bool,
 }
 
 impl Parser<'_> {
@@ -192,6 +197,17 @@ impl Parser<'_> {
         }
         self.expect(Token::Close)?;
         if let Some(&arity) = self.groupings.get(name) {
+            if self.typed_roles {
+                return match (arity, args.len()) {
+                    (2, 2) | (3, 3) => Some(Expr::TypedRole {
+                        group: name.to_owned(),
+                        member: args[0].clone(),
+                        role: args[1].clone(),
+                        domain: args.get(2).cloned(),
+                    }),
+                    _ => None,
+                };
+            }
             return match (arity, args.len()) {
                 (2, 2) => Some(Expr::Role(args[0].clone(), args[1].clone(), None)),
                 (3, 3) => Some(Expr::Role(
@@ -202,17 +218,7 @@ impl Parser<'_> {
                 _ => None,
             };
         }
-        let func = match name {
-            "keyMatch" => Func::KeyMatch,
-            "keyMatch2" => Func::KeyMatch2,
-            "keyMatch3" => Func::KeyMatch3,
-            "keyMatch4" => Func::KeyMatch4,
-            "keyMatch5" => Func::KeyMatch5,
-            "regexMatch" => Func::RegexMatch,
-            "globMatch" => Func::GlobMatch,
-            "ipMatch" => Func::IpMatch,
-            _ => return None,
-        };
+        let func = Func::from_name(name)?;
         if args.len() != 2 {
             return None;
         }
