@@ -373,6 +373,50 @@ async fn pattern_roles_as_go_casbin_decides() {
     .await;
 }
 
+/// Temporal roles: grants with a time window, `g = _, _, (_, _)` checked
+/// by Go's TimeMatchFunc (`g.condition = timeMatch`). Expected answers
+/// from Go Casbin's TestTemporalRolesModel and
+/// TestTemporalRolesModelWithDomain (casbin/casbin, model_test.go).
+#[tokio::test]
+async fn temporal_roles_as_go_casbin_decides() {
+    let expected = [
+        (1, true),
+        (2, false),
+        (3, true),
+        (4, true),
+        (5, true),
+        (6, false),
+        (7, true),
+        (8, false),
+    ];
+    let mut cases = Vec::new();
+    for (n, allowed) in expected {
+        for action in ["read", "write"] {
+            cases.push((format!("data{n}"), action, allowed));
+        }
+    }
+    let table: Vec<(&str, &str, &str, bool)> = cases
+        .iter()
+        .map(|(object, action, allowed)| ("alice", object.as_str(), *action, *allowed))
+        .collect();
+    expect_decisions("tests/models/temporal_roles", &table).await;
+
+    let vigil = Launch::new(repo_path("tests/models/domain_temporal_roles")).start();
+    let mut client = vigil.client().await;
+    for (n, allowed) in expected {
+        for action in ["read", "write"] {
+            let mut request = common::request("alice", &format!("data{n}"), action);
+            request.domain = format!("domain{n}");
+            let answer = client.authorize(request).await.unwrap().into_inner();
+            assert_eq!(
+                answer.allowed, allowed,
+                "domain{n} data{n} {action}: {}",
+                answer.reason
+            );
+        }
+    }
+}
+
 /// Domain patterns (TestDomainMatchModel, TestAllMatchModel of Go Casbin's
 /// model_test.go): `g, alice, admin, *` grants admin in every domain.
 #[tokio::test]
@@ -464,4 +508,39 @@ fn role_matching_mistakes_name_their_line() {
             "no `{at}: … {why}` in:\n{text}"
         );
     }
+
+    // Grants with a time window but nothing saying how to check it: the
+    // role definition's line says what to add.
+    let temporal = tempfile::tempdir().unwrap();
+    for file in ["policy.csv", "classification.toml"] {
+        std::fs::copy(
+            repo_path("tests/models/temporal_roles").join(file),
+            temporal.path().join(file),
+        )
+        .unwrap();
+    }
+    let model = std::fs::read_to_string(repo_path("tests/models/temporal_roles/model.conf"))
+        .unwrap()
+        .replace("[role_matching]\ng.condition = timeMatch\n", "");
+    std::fs::write(temporal.path().join("model.conf"), &model).unwrap();
+    let output = common::vigil_command(
+        &[
+            "policy",
+            "check",
+            "--policies",
+            temporal.path().to_str().unwrap(),
+        ],
+        temporal.path(),
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &*String::from_utf8_lossy(&output.stderr);
+    let at = format!("model.conf:{}", line_of(&model, "g = _, _, (_, _)"));
+    assert!(
+        text.contains(&at) && text.contains("g.condition = timeMatch"),
+        "{text}"
+    );
+}
+
+fn line_of(text: &str, wanted: &str) -> usize {
+    text.lines().position(|l| l == wanted).unwrap() + 1
 }

@@ -19,7 +19,7 @@ mod compiled;
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter};
 use compiled::Compiled;
-pub use compiled::{Func as MatchingFunction, Matching};
+pub use compiled::{Func as MatchingFunction, LinkCondition, Matching};
 
 /// One rule line from policy.csv, already checked against the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,9 +260,15 @@ impl Engine {
                     .entry(rule.values.clone())
                     .or_insert_with(|| rule.origin.clone());
             }
+            // casbin-rs holds the role part of a conditional grant; the
+            // compiled evaluator reads the conditions from `rules`.
+            let values = match matching.get(&rule.ptype).and_then(|m| m.role_arity) {
+                Some(arity) => rule.values[..arity.min(rule.values.len())].to_vec(),
+                None => rule.values.clone(),
+            };
             match by_type.iter_mut().find(|(ptype, _)| *ptype == rule.ptype) {
-                Some((_, list)) => list.push(rule.values.clone()),
-                None => by_type.push((&rule.ptype, vec![rule.values.clone()])),
+                Some((_, list)) => list.push(values),
+                None => by_type.push((&rule.ptype, vec![values])),
             }
         }
         for (ptype, list) in by_type {
@@ -300,7 +306,7 @@ impl Engine {
             })
             .unwrap_or_default();
 
-        let compiled = compile(&enforcer, matching);
+        let compiled = compile(&enforcer, rules, matching);
         if !matching.is_empty() && compiled.is_none() {
             return Err(EngineError::Model(
                 "[role_matching] needs a matcher of role checks, ==, !=, &&, ||, ! and casbin's \
@@ -689,7 +695,11 @@ impl Engine {
 const MAX_PATH_SEARCH: usize = 512;
 
 /// Compiles the enforcer's model when its matcher is in the supported subset.
-fn compile(enforcer: &Enforcer, matching: &HashMap<String, Matching>) -> Option<Compiled> {
+fn compile(
+    enforcer: &Enforcer,
+    rule_lines: &[RuleLine],
+    matching: &HashMap<String, Matching>,
+) -> Option<Compiled> {
     let sections = enforcer.get_model().get_model();
     let get = |sec: &str, key: &str| sections.get(sec).and_then(|s| s.get(key));
     let (request, policy, matcher, effect) = (
@@ -699,15 +709,21 @@ fn compile(enforcer: &Enforcer, matching: &HashMap<String, Matching>) -> Option<
         get("e", "e")?,
     );
     let mut groupings = HashMap::new();
-    let mut groups = Vec::new();
+    let mut groups: Vec<(String, Vec<Vec<String>>)> = Vec::new();
     if let Some(section) = sections.get("g") {
         for (name, assertion) in section.iter() {
             groupings.insert(name.clone(), assertion.value.matches('_').count());
-            groups.push((name.clone(), assertion.policy.iter().cloned().collect()));
+            // The grants as written (condition parameters included), in
+            // policy order.
+            let grants = rule_lines
+                .iter()
+                .filter(|rule| rule.ptype == *name)
+                .map(|rule| rule.values.clone())
+                .collect();
+            groups.push((name.clone(), grants));
         }
     }
-    // Policy order within a definition; definitions in name order.
-    groups.sort_by(|a: &(String, Vec<Vec<String>>), b| a.0.cmp(&b.0));
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
     Compiled::build(
         &matcher.value,
         &effect.value,

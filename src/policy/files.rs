@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use crate::authz::{Matching, MatchingFunction, Origin, RuleLine};
+use crate::authz::{LinkCondition, Matching, MatchingFunction, Origin, RuleLine};
 
 pub const MODEL_FILE: &str = "model.conf";
 pub const POLICY_FILE: &str = "policy.csv";
@@ -159,7 +159,11 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
             ));
         }
         let arity = match current {
-            'g' => value.split(',').filter(|t| t.trim() == "_").count(),
+            // Link condition parameters, `(_, _)`, are fields of a grant too.
+            'g' => value
+                .split(',')
+                .filter(|t| t.trim().trim_matches(|c| c == '(' || c == ')').trim() == "_")
+                .count(),
             'r' | 'p' => value.split(',').count(),
             _ => 0,
         };
@@ -337,6 +341,8 @@ pub struct RoleMatchingLine {
     pub line: usize,
     pub definition: String,
     pub domain: bool,
+    /// `g.condition = timeMatch`: how a grant's parameters are checked.
+    pub condition: bool,
     pub function: String,
 }
 
@@ -365,14 +371,18 @@ pub fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
         }
         if let Some((key, value)) = trimmed.split_once('=') {
             let key = key.trim();
-            let (definition, domain) = match key.strip_suffix(".domain") {
-                Some(definition) => (definition.trim(), true),
-                None => (key, false),
+            let (definition, domain, condition) = if let Some(d) = key.strip_suffix(".domain") {
+                (d.trim(), true, false)
+            } else if let Some(d) = key.strip_suffix(".condition") {
+                (d.trim(), false, true)
+            } else {
+                (key, false, false)
             };
             found.push(RoleMatchingLine {
                 line: index + 1,
                 definition: definition.to_owned(),
                 domain,
+                condition,
                 function: value.trim().to_owned(),
             });
         } else {
@@ -380,8 +390,60 @@ pub fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
                 line: index + 1,
                 definition: trimmed.to_owned(),
                 domain: false,
+                condition: false,
                 function: String::new(),
             });
+        }
+    }
+    (out.join("\n"), found)
+}
+
+/// A role definition with link conditions, `g = _, _, (_, _)`: the role
+/// part (`_, _`) and the parameters each grant carries after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionalRole {
+    pub line: usize,
+    pub definition: String,
+    pub role_arity: usize,
+    pub parameters: usize,
+}
+
+/// Takes the condition parameters out of role definitions
+/// (`g = _, _, (_, _)` becomes `g = _, _` for Casbin's parser, which does
+/// not read them) and says which definitions had them.
+pub fn take_role_conditions(text: &str) -> (String, Vec<ConditionalRole>) {
+    let mut in_roles = false;
+    let mut found = Vec::new();
+    let mut out = Vec::new();
+    for (index, line) in text.split('\n').enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_roles = trimmed == "[role_definition]";
+        }
+        let parsed = in_roles
+            .then(|| trimmed.split_once('='))
+            .flatten()
+            .and_then(|(key, value)| {
+                let open = value.find('(')?;
+                let close = value.rfind(')')?;
+                let roles = value[..open].trim().trim_end_matches(',').trim();
+                Some((
+                    key.trim(),
+                    roles.to_owned(),
+                    value[open + 1..close].matches('_').count(),
+                ))
+            });
+        match parsed {
+            Some((key, roles, parameters)) => {
+                found.push(ConditionalRole {
+                    line: index + 1,
+                    definition: key.to_owned(),
+                    role_arity: roles.matches('_').count(),
+                    parameters,
+                });
+                out.push(format!("{key} = {roles}"));
+            }
+            None => out.push(line.to_owned()),
         }
     }
     (out.join("\n"), found)
@@ -393,22 +455,69 @@ pub fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
 pub fn check_role_matching(
     outline: &ModelOutline,
     lines: &[RoleMatchingLine],
+    conditions: &[ConditionalRole],
 ) -> Result<HashMap<String, Matching>, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut matching: HashMap<String, Matching> = HashMap::new();
+    for conditional in conditions {
+        let stated = lines
+            .iter()
+            .any(|l| l.condition && l.definition == conditional.definition);
+        if !stated {
+            problems.push(problem(
+                MODEL_FILE,
+                conditional.line,
+                format!(
+                    "`{}` has link condition parameters but nothing says how they are checked; \
+                     add `{ROLE_MATCHING_SECTION}` with `{}.condition = timeMatch`",
+                    conditional.definition, conditional.definition
+                ),
+            ));
+        }
+        let slot = matching.entry(conditional.definition.clone()).or_default();
+        slot.role_arity = Some(conditional.role_arity);
+    }
     for entry in lines {
         let at = |message: String| problem(MODEL_FILE, entry.line, message);
         if entry.function.is_empty() {
             problems.push(at(format!(
-                "{ROLE_MATCHING_SECTION}: `{}` is not `g = FUNCTION` or `g.domain = FUNCTION`",
+                "{ROLE_MATCHING_SECTION}: `{}` is not `g = FUNCTION`, `g.domain = FUNCTION` \
+                 or `g.condition = timeMatch`",
                 entry.definition
             )));
             continue;
         }
-        let Some(arity) = outline
-            .arity(&entry.definition)
-            .filter(|_| entry.definition.starts_with('g'))
-        else {
+        if entry.condition {
+            let Some(conditional) = conditions.iter().find(|c| c.definition == entry.definition)
+            else {
+                problems.push(at(format!(
+                    "{ROLE_MATCHING_SECTION}: `{}` has no condition parameters; write them in \
+                     [role_definition], e.g. `{} = _, _, (_, _)`",
+                    entry.definition, entry.definition
+                )));
+                continue;
+            };
+            match entry.function.as_str() {
+                "timeMatch" if conditional.parameters == 2 => {
+                    matching.entry(entry.definition.clone()).or_default().condition =
+                        Some(LinkCondition::TimeMatch);
+                }
+                "timeMatch" => problems.push(at(format!(
+                    "{ROLE_MATCHING_SECTION}: timeMatch takes 2 parameters (start, end); `{}` has {}",
+                    entry.definition, conditional.parameters
+                ))),
+                other => problems.push(at(format!(
+                    "{ROLE_MATCHING_SECTION}: unknown link condition `{other}`; known: timeMatch"
+                ))),
+            }
+            continue;
+        }
+        let arity = conditions
+            .iter()
+            .find(|c| c.definition == entry.definition)
+            .map(|c| c.role_arity)
+            .or_else(|| outline.arity(&entry.definition));
+        let Some(arity) = arity.filter(|_| entry.definition.starts_with('g')) else {
             problems.push(at(format!(
                 "{ROLE_MATCHING_SECTION}: `{}` is not a role definition of [role_definition]",
                 entry.definition

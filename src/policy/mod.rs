@@ -155,9 +155,12 @@ impl PolicySet {
             files::check_rules(&outline, files::parse_policy_csv(&policy_text))
                 .map_err(PolicyError::Invalid)?;
         files::order_by_priority(&outline, &mut rules).map_err(PolicyError::Invalid)?;
-        let matching =
-            files::check_role_matching(&outline, &role_matching).map_err(PolicyError::Invalid)?;
-        let engine = Engine::build_with_matching(&model_text, &rules, &matching)
+        // Casbin's parser does not read link condition parameters
+        // (`g = _, _, (_, _)`): it sees the role part; vigil checks them.
+        let (casbin_model_text, conditions) = files::take_role_conditions(&model_text);
+        let matching = files::check_role_matching(&outline, &role_matching, &conditions)
+            .map_err(PolicyError::Invalid)?;
+        let engine = Engine::build_with_matching(&casbin_model_text, &rules, &matching)
             .await
             .map_err(|e| {
                 let about_matcher = e.to_string().to_lowercase().contains("matcher");

@@ -36,8 +36,8 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use functions::PatternFunctions;
 use parse::parse_matcher;
-pub use patterns::Matching;
 use patterns::TypedRoles;
+pub use patterns::{LinkCondition, Matching};
 pub(crate) use roles::{build_role_graph, RoleGraph, DEFAULT_DOMAIN};
 use roles::{walk_up, within_casbin_depth};
 

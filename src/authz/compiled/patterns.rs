@@ -28,13 +28,80 @@ pub(crate) struct TypedRoles {
     domains: Option<Func>,
     /// Domain → members that may be patterns under `names`.
     pattern_members: HashMap<String, Vec<String>>,
+    condition: Option<LinkCondition>,
+    /// (domain, member, role) → the grant's condition parameters.
+    parameters: HashMap<(String, String, String), Vec<String>>,
 }
 
-/// What `[role_matching]` says of one definition.
+/// What `[role_matching]` (and `[role_definition]`) say of one definition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Matching {
     pub names: Option<Func>,
     pub domains: Option<Func>,
+    /// With condition parameters (`g = _, _, (_, _)`): the fields of the
+    /// role part; the rest of each grant are the condition's parameters.
+    pub role_arity: Option<usize>,
+    pub condition: Option<LinkCondition>,
+}
+
+/// When a conditional grant holds (Go Casbin's link condition functions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkCondition {
+    /// Go's `util.TimeMatchFunc`: the grant holds strictly after its start
+    /// and strictly before its end (`YYYY-MM-DD HH:MM:SS`, UTC; `_` leaves
+    /// that side open).
+    TimeMatch,
+}
+
+impl LinkCondition {
+    fn holds(self, parameters: &[String], now: i64) -> bool {
+        match self {
+            LinkCondition::TimeMatch => {
+                let bound = |text: &str| -> Option<Option<i64>> {
+                    if text == "_" {
+                        Some(None)
+                    } else {
+                        seconds_since_epoch(text).map(Some)
+                    }
+                };
+                let (Some(start), Some(end)) = (
+                    parameters.first().and_then(|s| bound(s)),
+                    parameters.get(1).and_then(|s| bound(s)),
+                ) else {
+                    // Go's TimeMatch fails on a time it cannot parse: the
+                    // grant does not hold.
+                    return false;
+                };
+                start.is_none_or(|start| now > start) && end.is_none_or(|end| now < end)
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC, years 0 to 9999) as seconds since 1970.
+fn seconds_since_epoch(text: &str) -> Option<i64> {
+    let (date, time) = text.trim().split_once(' ')?;
+    let mut date = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
+    let mut time = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (time.next()??, time.next()??, time.next()??);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm), proleptic Gregorian.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
 }
 
 /// Most names one walk visits: a decision must stay bounded whatever the
@@ -47,11 +114,22 @@ impl TypedRoles {
         matching: Matching,
     ) -> TypedRoles {
         let mut graph: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
+        let mut parameters = HashMap::new();
         for rule in rules {
             if rule.len() < 2 || rule[0] == rule[1] {
                 continue;
             }
+            let (rule, condition) = match matching.role_arity {
+                Some(arity) if rule.len() >= arity => rule.split_at(arity),
+                _ => (rule, &[][..]),
+            };
             let domain = rule.get(2).map_or(DEFAULT_DOMAIN, String::as_str);
+            if !condition.is_empty() {
+                parameters.insert(
+                    (domain.to_owned(), rule[0].clone(), rule[1].clone()),
+                    condition.to_vec(),
+                );
+            }
             let parents = graph
                 .entry(domain.to_owned())
                 .or_default()
@@ -77,6 +155,23 @@ impl TypedRoles {
             names: matching.names,
             domains: matching.domains,
             pattern_members,
+            condition: matching.condition,
+            parameters,
+        }
+    }
+
+    /// Whether the grant `member → role` in `domain` holds now (always,
+    /// without a link condition).
+    fn grant_holds(&self, domain: &str, member: &str, role: &str, now: i64) -> bool {
+        let Some(condition) = self.condition else {
+            return true;
+        };
+        match self
+            .parameters
+            .get(&(domain.to_owned(), member.to_owned(), role.to_owned()))
+        {
+            Some(parameters) => condition.holds(parameters, now),
+            None => true,
         }
     }
 
@@ -119,6 +214,13 @@ impl TypedRoles {
             return Some(vec![member.to_owned()]);
         }
         let domains = self.domains_of(functions, domain.unwrap_or(DEFAULT_DOMAIN));
+        let now = if self.condition.is_some() {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        } else {
+            0
+        };
         // (name, index of the name it was reached from)
         let mut reached: Vec<(String, usize)> = vec![(member.to_owned(), usize::MAX)];
         let mut seen: HashSet<String> = HashSet::new();
@@ -151,6 +253,9 @@ impl TypedRoles {
                     continue;
                 };
                 for parent in members.get(&name).into_iter().flatten() {
+                    if !self.grant_holds(domain, &name, parent, now) {
+                        continue;
+                    }
                     if step(parent, None, &mut reached) {
                         return Some(path_to_end(&reached));
                     }
@@ -160,6 +265,9 @@ impl TypedRoles {
                         continue;
                     }
                     for parent in members.get(pattern).into_iter().flatten() {
+                        if !self.grant_holds(domain, pattern, parent, now) {
+                            continue;
+                        }
                         if step(parent, Some(pattern), &mut reached) {
                             return Some(path_to_end(&reached));
                         }
@@ -181,4 +289,29 @@ fn path_to_end(reached: &[(String, usize)]) -> Vec<String> {
     }
     chain.reverse();
     chain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{seconds_since_epoch, LinkCondition};
+
+    #[test]
+    fn time_windows_read_as_go_reads_them() {
+        assert_eq!(seconds_since_epoch("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(
+            seconds_since_epoch("2000-03-01 00:00:01"),
+            Some(951_868_801)
+        );
+        assert!(seconds_since_epoch("0000-01-01 00:00:00").unwrap() < 0);
+        assert_eq!(seconds_since_epoch("2024-13-01 00:00:00"), None);
+        let now = seconds_since_epoch("2026-11-29 12:00:00").unwrap();
+        let holds = |start: &str, end: &str| {
+            LinkCondition::TimeMatch.holds(&[start.to_owned(), end.to_owned()], now)
+        };
+        assert!(holds("_", "_"));
+        assert!(holds("0000-01-01 00:00:00", "9999-12-30 00:00:00"));
+        assert!(!holds("0000-01-01 00:00:00", "0000-01-02 00:00:00"));
+        assert!(!holds("9999-12-30 00:00:00", "_"));
+        assert!(!holds("not a time", "_"));
+    }
 }
