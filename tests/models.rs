@@ -417,6 +417,21 @@ async fn temporal_roles_as_go_casbin_decides() {
     }
 }
 
+/// A string literal holding `p.` stays the literal (Go Casbin's
+/// TestSyntaxMatcher; casbin-rs rewrote "a.p.p.l.e" to "a.p_p_l.e").
+#[tokio::test]
+async fn string_literals_are_not_rewritten() {
+    expect_decisions(
+        "tests/models/syntax_matcher",
+        &[
+            ("a.p.p.l.e", "file", "read", true),
+            ("other", "file", "read", false),
+            ("a.p_p_l.e", "file", "read", false),
+        ],
+    )
+    .await;
+}
+
 /// Domain patterns (TestDomainMatchModel, TestAllMatchModel of Go Casbin's
 /// model_test.go): `g, alice, admin, *` grants admin in every domain.
 #[tokio::test]

@@ -306,7 +306,7 @@ impl Engine {
             })
             .unwrap_or_default();
 
-        let compiled = compile(&enforcer, rules, matching);
+        let compiled = compile(&enforcer, model_text, rules, matching);
         if !matching.is_empty() && compiled.is_none() {
             return Err(EngineError::Model(
                 "[role_matching] needs a matcher of role checks, ==, !=, &&, ||, ! and casbin's \
@@ -697,6 +697,7 @@ const MAX_PATH_SEARCH: usize = 512;
 /// Compiles the enforcer's model when its matcher is in the supported subset.
 fn compile(
     enforcer: &Enforcer,
+    model_text: &str,
     rule_lines: &[RuleLine],
     matching: &HashMap<String, Matching>,
 ) -> Option<Compiled> {
@@ -708,6 +709,9 @@ fn compile(
         get("m", "m")?,
         get("e", "e")?,
     );
+    // The matcher as written, where casbin-rs's escaped copy has rewritten
+    // `p.`/`r.` inside string literals too.
+    let matcher = raw_matcher(model_text).unwrap_or_else(|| matcher.value.clone());
     let mut groupings = HashMap::new();
     let mut groups: Vec<(String, Vec<Vec<String>>)> = Vec::new();
     if let Some(section) = sections.get("g") {
@@ -725,7 +729,7 @@ fn compile(
     }
     groups.sort_by(|a, b| a.0.cmp(&b.0));
     Compiled::build(
-        &matcher.value,
+        &matcher,
         &effect.value,
         &request.tokens,
         &policy.tokens,
@@ -734,6 +738,43 @@ fn compile(
         &groups,
         matching,
     )
+}
+
+/// The `m` line of a model's `[matchers]` section, continuation lines
+/// (ending in `\`) joined as Casbin joins them.
+fn raw_matcher(model_text: &str) -> Option<String> {
+    let mut in_matchers = false;
+    let mut joined: Option<String> = None;
+    for line in model_text.lines() {
+        let trimmed = line.trim();
+        if let Some(mut acc) = joined.take() {
+            acc.push_str(trimmed.trim_end_matches('\\'));
+            if trimmed.ends_with('\\') {
+                joined = Some(acc);
+                continue;
+            }
+            return Some(acc);
+        }
+        if trimmed.starts_with('[') {
+            in_matchers = trimmed == "[matchers]";
+            continue;
+        }
+        if !in_matchers {
+            continue;
+        }
+        let Some((key, value)) = trimmed.split_once('=') else {
+            continue;
+        };
+        if key.trim() != "m" {
+            continue;
+        }
+        let value = value.trim();
+        match value.strip_suffix('\\') {
+            Some(start) => joined = Some(start.trim().to_owned() + " "),
+            None => return Some(value.to_owned()),
+        }
+    }
+    joined
 }
 
 /// casbin-rs error messages embed Debug output (`Model Error: `M("...")``);

@@ -91,11 +91,28 @@ fn tokenize(text: &str) -> Option<Vec<Token>> {
                 i = end + 1;
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
-                let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                // `r.sub` as written in model.conf reads as casbin's
+                // `r_sub`; inside a string literal nothing is rewritten
+                // (casbin-rs's own escaping turns "a.p.p.l.e" into
+                // "a.p_p_l.e").
+                let mut name = String::new();
+                loop {
+                    let start = i;
+                    while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                        i += 1;
+                    }
+                    name.extend(&chars[start..i]);
+                    let more = chars.get(i) == Some(&'.')
+                        && chars
+                            .get(i + 1)
+                            .is_some_and(|c| c.is_ascii_alphabetic() || *c == '_');
+                    if !more {
+                        break;
+                    }
+                    name.push('_');
                     i += 1;
                 }
-                tokens.push(Token::Ident(chars[start..i].iter().collect()));
+                tokens.push(Token::Ident(name));
             }
             _ => return None,
         }
