@@ -417,6 +417,45 @@ async fn temporal_roles_as_go_casbin_decides() {
     }
 }
 
+/// The subject-priority effect (pycasbin's test_enforce_subpriority and
+/// test_enforce_subpriority_with_domain, on Go Casbin's examples): a
+/// user's own allow wins over its roles' denies.
+#[tokio::test]
+async fn subject_priority_as_go_casbin_decides() {
+    let mut started = expect_decisions(
+        "tests/models/subject_priority",
+        &[
+            ("jane", "data1", "read", true),
+            ("alice", "data1", "read", true),
+            // Derived: editor's own deny is deeper than admin's and root's.
+            ("editor", "data1", "read", false),
+        ],
+    )
+    .await;
+    let answer = started
+        .client
+        .authorize(common::request("jane", "data1", "read"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        answer
+            .reason
+            .contains("policy.csv:10 [p, jane, data1, read, allow]"),
+        "the deciding rule keeps its line: {}",
+        answer.reason
+    );
+
+    let vigil = Launch::new(repo_path("tests/models/subject_priority_domain")).start();
+    let mut client = vigil.client().await;
+    for (subject, object, domain) in [("alice", "data1", "domain1"), ("bob", "data2", "domain2")] {
+        let mut request = common::request(subject, object, "write");
+        request.domain = domain.into();
+        let answer = client.authorize(request).await.unwrap().into_inner();
+        assert!(answer.allowed, "{subject} {domain}: {}", answer.reason);
+    }
+}
+
 /// A string literal holding `p.` stays the literal (Go Casbin's
 /// TestSyntaxMatcher; casbin-rs rewrote "a.p.p.l.e" to "a.p_p_l.e").
 #[tokio::test]

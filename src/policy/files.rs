@@ -27,12 +27,18 @@ const SECTIONS: [(&str, char); 5] = [
 ];
 
 /// The effects casbin-rs evaluates (it panics on any other).
-const SUPPORTED_EFFECTS: [&str; 4] = [
+const SUPPORTED_EFFECTS: [&str; 5] = [
     "some(where (p_eft == allow))",
     "some(where (p_eft == allow)) && !some(where (p_eft == deny))",
     "!some(where (p_eft == deny))",
     "priority(p_eft) || deny",
+    SUBJECT_PRIORITY_EFFECT,
 ];
+
+/// Go Casbin's subject-priority effect: rules ordered by how deep their
+/// subject sits in the role tree (a user's own rule before its role's,
+/// a role's before its parent's), then the first match decides.
+pub const SUBJECT_PRIORITY_EFFECT: &str = "subjectPriority(p_eft) || deny";
 
 /// What vigil needs to know about model.conf besides handing it to Casbin.
 #[derive(Debug, Default, Clone)]
@@ -43,6 +49,8 @@ pub struct ModelOutline {
     pub lines: HashMap<String, usize>,
     /// Token names of `r` and `p` definitions (`sub`, `obj`, ...).
     pub tokens: HashMap<String, Vec<String>>,
+    /// The policy effect, `p.eft` written `p_eft`.
+    pub effect: Option<String>,
 }
 
 impl ModelOutline {
@@ -173,6 +181,7 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
         if current == 'e' {
             // casbin-rs compares the effect text exactly, spaces included.
             let normalized = value.replace("p.eft", "p_eft");
+            outline.effect = Some(normalized.clone());
             if !SUPPORTED_EFFECTS.contains(&normalized.as_str()) {
                 problems.push(problem(
                     MODEL_FILE,
@@ -684,6 +693,85 @@ fn normalize_matcher(line: &str) -> String {
 /// Casbin sorts them on load; casbin-rs does not): `p` rules are ordered
 /// so, stably, ties keeping their file order. A priority that is not an
 /// integer is an error at its line.
+/// With the subject-priority effect, orders `p` rules as Go Casbin's
+/// `SortPoliciesBySubjectHierarchy` does: by the depth of their subject in
+/// the `g` tree (per domain when the rules have one), deepest first,
+/// stable; the effect then reads as `priority(p.eft) || deny`, which is
+/// what both evaluators are given.
+pub fn order_by_subject_priority(outline: &ModelOutline, rules: &mut [RuleLine]) {
+    if outline.effect.as_deref() != Some(SUBJECT_PRIORITY_EFFECT) {
+        return;
+    }
+    let domain_slot = outline
+        .tokens
+        .get("p")
+        .and_then(|tokens| tokens.iter().position(|t| t == "dom"));
+    const DEFAULT: &str = "";
+    // (domain, name) → depth below the tree's roots.
+    let mut children: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    let mut depth: HashMap<(String, String), usize> = HashMap::new();
+    let mut is_child: std::collections::HashSet<(&str, &str)> = Default::default();
+    let mut names: Vec<(&str, &str)> = Vec::new();
+    for rule in rules.iter().filter(|r| r.ptype == "g") {
+        let Some((child, parent)) = rule.values.first().zip(rule.values.get(1)) else {
+            continue;
+        };
+        let domain = rule.values.get(2).map_or(DEFAULT, String::as_str);
+        children
+            .entry((domain, parent.as_str()))
+            .or_default()
+            .push(child.as_str());
+        is_child.insert((domain, child.as_str()));
+        names.push((domain, child.as_str()));
+        names.push((domain, parent.as_str()));
+    }
+    for &(domain, root) in names.iter().filter(|n| !is_child.contains(n)) {
+        let mut level = vec![root];
+        let mut seen = std::collections::HashSet::new();
+        for distance in 0.. {
+            if level.is_empty() || distance > names.len() {
+                break;
+            }
+            let mut next = Vec::new();
+            for name in level {
+                if !seen.insert(name) {
+                    continue;
+                }
+                depth.insert((domain.to_owned(), name.to_owned()), distance);
+                next.extend(children.get(&(domain, name)).into_iter().flatten().copied());
+            }
+            level = next;
+        }
+    }
+    let places: Vec<usize> = (0..rules.len())
+        .filter(|&i| rules[i].ptype == "p")
+        .collect();
+    let mut ordered: Vec<RuleLine> = places.iter().map(|&i| rules[i].clone()).collect();
+    ordered.sort_by_key(|rule| {
+        let domain = domain_slot
+            .and_then(|slot| rule.values.get(slot))
+            .map_or(DEFAULT, String::as_str);
+        let subject = rule.values.first().map_or("", String::as_str);
+        std::cmp::Reverse(
+            depth
+                .get(&(domain.to_owned(), subject.to_owned()))
+                .copied()
+                .unwrap_or(0),
+        )
+    });
+    for (place, rule) in places.into_iter().zip(ordered) {
+        rules[place] = rule;
+    }
+}
+
+/// The model text Casbin's parsers are given for the subject-priority
+/// effect, once the rules are in its order: the priority effect.
+pub fn subject_priority_as_priority(model_text: &str) -> String {
+    model_text
+        .replace("subjectPriority(p.eft) || deny", "priority(p.eft) || deny")
+        .replace("subjectPriority(p_eft) || deny", "priority(p_eft) || deny")
+}
+
 pub fn order_by_priority(
     outline: &ModelOutline,
     rules: &mut [RuleLine],

@@ -155,9 +155,11 @@ impl PolicySet {
             files::check_rules(&outline, files::parse_policy_csv(&policy_text))
                 .map_err(PolicyError::Invalid)?;
         files::order_by_priority(&outline, &mut rules).map_err(PolicyError::Invalid)?;
+        files::order_by_subject_priority(&outline, &mut rules);
         // Casbin's parser does not read link condition parameters
         // (`g = _, _, (_, _)`): it sees the role part; vigil checks them.
         let (casbin_model_text, conditions) = files::take_role_conditions(&model_text);
+        let casbin_model_text = files::subject_priority_as_priority(&casbin_model_text);
         let matching = files::check_role_matching(&outline, &role_matching, &conditions)
             .map_err(PolicyError::Invalid)?;
         let engine = Engine::build_with_matching(&casbin_model_text, &rules, &matching)
