@@ -598,3 +598,78 @@ fn role_matching_mistakes_name_their_line() {
 fn line_of(text: &str, wanted: &str) -> usize {
     text.lines().position(|l| l == wanted).unwrap() + 1
 }
+
+/// `[constraint_definition]` (Go Casbin's rbac_with_constraints_model.conf
+/// and model/constraint.go): a policy keeping the constraints loads and
+/// decides; each broken constraint refuses the set, naming the grant and
+/// the constraint's line.
+#[tokio::test]
+async fn role_constraints_are_checked_at_load() {
+    expect_decisions(
+        "tests/models/constraints",
+        &[
+            ("alice", "invoices", "write", true),
+            ("alice", "invoices", "approve", false),
+            ("frank", "database", "admin", true),
+        ],
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["model.conf", "classification.toml"] {
+        std::fs::copy(
+            repo_path("tests/models/constraints").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let policy = std::fs::read_to_string(repo_path("tests/models/constraints/policy.csv")).unwrap()
+        + "g, alice, finance_approver\n\
+           g, carol, payroll_edit\n\
+           g, gina, superadmin\n\
+           g, hal, db_admin\n";
+    std::fs::write(dir.path().join("policy.csv"), &policy).unwrap();
+    let output = common::vigil_command(
+        &[
+            "policy",
+            "check",
+            "--policies",
+            dir.path().to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &*String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{text}");
+    let model = std::fs::read_to_string(dir.path().join("model.conf")).unwrap();
+    for (grant, key, constraint) in [
+        (
+            "g, alice, finance_approver",
+            "`c`",
+            "c = sod(\"finance_requester\", \"finance_approver\")",
+        ),
+        (
+            "g, carol, payroll_edit",
+            "`c2`",
+            "c2 = sodMax([\"payroll_view\", \"payroll_edit\", \"payroll_approve\"], 1)",
+        ),
+        (
+            "g, gina, superadmin",
+            "`c3`",
+            "c3 = roleMax(\"superadmin\", 2)",
+        ),
+        (
+            "g, hal, db_admin",
+            "`c4`",
+            "c4 = rolePre(\"db_admin\", \"security_trained\")",
+        ),
+    ] {
+        let at = format!("policy.csv:{}", line_of(&policy, grant));
+        let constraint_at = format!("model.conf:{}", line_of(&model, constraint));
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&at) && l.contains(key) && l.contains(&constraint_at)),
+            "no `{at}: breaks constraint {key} ({constraint_at})` in:\n{text}"
+        );
+    }
+}

@@ -56,6 +56,7 @@ pub async fn lint(dir: &Path) -> LintReport {
     let (model, _) = files::take_role_matching(&files::normalize_matchers(
         &files::strip_model_comments(&model),
     ));
+    let (model, _) = super::constraints::take_constraints(&model);
     let Ok(outline) = files::parse_model(&model) else {
         return report;
     };

@@ -12,6 +12,7 @@
 pub const DEFAULT_DIR: &str = "policies";
 
 pub mod cases;
+pub mod constraints;
 pub mod diff;
 pub mod files;
 pub mod lint;
@@ -117,6 +118,7 @@ impl PolicySet {
         let (model_text, role_matching) = files::take_role_matching(&files::normalize_matchers(
             &files::strip_model_comments(&read(dir, MODEL_FILE).await?),
         ));
+        let (model_text, constraints) = constraints::take_constraints(&model_text);
         let policy_text = read(dir, POLICY_FILE).await?;
         let mut missing = false;
         let classification_text =
@@ -156,6 +158,10 @@ impl PolicySet {
                 .map_err(PolicyError::Invalid)?;
         files::order_by_priority(&outline, &mut rules).map_err(PolicyError::Invalid)?;
         files::order_by_subject_priority(&outline, &mut rules);
+        let broken = constraints::check(&constraints, &rules, outline.arity("g").is_some());
+        if !broken.is_empty() {
+            return Err(PolicyError::Invalid(broken));
+        }
         // Casbin's parser does not read link condition parameters
         // (`g = _, _, (_, _)`): it sees the role part; vigil checks them.
         let (casbin_model_text, conditions) = files::take_role_conditions(&model_text);
