@@ -762,6 +762,8 @@ enum Shape {
     Rbac,
     RbacDomains,
     KeyMatch,
+    /// RBAC with `priority(p.eft) || deny`: the first matching rule decides.
+    Priority,
 }
 
 fn synthetic(shape: Shape, lines: usize) -> (String, Vec<RuleLine>) {
@@ -777,6 +779,7 @@ fn synthetic(shape: Shape, lines: usize) -> (String, Vec<RuleLine>) {
         Shape::Rbac => "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n",
         Shape::RbacDomains => "[request_definition]\nr = sub, dom, obj, act\n[policy_definition]\np = sub, dom, obj, act\n[role_definition]\ng = _, _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act\n",
         Shape::KeyMatch => "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act, eft\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow)) && !some(where (p.eft == deny))\n[matchers]\nm = g(r.sub, p.sub) && keyMatch(r.obj, p.obj) && (r.act == p.act || p.act == \"*\")\n",
+        Shape::Priority => "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act, eft\n[role_definition]\ng = _, _\n[policy_effect]\ne = priority(p.eft) || deny\n[matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n",
     };
     for u in 0..grants.min(lines / 2) {
         let mut values = vec![format!("user{u}"), format!("role{}", u % roles)];
@@ -801,6 +804,7 @@ fn synthetic(shape: Shape, lines: usize) -> (String, Vec<RuleLine>) {
                 "read".into(),
             ],
             Shape::KeyMatch => vec![role, format!("svc{k}.*"), "read".into(), "allow".into()],
+            Shape::Priority => vec![role, format!("dataset{k}"), "read".into(), "allow".into()],
         };
         rules.push(RuleLine {
             ptype: "p".into(),
@@ -918,6 +922,7 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
     }
     if only.wants('d') {
         sections::scale::run(&mut run).await;
+        sections::scale::pattern_roles(&mut run).await;
     }
     if only.wants('e') {
         sections::reload::run(&mut run).await;

@@ -145,6 +145,15 @@ impl Effect {
     }
 }
 
+thread_local! {
+    /// The typed role walks of the decision running on this thread: (group,
+    /// member, domain, names reached). Cleared when a decision starts.
+    static TYPED_WALKS: std::cell::RefCell<Vec<TypedWalk>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+type TypedWalk = (String, String, Option<String>, foldhash::HashSet<String>);
+
 /// Rule indexes by a policy value.
 type RuleIds = HashMap<String, Vec<u32>>;
 
@@ -173,6 +182,16 @@ enum Index {
         request: usize,
         exact: HashMap<String, Vec<u32>>,
         prefixes: Vec<(usize, HashMap<String, Vec<u32>>)>,
+    },
+    /// `g(r.x, p.y[, r.d])` of a `[role_matching]` definition: rules by p.y,
+    /// looked up for every name r.x holds, plus the rules whose p.y may be
+    /// a pattern (evaluated in full).
+    TypedRoles {
+        request: usize,
+        group: String,
+        domain: Option<Operand>,
+        rules: HashMap<String, Vec<u32>>,
+        patterned: Vec<u32>,
     },
     /// No usable index: every rule is a candidate.
     Scan,
@@ -342,7 +361,64 @@ impl Compiled {
                 best = Some((selectivity, position, index));
             }
         }
-        let indexed_term = best.as_ref().map(|(_, position, _)| *position);
+        {
+            // A typed role check on a request token: index its rules by the
+            // names the request's value holds.
+            for term in &top {
+                let Expr::TypedRole {
+                    group,
+                    member: Operand::Request(request),
+                    role: Operand::Policy(policy),
+                    domain,
+                } = term
+                else {
+                    continue;
+                };
+                if domain
+                    .as_ref()
+                    .is_some_and(|d| matches!(d, Operand::Policy(_)))
+                {
+                    continue;
+                }
+                let Some(roles) = typed.get(group) else {
+                    continue;
+                };
+                let mut by_value: HashMap<String, Vec<u32>> = HashMap::new();
+                let mut patterned = Vec::new();
+                for (i, rule) in rules.iter().enumerate() {
+                    if roles.may_be_pattern(&rule[*policy]) {
+                        patterned.push(i as u32);
+                    } else {
+                        by_value
+                            .entry(rule[*policy].clone())
+                            .or_default()
+                            .push(i as u32);
+                    }
+                }
+                let selectivity = by_value.len();
+                if best.as_ref().is_some_and(|(s, _, _)| *s >= selectivity) {
+                    continue;
+                }
+                // Candidates are evaluated in full (no term skipped): a
+                // patterned rule's role check is not true by construction.
+                best = Some((
+                    selectivity,
+                    usize::MAX,
+                    Index::TypedRoles {
+                        request: *request,
+                        group: group.clone(),
+                        domain: domain.clone(),
+                        rules: by_value,
+                        patterned,
+                    },
+                ));
+                break;
+            }
+        }
+        let indexed_term = best
+            .as_ref()
+            .map(|(_, position, _)| *position)
+            .filter(|position| *position != usize::MAX);
         let index = best.map(|(_, _, index)| index).unwrap_or(Index::Scan);
         let policy_arity = policy_tokens.len();
         Some(Compiled {
@@ -374,6 +450,42 @@ impl Compiled {
             .walk(&self.functions, member, role, domain)
     }
 
+    /// Whether `member` holds `role` in a typed definition: its reachable
+    /// names, walked once per decision and member, hold `role` or match it.
+    fn typed_linked(&self, group: &str, member: &str, role: &str, domain: Option<&str>) -> bool {
+        let Some(roles) = self.typed.get(group) else {
+            return member == role;
+        };
+        TYPED_WALKS.with(|walks| {
+            let mut walks = walks.borrow_mut();
+            let found = walks
+                .iter()
+                .position(|(g, m, d, _)| g == group && m == member && d.as_deref() == domain);
+            let index = match found {
+                Some(index) => index,
+                None => {
+                    let reached: foldhash::HashSet<String> = roles
+                        .reachable(&self.functions, member, domain)
+                        .into_iter()
+                        .collect();
+                    walks.push((
+                        group.to_owned(),
+                        member.to_owned(),
+                        domain.map(str::to_owned),
+                        reached,
+                    ));
+                    walks.len() - 1
+                }
+            };
+            let reached = &walks[index].3;
+            reached.contains(role)
+                || (roles.may_be_pattern(role)
+                    && reached
+                        .iter()
+                        .any(|name| roles.name_matches(&self.functions, name, role)))
+        })
+    }
+
     pub(crate) fn has_typed_roles(&self) -> bool {
         !self.typed.is_empty()
     }
@@ -391,6 +503,10 @@ impl Compiled {
     }
 
     pub(crate) fn decide(&self, request: &[&str]) -> Result<Outcome, String> {
+        if !self.typed.is_empty() {
+            // Walks of one decision are remembered for its candidates only.
+            TYPED_WALKS.with(|walks| walks.borrow_mut().clear());
+        }
         if self.rules.is_empty() {
             // Like casbin-rs: with no rules the matcher runs once with empty
             // policy values, and a match counts as an allow.
@@ -470,6 +586,27 @@ impl Compiled {
                         for &i in ids {
                             visit(i as usize)?;
                         }
+                    }
+                }
+            }
+            Index::TypedRoles {
+                request: slot,
+                group,
+                domain,
+                rules,
+                patterned,
+            } => {
+                let domain = domain.as_ref().map(|d| self.value(d, request, &[]));
+                // Each rule is under one value, and patterned rules under
+                // none: every candidate is visited once.
+                if let Some(roles) = self.typed.get(group) {
+                    for name in roles.reachable(&self.functions, request[*slot], domain) {
+                        for &i in rules.get(&name).into_iter().flatten() {
+                            visit(i as usize)?;
+                        }
+                    }
+                    for &i in patterned {
+                        visit(i as usize)?;
                     }
                 }
             }
@@ -600,7 +737,7 @@ impl Compiled {
                     self.value(role, request, rule),
                 );
                 let domain = domain.as_ref().map(|d| self.value(d, request, rule));
-                self.typed_role_path(group, member, role, domain).is_some()
+                self.typed_linked(group, member, role, domain)
             }
             Expr::Call(func, a, b) => self.functions.call(
                 *func,

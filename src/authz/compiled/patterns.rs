@@ -26,8 +26,11 @@ pub(crate) struct TypedRoles {
     graph: HashMap<String, HashMap<String, Vec<String>>>,
     names: Option<Func>,
     domains: Option<Func>,
-    /// Domain → members that may be patterns under `names`.
-    pattern_members: HashMap<String, Vec<String>>,
+    /// Domain → members that may be patterns under `names`, by the literal
+    /// text before their first wildcard: a name can only match patterns
+    /// whose literal head it starts with (all of casbin's key and glob
+    /// patterns are anchored), so a walk tries a handful, not all.
+    pattern_members: HashMap<String, PatternHeads>,
     condition: Option<LinkCondition>,
     /// (domain, member, role) → the grant's condition parameters.
     parameters: HashMap<(String, String, String), Vec<String>>,
@@ -142,12 +145,11 @@ impl TypedRoles {
         let mut pattern_members = HashMap::new();
         if let Some(names) = matching.names {
             for (domain, members) in &graph {
-                let patterns: Vec<String> = members
-                    .keys()
-                    .filter(|member| names.may_be_pattern(member))
-                    .cloned()
-                    .collect();
-                pattern_members.insert(domain.clone(), patterns);
+                let mut heads = PatternHeads::default();
+                for member in members.keys().filter(|member| names.may_be_pattern(member)) {
+                    heads.insert(names, member);
+                }
+                pattern_members.insert(domain.clone(), heads);
             }
         }
         TypedRoles {
@@ -260,7 +262,8 @@ impl TypedRoles {
                         return Some(path_to_end(&reached));
                     }
                 }
-                for pattern in self.pattern_members.get(*domain).into_iter().flatten() {
+                let heads = self.pattern_members.get(*domain);
+                for pattern in heads.into_iter().flat_map(|h| h.candidates(&name)) {
                     if *pattern == name || !self.matches(functions, self.names, &name, pattern) {
                         continue;
                     }
@@ -276,6 +279,120 @@ impl TypedRoles {
             }
         }
         None
+    }
+}
+
+impl TypedRoles {
+    /// Every name `member` holds in `domain` (itself first): what a rule
+    /// index is looked up with. Patterns it matched are included, since a
+    /// rule may name the pattern itself.
+    pub(crate) fn reachable(
+        &self,
+        functions: &PatternFunctions,
+        member: &str,
+        domain: Option<&str>,
+    ) -> Vec<String> {
+        let domains = self.domains_of(functions, domain.unwrap_or(DEFAULT_DOMAIN));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut reached = vec![member.to_owned()];
+        let mut seen: HashSet<String> = HashSet::new();
+        seen.insert(member.to_owned());
+        let mut next = 0;
+        while next < reached.len() && reached.len() < MAX_WALK {
+            let name = reached[next].clone();
+            next += 1;
+            for domain in &domains {
+                let Some(members) = self.graph.get(*domain) else {
+                    continue;
+                };
+                let mut sources = vec![name.as_str()];
+                let heads = self.pattern_members.get(*domain);
+                for pattern in heads.into_iter().flat_map(|h| h.candidates(&name)) {
+                    if *pattern != name && self.matches(functions, self.names, &name, pattern) {
+                        sources.push(pattern);
+                        if seen.insert(pattern.clone()) {
+                            reached.push(pattern.clone());
+                        }
+                    }
+                }
+                for source in sources {
+                    for parent in members.get(source).into_iter().flatten() {
+                        if self.grant_holds(domain, source, parent, now)
+                            && seen.insert(parent.clone())
+                        {
+                            reached.push(parent.clone());
+                        }
+                    }
+                }
+            }
+        }
+        reached
+    }
+
+    /// Whether `name` matches `pattern` under the definition's name
+    /// function.
+    pub(crate) fn name_matches(
+        &self,
+        functions: &PatternFunctions,
+        name: &str,
+        pattern: &str,
+    ) -> bool {
+        self.matches(functions, self.names, name, pattern)
+    }
+
+    /// Whether a rule's value could be satisfied by a name other than
+    /// itself (so an exact lookup would miss it).
+    pub(crate) fn may_be_pattern(&self, value: &str) -> bool {
+        self.names.is_some_and(|names| names.may_be_pattern(value))
+    }
+}
+
+/// Patterns grouped by their literal head (the text before the first
+/// wildcard), by head length.
+#[derive(Debug, Default)]
+struct PatternHeads {
+    by_length: Vec<(usize, HashMap<String, Vec<String>>)>,
+}
+
+impl PatternHeads {
+    fn insert(&mut self, func: Func, pattern: &str) {
+        let wildcards: &[char] = match func {
+            Func::KeyMatch => &['*'],
+            Func::KeyMatch2 => &[':', '*'],
+            Func::KeyMatch3 | Func::KeyMatch4 | Func::KeyMatch5 => &['{', '*'],
+            Func::GlobMatch => &['*', '?', '[', '\\'],
+            // Unanchored or not textual: every name is a candidate.
+            Func::RegexMatch | Func::IpMatch => &[],
+        };
+        let head_len = if wildcards.is_empty() {
+            0
+        } else {
+            pattern.find(wildcards).unwrap_or(pattern.len())
+        };
+        let slot = match self.by_length.iter().position(|(len, _)| *len == head_len) {
+            Some(slot) => slot,
+            None => {
+                self.by_length.push((head_len, HashMap::new()));
+                self.by_length.len() - 1
+            }
+        };
+        self.by_length[slot]
+            .1
+            .entry(pattern[..head_len].to_owned())
+            .or_default()
+            .push(pattern.to_owned());
+    }
+
+    /// The patterns `name` may match: those whose head it starts with.
+    fn candidates<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.by_length.iter().flat_map(move |(len, heads)| {
+            name.get(..*len)
+                .and_then(|head| heads.get(head))
+                .into_iter()
+                .flatten()
+        })
     }
 }
 
