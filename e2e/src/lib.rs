@@ -35,6 +35,21 @@ pub fn require_prepared() {
     }
 }
 
+/// Where `scripts/e2e` builds the release binary the tests run (its own
+/// target directory, built for compile time rather than speed: the tests
+/// check behaviour). Commands the tests run (the README's `cargo run
+/// --release`, `cargo install`) are pointed at it too.
+pub fn build_dir() -> PathBuf {
+    std::env::var_os("VIGIL_E2E_TARGET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// The vigil binary `scripts/e2e` built.
+pub fn vigil_binary() -> PathBuf {
+    build_dir().join("release/vigil")
+}
+
 /// Where a test may write logs and scratch files, kept after the run.
 pub fn scratch_dir() -> PathBuf {
     let dir = repo_root().join("target/e2e");
@@ -72,6 +87,7 @@ impl Background {
             .arg("-c")
             .arg(script)
             .current_dir(repo_root())
+            .env("CARGO_TARGET_DIR", build_dir())
             .envs(envs.iter().copied())
             .process_group(0)
             .stdin(Stdio::null())

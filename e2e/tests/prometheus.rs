@@ -54,7 +54,7 @@ fn prometheus_scrapes_exactly_the_decisions_made() {
             "cd {scratch} && exec {binary} serve --policies {policies} --listen 127.0.0.1:0 \
              --metrics-listen 127.0.0.1:0 --watch false",
             scratch = scratch.path().display(),
-            binary = root.join("target/release/vigil").display(),
+            binary = vigil_e2e::vigil_binary().display(),
             policies = root.join("policies").display(),
         ),
         &[],

@@ -105,6 +105,7 @@ fn run_shell(script: &str, envs: &[(&str, &str)]) -> (i32, String) {
     let output = Command::new("bash")
         .args(["-e", "-o", "pipefail", "-c", script])
         .current_dir(repo_root())
+        .env("CARGO_TARGET_DIR", vigil_e2e::build_dir())
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .output()

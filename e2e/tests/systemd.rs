@@ -12,7 +12,7 @@ fn the_systemd_unit_verifies_cleanly() {
     let root = repo_root();
     let unit = std::fs::read_to_string(root.join("deploy/systemd/vigil.service")).unwrap();
     // verify checks that ExecStart's program exists: point it at the build.
-    let binary = root.join("target/release/vigil");
+    let binary = vigil_e2e::vigil_binary();
     assert!(binary.exists(), "scripts/e2e builds {}", binary.display());
     let unit = unit.replace("/usr/local/bin/vigil", &binary.display().to_string());
     let scratch = tempfile::tempdir().unwrap();
