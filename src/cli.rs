@@ -181,6 +181,11 @@ pub struct ServeArgs {
     /// --admin-uids may call it; in jwt mode callers need the admin role.
     #[arg(long, env = "VIGIL_ADMIN_LISTEN", value_delimiter = ',', value_parser = trimmed)]
     pub admin_listen: Vec<String>,
+    /// Serve the HTTP/JSON API (`/v1/authorize`, `/v1/mask`, `/v1/check`
+    /// for nginx auth_request) on `HOST:PORT` or `unix:/path.sock`
+    /// [default: off].
+    #[arg(long, env = "VIGIL_HTTP_LISTEN", value_parser = trimmed)]
+    pub http_listen: Option<String>,
     /// Export traces over OTLP/gRPC to this collector, e.g.
     /// `http://127.0.0.1:4317` [default: off].
     #[arg(long, env = "VIGIL_OTLP_ENDPOINT", value_parser = trimmed)]

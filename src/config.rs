@@ -15,6 +15,7 @@ use crate::{
     authn::{self, AuthMode, AuthSettings, JwtKeySource, JwtSettings},
     cli::ServeArgs,
     grpc::Limits,
+    http::HttpMapping,
     keys::KeyringLocation,
     listen::{ConnectionLimits, ListenAddr},
     logging::LogFormat,
@@ -34,6 +35,9 @@ pub struct Config {
     pub admin_listeners: Vec<ListenAddr>,
     /// Where Prometheus scrapes `/metrics`; none by default.
     pub metrics_listeners: Vec<ListenAddr>,
+    /// The HTTP/JSON API and `/v1/check`; none by default.
+    pub http_listeners: Vec<ListenAddr>,
+    pub http_mapping: std::sync::Arc<HttpMapping>,
     /// Who may call them on a trusted-mode admin socket.
     pub admin_uids: Vec<u32>,
     pub audit: AuditOptions,
@@ -76,6 +80,10 @@ struct FileConfig {
     admin_listen: Option<OneOrMany>,
     #[serde(alias = "metrics-listen")]
     metrics_listen: Option<String>,
+    #[serde(alias = "http-listen")]
+    http_listen: Option<String>,
+    /// How `GET /v1/check` maps HTTP requests (see `http::mapping`).
+    http: Option<HttpMapping>,
     #[serde(alias = "otlp-endpoint")]
     otlp_endpoint: Option<String>,
     #[serde(alias = "trace-sample-ratio")]
@@ -231,6 +239,15 @@ impl Config {
                 Err(problem) => problems.push(format!("--metrics-listen: {problem}")),
             }
         }
+        let mut http_listeners = Vec::new();
+        if let Some(spec) = args.http_listen.or(file.http_listen) {
+            match ListenAddr::parse(&spec) {
+                Ok(addr) => http_listeners.push(addr),
+                Err(problem) => problems.push(format!("--http-listen: {problem}")),
+            }
+        }
+        let http_mapping = file.http.unwrap_or_default();
+        problems.extend(http_mapping.problems());
         let sample_ratio = args
             .trace_sample_ratio
             .or(file.trace_sample_ratio)
@@ -530,6 +547,8 @@ impl Config {
             listeners,
             admin_listeners,
             metrics_listeners,
+            http_listeners,
+            http_mapping: std::sync::Arc::new(http_mapping),
             admin_uids,
             audit,
             redaction,

@@ -75,6 +75,8 @@ pub enum Plane {
     Admin,
     /// Prometheus metrics and HTTP probes (plain HTTP/1.1, no gRPC).
     Metrics,
+    /// The HTTP/JSON API (plain HTTP/1.1).
+    Http,
 }
 
 impl Plane {
@@ -83,12 +85,13 @@ impl Plane {
             Plane::Data => "data",
             Plane::Admin => "admin",
             Plane::Metrics => "metrics",
+            Plane::Http => "http",
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} (--listen, --admin-listen, --metrics-listen): {message}")]
+#[error("cannot listen on {addr} (--listen, --admin-listen, --metrics-listen, --http-listen): {message}")]
 pub struct BindError {
     pub addr: String,
     pub message: String,
@@ -157,12 +160,14 @@ impl Listener {
         data: &[ListenAddr],
         admin: &[ListenAddr],
         metrics: &[ListenAddr],
+        http: &[ListenAddr],
     ) -> Result<Vec<(Plane, Listener)>, BindError> {
-        let mut bound = Vec::with_capacity(data.len() + admin.len() + metrics.len());
+        let mut bound = Vec::with_capacity(data.len() + admin.len() + metrics.len() + http.len());
         for (plane, addrs) in [
             (Plane::Data, data),
             (Plane::Admin, admin),
             (Plane::Metrics, metrics),
+            (Plane::Http, http),
         ] {
             for addr in addrs {
                 bound.push((plane, Listener::bind(addr).await?));

@@ -68,6 +68,7 @@ pub struct App {
     watch: bool,
     auth: AuthMode,
     connections: ConnectionLimits,
+    http_mapping: Arc<crate::http::HttpMapping>,
 }
 
 /// Reloads the live (and shadow) policy, audited like every reload. Cheap
@@ -151,6 +152,7 @@ impl App {
             watch: config.watch,
             auth,
             connections: config.connections,
+            http_mapping: config.http_mapping,
         })
     }
 
@@ -275,17 +277,18 @@ impl App {
             if let Listener::Unix(_, path) = &listener {
                 sockets.push(path.clone());
             }
-            if plane == Plane::Metrics {
-                tracing::debug!(address = %address, "metrics listening");
+            if matches!(plane, Plane::Metrics | Plane::Http) {
+                tracing::debug!(address = %address, plane = plane.name(), "listening");
                 let mut stop = stop_rx.clone();
                 let signal = async move {
                     let _ = stop.wait_for(|stopped| *stopped).await;
                 };
-                http_servers.push(tokio::spawn(serve_http(
-                    listener,
-                    crate::http::metrics_router(shared.clone()),
-                    signal,
-                )));
+                let router = if plane == Plane::Http {
+                    crate::http::api::router(shared.clone(), self.http_mapping.clone())
+                } else {
+                    crate::http::metrics_router(shared.clone())
+                };
+                http_servers.push(tokio::spawn(serve_http(listener, router, signal)));
                 continue;
             }
             let access = AccessControlServer::new(AccessControlService::new(shared.clone()))

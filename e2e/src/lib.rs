@@ -41,7 +41,7 @@ pub fn require_prepared() {
 /// --release`, `cargo install`) are pointed at it too.
 pub fn build_dir() -> PathBuf {
     std::env::var_os("VIGIL_E2E_TARGET")
-        .map(PathBuf::from)
+        .map(|dir| repo_root().join(dir))
         .unwrap_or_else(|| repo_root().join("target"))
 }
 

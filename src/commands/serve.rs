@@ -23,6 +23,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         &config.listeners,
         &config.admin_listeners,
         &config.metrics_listeners,
+        &config.http_listeners,
     )
     .await?;
     let app = App::build(config).await?;
@@ -39,6 +40,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             Plane::Data => println!("listening on {}", listener.local_addr()),
             Plane::Admin => println!("admin listening on {}", listener.local_addr()),
             Plane::Metrics => println!("metrics listening on {}", listener.local_addr()),
+            Plane::Http => println!("http listening on {}", listener.local_addr()),
         }
     }
     notify_systemd("READY=1\nSTATUS=serving");

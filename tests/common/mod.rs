@@ -42,6 +42,8 @@ pub struct Vigil {
     pub admin: Option<PathBuf>,
     /// The metrics address, with `--metrics-listen` (in process only).
     pub metrics: Option<String>,
+    /// The HTTP/JSON API address, with `--http-listen` (in process only).
+    pub http: Option<String>,
     pub dir: tempfile::TempDir,
     pub audit_dir: PathBuf,
     stderr: Arc<Mutex<String>>,
@@ -231,6 +233,7 @@ impl Vigil {
                         &config.listeners,
                         &config.admin_listeners,
                         &config.metrics_listeners,
+                        &config.http_listeners,
                     )
                     .await
                     .map_err(|e| e.to_string())?;
@@ -265,6 +268,7 @@ impl Vigil {
             unix: None,
             admin: None,
             metrics: None,
+            http: None,
             dir,
             audit_dir,
             stderr: Arc::default(),
@@ -273,6 +277,7 @@ impl Vigil {
             match (plane, address) {
                 (Plane::Admin, ListenAddr::Unix(path)) => vigil.admin = Some(path),
                 (Plane::Metrics, address) => vigil.metrics = Some(address.to_string()),
+                (Plane::Http, address) => vigil.http = Some(address.to_string()),
                 (_, ListenAddr::Tcp(addr)) => vigil.tcp = Some(addr.to_string()),
                 (_, ListenAddr::Unix(path)) => vigil.unix = Some(path),
             }
@@ -336,6 +341,7 @@ impl Vigil {
             unix: None,
             admin: None,
             metrics: None,
+            http: None,
             dir,
             audit_dir,
             stderr,

@@ -1,0 +1,350 @@
+//! The HTTP/JSON API (`--http-listen`): the gRPC calls over plain HTTP for
+//! callers without generated stubs, and `GET /v1/check` for gateways that
+//! ask by subrequest (nginx `auth_request`, Traefik `forwardAuth`).
+//!
+//! Each endpoint hands the very same call to the gRPC service (identity,
+//! limits, audit, errors): an HTTP decision is an Authorize in every
+//! respect but its framing. gRPC codes become HTTP statuses as google.api's
+//! HTTP mapping does.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+use tonic::Code;
+
+use super::mapping::{HttpMapping, Mapped};
+use crate::{
+    grpc::{AccessControlService, DataMaskingService, Shared},
+    proto::{
+        access_control_server::AccessControl, data_masking_server::DataMasking,
+        AuthorizeBatchRequest, AuthorizeRequest, AuthorizeResponse, MaskRequest,
+    },
+};
+
+/// Decision id of an allowed check, for the upstream's logs.
+pub const DECISION_HEADER: &str = "x-vigil-decision-id";
+
+#[derive(Clone)]
+struct Api {
+    access: AccessControlService,
+    masking: DataMaskingService,
+    mapping: Arc<HttpMapping>,
+    trusted: bool,
+}
+
+pub fn router(shared: Arc<Shared>, mapping: Arc<HttpMapping>) -> Router {
+    let api = Api {
+        access: AccessControlService::new(shared.clone()),
+        masking: DataMaskingService::new(shared.clone()),
+        trusted: shared.authn.is_trusted(),
+        mapping,
+    };
+    Router::new()
+        .route("/v1/authorize", post(authorize))
+        .route("/v1/authorize:batch", post(authorize_batch))
+        .route("/v1/mask", post(mask))
+        .route("/v1/check", get(check).post(check))
+        .with_state(api)
+        .merge(super::metrics_router(shared))
+}
+
+/// `AuthorizeRequest` in proto3's JSON mapping (camelCase or the field
+/// names, both accepted).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AuthorizeJson {
+    subject: String,
+    object: String,
+    action: String,
+    domain: String,
+    attributes: HashMap<String, String>,
+}
+
+impl From<AuthorizeJson> for AuthorizeRequest {
+    fn from(json: AuthorizeJson) -> Self {
+        AuthorizeRequest {
+            subject: json.subject,
+            object: json.object,
+            action: json.action,
+            domain: json.domain,
+            attributes: json.attributes,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorizeAnswer {
+    allowed: bool,
+    decision_id: String,
+    reason: String,
+    policy_version: String,
+    /// uint64 as a string, as proto3's JSON mapping writes it.
+    audit_seq: String,
+    audit_hash: String,
+}
+
+impl From<AuthorizeResponse> for AuthorizeAnswer {
+    fn from(answer: AuthorizeResponse) -> Self {
+        AuthorizeAnswer {
+            allowed: answer.allowed,
+            decision_id: answer.decision_id,
+            reason: answer.reason,
+            policy_version: answer.policy_version,
+            audit_seq: answer.audit_seq.to_string(),
+            audit_hash: answer.audit_hash,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct BatchJson {
+    requests: Vec<AuthorizeJson>,
+}
+
+/// google.rpc.Status as JSON, with the HTTP status google.api maps its
+/// code to.
+fn error(status: tonic::Status) -> Response {
+    let http = match status.code() {
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = serde_json::json!({
+        "code": status.code() as i32,
+        "status": format!("{:?}", status.code()),
+        "message": status.message(),
+    });
+    (http, Json(body)).into_response()
+}
+
+fn bad_json(e: serde_json::Error) -> Response {
+    error(tonic::Status::invalid_argument(format!(
+        "the body is not the JSON this endpoint takes: {e}"
+    )))
+}
+
+/// A gRPC request carrying the HTTP call's `authorization` header (and
+/// `traceparent`), as a gRPC caller's metadata would.
+fn grpc_request<T>(message: T, headers: &HeaderMap) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    for name in ["authorization", "traceparent", "tracestate"] {
+        if let Some(value) = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            request.metadata_mut().insert(name, value);
+        }
+    }
+    request
+}
+
+async fn authorize(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let json: AuthorizeJson = match serde_json::from_slice(&body) {
+        Ok(json) => json,
+        Err(e) => return bad_json(e),
+    };
+    match AccessControl::authorize(&api.access, grpc_request(json.into(), &headers)).await {
+        Ok(answer) => Json(AuthorizeAnswer::from(answer.into_inner())).into_response(),
+        Err(status) => error(status),
+    }
+}
+
+async fn authorize_batch(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let json: BatchJson = match serde_json::from_slice(&body) {
+        Ok(json) => json,
+        Err(e) => return bad_json(e),
+    };
+    let request = AuthorizeBatchRequest {
+        requests: json.requests.into_iter().map(Into::into).collect(),
+    };
+    match AccessControl::authorize_batch(&api.access, grpc_request(request, &headers)).await {
+        Ok(answer) => {
+            let responses: Vec<AuthorizeAnswer> = answer
+                .into_inner()
+                .responses
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            Json(serde_json::json!({ "responses": responses })).into_response()
+        }
+        Err(status) => error(status),
+    }
+}
+
+async fn mask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let json: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(json) => json,
+        Err(e) => return bad_json(e),
+    };
+    let text = |key: &str| {
+        json.get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let Some(records) = json
+        .get("records")
+        .and_then(|r| r.as_array())
+        .map(|records| {
+            records
+                .iter()
+                .map(crate::mask::struct_from_json)
+                .collect::<Option<Vec<_>>>()
+        })
+    else {
+        return error(tonic::Status::invalid_argument(
+            "`records` must be a list of JSON objects",
+        ));
+    };
+    let Some(records) = records else {
+        return error(tonic::Status::invalid_argument(
+            "every record must be a JSON object",
+        ));
+    };
+    let attributes = json
+        .get("attributes")
+        .and_then(|a| a.as_object())
+        .map(|a| {
+            a.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let request = MaskRequest {
+        subject: text("subject"),
+        object: text("object"),
+        domain: text("domain"),
+        attributes,
+        records,
+    };
+    match DataMasking::mask(&api.masking, grpc_request(request, &headers)).await {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            let actions: Vec<serde_json::Value> = answer
+                .actions
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "recordIndex": a.record_index, "path": a.path, "label": a.label,
+                        "treatment": a.treatment, "rule": a.rule, "validity": a.validity,
+                    })
+                })
+                .collect();
+            Json(serde_json::json!({
+                "records": answer.records.iter().map(crate::mask::struct_to_json).collect::<Vec<_>>(),
+                "actions": actions,
+                "decisionId": answer.decision_id,
+                "auditSeq": answer.audit_seq.to_string(),
+                "auditHash": answer.audit_hash,
+                "policyVersion": answer.policy_version,
+            }))
+            .into_response()
+        }
+        Err(status) => error(status),
+    }
+}
+
+/// `GET /v1/check`: a gateway's subrequest. The original method and URI
+/// come in `X-Original-Method`/`X-Original-URI` (nginx) or
+/// `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik); the mapping makes them
+/// a Casbin request. 200 allows (with the decision id), 403 denies, 401 is
+/// an identity failure, 503 an audit outage: never allowed unaudited.
+async fn check(State(api): State<Api>, headers: HeaderMap) -> Response {
+    let header = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+            .map(str::to_owned)
+    };
+    let (Some(method), Some(uri)) = (
+        header(&["x-original-method", "x-forwarded-method"]),
+        header(&["x-original-uri", "x-forwarded-uri"]),
+    ) else {
+        return error(tonic::Status::invalid_argument(
+            "a check needs the original request: X-Original-Method and X-Original-URI \
+             (nginx auth_request), or X-Forwarded-Method and X-Forwarded-Uri",
+        ));
+    };
+    let host = header(&["x-original-host", "x-forwarded-host", "host"]).unwrap_or_default();
+    let subject = if api.trusted {
+        match api
+            .mapping
+            .subject_header
+            .as_deref()
+            .and_then(|name| header(&[name]))
+        {
+            Some(subject) => subject,
+            None => {
+                return error(tonic::Status::unauthenticated(format!(
+                    "no subject: send it in the `{}` header ([http] subject_header)",
+                    api.mapping
+                        .subject_header
+                        .as_deref()
+                        .unwrap_or("(not configured)")
+                )))
+            }
+        }
+    } else {
+        // jwt mode: the subject is the token's.
+        String::new()
+    };
+    let Mapped {
+        object,
+        action,
+        domain,
+    } = api.mapping.map(&method, &host, &uri, &headers);
+    let request = AuthorizeRequest {
+        subject,
+        object,
+        action,
+        domain,
+        attributes: HashMap::new(),
+    };
+    match AccessControl::authorize(&api.access, grpc_request(request, &headers)).await {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            if answer.allowed {
+                let mut response = StatusCode::OK.into_response();
+                if let Ok(id) = HeaderValue::from_str(&answer.decision_id) {
+                    response.headers_mut().insert(DECISION_HEADER, id);
+                }
+                response
+            } else {
+                // The rule that denied stays in the audit log: the caller
+                // learns the decision id, not the policy.
+                let body = serde_json::json!({
+                    "allowed": false,
+                    "decisionId": answer.decision_id,
+                    "reason": "denied by policy; the decision id finds the rule in vigil's audit log",
+                });
+                let mut response = (StatusCode::FORBIDDEN, Json(body)).into_response();
+                if let Ok(id) = HeaderValue::from_str(&answer.decision_id) {
+                    response.headers_mut().insert(DECISION_HEADER, id);
+                }
+                response
+            }
+        }
+        Err(status) => error(status),
+    }
+}

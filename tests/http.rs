@@ -1,0 +1,196 @@
+//! The HTTP/JSON API: the same calls as gRPC (identity, audit, errors),
+//! and `GET /v1/check` mapping a gateway's subrequest to a decision.
+
+mod common;
+
+use common::{repo_path, Launch};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 request: (status, headers, body).
+async fn call(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+fn config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("vigil.toml");
+    std::fs::write(
+        &path,
+        "[http]\nsubject_header = \"x-user\"\n\
+         [[http.routes]]\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"{dataset}\"\n",
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn http_authorize_and_check_are_audited_decisions() {
+    let scratch = tempfile::tempdir().unwrap();
+    let config = config(scratch.path());
+    let vigil = Launch::new(repo_path("policies"))
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .start();
+    let http = vigil.http.clone().expect("an HTTP listener");
+
+    let (status, _, body) = call(
+        &http,
+        "POST",
+        "/v1/authorize",
+        &[],
+        r#"{"subject":"alice","object":"crm.customers","action":"read"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["allowed"], true);
+    assert!(answer["auditSeq"].as_str().unwrap().parse::<u64>().unwrap() > 0);
+
+    let (status, _, body) = call(
+        &http,
+        "POST",
+        "/v1/authorize",
+        &[],
+        r#"{"subject":"alice"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("INVALID_ARGUMENT") || body.contains("InvalidArgument"),
+        "{body}"
+    );
+    let (status, _, body) = call(&http, "POST", "/v1/authorize", &[], "not json").await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, _, body) = call(&http, "POST", "/v1/authorize:batch", &[],
+        r#"{"requests":[{"subject":"alice","object":"crm.customers","action":"read"},{"subject":"frank","object":"finance.payments","action":"read"}]}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let batch: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(batch["responses"][0]["allowed"], true);
+    assert_eq!(batch["responses"][1]["allowed"], false);
+
+    let (status, _, body) = call(
+        &http,
+        "POST",
+        "/v1/mask",
+        &[],
+        r#"{"subject":"bob","object":"crm.customers","records":[{"phone":"13812345678"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("138****5678"), "{body}");
+    let (status, _, _) = call(
+        &http,
+        "POST",
+        "/v1/mask",
+        &[],
+        r#"{"subject":"frank","object":"hr.employees","records":[{"phone":"13812345678"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let original = |uri: &'static str, user: Option<&'static str>| {
+        let mut headers = vec![("X-Original-Method", "GET"), ("X-Original-URI", uri)];
+        if let Some(user) = user {
+            headers.push(("X-User", user));
+        }
+        headers
+    };
+    let (status, head, _) = call(
+        &http,
+        "GET",
+        "/v1/check",
+        &original("/v1/datasets/crm.customers/rows?limit=5", Some("alice")),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-vigil-decision-id:"),
+        "{head}"
+    );
+    let (status, _, body) = call(
+        &http,
+        "GET",
+        "/v1/check",
+        &original("/v1/datasets/finance.payments/rows", Some("frank")),
+        "",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("decisionId") && !body.contains("policy.csv"),
+        "{body}"
+    );
+    let (status, _, _) = call(
+        &http,
+        "GET",
+        "/v1/check",
+        &original("/v1/datasets/crm.customers/rows", None),
+        "",
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _, _) = call(
+        &http,
+        "GET",
+        "/v1/check",
+        &original("/somewhere/else", Some("alice")),
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = call(&http, "GET", "/v1/check", &[("X-User", "alice")], "").await;
+    assert_eq!(status, 400);
+
+    // Every decision answered over HTTP is in the audit log.
+    let decisions: Vec<serde_json::Value> = common::audit_lines(&vigil.audit_dir)
+        .into_iter()
+        .map(|(_, line)| serde_json::from_str::<serde_json::Value>(&line).unwrap())
+        .filter(|r| r["kind"] == "decision")
+        .collect();
+    let objects: Vec<&str> = decisions.iter().filter_map(|r| r["obj"].as_str()).collect();
+    for object in [
+        "crm.customers",
+        "finance.payments",
+        "unmapped:/somewhere/else",
+    ] {
+        assert!(
+            objects.contains(&object),
+            "{object} not audited: {objects:?}"
+        );
+    }
+    let (status, _, body) = call(&http, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("vigil_decisions_total"),
+        "the metrics ride along"
+    );
+}
