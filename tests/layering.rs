@@ -25,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
         "listen",
         "logging",
         "telemetry",
+        "gateway",
     ],
     &["keys"],
     &["diagnostics", "keyfile", "metrics", "proto"],

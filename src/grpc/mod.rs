@@ -6,6 +6,7 @@ mod access;
 pub mod admin;
 mod audit;
 pub mod codec;
+pub mod ext_authz;
 pub mod io;
 pub mod masking;
 mod records;

@@ -20,17 +20,15 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use tonic::Code;
 
-use super::mapping::{HttpMapping, Mapped};
 use crate::{
+    gateway::{HttpMapping, Mapped},
     grpc::{AccessControlService, DataMaskingService, Shared},
     proto::{
         access_control_server::AccessControl, data_masking_server::DataMasking,
         AuthorizeBatchRequest, AuthorizeRequest, AuthorizeResponse, MaskRequest,
     },
+    DECISION_HEADER,
 };
-
-/// Decision id of an allowed check, for the upstream's logs.
-pub const DECISION_HEADER: &str = "x-vigil-decision-id";
 
 #[derive(Clone)]
 struct Api {
@@ -313,7 +311,9 @@ async fn check(State(api): State<Api>, headers: HeaderMap) -> Response {
         object,
         action,
         domain,
-    } = api.mapping.map(&method, &host, &uri, &headers);
+    } = api.mapping.map(&method, &host, &uri, |name| {
+        headers.get(name)?.to_str().ok()
+    });
     let request = AuthorizeRequest {
         subject,
         object,

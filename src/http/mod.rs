@@ -21,9 +21,6 @@ use axum::{
 use crate::grpc::Shared;
 
 pub mod api;
-pub mod mapping;
-
-pub use mapping::HttpMapping;
 
 /// The content type of OpenMetrics 1.0 text.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -1,4 +1,5 @@
-//! How an HTTP request becomes a Casbin request for `GET /v1/check`: the
+//! How a gateway's HTTP request becomes a Casbin request, for `GET
+//! /v1/check` (nginx, Traefik) and Envoy's ext_authz `Check` alike: the
 //! `[http]` section of vigil's config file.
 //!
 //! ```toml
@@ -18,8 +19,6 @@
 //! it, e.g. `*`).
 
 use std::collections::HashMap;
-
-use axum::http::HeaderMap;
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,13 +109,19 @@ impl HttpMapping {
         .to_owned()
     }
 
-    pub fn map(&self, method: &str, host: &str, uri: &str, headers: &HeaderMap) -> Mapped {
+    /// `header` reads the request's headers by (lowercase) name.
+    pub fn map<'h>(
+        &self,
+        method: &str,
+        host: &str,
+        uri: &str,
+        header: impl Fn(&str) -> Option<&'h str>,
+    ) -> Mapped {
         let path = uri.split(['?', '#']).next().unwrap_or(uri);
         let domain = self
             .domain_header
             .as_deref()
-            .and_then(|name| headers.get(name))
-            .and_then(|v| v.to_str().ok())
+            .and_then(|name| header(&name.to_ascii_lowercase()))
             .unwrap_or_default()
             .to_owned();
         let host = host.split(':').next().unwrap_or(host);
@@ -194,31 +199,31 @@ mod tests {
 
     #[test]
     fn routes_map_paths_to_objects_first_match_wins() {
-        let headers = HeaderMap::new();
+        let headers = |_: &str| -> Option<&str> { None };
         let m = mapping();
         let mapped = m.map(
             "GET",
             "h",
             "/v1/datasets/crm.customers/rows?limit=5",
-            &headers,
+            headers,
         );
         assert_eq!(mapped.object, "crm.customers");
         assert_eq!(mapped.action, "read");
         assert_eq!(
-            m.map("POST", "h", "/v1/datasets/x/rows", &headers).action,
+            m.map("POST", "h", "/v1/datasets/x/rows", headers).action,
             "export"
         );
         assert_eq!(
-            m.map("DELETE", "h", "/v1/datasets/x/rows", &headers).action,
+            m.map("DELETE", "h", "/v1/datasets/x/rows", headers).action,
             "delete"
         );
-        let report = m.map("POST", "h", "/v1/reports/2026/q3", &headers);
+        let report = m.map("POST", "h", "/v1/reports/2026/q3", headers);
         assert_eq!(
             (report.object.as_str(), report.action.as_str()),
             ("reports.q3", "read")
         );
         assert_eq!(
-            m.map("GET", "h", "/v1/datasets/x", &headers).object,
+            m.map("GET", "h", "/v1/datasets/x", headers).object,
             "unmapped:/v1/datasets/x"
         );
         assert!(m.problems().is_empty());

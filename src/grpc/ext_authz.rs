@@ -1,0 +1,173 @@
+//! Envoy's external authorization (`envoy.service.auth.v3.Authorization`,
+//! ext_authz v3) on vigil's gRPC listeners: Envoy and Istio (CUSTOM
+//! action) ask `Check` for every request, and get the same audited
+//! decision as `Authorize`.
+//!
+//! The `[http]` mapping (crate::gateway) turns the HTTP request Envoy
+//! describes into a Casbin request. The subject: in jwt mode the bearer
+//! token of the request's `authorization` header; in trusted mode the
+//! mapping's `subject_header` (set by an earlier filter) or else the
+//! mTLS peer principal Envoy reports (a SPIFFE ID). `context_extensions`
+//! of the route may set `object`, `action` and `domain` directly.
+
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::{
+    pb::{Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HttpStatusCode},
+    CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
+};
+use tonic::{Code, Request, Response, Status};
+
+use super::{AccessControlService, Shared};
+use crate::{
+    gateway::{HttpMapping, Mapped},
+    proto::{access_control_server::AccessControl, AuthorizeRequest},
+};
+
+#[derive(Clone)]
+pub struct ExtAuthzService {
+    access: AccessControlService,
+    mapping: Arc<HttpMapping>,
+    trusted: bool,
+}
+
+impl ExtAuthzService {
+    pub fn new(shared: Arc<Shared>, mapping: Arc<HttpMapping>) -> ExtAuthzService {
+        ExtAuthzService {
+            trusted: shared.authn.is_trusted(),
+            access: AccessControlService::new(shared),
+            mapping,
+        }
+    }
+}
+
+/// A denial Envoy sends to its client: the HTTP status and a small JSON
+/// body naming the decision (never the rule).
+fn denied(
+    code: Code,
+    http: HttpStatusCode,
+    message: &str,
+    decision: Option<&str>,
+) -> CheckResponse {
+    let body = serde_json::json!({
+        "allowed": false,
+        "decisionId": decision.unwrap_or_default(),
+        "reason": message,
+    });
+    let mut builder = DeniedHttpResponseBuilder::new();
+    builder
+        .set_http_status(http)
+        .add_header("content-type", "application/json", None, false)
+        .set_body(body.to_string());
+    if let Some(id) = decision {
+        builder.add_header(crate::DECISION_HEADER, id, None, false);
+    }
+    let response: DeniedHttpResponse = builder.build();
+    let mut check = CheckResponse::with_status(Status::new(code, message));
+    check.set_http_response(response);
+    check
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthzService {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let check = request.into_inner();
+        let attributes = check.attributes.unwrap_or_default();
+        let Some(http) = attributes.request.and_then(|r| r.http) else {
+            return Ok(Response::new(denied(
+                Code::InvalidArgument,
+                HttpStatusCode::BadRequest,
+                "the check carries no HTTP request attributes",
+                None,
+            )));
+        };
+        let header = |name: &str| http.headers.get(name).map(String::as_str);
+        let extensions = &attributes.context_extensions;
+        let Mapped {
+            mut object,
+            mut action,
+            mut domain,
+        } = self
+            .mapping
+            .map(&http.method, &http.host, &http.path, header);
+        if let Some(value) = extensions.get("object") {
+            object = value.clone();
+        }
+        if let Some(value) = extensions.get("action") {
+            action = value.clone();
+        }
+        if let Some(value) = extensions.get("domain") {
+            domain = value.clone();
+        }
+        let subject = if self.trusted {
+            let from_header = self
+                .mapping
+                .subject_header
+                .as_deref()
+                .and_then(|name| header(&name.to_ascii_lowercase()));
+            let from_peer = attributes
+                .source
+                .as_ref()
+                .map(|peer| peer.principal.as_str())
+                .filter(|p| !p.is_empty());
+            match from_header.or(from_peer) {
+                Some(subject) => subject.to_owned(),
+                None => {
+                    return Ok(Response::new(denied(
+                        Code::Unauthenticated,
+                        HttpStatusCode::Unauthorized,
+                        "no subject: no subject header ([http] subject_header) and no mTLS peer principal",
+                        None,
+                    )))
+                }
+            }
+        } else {
+            String::new()
+        };
+        let mut authorize = Request::new(AuthorizeRequest {
+            subject,
+            object,
+            action,
+            domain,
+            attributes: Default::default(),
+        });
+        for name in ["authorization", "traceparent", "tracestate"] {
+            if let Some(value) = header(name).and_then(|v| v.parse().ok()) {
+                authorize.metadata_mut().insert(name, value);
+            }
+        }
+        let response = match AccessControl::authorize(&self.access, authorize).await {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                if answer.allowed {
+                    let mut ok = OkHttpResponseBuilder::new();
+                    ok.add_header(crate::DECISION_HEADER, &answer.decision_id, None, false);
+                    let mut check = CheckResponse::with_status(Status::ok(""));
+                    check.set_http_response(ok.build());
+                    check
+                } else {
+                    denied(
+                        Code::PermissionDenied,
+                        HttpStatusCode::Forbidden,
+                        "denied by policy; the decision id finds the rule in vigil's audit log",
+                        Some(&answer.decision_id),
+                    )
+                }
+            }
+            Err(status) => {
+                let http = match status.code() {
+                    Code::Unauthenticated => HttpStatusCode::Unauthorized,
+                    Code::PermissionDenied => HttpStatusCode::Forbidden,
+                    Code::InvalidArgument => HttpStatusCode::BadRequest,
+                    Code::ResourceExhausted => HttpStatusCode::TooManyRequests,
+                    _ => HttpStatusCode::ServiceUnavailable,
+                };
+                denied(status.code(), http, status.message(), None)
+            }
+        };
+        Ok(Response::new(response))
+    }
+}
