@@ -20,6 +20,10 @@
 
 use std::collections::HashMap;
 
+/// The header naming the decision of a gateway check (to the upstream when
+/// allowed, to the client when denied).
+pub const DECISION_HEADER: &str = "x-vigil-decision-id";
+
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpMapping {

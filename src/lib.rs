@@ -12,9 +12,6 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod diagnostics;
-
-/// The response header naming the decision of an allowed gateway check.
-pub const DECISION_HEADER: &str = "x-vigil-decision-id";
 pub mod gateway;
 pub mod grpc;
 pub mod http;

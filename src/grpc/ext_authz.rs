@@ -60,7 +60,7 @@ fn denied(
         .add_header("content-type", "application/json", None, false)
         .set_body(body.to_string());
     if let Some(id) = decision {
-        builder.add_header(crate::DECISION_HEADER, id, None, false);
+        builder.add_header(crate::gateway::DECISION_HEADER, id, None, false);
     }
     let response: DeniedHttpResponse = builder.build();
     let mut check = CheckResponse::with_status(Status::new(code, message));
@@ -144,7 +144,12 @@ impl Authorization for ExtAuthzService {
                 let answer = answer.into_inner();
                 if answer.allowed {
                     let mut ok = OkHttpResponseBuilder::new();
-                    ok.add_header(crate::DECISION_HEADER, &answer.decision_id, None, false);
+                    ok.add_header(
+                        crate::gateway::DECISION_HEADER,
+                        &answer.decision_id,
+                        None,
+                        false,
+                    );
                     let mut check = CheckResponse::with_status(Status::ok(""));
                     check.set_http_response(ok.build());
                     check

@@ -21,13 +21,12 @@ use serde::{Deserialize, Serialize};
 use tonic::Code;
 
 use crate::{
-    gateway::{HttpMapping, Mapped},
+    gateway::{HttpMapping, Mapped, DECISION_HEADER},
     grpc::{AccessControlService, DataMaskingService, Shared},
     proto::{
         access_control_server::AccessControl, data_masking_server::DataMasking,
         AuthorizeBatchRequest, AuthorizeRequest, AuthorizeResponse, MaskRequest,
     },
-    DECISION_HEADER,
 };
 
 #[derive(Clone)]
