@@ -149,12 +149,7 @@ impl AccessControlService {
         let policy = self.shared.policies.snapshot();
         let (decided, record) = decide(&self.shared, &policy, &principal, &request)?;
         telemetry::record_decision(&tracing::Span::current(), &decided.decision_id);
-        let receipt = self
-            .shared
-            .audit
-            .append_one(record)
-            .instrument(telemetry::stage(Stage::AuditWait))
-            .await?;
+        let receipt = self.shared.record(record).await?;
         Ok(Decided::answer(decided, receipt))
     }
 

@@ -183,12 +183,7 @@ impl DataMaskingService {
                 .as_ref()
                 .and_then(|shadow| shadow.compare_treatments(&asker, &actions)),
         }));
-        let receipt = self
-            .shared
-            .audit
-            .append_one(record)
-            .instrument(telemetry::stage(Stage::AuditWait))
-            .await?;
+        let receipt = self.shared.record(record).await?;
         Ok(MaskResponse {
             records: message.records,
             actions: actions

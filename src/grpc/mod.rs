@@ -100,6 +100,19 @@ fn observe_call<T>(
 }
 
 impl Shared {
+    /// Appends a call's record and waits until it is durable, traced as
+    /// the call's `audit_wait`.
+    pub(crate) async fn record(
+        &self,
+        record: crate::audit::Record,
+    ) -> Result<crate::audit::Receipt, crate::audit::AuditError> {
+        use tracing::Instrument;
+        self.audit
+            .append_one(record)
+            .instrument(telemetry::stage(Stage::AuditWait))
+            .await
+    }
+
     /// The metrics exposition, with the state read at this moment.
     pub fn render_metrics(&self) -> String {
         self.metrics.render(&ScrapeState {

@@ -41,30 +41,19 @@ enum Constraint {
 /// Takes the `[constraint_definition]` section out of a model (lines left
 /// blank so line numbers hold; Casbin's parsers do not know it).
 pub fn take_constraints(text: &str) -> (String, Vec<ConstraintLine>) {
-    let mut inside = false;
-    let mut found = Vec::new();
-    let mut out = Vec::new();
-    for (index, line) in text.split('\n').enumerate() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            inside = trimmed == SECTION;
-        }
-        if !inside {
-            out.push(line);
-            continue;
-        }
-        out.push("");
-        if trimmed.is_empty() || trimmed.starts_with('[') {
-            continue;
-        }
-        let (key, value) = trimmed.split_once('=').unwrap_or((trimmed, ""));
-        found.push(ConstraintLine {
-            line: index + 1,
-            key: key.trim().to_owned(),
-            value: value.trim().to_owned(),
-        });
-    }
-    (out.join("\n"), found)
+    let (out, lines) = super::files::take_section(text, SECTION);
+    let found = lines
+        .into_iter()
+        .map(|(line, trimmed)| {
+            let (key, value) = trimmed.split_once('=').unwrap_or((trimmed, ""));
+            ConstraintLine {
+                line,
+                key: key.trim().to_owned(),
+                value: value.trim().to_owned(),
+            }
+        })
+        .collect();
+    (out, found)
 }
 
 fn parse(value: &str) -> Option<Constraint> {

@@ -358,26 +358,36 @@ pub struct RoleMatchingLine {
 /// The name of vigil's model section for pattern roles.
 pub const ROLE_MATCHING_SECTION: &str = "[role_matching]";
 
-/// Takes vigil's `[role_matching]` section out of a model (its lines left
-/// blank, so line numbers hold; Casbin's parsers do not know it) and
-/// returns its lines.
-pub fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
+/// Takes a section Casbin's parsers do not know out of a model, its lines
+/// left blank so line numbers hold: the model without it, and the
+/// section's non-blank lines (line number, trimmed text).
+pub fn take_section<'a>(text: &'a str, header: &str) -> (String, Vec<(usize, &'a str)>) {
     let mut inside = false;
     let mut found = Vec::new();
     let mut out = Vec::new();
     for (index, line) in text.split('\n').enumerate() {
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
-            inside = trimmed == ROLE_MATCHING_SECTION;
+            inside = trimmed == header;
         }
         if !inside {
             out.push(line);
             continue;
         }
         out.push("");
-        if trimmed.is_empty() || trimmed.starts_with('[') {
-            continue;
+        if !trimmed.is_empty() && !trimmed.starts_with('[') {
+            found.push((index + 1, trimmed));
         }
+    }
+    (out.join("\n"), found)
+}
+
+/// Takes vigil's `[role_matching]` section out of a model and returns its
+/// lines.
+pub fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
+    let (out, lines) = take_section(text, ROLE_MATCHING_SECTION);
+    let mut found = Vec::new();
+    for (line, trimmed) in lines {
         if let Some((key, value)) = trimmed.split_once('=') {
             let key = key.trim();
             let (definition, domain, condition) = if let Some(d) = key.strip_suffix(".domain") {
@@ -388,7 +398,7 @@ pub fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
                 (key, false, false)
             };
             found.push(RoleMatchingLine {
-                line: index + 1,
+                line,
                 definition: definition.to_owned(),
                 domain,
                 condition,
@@ -396,7 +406,7 @@ pub fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
             });
         } else {
             found.push(RoleMatchingLine {
-                line: index + 1,
+                line,
                 definition: trimmed.to_owned(),
                 domain: false,
                 condition: false,
@@ -404,7 +414,7 @@ pub fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
             });
         }
     }
-    (out.join("\n"), found)
+    (out, found)
 }
 
 /// A role definition with link conditions, `g = _, _, (_, _)`: the role

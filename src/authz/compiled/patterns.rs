@@ -17,7 +17,11 @@
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use super::{functions::PatternFunctions, roles::DEFAULT_DOMAIN, Func};
+use super::{
+    functions::PatternFunctions,
+    roles::{build_role_graph, DEFAULT_DOMAIN},
+    Func,
+};
 
 /// One role definition's grants and matching functions.
 #[derive(Debug, Default)]
@@ -116,32 +120,25 @@ impl TypedRoles {
         rules: impl IntoIterator<Item = &'r [String]>,
         matching: Matching,
     ) -> TypedRoles {
-        let mut graph: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
+        // The role part of each grant makes the graph; a conditional
+        // grant's parameters are kept beside it.
         let mut parameters = HashMap::new();
+        let mut role_parts = Vec::new();
         for rule in rules {
-            if rule.len() < 2 || rule[0] == rule[1] {
-                continue;
-            }
             let (rule, condition) = match matching.role_arity {
                 Some(arity) if rule.len() >= arity => rule.split_at(arity),
                 _ => (rule, &[][..]),
             };
-            let domain = rule.get(2).map_or(DEFAULT_DOMAIN, String::as_str);
-            if !condition.is_empty() {
+            if rule.len() >= 2 && !condition.is_empty() {
+                let domain = rule.get(2).map_or(DEFAULT_DOMAIN, String::as_str);
                 parameters.insert(
                     (domain.to_owned(), rule[0].clone(), rule[1].clone()),
                     condition.to_vec(),
                 );
             }
-            let parents = graph
-                .entry(domain.to_owned())
-                .or_default()
-                .entry(rule[0].clone())
-                .or_default();
-            if !parents.contains(&rule[1]) {
-                parents.push(rule[1].clone());
-            }
+            role_parts.push(rule);
         }
+        let graph = build_role_graph(role_parts);
         let mut pattern_members = HashMap::new();
         if let Some(names) = matching.names {
             for (domain, members) in &graph {
