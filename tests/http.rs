@@ -116,6 +116,32 @@ async fn http_authorize_and_check_are_audited_decisions() {
     .await;
     assert_eq!(status, 403);
 
+    // Card numbers of payments are encrypted for analysts; an admin opens
+    // them over HTTP, the analyst may not.
+    let (status, _, body) = call(
+        &http,
+        "POST",
+        "/v1/mask",
+        &[],
+        r#"{"subject":"alice","object":"finance.payments","records":[{"card_number":"4111 1111 1111 1111"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let masked: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let sealed = masked["records"][0]["card_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(sealed.starts_with("vigil:v2:"), "{sealed}");
+    let unmask = |subject: &str| {
+        format!(r#"{{"subject":"{subject}","object":"finance.payments","values":["{sealed}"]}}"#)
+    };
+    let (status, _, body) = call(&http, "POST", "/v1/unmask", &[], &unmask("dave")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("4111 1111 1111 1111"), "{body}");
+    let (status, _, body) = call(&http, "POST", "/v1/unmask", &[], &unmask("alice")).await;
+    assert_eq!(status, 403, "{body}");
+
     let original = |uri: &'static str, user: Option<&'static str>| {
         let mut headers = vec![("X-Original-Method", "GET"), ("X-Original-URI", uri)];
         if let Some(user) = user {

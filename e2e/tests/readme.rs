@@ -50,8 +50,18 @@ impl Block {
     }
 }
 
+const DIRECTIVES: [&str; 7] = [
+    "serve",
+    "expect",
+    "exit",
+    "excerpt-of",
+    "write",
+    "then",
+    "skip",
+];
+
 fn parse_directives(comment: &str) -> Vec<(String, String)> {
-    comment
+    let directives: Vec<(String, String)> = comment
         .split(';')
         .map(str::trim)
         .filter(|part| !part.is_empty())
@@ -59,7 +69,16 @@ fn parse_directives(comment: &str) -> Vec<(String, String)> {
             Some((key, value)) => (key.trim().to_owned(), value.trim().to_owned()),
             None => (part.to_owned(), String::new()),
         })
-        .collect()
+        .collect();
+    // A directive the runner does not know (or a reason cut at a `;`)
+    // would be ignored silently.
+    for (key, _) in &directives {
+        assert!(
+            DIRECTIVES.contains(&key.as_str()),
+            "unknown README directive `{key}` in `<!-- e2e:{comment}-->`; known: {DIRECTIVES:?}"
+        );
+    }
+    directives
 }
 
 fn blocks(readme: &str) -> Vec<Block> {

@@ -25,7 +25,7 @@ use crate::{
     grpc::{AccessControlService, DataMaskingService, Shared},
     proto::{
         access_control_server::AccessControl, data_masking_server::DataMasking,
-        AuthorizeBatchRequest, AuthorizeRequest, AuthorizeResponse, MaskRequest,
+        AuthorizeBatchRequest, AuthorizeRequest, AuthorizeResponse, MaskRequest, UnmaskRequest,
     },
 };
 
@@ -48,6 +48,7 @@ pub fn router(shared: Arc<Shared>, mapping: Arc<HttpMapping>) -> Router {
         .route("/v1/authorize", post(authorize))
         .route("/v1/authorize:batch", post(authorize_batch))
         .route("/v1/mask", post(mask))
+        .route("/v1/unmask", post(unmask))
         .route("/v1/check", get(check).post(check))
         .with_state(api)
         .merge(super::metrics_router(shared))
@@ -134,10 +135,12 @@ fn error(status: tonic::Status) -> Response {
     (http, Json(body)).into_response()
 }
 
+fn bad_json_status(e: serde_json::Error) -> tonic::Status {
+    tonic::Status::invalid_argument(format!("the body is not the JSON this endpoint takes: {e}"))
+}
+
 fn bad_json(e: serde_json::Error) -> Response {
-    error(tonic::Status::invalid_argument(format!(
-        "the body is not the JSON this endpoint takes: {e}"
-    )))
+    error(bad_json_status(e))
 }
 
 /// A gRPC request carrying the HTTP call's `authorization` header (and
@@ -189,35 +192,37 @@ async fn authorize_batch(State(api): State<Api>, headers: HeaderMap, body: Bytes
     }
 }
 
-async fn mask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-    let json: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(json) => json,
-        Err(e) => return bad_json(e),
-    };
+/// What Mask and Unmask bodies share: who reads what, and the records.
+struct Reading {
+    subject: String,
+    object: String,
+    domain: String,
+    attributes: HashMap<String, String>,
+    records: Vec<crate::proto::json::Struct>,
+    json: serde_json::Value,
+}
+
+fn reading(body: &[u8]) -> Result<Reading, tonic::Status> {
+    let json: serde_json::Value = serde_json::from_slice(body).map_err(bad_json_status)?;
     let text = |key: &str| {
         json.get(key)
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_owned()
     };
-    let Some(records) = json
-        .get("records")
-        .and_then(|r| r.as_array())
-        .map(|records| {
-            records
-                .iter()
-                .map(crate::mask::struct_from_json)
-                .collect::<Option<Vec<_>>>()
-        })
-    else {
-        return error(tonic::Status::invalid_argument(
-            "`records` must be a list of JSON objects",
-        ));
-    };
-    let Some(records) = records else {
-        return error(tonic::Status::invalid_argument(
-            "every record must be a JSON object",
-        ));
+    let records = match json.get("records") {
+        None => Vec::new(),
+        Some(records) => records
+            .as_array()
+            .and_then(|records| {
+                records
+                    .iter()
+                    .map(crate::mask::struct_from_json)
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| {
+                tonic::Status::invalid_argument("`records` must be a list of JSON objects")
+            })?,
     };
     let attributes = json
         .get("attributes")
@@ -228,12 +233,27 @@ async fn mask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respon
                 .collect()
         })
         .unwrap_or_default();
-    let request = MaskRequest {
+    Ok(Reading {
         subject: text("subject"),
         object: text("object"),
         domain: text("domain"),
         attributes,
         records,
+        json,
+    })
+}
+
+async fn mask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let reading = match reading(&body) {
+        Ok(reading) => reading,
+        Err(status) => return error(status),
+    };
+    let request = MaskRequest {
+        subject: reading.subject,
+        object: reading.object,
+        domain: reading.domain,
+        attributes: reading.attributes,
+        records: reading.records,
     };
     match DataMasking::mask(&api.masking, grpc_request(request, &headers)).await {
         Ok(answer) => {
@@ -255,6 +275,46 @@ async fn mask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respon
                 "auditSeq": answer.audit_seq.to_string(),
                 "auditHash": answer.audit_hash,
                 "policyVersion": answer.policy_version,
+            }))
+            .into_response()
+        }
+        Err(status) => error(status),
+    }
+}
+
+async fn unmask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let reading = match reading(&body) {
+        Ok(reading) => reading,
+        Err(status) => return error(status),
+    };
+    let values = reading
+        .json
+        .get("values")
+        .and_then(|v| v.as_array())
+        .map(|values| {
+            values
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let request = UnmaskRequest {
+        subject: reading.subject,
+        object: reading.object,
+        domain: reading.domain,
+        attributes: reading.attributes,
+        values,
+        records: reading.records,
+    };
+    match DataMasking::unmask(&api.masking, grpc_request(request, &headers)).await {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            Json(serde_json::json!({
+                "values": answer.values,
+                "records": answer.records.iter().map(crate::mask::struct_to_json).collect::<Vec<_>>(),
+                "decisionId": answer.decision_id,
+                "auditSeq": answer.audit_seq.to_string(),
+                "auditHash": answer.audit_hash,
             }))
             .into_response()
         }
