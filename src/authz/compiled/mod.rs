@@ -456,6 +456,25 @@ impl Compiled {
         let Some(roles) = self.typed.get(group) else {
             return member == role;
         };
+        self.with_typed_reached(roles, group, member, domain, |reached| {
+            reached.contains(role)
+                || (roles.may_be_pattern(role)
+                    && reached
+                        .iter()
+                        .any(|name| roles.satisfies(&self.functions, name, role)))
+        })
+    }
+
+    /// The names `member` holds in a typed definition, walked once per
+    /// decision: the rule index and every candidate's role check share it.
+    fn with_typed_reached<R>(
+        &self,
+        roles: &TypedRoles,
+        group: &str,
+        member: &str,
+        domain: Option<&str>,
+        read: impl FnOnce(&foldhash::HashSet<String>) -> R,
+    ) -> R {
         TYPED_WALKS.with(|walks| {
             let mut walks = walks.borrow_mut();
             let found = walks
@@ -464,7 +483,7 @@ impl Compiled {
             let index = match found {
                 Some(index) => index,
                 None => {
-                    let reached: foldhash::HashSet<String> = roles
+                    let reached = roles
                         .reachable(&self.functions, member, domain)
                         .into_iter()
                         .collect();
@@ -477,12 +496,7 @@ impl Compiled {
                     walks.len() - 1
                 }
             };
-            let reached = &walks[index].3;
-            reached.contains(role)
-                || (roles.may_be_pattern(role)
-                    && reached
-                        .iter()
-                        .any(|name| roles.name_matches(&self.functions, name, role)))
+            read(&walks[index].3)
         })
     }
 
@@ -600,12 +614,14 @@ impl Compiled {
                 // Each rule is under one value, and patterned rules under
                 // none: every candidate is visited once.
                 if let Some(roles) = self.typed.get(group) {
-                    for name in roles.reachable(&self.functions, request[*slot], domain) {
-                        for &i in rules.get(&name).into_iter().flatten() {
-                            visit(i as usize)?;
-                        }
-                    }
-                    for &i in patterned {
+                    let candidates: Vec<u32> =
+                        self.with_typed_reached(roles, group, request[*slot], domain, |reached| {
+                            reached
+                                .iter()
+                                .flat_map(|name| rules.get(name).into_iter().flatten().copied())
+                                .collect()
+                        });
+                    for i in candidates.into_iter().chain(patterned.iter().copied()) {
                         visit(i as usize)?;
                     }
                 }

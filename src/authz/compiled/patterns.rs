@@ -15,7 +15,7 @@
 //! is the wanted role or matches it as a pattern; a domain sees the grants
 //! of every domain pattern it matches.
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt};
 
 use super::{
     functions::PatternFunctions,
@@ -198,19 +198,21 @@ impl TypedRoles {
         found
     }
 
-    /// Whether `member` holds `role` (in `domain`): the walk, with each
-    /// step's predecessor so a caller can show the path.
-    pub(crate) fn walk(
+    /// Breadth-first over the names `member` holds in `domain`: its
+    /// grants, through every pattern it matches (a step of its own) and
+    /// every domain pattern its domain matches, each grant's condition
+    /// checked. Entries are (name, index of the entry it was reached
+    /// from); `stop` is asked of each new name and ends the walk there.
+    fn explore(
         &self,
         functions: &PatternFunctions,
         member: &str,
-        role: &str,
         domain: Option<&str>,
-    ) -> Option<Vec<String>> {
-        let satisfies =
-            |name: &str| name == role || self.matches(functions, self.names, name, role);
-        if satisfies(member) {
-            return Some(vec![member.to_owned()]);
+        mut stop: impl FnMut(&str) -> bool,
+    ) -> Vec<(String, usize)> {
+        let mut reached: Vec<(String, usize)> = vec![(member.to_owned(), usize::MAX)];
+        if stop(member) {
+            return reached;
         }
         let domains = self.domains_of(functions, domain.unwrap_or(DEFAULT_DOMAIN));
         let now = if self.condition.is_some() {
@@ -220,66 +222,74 @@ impl TypedRoles {
         } else {
             0
         };
-        // (name, index of the name it was reached from)
-        let mut reached: Vec<(String, usize)> = vec![(member.to_owned(), usize::MAX)];
-        let mut seen: HashSet<String> = HashSet::new();
-        seen.insert(member.to_owned());
+        // Name → its index in `reached`.
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        seen.insert(member.to_owned(), 0);
         let mut next = 0;
         while next < reached.len() && reached.len() < MAX_WALK {
             let name = reached[next].0.clone();
             let from = next;
             next += 1;
-            let mut step = |parent: &str, via: Option<&str>, reached: &mut Vec<(String, usize)>| {
-                let mut from = from;
-                if let Some(pattern) = via {
-                    // Show the pattern the name matched as a step of its own.
-                    if seen.insert(pattern.to_owned()) {
-                        reached.push((pattern.to_owned(), from));
-                    }
-                    from = reached
-                        .iter()
-                        .position(|(n, _)| n == pattern)
-                        .unwrap_or(from);
-                }
-                if seen.insert(parent.to_owned()) {
-                    reached.push((parent.to_owned(), from));
-                    return satisfies(parent);
-                }
-                false
-            };
             for domain in &domains {
                 let Some(members) = self.graph.get(*domain) else {
                     continue;
                 };
-                for parent in members.get(&name).into_iter().flatten() {
-                    if !self.grant_holds(domain, &name, parent, now) {
-                        continue;
-                    }
-                    if step(parent, None, &mut reached) {
-                        return Some(path_to_end(&reached));
-                    }
-                }
+                // The name itself, and each pattern it matches.
+                let mut sources = vec![(name.as_str(), from)];
                 let heads = self.pattern_members.get(*domain);
                 for pattern in heads.into_iter().flat_map(|h| h.candidates(&name)) {
                     if *pattern == name || !self.matches(functions, self.names, &name, pattern) {
                         continue;
                     }
-                    for parent in members.get(pattern).into_iter().flatten() {
-                        if !self.grant_holds(domain, pattern, parent, now) {
+                    let at = match seen.get(pattern) {
+                        Some(&at) => at,
+                        None => {
+                            reached.push((pattern.clone(), from));
+                            seen.insert(pattern.clone(), reached.len() - 1);
+                            if stop(pattern) {
+                                return reached;
+                            }
+                            reached.len() - 1
+                        }
+                    };
+                    sources.push((pattern.as_str(), at));
+                }
+                for (source, at) in sources {
+                    for parent in members.get(source).into_iter().flatten() {
+                        if seen.contains_key(parent)
+                            || !self.grant_holds(domain, source, parent, now)
+                        {
                             continue;
                         }
-                        if step(parent, Some(pattern), &mut reached) {
-                            return Some(path_to_end(&reached));
+                        reached.push((parent.clone(), at));
+                        seen.insert(parent.clone(), reached.len() - 1);
+                        if stop(parent) {
+                            return reached;
                         }
                     }
                 }
             }
         }
-        None
+        reached
     }
-}
 
-impl TypedRoles {
+    /// Whether `member` holds `role` (in `domain`): the chain of names by
+    /// which it does, patterns it matched included, for the explanation.
+    pub(crate) fn walk(
+        &self,
+        functions: &PatternFunctions,
+        member: &str,
+        role: &str,
+        domain: Option<&str>,
+    ) -> Option<Vec<String>> {
+        let mut found = false;
+        let reached = self.explore(functions, member, domain, |name| {
+            found = self.satisfies(functions, name, role);
+            found
+        });
+        found.then(|| path_to_end(&reached))
+    }
+
     /// Every name `member` holds in `domain` (itself first): what a rule
     /// index is looked up with. Patterns it matched are included, since a
     /// rule may name the pattern itself.
@@ -289,54 +299,16 @@ impl TypedRoles {
         member: &str,
         domain: Option<&str>,
     ) -> Vec<String> {
-        let domains = self.domains_of(functions, domain.unwrap_or(DEFAULT_DOMAIN));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let mut reached = vec![member.to_owned()];
-        let mut seen: HashSet<String> = HashSet::new();
-        seen.insert(member.to_owned());
-        let mut next = 0;
-        while next < reached.len() && reached.len() < MAX_WALK {
-            let name = reached[next].clone();
-            next += 1;
-            for domain in &domains {
-                let Some(members) = self.graph.get(*domain) else {
-                    continue;
-                };
-                let mut sources = vec![name.as_str()];
-                let heads = self.pattern_members.get(*domain);
-                for pattern in heads.into_iter().flat_map(|h| h.candidates(&name)) {
-                    if *pattern != name && self.matches(functions, self.names, &name, pattern) {
-                        sources.push(pattern);
-                        if seen.insert(pattern.clone()) {
-                            reached.push(pattern.clone());
-                        }
-                    }
-                }
-                for source in sources {
-                    for parent in members.get(source).into_iter().flatten() {
-                        if self.grant_holds(domain, source, parent, now)
-                            && seen.insert(parent.clone())
-                        {
-                            reached.push(parent.clone());
-                        }
-                    }
-                }
-            }
-        }
-        reached
+        self.explore(functions, member, domain, |_| false)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
     }
 
-    /// Whether `name` matches `pattern` under the definition's name
-    /// function.
-    pub(crate) fn name_matches(
-        &self,
-        functions: &PatternFunctions,
-        name: &str,
-        pattern: &str,
-    ) -> bool {
-        self.matches(functions, self.names, name, pattern)
+    /// Whether a name reached satisfies a role check for `role`: it is the
+    /// role, or matches it as a pattern.
+    pub(crate) fn satisfies(&self, functions: &PatternFunctions, name: &str, role: &str) -> bool {
+        name == role || self.matches(functions, self.names, name, role)
     }
 
     /// Whether a rule's value could be satisfied by a name other than
