@@ -24,6 +24,11 @@ use std::collections::HashMap;
 /// allowed, to the client when denied).
 pub const DECISION_HEADER: &str = "x-vigil-decision-id";
 
+/// What a gateway's client is told of a denial: the rule that denied stays
+/// in the audit log, found by the decision id.
+pub const DENIED_REASON: &str =
+    "denied by policy; the decision id finds the rule in vigil's audit log";
+
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpMapping {

@@ -20,7 +20,7 @@ use tonic::{Code, Request, Response, Status};
 
 use super::{AccessControlService, Shared};
 use crate::{
-    gateway::{HttpMapping, Mapped},
+    gateway::{HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON},
     proto::{access_control_server::AccessControl, AuthorizeRequest},
 };
 
@@ -60,7 +60,7 @@ fn denied(
         .add_header("content-type", "application/json", None, false)
         .set_body(body.to_string());
     if let Some(id) = decision {
-        builder.add_header(crate::gateway::DECISION_HEADER, id, None, false);
+        builder.add_header(DECISION_HEADER, id, None, false);
     }
     let response: DeniedHttpResponse = builder.build();
     let mut check = CheckResponse::with_status(Status::new(code, message));
@@ -127,29 +127,22 @@ impl Authorization for ExtAuthzService {
         } else {
             String::new()
         };
-        let mut authorize = Request::new(AuthorizeRequest {
-            subject,
-            object,
-            action,
-            domain,
-            attributes: Default::default(),
-        });
-        for name in ["authorization", "traceparent", "tracestate"] {
-            if let Some(value) = header(name).and_then(|v| v.parse().ok()) {
-                authorize.metadata_mut().insert(name, value);
-            }
-        }
+        let authorize = super::forwarded(
+            AuthorizeRequest {
+                subject,
+                object,
+                action,
+                domain,
+                attributes: Default::default(),
+            },
+            header,
+        );
         let response = match AccessControl::authorize(&self.access, authorize).await {
             Ok(answer) => {
                 let answer = answer.into_inner();
                 if answer.allowed {
                     let mut ok = OkHttpResponseBuilder::new();
-                    ok.add_header(
-                        crate::gateway::DECISION_HEADER,
-                        &answer.decision_id,
-                        None,
-                        false,
-                    );
+                    ok.add_header(DECISION_HEADER, &answer.decision_id, None, false);
                     let mut check = CheckResponse::with_status(Status::ok(""));
                     check.set_http_response(ok.build());
                     check
@@ -157,7 +150,7 @@ impl Authorization for ExtAuthzService {
                     denied(
                         Code::PermissionDenied,
                         HttpStatusCode::Forbidden,
-                        "denied by policy; the decision id finds the rule in vigil's audit log",
+                        DENIED_REASON,
                         Some(&answer.decision_id),
                     )
                 }

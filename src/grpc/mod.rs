@@ -73,6 +73,19 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
+/// A call that arrived over HTTP or through a gateway, as a gRPC caller
+/// would send it: the headers vigil reads from metadata (the bearer token,
+/// the trace context) copied over from `header` (lowercase names).
+pub fn forwarded<'h, T>(message: T, header: impl Fn(&str) -> Option<&'h str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    for name in ["authorization", "traceparent", "tracestate"] {
+        if let Some(value) = header(name).and_then(|v| v.parse().ok()) {
+            request.metadata_mut().insert(name, value);
+        }
+    }
+    request
+}
+
 /// A call's gRPC metadata, where its `traceparent` is read.
 pub(crate) struct Metadata<'a>(pub &'a tonic::metadata::MetadataMap);
 

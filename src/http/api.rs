@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tonic::Code;
 
 use crate::{
-    gateway::{HttpMapping, Mapped, DECISION_HEADER},
+    gateway::{HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON},
     grpc::{AccessControlService, DataMaskingService, Shared},
     proto::{
         access_control_server::AccessControl, data_masking_server::DataMasking,
@@ -143,20 +143,9 @@ fn bad_json(e: serde_json::Error) -> Response {
     error(bad_json_status(e))
 }
 
-/// A gRPC request carrying the HTTP call's `authorization` header (and
-/// `traceparent`), as a gRPC caller's metadata would.
+/// The HTTP call's message as a gRPC call with its headers.
 fn grpc_request<T>(message: T, headers: &HeaderMap) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    for name in ["authorization", "traceparent", "tracestate"] {
-        if let Some(value) = headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-        {
-            request.metadata_mut().insert(name, value);
-        }
-    }
-    request
+    crate::grpc::forwarded(message, |name| headers.get(name)?.to_str().ok())
 }
 
 async fn authorize(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
@@ -383,26 +372,20 @@ async fn check(State(api): State<Api>, headers: HeaderMap) -> Response {
     match AccessControl::authorize(&api.access, grpc_request(request, &headers)).await {
         Ok(answer) => {
             let answer = answer.into_inner();
-            if answer.allowed {
-                let mut response = StatusCode::OK.into_response();
-                if let Ok(id) = HeaderValue::from_str(&answer.decision_id) {
-                    response.headers_mut().insert(DECISION_HEADER, id);
-                }
-                response
+            let mut response = if answer.allowed {
+                StatusCode::OK.into_response()
             } else {
-                // The rule that denied stays in the audit log: the caller
-                // learns the decision id, not the policy.
                 let body = serde_json::json!({
                     "allowed": false,
                     "decisionId": answer.decision_id,
-                    "reason": "denied by policy; the decision id finds the rule in vigil's audit log",
+                    "reason": DENIED_REASON,
                 });
-                let mut response = (StatusCode::FORBIDDEN, Json(body)).into_response();
-                if let Ok(id) = HeaderValue::from_str(&answer.decision_id) {
-                    response.headers_mut().insert(DECISION_HEADER, id);
-                }
-                response
+                (StatusCode::FORBIDDEN, Json(body)).into_response()
+            };
+            if let Ok(id) = HeaderValue::from_str(&answer.decision_id) {
+                response.headers_mut().insert(DECISION_HEADER, id);
             }
+            response
         }
         Err(status) => error(status),
     }

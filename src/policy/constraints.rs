@@ -13,7 +13,10 @@
 //!
 //! As in Go, the grants counted are the direct ones (`g, user, role`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::LazyLock,
+};
 
 use regex::Regex;
 
@@ -56,12 +59,32 @@ pub fn take_constraints(text: &str) -> (String, Vec<ConstraintLine>) {
     (out, found)
 }
 
-fn parse(value: &str) -> Option<Constraint> {
+/// The four forms, as Go reads them (model/constraint.go), compiled once.
+struct Forms {
+    sod: Regex,
+    sod_max: Regex,
+    role_max: Regex,
+    role_pre: Regex,
+}
+
+static FORMS: LazyLock<Forms> = LazyLock::new(|| {
     let quoted = r#"\s*"([^"]+)"\s*"#;
-    let sod = Regex::new(&format!(r"^sod\s*\({quoted},{quoted}\)$")).ok()?;
-    let sod_max = Regex::new(r"^sodMax\s*\(\s*\[([^\]]+)\]\s*,\s*(\d+)\s*\)$").ok()?;
-    let role_max = Regex::new(&format!(r"^roleMax\s*\({quoted},\s*(\d+)\s*\)$")).ok()?;
-    let role_pre = Regex::new(&format!(r"^rolePre\s*\({quoted},{quoted}\)$")).ok()?;
+    let compile = |source: &str| Regex::new(source).expect("constant pattern");
+    Forms {
+        sod: compile(&format!(r"^sod\s*\({quoted},{quoted}\)$")),
+        sod_max: compile(r"^sodMax\s*\(\s*\[([^\]]+)\]\s*,\s*(\d+)\s*\)$"),
+        role_max: compile(&format!(r"^roleMax\s*\({quoted},\s*(\d+)\s*\)$")),
+        role_pre: compile(&format!(r"^rolePre\s*\({quoted},{quoted}\)$")),
+    }
+});
+
+fn parse(value: &str) -> Option<Constraint> {
+    let Forms {
+        sod,
+        sod_max,
+        role_max,
+        role_pre,
+    } = &*FORMS;
     if let Some(c) = sod.captures(value) {
         return Some(Constraint::Sod(c[1].to_owned(), c[2].to_owned()));
     }
