@@ -401,8 +401,11 @@ impl Config {
         let force_remote = args.force_trusted_remote || file.force_trusted_remote.unwrap_or(false);
         let auth = match mode {
             AuthMode::Trusted => {
+                // The HTTP API decides on the caller's word too (the JSON
+                // subject, a gateway's subject header).
                 let remote: Vec<String> = listeners
                     .iter()
+                    .chain(&http_listeners)
                     .filter(|l| !l.is_local())
                     .map(ToString::to_string)
                     .collect();
@@ -640,6 +643,11 @@ mod tests {
         args.listen = vec!["0.0.0.0:5000".into(), "unix:/tmp/x.sock".into()];
         let err = Config::from_args(args).unwrap_err();
         assert!(err.to_string().contains("0.0.0.0:5000"), "{err}");
+
+        let mut args = serve_args();
+        args.http_listen = Some("0.0.0.0:8080".into());
+        let err = Config::from_args(args).unwrap_err();
+        assert!(err.to_string().contains("0.0.0.0:8080"), "{err}");
 
         let mut args = serve_args();
         args.listen = vec!["0.0.0.0:5000".into()];
