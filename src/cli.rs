@@ -15,6 +15,7 @@ use crate::{
     keys,
     logging::LogFormat,
     policy,
+    tls::SubjectName,
 };
 
 #[derive(Debug, Parser)]
@@ -258,9 +259,34 @@ pub struct ServeArgs {
     /// How callers are identified.
     #[arg(long, env = "VIGIL_AUTH", value_enum)]
     pub auth: Option<AuthMode>,
-    /// Allow `--auth trusted` on non-local (TCP, non-loopback) listeners.
+    /// Allow `--auth trusted` on non-local (TCP, non-loopback) listeners
+    /// without mTLS.
     #[arg(long, env = "VIGIL_FORCE_TRUSTED_REMOTE")]
     pub force_trusted_remote: bool,
+    /// Allow `--auth jwt` on non-local TCP listeners without TLS, where
+    /// bearer tokens cross the network in clear.
+    #[arg(long, env = "VIGIL_FORCE_PLAINTEXT_JWT")]
+    pub force_plaintext_jwt: bool,
+    /// Serve TLS on every TCP listener with this certificate chain (PEM,
+    /// leaf first); re-read when it changes.
+    #[arg(long, env = "VIGIL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "VIGIL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates chaining to these CAs (PEM): mTLS. The
+    /// metrics listener asks for one but does not require it.
+    #[arg(long, env = "VIGIL_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// With `--auth mtls`: which client certificate name is the subject
+    /// [default: spiffe].
+    #[arg(long, env = "VIGIL_MTLS_SUBJECT", value_enum)]
+    pub mtls_subject: Option<SubjectName>,
+    /// With `--auth mtls`: a gateway's certificate subject (e.g. Envoy's
+    /// SPIFFE ID) whose ext_authz checks and /v1/check subrequests name the
+    /// end subject; may be repeated.
+    #[arg(long, env = "VIGIL_MTLS_GATEWAY", value_delimiter = ',', value_parser = trimmed)]
+    pub mtls_gateway: Vec<String>,
     /// HS256 shared secret file.
     #[arg(long, env = "VIGIL_JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
@@ -464,6 +490,15 @@ value_enum!(LogFormat {
 value_enum!(AuthMode {
     AuthMode::Trusted => "trusted": "the request's `subject` is used as given (local transports only)",
     AuthMode::Jwt => "jwt": "the subject comes from a verified bearer token",
+    AuthMode::Mtls => "mtls": "the subject is a name of the verified TLS client certificate (--mtls-subject)",
+});
+
+value_enum!(SubjectName {
+    SubjectName::Spiffe => "spiffe": "the SPIFFE ID (URI SAN with the spiffe:// scheme)",
+    SubjectName::UriSan => "uri-san": "the first URI SAN",
+    SubjectName::DnsSan => "dns-san": "the first DNS SAN",
+    SubjectName::EmailSan => "email-san": "the first email SAN",
+    SubjectName::Cn => "cn": "the subject's common name",
 });
 
 value_enum!(SyncMode {

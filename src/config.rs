@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::{
     audit::{self, options::key_home, AuditOptions, OnFailure, RedactionOptions, SyncMode},
-    authn::{self, AuthMode, AuthSettings, JwtKeySource, JwtSettings},
+    authn::{self, AuthMode, AuthSettings, JwtKeySource, JwtSettings, MtlsSettings},
     cli::ServeArgs,
     gateway::HttpMapping,
     grpc::Limits,
@@ -21,6 +21,7 @@ use crate::{
     logging::LogFormat,
     policy,
     telemetry::TraceSettings,
+    tls::{SubjectName, TlsFiles},
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -44,6 +45,8 @@ pub struct Config {
     /// Values written to the audit log only as keyed digests.
     pub redaction: RedactionOptions,
     pub auth: AuthSettings,
+    /// TLS of every TCP listener, when a certificate is configured.
+    pub tls: Option<TlsFiles>,
     pub limits: Limits,
     pub connections: ConnectionLimits,
     /// From the config file; the `--log-format` flag wins over it.
@@ -98,6 +101,18 @@ struct FileConfig {
     auth: Option<AuthMode>,
     #[serde(alias = "force-trusted-remote")]
     force_trusted_remote: Option<bool>,
+    #[serde(alias = "force-plaintext-jwt")]
+    force_plaintext_jwt: Option<bool>,
+    #[serde(alias = "tls-cert")]
+    tls_cert: Option<PathBuf>,
+    #[serde(alias = "tls-key")]
+    tls_key: Option<PathBuf>,
+    #[serde(alias = "tls-client-ca")]
+    tls_client_ca: Option<PathBuf>,
+    #[serde(alias = "mtls-subject")]
+    mtls_subject: Option<SubjectName>,
+    #[serde(alias = "mtls-gateway", alias = "mtls_gateways")]
+    mtls_gateway: Option<Vec<String>>,
     #[serde(alias = "jwt-secret-file")]
     jwt_secret_file: Option<PathBuf>,
     #[serde(alias = "jwt-public-key-file")]
@@ -397,31 +412,92 @@ impl Config {
             problems.push("audit retain_segments must be at least 1".to_owned());
         }
 
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.tls_client_ca.or(file.tls_client_ca),
+        ) {
+            (Some(cert), Some(key), client_ca) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None, None) => None,
+            (cert, key, _) => {
+                problems.push(format!(
+                    "TLS needs both --tls-cert and --tls-key{}",
+                    match (cert, key) {
+                        (None, None) => " (--tls-client-ca alone configures nothing)",
+                        (None, _) => "; --tls-cert is missing",
+                        _ => "; --tls-key is missing",
+                    }
+                ));
+                None
+            }
+        };
+        let mutual_tls = tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
+        // TCP listeners from which other hosts reach the data plane, the
+        // HTTP API and the admin plane (the metrics listener names no
+        // subject).
+        let remote: Vec<String> = listeners
+            .iter()
+            .chain(&http_listeners)
+            .chain(&admin_listeners)
+            .filter(|l| !l.is_local())
+            .map(ToString::to_string)
+            .collect();
         let mode = args.auth.or(file.auth).unwrap_or(AuthMode::Trusted);
         let force_remote = args.force_trusted_remote || file.force_trusted_remote.unwrap_or(false);
+        let force_plaintext_jwt =
+            args.force_plaintext_jwt || file.force_plaintext_jwt.unwrap_or(false);
         let auth = match mode {
             AuthMode::Trusted => {
                 // The HTTP API decides on the caller's word too (the JSON
-                // subject, a gateway's subject header).
-                let remote: Vec<String> = listeners
-                    .iter()
-                    .chain(&http_listeners)
-                    .filter(|l| !l.is_local())
-                    .map(ToString::to_string)
-                    .collect();
-                if !remote.is_empty() && !force_remote {
+                // subject, a gateway's subject header). On mTLS listeners
+                // only holders of a certificate from the client CA call.
+                if !remote.is_empty() && !force_remote && !mutual_tls {
                     problems.push(format!(
                         "--auth trusted takes the caller's word for its subject, so it is only allowed on \
-                         loopback or unix: listeners, but {} is reachable from other hosts; use --auth jwt, \
-                         or pass --force-trusted-remote if the network is otherwise protected",
+                         loopback or unix: listeners or with mTLS (--tls-client-ca), but {} is reachable \
+                         from other hosts; use --auth jwt or --auth mtls, or pass --force-trusted-remote \
+                         if the network is otherwise protected",
                         remote.join(", ")
                     ));
                 }
+                let remote = if mutual_tls { Vec::new() } else { remote };
                 AuthSettings::Trusted {
                     forced_remote: !remote.is_empty() && force_remote,
                 }
             }
+            AuthMode::Mtls => {
+                if !mutual_tls {
+                    problems.push(
+                        "--auth mtls takes the subject from the client certificate, so it needs \
+                         --tls-cert, --tls-key and --tls-client-ca"
+                            .to_owned(),
+                    );
+                }
+                AuthSettings::Mtls(MtlsSettings {
+                    subject_name: args
+                        .mtls_subject
+                        .or(file.mtls_subject)
+                        .unwrap_or(SubjectName::Spiffe),
+                    gateways: if args.mtls_gateway.is_empty() {
+                        file.mtls_gateway.unwrap_or_default()
+                    } else {
+                        args.mtls_gateway
+                    },
+                })
+            }
             AuthMode::Jwt => {
+                if tls.is_none() && !remote.is_empty() && !force_plaintext_jwt {
+                    problems.push(format!(
+                        "--auth jwt without TLS would take bearer tokens in clear from other hosts on {}; \
+                         give --tls-cert and --tls-key, or pass --force-plaintext-jwt if the network \
+                         encrypts them otherwise (a mesh sidecar)",
+                        remote.join(", ")
+                    ));
+                }
                 let secret = args.jwt_secret_file.or(file.jwt_secret_file);
                 let pem = args.jwt_public_key_file.or(file.jwt_public_key_file);
                 let jwks = args.jwks_file.or(file.jwks_file);
@@ -556,6 +632,7 @@ impl Config {
             audit,
             redaction,
             auth,
+            tls,
             limits,
             connections,
             log_format: file.log_format,
@@ -657,6 +734,61 @@ mod tests {
             config.auth,
             AuthSettings::Trusted {
                 forced_remote: true
+            }
+        ));
+    }
+
+    #[test]
+    fn jwt_in_clear_off_host_needs_tls_or_force() {
+        let remote_jwt = || {
+            let mut args = serve_args();
+            args.listen = vec!["0.0.0.0:5000".into()];
+            args.auth = Some(AuthMode::Jwt);
+            args
+        };
+        let err = Config::from_args(remote_jwt()).unwrap_err();
+        assert!(
+            err.to_string().contains("--tls-cert") && err.to_string().contains("0.0.0.0:5000"),
+            "{err}"
+        );
+        let mut forced = remote_jwt();
+        forced.force_plaintext_jwt = true;
+        assert!(Config::from_args(forced).is_ok());
+        let mut tls = remote_jwt();
+        tls.tls_cert = Some("server.crt".into());
+        tls.tls_key = Some("server.key".into());
+        assert!(Config::from_args(tls).unwrap().tls.is_some());
+        // Loopback stays allowed in clear.
+        let mut local = serve_args();
+        local.auth = Some(AuthMode::Jwt);
+        assert!(Config::from_args(local).is_ok());
+    }
+
+    #[test]
+    fn mtls_needs_a_client_ca_and_lets_trusted_mode_off_host() {
+        let mut args = serve_args();
+        args.auth = Some(AuthMode::Mtls);
+        args.tls_cert = Some("server.crt".into());
+        args.tls_key = Some("server.key".into());
+        let err = Config::from_args(args).unwrap_err();
+        assert!(err.to_string().contains("--tls-client-ca"), "{err}");
+
+        let mut args = serve_args();
+        args.tls_key = Some("server.key".into());
+        let err = Config::from_args(args).unwrap_err();
+        assert!(err.to_string().contains("--tls-cert is missing"), "{err}");
+
+        // Trusted mode on an mTLS listener: only certificate holders call.
+        let mut args = serve_args();
+        args.listen = vec!["0.0.0.0:5000".into()];
+        args.tls_cert = Some("server.crt".into());
+        args.tls_key = Some("server.key".into());
+        args.tls_client_ca = Some("ca.crt".into());
+        let config = Config::from_args(args).unwrap();
+        assert!(matches!(
+            config.auth,
+            AuthSettings::Trusted {
+                forced_remote: false
             }
         ));
     }

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 /// Generated protobuf and gRPC code for package `vigil.v1`.
 pub mod proto {

@@ -14,15 +14,19 @@ use std::{
     time::Duration,
 };
 
+use tokio::task::JoinSet;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream, UnixListener, UnixStream},
     sync::{OwnedSemaphorePermit, Semaphore},
     time::Sleep,
 };
-use tokio_stream::Stream;
+use tokio_rustls::{server::TlsStream, TlsAcceptor};
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::PollSemaphore;
 use tonic::transport::server::Connected;
+
+use crate::tls::{CertificateNames, ServerTls, Surface};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
@@ -239,7 +243,9 @@ impl ConnectionLimits {
 
 /// A listener's accepted connections, within [`ConnectionLimits`]: a permit
 /// per connection, and on descriptor exhaustion (EMFILE, ENFILE) a growing
-/// pause instead of a busy loop.
+/// pause instead of a busy loop. On a TLS listener each handshake runs in
+/// its own task under the handshake timeout, so a slow or silent client
+/// holds up nobody else's.
 pub struct Incoming {
     listener: Listener,
     permits: PollSemaphore,
@@ -247,19 +253,52 @@ pub struct Incoming {
     backoff: Option<Pin<Box<Sleep>>>,
     pause: Duration,
     limits: ConnectionLimits,
+    tls: Option<(Arc<ServerTls>, Surface)>,
+    handshakes: JoinSet<Option<Admitted<Box<dyn ConnectionInfo>>>>,
 }
 
 impl Listener {
     /// Accepts connections under `limits`, sharing `permits` (one per open
-    /// connection) with the other listeners.
-    pub fn incoming(self, permits: Arc<Semaphore>, limits: ConnectionLimits) -> Incoming {
+    /// connection) with the other listeners. With `tls`, TCP connections
+    /// are TLS (Unix sockets never are: the kernel already vouches for
+    /// the peer).
+    pub fn incoming(
+        self,
+        permits: Arc<Semaphore>,
+        limits: ConnectionLimits,
+        tls: Option<(Arc<ServerTls>, Surface)>,
+    ) -> Incoming {
         Incoming {
+            tls: tls.filter(|_| matches!(self, Listener::Tcp(..))),
             listener: self,
             permits: PollSemaphore::new(permits),
             permit: None,
             backoff: None,
             pause: Duration::ZERO,
             limits,
+            handshakes: JoinSet::new(),
+        }
+    }
+}
+
+/// Completes a TLS handshake within the handshake timeout. The permit is
+/// held throughout, so handshakes in flight count as connections.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    permit: OwnedSemaphorePermit,
+    limits: ConnectionLimits,
+) -> Option<Admitted<Box<dyn ConnectionInfo>>> {
+    let peer = stream.peer_addr().ok();
+    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(Admitted::new(Box::new(stream), permit, limits)),
+        Ok(Err(e)) => {
+            tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(peer = ?peer, "TLS handshake not completed in time");
+            None
         }
     }
 }
@@ -270,6 +309,11 @@ impl Stream for Incoming {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
+            while let Poll::Ready(Some(done)) = this.handshakes.poll_join_next(cx) {
+                if let Ok(Some(connection)) = done {
+                    return Poll::Ready(Some(Ok(connection)));
+                }
+            }
             if let Some(backoff) = this.backoff.as_mut() {
                 ready!(backoff.as_mut().poll(cx));
                 this.backoff = None;
@@ -284,6 +328,14 @@ impl Stream for Incoming {
                 Listener::Tcp(listener, _) => match ready!(listener.poll_accept(cx)) {
                     Ok((stream, _)) => {
                         let _ = stream.set_nodelay(true);
+                        if let Some((tls, surface)) = &this.tls {
+                            let acceptor = TlsAcceptor::from(tls.config(*surface));
+                            let permit = this.permit.take().expect("acquired above");
+                            this.pause = Duration::ZERO;
+                            this.handshakes
+                                .spawn(handshake(acceptor, stream, permit, this.limits));
+                            continue;
+                        }
                         Ok(Box::new(stream))
                     }
                     Err(e) => Err(e),
@@ -322,6 +374,30 @@ fn out_of_descriptors(error: &io::Error) -> bool {
 /// A stream, and what tonic may learn of its peer.
 pub trait ConnectionInfo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn peer(&self) -> Peer;
+
+    /// The names of the client certificate the TLS handshake verified.
+    fn client_certificate(&self) -> Option<CertificateNames> {
+        None
+    }
+}
+
+impl ConnectionInfo for TlsStream<TcpStream> {
+    fn peer(&self) -> Peer {
+        self.get_ref().0.peer()
+    }
+
+    fn client_certificate(&self) -> Option<CertificateNames> {
+        let leaf = self.get_ref().1.peer_certificates()?.first()?;
+        CertificateNames::from_der(leaf)
+    }
+}
+
+/// What a handler learns of the connection a call came on: the peer as
+/// the kernel says, and the verified client certificate's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub peer: Peer,
+    pub client_certificate: Option<Arc<CertificateNames>>,
 }
 
 impl ConnectionInfo for TcpStream {
@@ -371,7 +447,7 @@ impl fmt::Display for Peer {
 /// peer has stalled the handshake or gone idle too long.
 pub struct Admitted<T> {
     io: T,
-    peer: Peer,
+    connection: Connection,
     _permit: OwnedSemaphorePermit,
     /// Bytes the peer still owes of the HTTP/2 preface and first frame
     /// header before the handshake counts as done.
@@ -401,7 +477,10 @@ impl Admitted<Box<dyn ConnectionInfo>> {
         limits: ConnectionLimits,
     ) -> Self {
         Admitted {
-            peer: io.peer(),
+            connection: Connection {
+                peer: io.peer(),
+                client_certificate: io.client_certificate().map(Arc::new),
+            },
             io,
             _permit: permit,
             handshake_owed: HANDSHAKE_BYTES,
@@ -413,7 +492,11 @@ impl Admitted<Box<dyn ConnectionInfo>> {
 
 impl<T> Admitted<T> {
     pub fn peer(&self) -> Peer {
-        self.peer
+        self.connection.peer
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.connection
     }
 }
 
@@ -456,7 +539,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Admitted<T> {
                     } else {
                         "was idle"
                     };
-                    tracing::debug!(peer = %this.peer, "closing a connection that {what} in time");
+                    tracing::debug!(peer = %this.connection.peer, "closing a connection that {what} in time");
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         format!("connection {what} in time"),
@@ -499,10 +582,48 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Admitted<T> {
 }
 
 impl<T> Connected for Admitted<T> {
-    type ConnectInfo = Peer;
+    type ConnectInfo = Connection;
 
-    fn connect_info(&self) -> Peer {
-        self.peer
+    fn connect_info(&self) -> Connection {
+        self.connection.clone()
+    }
+}
+
+/// The HTTP listeners (axum) accept through the same limits and TLS.
+impl axum::serve::Listener for Incoming {
+    type Io = Admitted<Box<dyn ConnectionInfo>>;
+    type Addr = Connection;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.next().await {
+                Some(Ok(io)) => {
+                    let connection = io.connection().clone();
+                    return (io, connection);
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "accept failed"),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Connection> {
+        let peer = match &self.listener {
+            Listener::Tcp(_, addr) => Peer::Tcp(Some(*addr)),
+            Listener::Unix(..) => Peer::Unix(None),
+        };
+        Ok(Connection {
+            peer,
+            client_certificate: None,
+        })
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Incoming>>
+    for Connection
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> Connection {
+        stream.remote_addr().clone()
     }
 }
 

@@ -29,7 +29,7 @@ use crate::{
         MAX_CONCURRENT_EXPORTS,
     },
     keys::{Keyring, KeyringError, KeyringLocation},
-    listen::{ConnectionLimits, Listener, Plane},
+    listen::{Connection, ConnectionLimits, Incoming, Listener, Plane},
     metrics::Metrics,
     policy::{shadow::Shadow, watch::Watcher, PolicyError, PolicyStore},
     proto::{
@@ -37,6 +37,7 @@ use crate::{
         data_masking_server::DataMaskingServer, policy_admin_server::PolicyAdminServer,
         FILE_DESCRIPTOR_SET,
     },
+    tls::{ServerTls, Surface, TlsError},
 };
 
 /// How long shutdown waits for in-flight calls and open connections.
@@ -58,6 +59,8 @@ pub enum ServerError {
     Keyring(#[from] KeyringError),
     #[error("audit key: {0}")]
     AuditKey(#[from] checkpoint::KeyFileError),
+    #[error("TLS (--tls-cert, --tls-key, --tls-client-ca): {0}")]
+    Tls(#[from] TlsError),
     #[error("server on {addr} failed: {message}")]
     Serve { addr: String, message: String },
 }
@@ -71,6 +74,8 @@ pub struct App {
     auth: AuthMode,
     connections: ConnectionLimits,
     http_mapping: Arc<crate::gateway::HttpMapping>,
+    /// TLS of every TCP listener, when configured.
+    tls: Option<Arc<ServerTls>>,
 }
 
 /// Reloads the live (and shadow) policy, audited like every reload. Cheap
@@ -100,6 +105,12 @@ impl App {
         }
         let authn = Authenticator::from_settings(&config.auth)?;
         let auth = config.auth.mode();
+        let tls = config
+            .tls
+            .clone()
+            .map(ServerTls::load)
+            .transpose()?
+            .map(Arc::new);
 
         let listen: Vec<String> = config.listeners.iter().map(ToString::to_string).collect();
         let startup = Record::startup(
@@ -155,6 +166,7 @@ impl App {
             auth,
             connections: config.connections,
             http_mapping: config.http_mapping,
+            tls,
         })
     }
 
@@ -169,6 +181,9 @@ impl App {
             tracing::warn!("{warning}");
         }
         Authenticator::from_settings(&config.auth)?;
+        if let Some(files) = &config.tls {
+            ServerTls::load(files.clone())?;
+        }
         if let KeyringLocation::Given(_) = config.keyring {
             Keyring::open(&config.keyring)?;
         }
@@ -241,6 +256,10 @@ impl App {
         let health_task = tokio::spawn(watch_audit_health(health.clone(), audit.clone()));
         let refusals_task = tokio::spawn(record_counted_refusals(shared.clone()));
         let jwks_task = tokio::spawn(reload_jwks_on_change(shared.clone()));
+        let tls_task = self
+            .tls
+            .clone()
+            .map(|tls| tokio::spawn(reload_tls_on_change(tls)));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -279,6 +298,16 @@ impl App {
             if let Listener::Unix(_, path) = &listener {
                 sockets.push(path.clone());
             }
+            let surface = match plane {
+                Plane::Data | Plane::Admin => Surface::Grpc,
+                Plane::Http => Surface::Http,
+                Plane::Metrics => Surface::Metrics,
+            };
+            let incoming = listener.incoming(
+                permits.clone(),
+                self.connections,
+                self.tls.clone().map(|tls| (tls, surface)),
+            );
             if matches!(plane, Plane::Metrics | Plane::Http) {
                 tracing::debug!(address = %address, plane = plane.name(), "listening");
                 let mut stop = stop_rx.clone();
@@ -290,7 +319,7 @@ impl App {
                 } else {
                     crate::http::metrics_router(shared.clone())
                 };
-                http_servers.push(tokio::spawn(serve_http(listener, router, signal)));
+                http_servers.push(tokio::spawn(serve_http(incoming, router, signal)));
                 continue;
             }
             let access = AccessControlServer::new(AccessControlService::new(shared.clone()))
@@ -325,9 +354,7 @@ impl App {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
             tracing::debug!(address = %address, plane = plane.name(), "listening");
-            let incoming = listener
-                .incoming(permits.clone(), self.connections)
-                .map(|accepted| accepted.map(CoalescedWrites::new));
+            let incoming = incoming.map(|accepted| accepted.map(CoalescedWrites::new));
             let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal));
             servers.push((address, task));
         }
@@ -366,6 +393,9 @@ impl App {
         health_task.abort();
         refusals_task.abort();
         jwks_task.abort();
+        if let Some(task) = tls_task {
+            task.abort();
+        }
         for record in shared.refusals.take_closed(true) {
             let _ = audit.append_one(record).await;
         }
@@ -390,26 +420,41 @@ impl App {
     }
 }
 
-/// Serves plain HTTP/1.1 (metrics, probes) until `signal`.
+/// Serves HTTP/1.1 (the JSON API, metrics, probes) until `signal`.
 async fn serve_http(
-    listener: Listener,
+    incoming: Incoming,
     router: axum::Router,
     signal: impl Future<Output = ()> + Send + 'static,
 ) {
-    let served = match listener {
-        Listener::Tcp(listener, _) => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(signal)
-                .await
-        }
-        Listener::Unix(listener, _) => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(signal)
-                .await
-        }
-    };
+    let served = axum::serve(
+        incoming,
+        router.into_make_service_with_connect_info::<Connection>(),
+    )
+    .with_graceful_shutdown(signal)
+    .await;
     if let Err(e) = served {
-        tracing::error!(error = %e, "the metrics listener stopped");
+        tracing::error!(error = %e, "an HTTP listener stopped");
+    }
+}
+
+/// How often the TLS files are re-read: rotations land within it.
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Swaps in rotated certificates; a broken rotation is logged once and the
+/// working configuration keeps serving.
+async fn reload_tls_on_change(tls: Arc<ServerTls>) {
+    let mut ticks = tokio::time::interval(TLS_RELOAD_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let files = tls.clone();
+        match tokio::task::spawn_blocking(move || files.reload_if_changed()).await {
+            Ok(Ok(true)) => tracing::info!("TLS certificate rotated: new handshakes use it"),
+            Ok(Ok(false)) | Err(_) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "TLS files changed but cannot be used; still serving the previous certificate")
+            }
+        }
     }
 }
 

@@ -28,7 +28,7 @@ const LAYERS: &[&[&str]] = &[
         "gateway",
     ],
     &["keys"],
-    &["diagnostics", "keyfile", "metrics", "proto"],
+    &["diagnostics", "keyfile", "metrics", "proto", "tls"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

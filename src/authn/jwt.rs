@@ -274,7 +274,7 @@ mod tests {
     use super::*;
     use crate::authn::{
         dev::{mint_hs256, DevToken},
-        Authenticator,
+        Authenticator, Credentials,
     };
     use jsonwebtoken::{EncodingKey, Header};
 
@@ -358,16 +358,24 @@ mod tests {
         );
         let auth = Authenticator::Jwt(Box::new(v));
         let header = format!("Bearer {}", token("alice", 60));
+        let bearer = |authorization| Credentials {
+            authorization,
+            ..Credentials::default()
+        };
         assert_eq!(
-            auth.authenticate(Some(&header), "bob"),
+            auth.authenticate(bearer(Some(&header)), "bob"),
             Err(AuthnError::SubjectMismatch {
                 request: "bob".into(),
-                token: "alice".into()
+                token: "alice".into(),
+                credential: "token",
             })
         );
-        assert_eq!(auth.authenticate(None, ""), Err(AuthnError::MissingToken));
         assert_eq!(
-            auth.authenticate(Some("Basic abc"), ""),
+            auth.authenticate(bearer(None), ""),
+            Err(AuthnError::MissingToken)
+        );
+        assert_eq!(
+            auth.authenticate(bearer(Some("Basic abc")), ""),
             Err(AuthnError::NotBearer)
         );
     }

@@ -1,5 +1,6 @@
 //! Identity: turns a request's `authorization` metadata into a verified
-//! [`Principal`] (jwt mode), or accepts the caller's word (trusted mode).
+//! [`Principal`] (jwt mode), takes it from the verified TLS client
+//! certificate (mtls mode), or accepts the caller's word (trusted mode).
 //! [`jwt`] verifies tokens, [`key_files`] reads the keys they are checked
 //! with, [`dev`] mints development tokens for `vigil token`.
 //!
@@ -14,6 +15,8 @@ pub use dev::{load_or_create_dev_secret, mint_hs256, DevToken, DEV_SECRET_FILE};
 pub use jwt::{JwtKeySource, JwtSettings, JwtVerifier};
 pub use key_files::KeyError;
 
+use crate::tls::{CertificateNames, SubjectName};
+
 /// How callers are identified, as an operator chooses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,6 +25,9 @@ pub enum AuthMode {
     Trusted,
     /// The subject comes from a verified bearer token.
     Jwt,
+    /// The subject is a name of the verified TLS client certificate (a
+    /// SPIFFE ID by default).
+    Mtls,
 }
 
 impl AuthMode {
@@ -29,6 +35,7 @@ impl AuthMode {
         match self {
             AuthMode::Trusted => "trusted",
             AuthMode::Jwt => "jwt",
+            AuthMode::Mtls => "mtls",
         }
     }
 }
@@ -68,8 +75,20 @@ pub enum AuthnError {
     WrongAudience,
     #[error("token lacks the required claim `{0}`")]
     MissingClaim(String),
-    #[error("request subject {request:?} differs from the token's subject {token:?}")]
-    SubjectMismatch { request: String, token: String },
+    #[error("request subject {request:?} differs from the {credential}'s subject {token:?}")]
+    SubjectMismatch {
+        request: String,
+        token: String,
+        /// What named the subject: "token" or "certificate".
+        credential: &'static str,
+    },
+    #[error(
+        "no client certificate: --auth mtls identifies callers by the TLS client certificate, \
+         and this connection has none (a Unix socket, or a TCP listener without --tls-client-ca)"
+    )]
+    NoClientCertificate,
+    #[error("the client certificate has no {0} name, which --mtls-subject takes the subject from")]
+    CertificateLacksName(&'static str),
 }
 
 impl AuthnError {
@@ -89,6 +108,8 @@ impl AuthnError {
             AuthnError::WrongAudience => "wrong_audience",
             AuthnError::MissingClaim(_) => "missing_claim",
             AuthnError::SubjectMismatch { .. } => "subject_mismatch",
+            AuthnError::NoClientCertificate => "no_client_certificate",
+            AuthnError::CertificateLacksName(_) => "certificate_lacks_name",
         }
     }
 }
@@ -101,6 +122,18 @@ pub enum AuthSettings {
         forced_remote: bool,
     },
     Jwt(JwtSettings),
+    Mtls(MtlsSettings),
+}
+
+/// `--auth mtls`: which certificate name is the subject, and which callers
+/// are gateways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MtlsSettings {
+    pub subject_name: SubjectName,
+    /// Subjects (as `subject_name` reads them) of gateways (Envoy, nginx)
+    /// whose ext_authz checks and `/v1/check` subrequests name the end
+    /// subject themselves. Any other caller is its own subject there too.
+    pub gateways: Vec<String>,
 }
 
 impl AuthSettings {
@@ -108,8 +141,22 @@ impl AuthSettings {
         match self {
             AuthSettings::Trusted { .. } => AuthMode::Trusted,
             AuthSettings::Jwt(_) => AuthMode::Jwt,
+            AuthSettings::Mtls(_) => AuthMode::Mtls,
         }
     }
+}
+
+/// What a call proves about its caller.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// The `authorization` metadata or header.
+    pub authorization: Option<&'a str>,
+    /// The verified TLS client certificate of the connection.
+    pub client_certificate: Option<&'a CertificateNames>,
+    /// Set by a gateway front-end (ext_authz, `/v1/check`) when the
+    /// connection is a configured mTLS gateway's, whose request names the
+    /// end subject. Never set from anything a caller sends.
+    pub vouched_by_gateway: bool,
 }
 
 /// How callers are identified.
@@ -118,6 +165,7 @@ pub enum Authenticator {
     /// The request's own `subject` is used.
     Trusted,
     Jwt(Box<JwtVerifier>),
+    Mtls(MtlsSettings),
 }
 
 impl Authenticator {
@@ -143,6 +191,21 @@ impl Authenticator {
                     jwt,
                 )?)))
             }
+            AuthSettings::Mtls(mtls) => Ok(Authenticator::Mtls(mtls.clone())),
+        }
+    }
+
+    /// Whether a gateway check (ext_authz, `/v1/check`) on this connection
+    /// takes the end subject from the request it describes (a header,
+    /// Envoy's peer principal) rather than from the caller's credentials:
+    /// always in trusted mode, for configured gateways in mtls mode.
+    pub fn gateway_names_subject(&self, client_certificate: Option<&CertificateNames>) -> bool {
+        match self {
+            Authenticator::Trusted => true,
+            Authenticator::Jwt(_) => false,
+            Authenticator::Mtls(mtls) => client_certificate
+                .and_then(|cert| cert.subject(mtls.subject_name))
+                .is_some_and(|subject| mtls.gateways.iter().any(|g| g == subject)),
         }
     }
 
@@ -151,31 +214,52 @@ impl Authenticator {
         matches!(self, Authenticator::Trusted)
     }
 
-    /// Resolves the principal of a request from its bearer token (if any)
-    /// and the `subject` it names.
+    /// Resolves the principal of a request from its credentials and the
+    /// `subject` it names.
     pub fn authenticate(
         &self,
-        authorization: Option<&str>,
+        credentials: Credentials<'_>,
         request_subject: &str,
     ) -> Result<Principal, AuthnError> {
-        match self {
-            Authenticator::Trusted => Ok(Principal {
-                subject: request_subject.to_owned(),
-                roles: Vec::new(),
-            }),
-            Authenticator::Jwt(verifier) => {
-                let header = authorization.ok_or(AuthnError::MissingToken)?;
-                let token = bearer_token(header)?;
-                let principal = verifier.verify(token)?;
-                if !request_subject.is_empty() && request_subject != principal.subject {
-                    return Err(AuthnError::SubjectMismatch {
-                        request: request_subject.to_owned(),
-                        token: principal.subject,
-                    });
-                }
-                Ok(principal)
+        let (principal, credential) = match self {
+            Authenticator::Trusted => {
+                return Ok(Principal {
+                    subject: request_subject.to_owned(),
+                    roles: Vec::new(),
+                })
             }
+            Authenticator::Mtls(_) if credentials.vouched_by_gateway => {
+                return Ok(Principal {
+                    subject: request_subject.to_owned(),
+                    roles: Vec::new(),
+                })
+            }
+            Authenticator::Jwt(verifier) => {
+                let header = credentials.authorization.ok_or(AuthnError::MissingToken)?;
+                (verifier.verify(bearer_token(header)?)?, "token")
+            }
+            Authenticator::Mtls(mtls) => {
+                let cert = credentials
+                    .client_certificate
+                    .ok_or(AuthnError::NoClientCertificate)?;
+                let subject = cert
+                    .subject(mtls.subject_name)
+                    .ok_or(AuthnError::CertificateLacksName(mtls.subject_name.name()))?;
+                let principal = Principal {
+                    subject: subject.to_owned(),
+                    roles: Vec::new(),
+                };
+                (principal, "certificate")
+            }
+        };
+        if !request_subject.is_empty() && request_subject != principal.subject {
+            return Err(AuthnError::SubjectMismatch {
+                request: request_subject.to_owned(),
+                token: principal.subject,
+                credential,
+            });
         }
+        Ok(principal)
     }
 }
 

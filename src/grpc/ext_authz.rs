@@ -5,10 +5,13 @@
 //!
 //! The `[http]` mapping (crate::gateway) turns the HTTP request Envoy
 //! describes into a Casbin request. The subject: in jwt mode the bearer
-//! token of the request's `authorization` header; in trusted mode the
-//! mapping's `subject_header` (set by an earlier filter) or else the
-//! mTLS peer principal Envoy reports (a SPIFFE ID). `context_extensions`
-//! of the route may set `object`, `action` and `domain` directly.
+//! token of the request's `authorization` header; in trusted mode, and in
+//! mtls mode when Envoy's own certificate names a configured gateway
+//! (`--mtls-gateway`), the mapping's `subject_header` (set by an earlier
+//! filter) or else the mTLS peer principal Envoy reports (a SPIFFE ID); in
+//! mtls mode for any other caller, the caller's own certificate.
+//! `context_extensions` of the route may set `object`, `action` and
+//! `domain` directly.
 
 use std::sync::Arc;
 
@@ -27,15 +30,15 @@ use crate::{
 #[derive(Clone)]
 pub struct ExtAuthzService {
     access: AccessControlService,
+    shared: Arc<Shared>,
     mapping: Arc<HttpMapping>,
-    trusted: bool,
 }
 
 impl ExtAuthzService {
     pub fn new(shared: Arc<Shared>, mapping: Arc<HttpMapping>) -> ExtAuthzService {
         ExtAuthzService {
-            trusted: shared.authn.is_trusted(),
-            access: AccessControlService::new(shared),
+            access: AccessControlService::new(shared.clone()),
+            shared,
             mapping,
         }
     }
@@ -74,6 +77,12 @@ impl Authorization for ExtAuthzService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        let connection = super::connection_of(&request).cloned();
+        let names_subject = self.shared.authn.gateway_names_subject(
+            connection
+                .as_ref()
+                .and_then(|c| c.client_certificate.as_deref()),
+        );
         let check = request.into_inner();
         let attributes = check.attributes.unwrap_or_default();
         let Some(http) = attributes.request.and_then(|r| r.http) else {
@@ -102,7 +111,7 @@ impl Authorization for ExtAuthzService {
         if let Some(value) = extensions.get("domain") {
             domain = value.clone();
         }
-        let subject = if self.trusted {
+        let subject = if names_subject {
             let from_header = self
                 .mapping
                 .subject_header
@@ -136,6 +145,10 @@ impl Authorization for ExtAuthzService {
                 attributes: Default::default(),
             },
             header,
+            super::Via {
+                connection,
+                vouched_by_gateway: names_subject && !self.shared.authn.is_trusted(),
+            },
         );
         let response = match AccessControl::authorize(&self.access, authorize).await {
             Ok(answer) => {

@@ -23,9 +23,9 @@ pub use status::RpcError;
 
 use crate::{
     audit::{AuditLog, Redactor},
-    authn::{Authenticator, AuthnError, Principal},
+    authn::{Authenticator, AuthnError, Credentials, Principal},
     keys::Keyring,
-    listen::{Peer, Plane},
+    listen::{Connection, Peer, Plane},
     metrics::{Metrics, Outcome, Rpc, ScrapeState},
     policy::{shadow::Shadow, PolicyStore},
     telemetry::{self, Stage},
@@ -75,15 +75,49 @@ pub struct Shared {
 
 /// A call that arrived over HTTP or through a gateway, as a gRPC caller
 /// would send it: the headers vigil reads from metadata (the bearer token,
-/// the trace context) copied over from `header` (lowercase names).
-pub fn forwarded<'h, T>(message: T, header: impl Fn(&str) -> Option<&'h str>) -> tonic::Request<T> {
+/// the trace context) copied over from `header` (lowercase names), and the
+/// connection it came on (its peer, its client certificate).
+pub fn forwarded<'h, T>(
+    message: T,
+    header: impl Fn(&str) -> Option<&'h str>,
+    via: Via,
+) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     for name in ["authorization", "traceparent", "tracestate"] {
         if let Some(value) = header(name).and_then(|v| v.parse().ok()) {
             request.metadata_mut().insert(name, value);
         }
     }
+    if let Some(connection) = via.connection {
+        request.extensions_mut().insert(connection);
+    }
+    if via.vouched_by_gateway {
+        request.extensions_mut().insert(VouchedByGateway);
+    }
     request
+}
+
+/// How a forwarded call reached vigil.
+#[derive(Debug, Clone, Default)]
+pub struct Via {
+    pub connection: Option<Connection>,
+    /// A configured mTLS gateway made the call and named the end subject
+    /// (see `Authenticator::gateway_names_subject`).
+    pub vouched_by_gateway: bool,
+}
+
+/// Request extension only vigil's own front-ends insert: a caller cannot
+/// send extensions, only metadata.
+#[derive(Debug, Clone, Copy)]
+struct VouchedByGateway;
+
+/// The connection a call came on, as the listener recorded it.
+pub(crate) fn connection_of<T>(request: &tonic::Request<T>) -> Option<&Connection> {
+    request.extensions().get::<Connection>()
+}
+
+pub(crate) fn peer_of<T>(request: &tonic::Request<T>) -> Option<Peer> {
+    connection_of(request).map(|connection| connection.peer)
 }
 
 /// A call's gRPC metadata, where its `traceparent` is read.
@@ -149,8 +183,13 @@ impl Shared {
     ) -> Result<Principal, RpcError> {
         let verified = {
             let _authenticating = telemetry::stage(Stage::Authn).entered();
-            self.authn
-                .authenticate(authorization(request), claimed_subject)
+            let credentials = Credentials {
+                authorization: authorization(request),
+                client_certificate: connection_of(request)
+                    .and_then(|c| c.client_certificate.as_deref()),
+                vouched_by_gateway: request.extensions().get::<VouchedByGateway>().is_some(),
+            };
+            self.authn.authenticate(credentials, claimed_subject)
         };
         match verified {
             Ok(mut principal) => {
@@ -160,7 +199,7 @@ impl Shared {
                 Ok(principal)
             }
             Err(error) => {
-                let peer = request.extensions().get::<Peer>().copied();
+                let peer = peer_of(request);
                 Err(self.refuse(error, claimed_subject, rpc, peer).await)
             }
         }
@@ -216,9 +255,9 @@ impl Shared {
         rpc: &'static str,
         plane: Plane,
     ) -> Result<Principal, RpcError> {
-        let peer = request.extensions().get::<Peer>().copied();
+        let peer = peer_of(request);
         let (principal, admitted, reason) = match (&self.authn, plane, peer) {
-            (Authenticator::Jwt(_), _, _) => {
+            (Authenticator::Jwt(_) | Authenticator::Mtls(_), _, _) => {
                 let principal = self.authenticate(request, "", rpc).await?;
                 let admitted = principal.roles.contains(&self.admin_role)
                     || self

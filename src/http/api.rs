@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     body::Bytes,
-    extract::State,
+    extract::{ConnectInfo, State},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -22,7 +22,8 @@ use tonic::Code;
 
 use crate::{
     gateway::{HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON},
-    grpc::{AccessControlService, DataMaskingService, Shared},
+    grpc::{AccessControlService, DataMaskingService, Shared, Via},
+    listen::Connection,
     proto::{
         access_control_server::AccessControl, data_masking_server::DataMasking,
         AuthorizeBatchRequest, AuthorizeRequest, AuthorizeResponse, MaskRequest, UnmaskRequest,
@@ -34,14 +35,14 @@ struct Api {
     access: AccessControlService,
     masking: DataMaskingService,
     mapping: Arc<HttpMapping>,
-    trusted: bool,
+    shared: Arc<Shared>,
 }
 
 pub fn router(shared: Arc<Shared>, mapping: Arc<HttpMapping>) -> Router {
     let api = Api {
         access: AccessControlService::new(shared.clone()),
         masking: DataMaskingService::new(shared.clone()),
-        trusted: shared.authn.is_trusted(),
+        shared: shared.clone(),
         mapping,
     };
     Router::new()
@@ -143,23 +144,46 @@ fn bad_json(e: serde_json::Error) -> Response {
     error(bad_json_status(e))
 }
 
-/// The HTTP call's message as a gRPC call with its headers.
-fn grpc_request<T>(message: T, headers: &HeaderMap) -> tonic::Request<T> {
-    crate::grpc::forwarded(message, |name| headers.get(name)?.to_str().ok())
+/// The HTTP call's message as a gRPC call with its headers and connection.
+fn grpc_request<T>(message: T, headers: &HeaderMap, via: Via) -> tonic::Request<T> {
+    crate::grpc::forwarded(message, |name| headers.get(name)?.to_str().ok(), via)
 }
 
-async fn authorize(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+/// A direct API call: the caller is who its own credentials say.
+fn direct(connection: Connection) -> Via {
+    Via {
+        connection: Some(connection),
+        vouched_by_gateway: false,
+    }
+}
+
+async fn authorize(
+    State(api): State<Api>,
+    ConnectInfo(connection): ConnectInfo<Connection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let json: AuthorizeJson = match serde_json::from_slice(&body) {
         Ok(json) => json,
         Err(e) => return bad_json(e),
     };
-    match AccessControl::authorize(&api.access, grpc_request(json.into(), &headers)).await {
+    match AccessControl::authorize(
+        &api.access,
+        grpc_request(json.into(), &headers, direct(connection)),
+    )
+    .await
+    {
         Ok(answer) => Json(AuthorizeAnswer::from(answer.into_inner())).into_response(),
         Err(status) => error(status),
     }
 }
 
-async fn authorize_batch(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+async fn authorize_batch(
+    State(api): State<Api>,
+    ConnectInfo(connection): ConnectInfo<Connection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let json: BatchJson = match serde_json::from_slice(&body) {
         Ok(json) => json,
         Err(e) => return bad_json(e),
@@ -167,7 +191,12 @@ async fn authorize_batch(State(api): State<Api>, headers: HeaderMap, body: Bytes
     let request = AuthorizeBatchRequest {
         requests: json.requests.into_iter().map(Into::into).collect(),
     };
-    match AccessControl::authorize_batch(&api.access, grpc_request(request, &headers)).await {
+    match AccessControl::authorize_batch(
+        &api.access,
+        grpc_request(request, &headers, direct(connection)),
+    )
+    .await
+    {
         Ok(answer) => {
             let responses: Vec<AuthorizeAnswer> = answer
                 .into_inner()
@@ -232,7 +261,12 @@ fn reading(body: &[u8]) -> Result<Reading, tonic::Status> {
     })
 }
 
-async fn mask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+async fn mask(
+    State(api): State<Api>,
+    ConnectInfo(connection): ConnectInfo<Connection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let reading = match reading(&body) {
         Ok(reading) => reading,
         Err(status) => return error(status),
@@ -244,7 +278,12 @@ async fn mask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respon
         attributes: reading.attributes,
         records: reading.records,
     };
-    match DataMasking::mask(&api.masking, grpc_request(request, &headers)).await {
+    match DataMasking::mask(
+        &api.masking,
+        grpc_request(request, &headers, direct(connection)),
+    )
+    .await
+    {
         Ok(answer) => {
             let answer = answer.into_inner();
             let actions: Vec<serde_json::Value> = answer
@@ -271,7 +310,12 @@ async fn mask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respon
     }
 }
 
-async fn unmask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+async fn unmask(
+    State(api): State<Api>,
+    ConnectInfo(connection): ConnectInfo<Connection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let reading = match reading(&body) {
         Ok(reading) => reading,
         Err(status) => return error(status),
@@ -295,7 +339,12 @@ async fn unmask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resp
         values,
         records: reading.records,
     };
-    match DataMasking::unmask(&api.masking, grpc_request(request, &headers)).await {
+    match DataMasking::unmask(
+        &api.masking,
+        grpc_request(request, &headers, direct(connection)),
+    )
+    .await
+    {
         Ok(answer) => {
             let answer = answer.into_inner();
             Json(serde_json::json!({
@@ -316,7 +365,11 @@ async fn unmask(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resp
 /// `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik); the mapping makes them
 /// a Casbin request. 200 allows (with the decision id), 403 denies, 401 is
 /// an identity failure, 503 an audit outage: never allowed unaudited.
-async fn check(State(api): State<Api>, headers: HeaderMap) -> Response {
+async fn check(
+    State(api): State<Api>,
+    ConnectInfo(connection): ConnectInfo<Connection>,
+    headers: HeaderMap,
+) -> Response {
     let header = |names: &[&str]| {
         names
             .iter()
@@ -333,7 +386,11 @@ async fn check(State(api): State<Api>, headers: HeaderMap) -> Response {
         ));
     };
     let host = header(&["x-original-host", "x-forwarded-host", "host"]).unwrap_or_default();
-    let subject = if api.trusted {
+    let names_subject = api
+        .shared
+        .authn
+        .gateway_names_subject(connection.client_certificate.as_deref());
+    let subject = if names_subject {
         match api
             .mapping
             .subject_header
@@ -352,7 +409,7 @@ async fn check(State(api): State<Api>, headers: HeaderMap) -> Response {
             }
         }
     } else {
-        // jwt mode: the subject is the token's.
+        // The caller's own credentials (a token, a certificate) name it.
         String::new()
     };
     let Mapped {
@@ -369,7 +426,11 @@ async fn check(State(api): State<Api>, headers: HeaderMap) -> Response {
         domain,
         attributes: HashMap::new(),
     };
-    match AccessControl::authorize(&api.access, grpc_request(request, &headers)).await {
+    let via = Via {
+        vouched_by_gateway: names_subject && !api.shared.authn.is_trusted(),
+        connection: Some(connection),
+    };
+    match AccessControl::authorize(&api.access, grpc_request(request, &headers, via)).await {
         Ok(answer) => {
             let answer = answer.into_inner();
             let mut response = if answer.allowed {
