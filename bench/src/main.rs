@@ -31,6 +31,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use envoy_types::pb::envoy::service::auth::v3::{
+    authorization_client::AuthorizationClient, CheckRequest,
+};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
@@ -156,6 +159,11 @@ fn build_vigil() -> PathBuf {
 struct Server {
     child: Child,
     tcp: String,
+    /// The HTTP/JSON API's address, with `--http-listen`.
+    http: String,
+    /// The CA that signed the server's certificate, with `--tls-cert`: the
+    /// generator's channels speak TLS.
+    tls_ca: Option<String>,
     unix: PathBuf,
     /// The admin socket (PolicyAdmin, Audit).
     admin: PathBuf,
@@ -199,15 +207,22 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut tcp = String::new();
+        let mut http = String::new();
         let mut seen = 0;
         // Every announced line is read: vigil must not write to a closed pipe.
-        let expected = 3 + usize::from(extra.contains(&"--metrics-listen"));
+        let expected = 3
+            + usize::from(extra.contains(&"--metrics-listen"))
+            + usize::from(extra.contains(&"--http-listen"));
         while seen < expected {
             let line = lines
                 .next()
                 .expect("vigil exited before listening")
                 .expect("read stdout");
-            if line.starts_with("admin listening on ") || line.starts_with("metrics listening on ")
+            if let Some(address) = line.strip_prefix("http listening on ") {
+                seen += 1;
+                http = address.to_owned();
+            } else if line.starts_with("admin listening on ")
+                || line.starts_with("metrics listening on ")
             {
                 seen += 1;
             } else if let Some(address) = line.strip_prefix("listening on ") {
@@ -221,6 +236,8 @@ impl Server {
         Server {
             child,
             tcp,
+            http,
+            tls_ca: None,
             unix: socket,
             admin,
             _dir: dir,
@@ -240,6 +257,20 @@ impl Server {
     async fn channel(&self, unix: bool) -> Channel {
         if unix {
             unix_channel(self.unix.clone()).await
+        } else if let Some(ca) = &self.tls_ca {
+            let port = self.tcp.rsplit(':').next().expect("HOST:PORT");
+            Endpoint::from_shared(format!("https://localhost:{port}"))
+                .expect("endpoint")
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                        .domain_name("localhost"),
+                )
+                .expect("TLS config")
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .expect("connect tls")
         } else {
             Endpoint::from_shared(format!("http://{}", self.tcp))
                 .expect("endpoint")
@@ -309,6 +340,8 @@ enum Call {
     Authorize(Vec<AuthorizeRequest>),
     Batch(AuthorizeBatchRequest),
     Mask(MaskRequest),
+    /// Envoy's ext_authz `Check`, as Envoy sends it.
+    ExtAuthz(Vec<CheckRequest>),
 }
 
 impl Call {
@@ -335,6 +368,11 @@ impl Call {
                 "/vigil.v1.DataMasking/Mask",
                 vec![lean::frame(request)],
                 request.records.len() as u64,
+            ),
+            Call::ExtAuthz(requests) => (
+                "/envoy.service.auth.v3.Authorization/Check",
+                requests.iter().map(lean::frame).collect(),
+                1,
             ),
         }
     }
@@ -429,7 +467,8 @@ async fn drive(
                     (
                         AccessControlClient::new(channel.clone()),
                         HealthClient::new(channel.clone()),
-                        DataMaskingClient::new(channel),
+                        DataMaskingClient::new(channel.clone()),
+                        AuthorizationClient::new(channel),
                     )
                 });
                 let deadline = Instant::now() + duration;
@@ -442,7 +481,7 @@ async fn drive(
                             .unary(path, frames[n % frames.len()].clone())
                             .await
                             .is_ok(),
-                        (None, Some((access, health, masking))) => match &call {
+                        (None, Some((access, health, masking, ext_authz))) => match &call {
                             Call::Floor => health
                                 .check(HealthCheckRequest {
                                     service: String::new(),
@@ -457,6 +496,10 @@ async fn drive(
                                 access.authorize_batch(batch.clone()).await.is_ok()
                             }
                             Call::Mask(request) => masking.mask(request.clone()).await.is_ok(),
+                            Call::ExtAuthz(requests) => ext_authz
+                                .check(requests[n % requests.len()].clone())
+                                .await
+                                .is_ok(),
                         },
                         (None, None) => unreachable!("every stream has a connection"),
                     };
@@ -929,6 +972,9 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
     }
     if only.wants('f') {
         sections::audit::run(&mut run).await;
+    }
+    if only.wants('g') {
+        sections::gateways::run(&mut run).await;
     }
     if only.wants('o') {
         sections::observability::run(&mut run).await;
