@@ -563,19 +563,24 @@ fn role_matching_mistakes_name_their_line() {
         );
     }
 
-    // Grants with a time window but nothing saying how to check it: the
-    // role definition's line says what to add.
+    // Grants with three condition parameters (not Go's built-in time
+    // window) and nothing saying how to check them: the role definition's
+    // line says what to add.
     let temporal = tempfile::tempdir().unwrap();
-    for file in ["policy.csv", "classification.toml"] {
-        std::fs::copy(
-            repo_path("tests/models/temporal_roles").join(file),
-            temporal.path().join(file),
-        )
-        .unwrap();
-    }
+    std::fs::copy(
+        repo_path("tests/models/temporal_roles/classification.toml"),
+        temporal.path().join("classification.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        temporal.path().join("policy.csv"),
+        "p, admin, data1, read\ng, alice, admin, a, b, c\n",
+    )
+    .unwrap();
     let model = std::fs::read_to_string(repo_path("tests/models/temporal_roles/model.conf"))
         .unwrap()
-        .replace("[role_matching]\ng.condition = timeMatch\n", "");
+        .replace("[role_matching]\ng.condition = timeMatch\n", "")
+        .replace("g = _, _, (_, _)", "g = _, _, (_, _, _)");
     std::fs::write(temporal.path().join("model.conf"), &model).unwrap();
     let output = common::vigil_command(
         &[
@@ -588,7 +593,7 @@ fn role_matching_mistakes_name_their_line() {
     );
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &*String::from_utf8_lossy(&output.stderr);
-    let at = format!("model.conf:{}", line_of(&model, "g = _, _, (_, _)"));
+    let at = format!("model.conf:{}", line_of(&model, "g = _, _, (_, _, _)"));
     assert!(
         text.contains(&at) && text.contains("g.condition = timeMatch"),
         "{text}"
@@ -672,4 +677,143 @@ async fn role_constraints_are_checked_at_load() {
             "no `{at}: breaks constraint {key} ({constraint_at})` in:\n{text}"
         );
     }
+}
+
+/// `eval()` of a rule column written in Go's syntax (single quotes):
+/// examples/eval_operator_model.conf and eval_operator_policy.csv of
+/// casbin/casbin. casbin-rs failed every request on it ('admin' is a
+/// character literal to rhai), with engine text as the reason.
+#[tokio::test]
+async fn eval_of_rule_expressions_as_go_casbin_reads_them() {
+    let mut started = expect_decisions(
+        "tests/models/eval_operator",
+        &[
+            ("admin", "users", "write", true),
+            ("admin", "users", "read", false),
+            ("admin", "groups", "write", false),
+            ("bob", "users", "write", false),
+        ],
+    )
+    .await;
+    let answer = started
+        .client
+        .authorize(common::request("admin", "users", "write"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.reason.contains("policy.csv:1"), "{}", answer.reason);
+}
+
+/// `keyGet` and `keyGet2` return the wildcard's text, tested with `in`
+/// (examples/keyget_model.conf and keyget2_model.conf of casbin/casbin,
+/// with keymatch_policy.csv's and keymatch2_policy.csv's shapes).
+#[tokio::test]
+async fn key_get_functions_as_go_casbin_decides() {
+    expect_decisions(
+        "tests/models/keyget",
+        &[
+            ("alice", "/alice_data/age", "GET", true),
+            ("alice", "/alice_data/name", "GET", true),
+            ("alice", "/alice_data/phone", "GET", false),
+            ("alice", "/alice_data/resource1", "POST", true),
+            ("alice", "/alice_data/resource2", "POST", false),
+            ("bob", "/alice_data/age", "GET", false),
+        ],
+    )
+    .await;
+    expect_decisions(
+        "tests/models/keyget2",
+        &[
+            ("alice", "/alice_data/age", "GET", true),
+            ("alice", "/alice_data/name", "GET", true),
+            ("alice", "/alice_data/x", "GET", false),
+            ("alice", "/alice_data/name", "POST", false),
+        ],
+    )
+    .await;
+}
+
+/// Link conditions with no `[role_matching]` line are Go's built-in time
+/// window, as Go's tests register it (util.TimeMatchFunc): the examples
+/// load unchanged. rbac_with_different_types_of_roles (a grant expired in
+/// year 0000 no longer counts) and rbac_with_domains_conditional, from
+/// casbin/casbin.
+#[tokio::test]
+async fn time_window_conditions_by_default_as_go_tests_register_them() {
+    expect_decisions(
+        "tests/models/different_role_types",
+        &[
+            ("alice", "data1", "read", true),
+            ("alice", "data1", "write", true),
+            ("alice", "data2", "read", false),
+            ("bob", "data2", "read", true),
+            ("bob", "data2", "write", false),
+            ("carol", "data2", "read", false),
+            ("carol", "data2", "write", false),
+        ],
+    )
+    .await;
+    let vigil = Launch::new(repo_path("tests/models/domains_conditional")).start();
+    let mut client = vigil.client().await;
+    for (subject, domain, object, action, allowed) in [
+        ("alice", "domain1", "service1", "/list", true),
+        ("alice", "domain1", "service1", "/get/1/detail", true),
+        ("alice", "domain1", "service1", "/broadcast", false),
+        ("bob", "domain2", "service2", "/trip", true),
+        ("bob", "domain1", "service1", "/list", false),
+        ("jack", "domain1", "service1", "/list", false),
+    ] {
+        let mut request = common::request(subject, object, action);
+        request.domain = domain.into();
+        let answer = client.authorize(request).await.unwrap().into_inner();
+        assert_eq!(
+            answer.allowed, allowed,
+            "{subject} {domain} {object} {action}: {}",
+            answer.reason
+        );
+    }
+}
+
+/// Relationship-based access (examples/rebac_model.conf of casbin/casbin):
+/// a user's role on an object, the object's type.
+#[tokio::test]
+async fn rebac_as_go_casbin_decides() {
+    expect_decisions(
+        "tests/models/rebac",
+        &[
+            ("alice", "doc1", "read", true),
+            ("alice", "doc2", "read", false),
+            ("bob", "doc2", "read", true),
+            ("bob", "doc1", "read", false),
+            ("alice", "doc1", "write", false),
+        ],
+    )
+    .await;
+}
+
+/// Go's explicit-override effects, `priority(p_eft) && !some(where (p_eft
+/// == deny))` and its subjectPriority form
+/// (examples/priority_explicit_override_* and
+/// subject_priority_explicit_override_* of casbin/casbin): a matching deny
+/// wins whatever its priority.
+#[tokio::test]
+async fn explicit_override_effects_as_go_casbin_decides() {
+    expect_decisions(
+        "tests/models/priority_explicit_override",
+        &[
+            ("alice", "data2", "read", true),
+            ("bob", "data2", "write", true),
+            ("alice", "data1", "read", false),
+        ],
+    )
+    .await;
+    expect_decisions(
+        "tests/models/subject_priority_explicit_override",
+        &[
+            ("alice", "data", "write", false),
+            ("writer", "data", "write", false),
+            ("bob", "data", "write", false),
+        ],
+    )
+    .await;
 }

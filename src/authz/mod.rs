@@ -16,10 +16,12 @@ use std::{
 };
 
 mod compiled;
+mod go_syntax;
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter};
 use compiled::Compiled;
 pub use compiled::{Func as MatchingFunction, LinkCondition, Matching};
+pub use go_syntax::go_expression_for_rhai;
 
 /// One rule line from policy.csv, already checked against the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,18 +256,25 @@ impl Engine {
         let mut adapter = MemoryAdapter::default();
         let mut by_type: Vec<(&str, Vec<Vec<String>>)> = Vec::new();
         let mut origins = HashMap::new();
+        let evaluated = eval_columns(&model);
         for rule in rules {
-            if rule.ptype == "p" {
-                origins
-                    .entry(rule.values.clone())
-                    .or_insert_with(|| rule.origin.clone());
-            }
             // casbin-rs holds the role part of a conditional grant; the
             // compiled evaluator reads the conditions from `rules`.
-            let values = match matching.get(&rule.ptype).and_then(|m| m.role_arity) {
+            let mut values = match matching.get(&rule.ptype).and_then(|m| m.role_arity) {
                 Some(arity) => rule.values[..arity.min(rule.values.len())].to_vec(),
                 None => rule.values.clone(),
             };
+            // Expressions in rules, written as Go Casbin reads them.
+            for &column in evaluated.get(&rule.ptype).into_iter().flatten() {
+                if let Some(value) = values.get_mut(column) {
+                    *value = go_expression_for_rhai(value);
+                }
+            }
+            if rule.ptype == "p" {
+                origins
+                    .entry(values.clone())
+                    .or_insert_with(|| rule.origin.clone());
+            }
             match by_type.iter_mut().find(|(ptype, _)| *ptype == rule.ptype) {
                 Some((_, list)) => list.push(values),
                 None => by_type.push((&rule.ptype, vec![values])),
@@ -787,6 +796,34 @@ fn casbin_message(error: &casbin::Error) -> String {
             .replace("\\'", "'"),
         _ => text,
     }
+}
+
+/// Policy columns the matcher evaluates with `eval()`, by policy type
+/// (`eval(p.sub_rule)` in `m`, `eval(p2.sub_rule)` in `m2`): their values
+/// are expressions.
+fn eval_columns(model: &DefaultModel) -> HashMap<String, Vec<usize>> {
+    let sections = casbin::Model::get_model(model);
+    let matchers: Vec<&str> = sections
+        .get("m")
+        .map(|m| m.values().map(|a| a.value.as_str()).collect())
+        .unwrap_or_default();
+    let mut columns = HashMap::new();
+    for (ptype, assertion) in sections.get("p").into_iter().flatten() {
+        let evaluated: Vec<usize> = assertion
+            .tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, token)| {
+                let call = format!("eval({token})");
+                matchers.iter().any(|m| m.replace(' ', "").contains(&call))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !evaluated.is_empty() {
+            columns.insert(ptype.clone(), evaluated);
+        }
+    }
+    columns
 }
 
 #[cfg(test)]

@@ -27,13 +27,27 @@ const SECTIONS: [(&str, char); 5] = [
 ];
 
 /// The effects casbin-rs evaluates (it panics on any other).
-const SUPPORTED_EFFECTS: [&str; 5] = [
+const SUPPORTED_EFFECTS: [&str; 7] = [
     "some(where (p_eft == allow))",
-    "some(where (p_eft == allow)) && !some(where (p_eft == deny))",
+    DENY_OVERRIDE_EFFECT,
     "!some(where (p_eft == deny))",
     "priority(p_eft) || deny",
     SUBJECT_PRIORITY_EFFECT,
+    PRIORITY_DENY_OVERRIDE_EFFECT,
+    SUBJECT_PRIORITY_DENY_OVERRIDE_EFFECT,
 ];
+
+const DENY_OVERRIDE_EFFECT: &str = "some(where (p_eft == allow)) && !some(where (p_eft == deny))";
+
+/// Go Casbin's explicit-override effects: the first matching rule in
+/// (subject) priority order decides, and any matching deny wins. Whenever a
+/// deny matches, the answer is deny; otherwise the first match is an allow
+/// exactly when some allow matches: the decision is deny-override's, with
+/// rules in priority order so the reported allow is the highest-priority
+/// one.
+const PRIORITY_DENY_OVERRIDE_EFFECT: &str = "priority(p_eft) && !some(where (p_eft == deny))";
+const SUBJECT_PRIORITY_DENY_OVERRIDE_EFFECT: &str =
+    "subjectPriority(p_eft) && !some(where (p_eft == deny))";
 
 /// Go Casbin's subject-priority effect: rules ordered by how deep their
 /// subject sits in the role tree (a user's own rule before its role's,
@@ -482,7 +496,14 @@ pub fn check_role_matching(
         let stated = lines
             .iter()
             .any(|l| l.condition && l.definition == conditional.definition);
-        if !stated {
+        let slot = matching.entry(conditional.definition.clone()).or_default();
+        slot.role_arity = Some(conditional.role_arity);
+        if !stated && conditional.parameters == 2 {
+            // Go's examples and tests check a (start, end) pair with its
+            // built-in time window (util.TimeMatchFunc); so does vigil
+            // unless `[role_matching]` says otherwise.
+            slot.condition = Some(LinkCondition::TimeMatch);
+        } else if !stated {
             problems.push(problem(
                 MODEL_FILE,
                 conditional.line,
@@ -493,8 +514,6 @@ pub fn check_role_matching(
                 ),
             ));
         }
-        let slot = matching.entry(conditional.definition.clone()).or_default();
-        slot.role_arity = Some(conditional.role_arity);
     }
     for entry in lines {
         let at = |message: String| problem(MODEL_FILE, entry.line, message);
@@ -622,7 +641,7 @@ pub fn normalize_matchers(text: &str) -> String {
             continue;
         }
         out.push(if in_matchers {
-            normalize_matcher(line)
+            crate::authz::go_expression_for_rhai(line)
         } else {
             line.to_owned()
         });
@@ -630,73 +649,6 @@ pub fn normalize_matchers(text: &str) -> String {
     out.join("\n")
 }
 
-fn normalize_matcher(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let chars: Vec<char> = line.chars().collect();
-    let mut i = 0;
-    // Open `in (` tuples, closed by the matching `)`.
-    let mut tuple_depth: Vec<usize> = Vec::new();
-    let mut depth = 0usize;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '"' => {
-                // Copy a double-quoted string as it is.
-                out.push(c);
-                i += 1;
-                while i < chars.len() {
-                    out.push(chars[i]);
-                    i += 1;
-                    if chars[i - 1] == '"' {
-                        break;
-                    }
-                }
-                continue;
-            }
-            '\'' => {
-                out.push('"');
-                i += 1;
-                while i < chars.len() && chars[i] != '\'' {
-                    if chars[i] == '"' {
-                        out.push('\\');
-                    }
-                    out.push(chars[i]);
-                    i += 1;
-                }
-                out.push('"');
-                i += 1;
-                continue;
-            }
-            '(' => {
-                depth += 1;
-                let before: String = out.trim_end().chars().rev().take(3).collect();
-                let after_in = before.starts_with("ni")
-                    && before
-                        .chars()
-                        .nth(2)
-                        .is_none_or(|c| !c.is_alphanumeric() && c != '_');
-                if after_in {
-                    tuple_depth.push(depth);
-                    out.push('[');
-                } else {
-                    out.push('(');
-                }
-            }
-            ')' => {
-                if tuple_depth.last() == Some(&depth) {
-                    tuple_depth.pop();
-                    out.push(']');
-                } else {
-                    out.push(')');
-                }
-                depth = depth.saturating_sub(1);
-            }
-            _ => out.push(c),
-        }
-        i += 1;
-    }
-    out
-}
 
 /// With an explicit `priority` column (`p = priority, sub, obj, act,
 /// eft`), Casbin evaluates rules in ascending priority, not file order (Go
@@ -709,7 +661,10 @@ fn normalize_matcher(line: &str) -> String {
 /// stable; the effect then reads as `priority(p.eft) || deny`, which is
 /// what both evaluators are given.
 pub fn order_by_subject_priority(outline: &ModelOutline, rules: &mut [RuleLine]) {
-    if outline.effect.as_deref() != Some(SUBJECT_PRIORITY_EFFECT) {
+    if !matches!(
+        outline.effect.as_deref(),
+        Some(SUBJECT_PRIORITY_EFFECT | SUBJECT_PRIORITY_DENY_OVERRIDE_EFFECT)
+    ) {
         return;
     }
     let domain_slot = outline
@@ -774,12 +729,22 @@ pub fn order_by_subject_priority(outline: &ModelOutline, rules: &mut [RuleLine])
     }
 }
 
-/// The model text Casbin's parsers are given for the subject-priority
-/// effect, once the rules are in its order: the priority effect.
+/// The model text Casbin's parsers are given for Go's priority effects,
+/// once the rules are in their order: subject priority decides as
+/// priority does, and the explicit-override forms as deny-override.
 pub fn subject_priority_as_priority(model_text: &str) -> String {
-    model_text
+    let mut text = model_text
         .replace("subjectPriority(p.eft) || deny", "priority(p.eft) || deny")
-        .replace("subjectPriority(p_eft) || deny", "priority(p_eft) || deny")
+        .replace("subjectPriority(p_eft) || deny", "priority(p_eft) || deny");
+    for effect in [
+        PRIORITY_DENY_OVERRIDE_EFFECT,
+        SUBJECT_PRIORITY_DENY_OVERRIDE_EFFECT,
+    ] {
+        text = text
+            .replace(effect, DENY_OVERRIDE_EFFECT)
+            .replace(&effect.replace("p_eft", "p.eft"), DENY_OVERRIDE_EFFECT);
+    }
+    text
 }
 
 pub fn order_by_priority(
