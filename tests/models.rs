@@ -817,3 +817,33 @@ async fn explicit_override_effects_as_go_casbin_decides() {
     )
     .await;
 }
+
+/// Bell-LaPadula (examples/blp_model.conf of casbin/casbin): levels passed
+/// as attributes are ordered as the numbers Go's callers pass, so level 10
+/// reads level 9 (as text, "10" < "9").
+#[tokio::test]
+async fn ordered_levels_compare_as_numbers() {
+    let vigil = Launch::new(repo_path("tests/models/blp")).start();
+    let mut client = vigil.client().await;
+    for (subject_level, object_level, action, allowed) in [
+        ("3", "1", "read", true),
+        ("1", "3", "read", false),
+        ("10", "9", "read", true),
+        ("9", "10", "read", false),
+        ("1", "3", "write", true),
+        ("10", "9", "write", false),
+        ("3", "3", "write", true),
+    ] {
+        let mut request = common::request("alice", "data1", action);
+        request.attributes = HashMap::from([
+            ("sub_level".to_owned(), subject_level.to_owned()),
+            ("obj_level".to_owned(), object_level.to_owned()),
+        ]);
+        let answer = client.authorize(request).await.unwrap().into_inner();
+        assert_eq!(
+            answer.allowed, allowed,
+            "{subject_level} {action} {object_level}: {}",
+            answer.reason
+        );
+    }
+}

@@ -202,6 +202,10 @@ pub struct Engine {
     /// The same model compiled for speed, when its matcher allows.
     compiled: Option<Compiled>,
     tokens: Vec<RequestToken>,
+    /// Request tokens the matcher orders (`r.sub_level >= r.obj_level`):
+    /// Go callers pass numbers there, so a value that spells an integer is
+    /// handed to casbin-rs as one ("10" >= "9" as numbers, not as text).
+    ordered: Vec<bool>,
     /// `p` rule values → where they were written.
     origins: HashMap<Vec<String>, Origin>,
     /// Position of `sub` in the `p` line, to walk the role path to it.
@@ -289,6 +293,19 @@ impl Engine {
         let enforcer = Enforcer::new(model, adapter)
             .await
             .map_err(|e| EngineError::Policy(casbin_message(&e)))?;
+        let ordered = {
+            let sections = enforcer.get_model().get_model();
+            let tokens = sections
+                .get("r")
+                .and_then(|section| section.get("r"))
+                .map(|r| r.tokens.clone())
+                .unwrap_or_default();
+            let matchers: Vec<&str> = sections
+                .get("m")
+                .map(|m| m.values().map(|a| a.value.as_str()).collect())
+                .unwrap_or_default();
+            ordered_tokens(&tokens, &matchers)
+        };
 
         let sections = enforcer.get_model().get_model();
         let request = sections
@@ -369,6 +386,7 @@ impl Engine {
             grants,
             compiled,
             tokens,
+            ordered,
             origins,
             policy_subject,
             domain_roles,
@@ -526,7 +544,11 @@ impl Engine {
         }
         // casbin-rs panics on a few malformed states instead of returning
         // errors; a panic must deny, not take the server down.
-        let owned: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let owned: Vec<Arg> = values
+            .iter()
+            .zip(self.ordered.iter().chain(std::iter::repeat(&false)))
+            .map(|(value, ordered)| Arg::of(value, *ordered))
+            .collect();
         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             casbin::CoreApi::enforce_ex(&self.enforcer, owned)
         }));
@@ -795,6 +817,58 @@ fn casbin_message(error: &casbin::Error) -> String {
             .replace("\\\"", "\"")
             .replace("\\'", "'"),
         _ => text,
+    }
+}
+
+/// Which request tokens a matcher compares with `<`, `>`, `<=` or `>=`.
+fn ordered_tokens(tokens: &[String], texts: &[&str]) -> Vec<bool> {
+    tokens
+        .iter()
+        .map(|token| {
+            texts.iter().any(|text| {
+                text.match_indices(token.as_str()).any(|(at, _)| {
+                    let before = text[..at].trim_end();
+                    let after_end = at + token.len();
+                    // A whole token, not the start of a longer one.
+                    let whole =
+                        !text[after_end..].starts_with(|c: char| c.is_alphanumeric() || c == '_');
+                    let after = text[after_end..].trim_start();
+                    let operator_before = before.strip_suffix('=').unwrap_or(before);
+                    whole
+                        && (operator_before.ends_with(['<', '>'])
+                            || after.starts_with('<')
+                            || after.starts_with('>'))
+                })
+            })
+        })
+        .collect()
+}
+
+/// A request value as casbin-rs's matcher receives it.
+#[derive(Debug, Clone, Hash)]
+enum Arg {
+    Text(String),
+    /// The script engine's integer (32 bits in casbin-rs's build).
+    Integer(casbin::rhai::INT),
+}
+
+impl Arg {
+    fn of(value: &str, ordered: bool) -> Arg {
+        if ordered {
+            if let Ok(integer) = value.parse::<casbin::rhai::INT>() {
+                return Arg::Integer(integer);
+            }
+        }
+        Arg::Text(value.to_owned())
+    }
+}
+
+impl From<Arg> for casbin::rhai::Dynamic {
+    fn from(arg: Arg) -> Self {
+        match arg {
+            Arg::Text(text) => casbin::rhai::Dynamic::from(text),
+            Arg::Integer(integer) => casbin::rhai::Dynamic::from(integer),
+        }
     }
 }
 

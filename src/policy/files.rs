@@ -649,7 +649,6 @@ pub fn normalize_matchers(text: &str) -> String {
     out.join("\n")
 }
 
-
 /// With an explicit `priority` column (`p = priority, sub, obj, act,
 /// eft`), Casbin evaluates rules in ascending priority, not file order (Go
 /// Casbin sorts them on load; casbin-rs does not): `p` rules are ordered
