@@ -217,6 +217,18 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
                     format!("`{key} = {value}` defines no usable tokens"),
                 ));
             }
+            // The role part, before any link condition parameters.
+            let role_part = value.split('(').next().unwrap_or_default();
+            if current == 'g' && role_part.matches('_').count() > 3 {
+                problems.push(problem(
+                    MODEL_FILE,
+                    start,
+                    format!(
+                        "`{key} = {value}`: a grant across two domains is not supported; a role \
+                         definition takes a member, a role and at most one domain (`_, _, _`)"
+                    ),
+                ));
+            }
             outline.definitions.insert(key.to_owned(), (arity, start));
             if current != 'g' {
                 outline.tokens.insert(
