@@ -241,6 +241,12 @@ pub struct ServeArgs {
     /// Write subjects to the audit log as HMAC digests too.
     #[arg(long, env = "VIGIL_AUDIT_HMAC_SUBJECTS")]
     pub audit_hmac_subjects: bool,
+    /// Start even though the audit directory lost history (a missing
+    /// segment or checkpoints.jsonl, a tail cut below a signed
+    /// checkpoint): a `gap` record naming what was lost is written and
+    /// signed first. Without it, vigil refuses to start on such a log.
+    #[arg(long, env = "VIGIL_AUDIT_ACCEPT_GAP")]
+    pub audit_accept_gap: bool,
     /// A candidate policy directory evaluated beside the live one on real
     /// traffic; divergences are audited and counted, the live answer served.
     #[arg(long, env = "VIGIL_SHADOW_POLICIES")]
@@ -436,6 +442,9 @@ pub struct ExportArgs {
     pub hmac_key_file: Option<PathBuf>,
 }
 
+/// Exit codes: 0 verified; 1 tampering or a gap found; 2 usage or I/O
+/// error (a missing directory, an unreadable file); 3 verified, but a
+/// receipt or anchor names a record retention removed (cannot be checked).
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[arg(long, default_value = audit::options::DEFAULT_DIR)]

@@ -370,6 +370,7 @@ impl Config {
         };
         let defaults = AuditOptions::new(&dir, SyncMode::Batch);
         let audit = AuditOptions {
+            accept_gap: args.audit_accept_gap,
             sync: args
                 .audit_sync
                 .or(file.audit_sync)

@@ -70,7 +70,7 @@ async fn verify_passes_after_traffic_and_checks_receipts() {
     let forged = format!("{seq}:{}", "0".repeat(64));
     let (ok, text) = verify(&audit_dir, &["--receipt", &forged]);
     assert!(!ok);
-    assert!(text.contains("differs from the anchor"), "{text}");
+    assert!(text.contains("differs from the receipt"), "{text}");
     // An anchor beyond the end: the tail was cut.
     let (ok, text) = verify(&audit_dir, &["--anchor", &format!("99:{hash}")]);
     assert!(!ok);
@@ -661,4 +661,192 @@ async fn wait_for_health(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `vigil serve` on `audit_dir` (and its key home, `home`) that must refuse
+/// to start: its exit and what it printed. Killed (and failed) if it
+/// serves instead.
+fn refused_start(home: &Path, audit_dir: &Path) -> String {
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["serve", "--policies"])
+        .arg(repo_path("policies"))
+        .arg("--audit-dir")
+        .arg(audit_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(!status.success());
+            let output = child.wait_with_output().unwrap();
+            return String::from_utf8_lossy(&output.stderr).into_owned();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("vigil served on an audit log that lost history");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A cut tail below a signed checkpoint, or a deleted checkpoints.jsonl,
+/// stops start-up (someone holding the host and the signing key would
+/// otherwise sign fresh checkpoints over the cut chain); with
+/// --audit-accept-gap vigil starts, and a signed `gap` record says what was
+/// lost, which verify reports.
+#[tokio::test]
+async fn lost_history_stops_start_up_until_acknowledged() {
+    let (dir, audit_dir, _) = audited_traffic().await;
+    let last = audit_lines(&audit_dir).last().unwrap().0.clone();
+    let text = std::fs::read_to_string(&last).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&last, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+
+    let refused = refused_start(dir.path(), &audit_dir);
+    assert!(
+        refused.contains("lost history")
+            && refused.contains("signed checkpoint reaches seq 7")
+            && refused.contains("--audit-accept-gap"),
+        "{refused}"
+    );
+
+    let vigil = Vigil::restart(
+        Launch::new(repo_path("policies")).arg("--audit-accept-gap"),
+        dir,
+    );
+    let mut client = vigil.client().await;
+    client
+        .authorize(request("alice", "crm.customers", "read"))
+        .await
+        .unwrap();
+    drop(client);
+    let (status, _, dir) = vigil.terminate().await;
+    assert!(status.success());
+    let gap = audit_lines(&audit_dir)
+        .into_iter()
+        .map(|(_, l)| serde_json::from_str::<serde_json::Value>(&l).unwrap())
+        .find(|r| r["kind"] == "gap")
+        .expect("a gap record");
+    assert_eq!(gap["seq"], 6, "{gap}");
+    assert_eq!(gap["detail"]["checkpoints_beyond_head"][0]["seq"], 7);
+    let public = dir.path().join("audit-signing.pub");
+    let (ok, text) = verify(&audit_dir, &["--public-key", public.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("gap: at seq 6") && text.contains("cut or rolled back"),
+        "{text}"
+    );
+
+    // A deleted checkpoints.jsonl is lost history too.
+    std::fs::remove_file(audit_dir.join("checkpoints.jsonl")).unwrap();
+    let refused = refused_start(dir.path(), &audit_dir);
+    assert!(
+        refused.contains("checkpoints.jsonl is missing"),
+        "{refused}"
+    );
+}
+
+/// Segments removed by hand are not retention: without the `prune` record
+/// retention writes, verify fails even when a checkpoint covers the cut.
+/// A receipt for a pruned record is "cannot be checked" (exit 3), never
+/// "present"; a missing directory is exit 2, tampering exit 1.
+#[tokio::test]
+async fn pruning_by_hand_and_receipts_for_pruned_records() {
+    let vigil = Launch::new(repo_path("policies"))
+        .args(["--audit-rotate-bytes", "2000"])
+        .start();
+    let mut client = vigil.client().await;
+    for _ in 0..40 {
+        client
+            .authorize(request("alice", "crm.customers", "read"))
+            .await
+            .unwrap();
+    }
+    drop(client);
+    let audit_dir = vigil.audit_dir.clone();
+    let (status, _, _dir) = vigil.terminate().await;
+    assert!(status.success());
+    let (ok, text) = verify(&audit_dir, &[]);
+    assert!(ok, "{text}");
+
+    std::fs::remove_file(audit_dir.join("audit-000001.jsonl")).unwrap();
+    let output = vigil_command(
+        &[
+            "audit",
+            "verify",
+            "--audit-dir",
+            audit_dir.to_str().unwrap(),
+        ],
+        &audit_dir,
+    );
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("no prune record"), "{text}");
+
+    let missing = audit_dir.join("nowhere");
+    let output = vigil_command(
+        &["audit", "verify", "--audit-dir", missing.to_str().unwrap()],
+        &audit_dir,
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn receipts_for_records_retention_removed_cannot_be_checked() {
+    let vigil = Launch::new(repo_path("policies"))
+        .args([
+            "--audit-rotate-bytes",
+            "2000",
+            "--audit-retain-segments",
+            "2",
+        ])
+        .start();
+    let mut client = vigil.client().await;
+    let mut receipts = Vec::new();
+    for _ in 0..60 {
+        let answer = client
+            .authorize(request("alice", "crm.customers", "read"))
+            .await
+            .unwrap()
+            .into_inner();
+        receipts.push(format!("{}:{}", answer.audit_seq, answer.audit_hash));
+    }
+    drop(client);
+    let audit_dir = vigil.audit_dir.clone();
+    let (status, _, _dir) = vigil.terminate().await;
+    assert!(status.success());
+    let forged = format!(
+        "{}:{}",
+        receipts[0].split(':').next().unwrap(),
+        "0".repeat(64)
+    );
+    for receipt in [&receipts[0], &forged] {
+        let output = vigil_command(
+            &[
+                "audit",
+                "verify",
+                "--audit-dir",
+                audit_dir.to_str().unwrap(),
+                "--receipt",
+                receipt,
+            ],
+            &audit_dir,
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(3), "{text}");
+        assert!(
+            text.contains("cannot be checked: receipt") && !text.contains("present:"),
+            "{text}"
+        );
+    }
+    let (ok, text) = verify(&audit_dir, &["--receipt", receipts.last().unwrap()]);
+    assert!(ok && text.contains("present: receipt"), "{text}");
 }

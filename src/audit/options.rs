@@ -65,6 +65,9 @@ pub struct AuditOptions {
     /// Ed25519 key that signs checkpoints (created if missing). It lives
     /// beside the directory, never in it.
     pub signing_key_file: PathBuf,
+    /// Start on a directory that lost history (`--audit-accept-gap`),
+    /// recording what was lost in a `gap` record first.
+    pub accept_gap: bool,
 }
 
 impl AuditOptions {
@@ -82,6 +85,7 @@ impl AuditOptions {
             rotate_age: None,
             retain_segments: None,
             checkpoint_every: Duration::from_secs(10),
+            accept_gap: false,
         }
     }
 

@@ -76,6 +76,18 @@ pub mod kind {
     pub const FILE_LOST: &str = "audit_file_lost";
     /// Writing works again after a failure.
     pub const RESUMED: &str = "audit_resumed";
+    /// History found missing at start-up, acknowledged by the operator
+    /// (`--audit-accept-gap`): what was lost, written before anything new.
+    pub const GAP: &str = "gap";
+}
+
+/// The kind of a stored line, read from its fixed place (third field,
+/// after `seq` and `ts`) without parsing the whole line.
+pub fn kind_of(line: &[u8]) -> Option<&str> {
+    let head = &line[..line.len().min(96)];
+    let at = head.windows(8).position(|w| w == b"\"kind\":\"")? + 8;
+    let end = head[at..].iter().position(|&b| b == b'"')? + at;
+    std::str::from_utf8(&head[at..end]).ok()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

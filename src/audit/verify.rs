@@ -26,6 +26,21 @@ use super::{
 pub struct Anchor {
     pub seq: u64,
     pub hash: Hash,
+    /// What the caller called it (`--anchor`, `--receipt`), for messages.
+    pub label: &'static str,
+}
+
+impl Anchor {
+    pub fn receipt(mut self) -> Anchor {
+        self.label = "receipt";
+        self
+    }
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}:{}", self.label, self.seq, hex::encode(self.hash))
+    }
 }
 
 impl std::str::FromStr for Anchor {
@@ -41,7 +56,11 @@ impl std::str::FromStr for Anchor {
         let hash = record::parse_hash(hash).ok_or_else(|| {
             format!("anchor {s:?}: the hash is neither 64 hex digits nor 43 base64url characters")
         })?;
-        Ok(Anchor { seq, hash })
+        Ok(Anchor {
+            seq,
+            hash,
+            label: "anchor",
+        })
     }
 }
 
@@ -68,6 +87,24 @@ pub struct VerifyReport {
     pub key: KeyTrust,
     /// Seq covered by the checkpoint that summarizes a pruned prefix.
     pub pruned_through: Option<u64>,
+    /// Anchors below the first record still present: they cannot be
+    /// checked, and are never reported present.
+    pub unverifiable: Vec<Anchor>,
+    /// `gap` records: history the operator acknowledged as lost (seq,
+    /// what the record says).
+    pub gaps: Vec<(u64, String)>,
+}
+
+impl VerifyError {
+    /// The exit code `vigil audit verify` reports: 1 for tampering or a
+    /// gap found, 2 for what kept it from checking (a missing directory,
+    /// an unreadable file).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            VerifyError::Io { .. } | VerifyError::Empty(_) => 2,
+            _ => 1,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,14 +268,34 @@ pub fn verify_dir(
         checkpoints: checkpoints.len(),
         key: trust,
         pruned_through: None,
+        unverifiable: Vec::new(),
+        gaps: Vec::new(),
     };
+    // The latest `prune` record: the pruned prefix it names must be the
+    // one missing.
+    let mut pruned_by_record: Option<u64> = None;
     let mut anchors: Vec<&Anchor> = anchors.iter().collect();
     anchors.sort_by_key(|a| a.seq);
     let (mut next_anchor, mut next_checkpoint) = (0, 0);
 
-    report.bytes = walk(&files, |_, _, _, _, checked| {
+    report.bytes = walk(&files, |_, _, _, body, checked| {
         let seq = checked.seq;
         let prev = checked.prev;
+        match record::kind_of(body) {
+            Some(record::kind::PRUNE) => {
+                pruned_by_record = serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|r| r["detail"]["through_seq"].as_u64());
+            }
+            Some(record::kind::GAP) => {
+                let reason = serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|r| r["reason"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                report.gaps.push((seq, reason));
+            }
+            _ => {}
+        }
         if report.records == 0 {
             if seq != 1 || prev != GENESIS {
                 // A pruned prefix must be summarized by a checkpoint that
@@ -255,6 +312,11 @@ pub fn verify_dir(
                 report.pruned_through = Some(seq - 1);
             }
             report.first_seq = seq;
+            // Receipts for records no longer here cannot be checked.
+            while next_anchor < anchors.len() && anchors[next_anchor].seq < seq {
+                report.unverifiable.push(anchors[next_anchor].clone());
+                next_anchor += 1;
+            }
         } else {
             let expected = report.last_seq + 1;
             if seq != expected {
@@ -286,8 +348,9 @@ pub fn verify_dir(
             let anchor = anchors[next_anchor];
             if anchor.seq == seq && anchor.hash != checked.hash {
                 return Err(format!(
-                    "hash {} differs from the anchor {}",
+                    "hash {} differs from the {} {}",
                     hex::encode(checked.hash),
+                    anchor.label,
                     hex::encode(anchor.hash)
                 ));
             }
@@ -307,11 +370,24 @@ pub fn verify_dir(
     }
     if let Some(anchor) = anchors.get(next_anchor) {
         return Err(VerifyError::Anchor(format!(
-            "the log ends at seq {} but anchor {}:{} is beyond it: the tail was truncated or rolled back",
+            "the log ends at seq {} but {anchor} is beyond it: the tail was truncated or rolled back",
             report.last_seq,
-            anchor.seq,
-            hex::encode(anchor.hash)
         )));
+    }
+    // Retention says what it removes; a prefix gone without its `prune`
+    // record was removed by someone else.
+    if let Some(through) = report.pruned_through {
+        if pruned_by_record != Some(through) {
+            return Err(VerifyError::Directory(format!(
+                "the log starts at seq {} but no prune record says retention removed seq 1..={through}{}: \
+                 the oldest segments were removed by something other than vigil's retention",
+                report.first_seq,
+                match pruned_by_record {
+                    Some(said) => format!(" (the last one says 1..={said})"),
+                    None => String::new(),
+                }
+            )));
+        }
     }
     Ok(report)
 }

@@ -12,12 +12,20 @@ use vigil::{
     cli::{ExportArgs, VerifyArgs},
 };
 
+/// Exit code of `vigil audit verify` when the chain verified but a receipt
+/// or anchor names a record retention removed: it cannot be checked.
+const UNVERIFIABLE: u8 = 3;
+
 pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let receipts = args
+        .receipts
+        .iter()
+        .map(|a| a.parse::<Anchor>().map(Anchor::receipt));
     let anchors = args
         .anchors
         .iter()
-        .chain(&args.receipts)
         .map(|a| a.parse::<Anchor>())
+        .chain(receipts)
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
     let public_key = args
@@ -47,18 +55,26 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 KeyTrust::None => "signatures NOT checked: no public key",
             };
             println!("checkpoints: {} ({trust})", report.checkpoints);
-            for anchor in &anchors {
-                println!(
-                    "present: seq {} with hash {}",
-                    anchor.seq,
-                    hex::encode(anchor.hash)
+            for (seq, reason) in &report.gaps {
+                println!("gap: at seq {seq} the operator acknowledged lost history: {reason}");
+            }
+            for anchor in anchors.iter().filter(|a| !report.unverifiable.contains(a)) {
+                println!("present: {anchor}");
+            }
+            if report.unverifiable.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            for anchor in &report.unverifiable {
+                eprintln!(
+                    "cannot be checked: {anchor}: pruned (the log starts at seq {})",
+                    report.first_seq
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(UNVERIFIABLE))
         }
         Err(e) => {
             eprintln!("FAILED: {e}");
-            Ok(ExitCode::from(1))
+            Ok(ExitCode::from(e.exit_code()))
         }
     }
 }

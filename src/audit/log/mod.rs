@@ -80,6 +80,13 @@ pub enum AuditError {
     Overloaded(usize),
     #[error("audit log is closed")]
     Closed,
+    #[error(
+        "the audit log in {} has lost history:\n  - {}\ninspect it with `vigil audit verify --audit-dir {}`; \
+         to serve anyway, restart with --audit-accept-gap, which writes a `gap` record naming what was lost \
+         (and signs a checkpoint over it) before anything else",
+        .dir.display(), .gaps.join("\n  - "), .dir.display()
+    )]
+    Gap { dir: PathBuf, gaps: Vec<String> },
 }
 
 /// Handle to the audit log. Cloning is shallow.
@@ -283,7 +290,27 @@ impl AuditLog {
             tail.seq = previous.seq;
             tail.hash = previous.hash;
         }
-        let checkpoints = CheckpointWriter::open(&options.dir, signing_key)
+        let lost = lost_history(&options.dir, &files, tail.seq);
+        if !lost.gaps.is_empty() {
+            if !options.accept_gap {
+                return Err(AuditError::Gap {
+                    dir: options.dir.clone(),
+                    gaps: lost.gaps,
+                });
+            }
+            // The checkpoints past the head would contradict every record
+            // written from here on: they leave the file, and their
+            // content goes into the gap record.
+            lost.drop_stale_checkpoints(&options.dir, tail.seq)
+                .map_err(|e| {
+                    open_error(format!(
+                        "cannot rewrite {}: {e}",
+                        checkpoint::CHECKPOINT_FILE
+                    ))
+                })?;
+            tracing::warn!(gaps = ?lost.gaps, "starting on an audit log that lost history (--audit-accept-gap): recorded in a gap record");
+        }
+        let mut checkpoints = CheckpointWriter::open(&options.dir, signing_key)
             .map_err(|e| open_error(format!("cannot open {}: {e}", checkpoint::CHECKPOINT_FILE)))?;
         let checkpointed_seq = checkpoints.last_seq;
 
@@ -311,6 +338,10 @@ impl AuditLog {
         // startup record, so a broken disk stops start-up rather than the
         // first request.
         let mut first = Vec::new();
+        let gap_accepted = !lost.gaps.is_empty();
+        if gap_accepted {
+            first.push(lost.record());
+        }
         if let Some(recovery) = recovery {
             first.push(recovery);
         }
@@ -322,6 +353,12 @@ impl AuditLog {
             .sync_data()
             .map_err(|e| open_error(format!("cannot sync the audit log: {e}")))?;
         let startup_receipt = *receipts.last().expect("one receipt per record");
+        if gap_accepted {
+            // Signed at once: the acknowledgement cannot be dropped quietly.
+            checkpoints
+                .write(core.head.0, &core.head.1)
+                .map_err(|e| open_error(format!("cannot sign a checkpoint: {e}")))?;
+        }
 
         let metrics = core.metrics.clone();
         let inner = Arc::new(Inner {
@@ -799,3 +836,91 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+
+/// History a directory lost before this start: what start-up refuses to
+/// serve on without `--audit-accept-gap`.
+#[derive(Debug, Default)]
+struct LostHistory {
+    gaps: Vec<String>,
+    /// Signed checkpoints beyond the log's head (seq, hash): a cut or
+    /// rolled-back tail.
+    stale_checkpoints: Vec<(u64, String)>,
+    missing_segments: Vec<String>,
+    missing_checkpoint_file: bool,
+}
+
+fn lost_history(dir: &std::path::Path, files: &[(u64, PathBuf)], head_seq: u64) -> LostHistory {
+    let mut lost = LostHistory::default();
+    for pair in files.windows(2) {
+        for index in pair[0].0 + 1..pair[1].0 {
+            lost.missing_segments.push(segment_name(index));
+        }
+    }
+    if !lost.missing_segments.is_empty() {
+        lost.gaps.push(format!(
+            "segment(s) missing between the ones present: {}",
+            lost.missing_segments.join(", ")
+        ));
+    }
+    let checkpoint_path = dir.join(checkpoint::CHECKPOINT_FILE);
+    if head_seq > 0 && !checkpoint_path.exists() {
+        lost.missing_checkpoint_file = true;
+        lost.gaps.push(format!(
+            "{} is missing while the log holds records up to seq {head_seq}",
+            checkpoint::CHECKPOINT_FILE
+        ));
+    }
+    let checkpoints = checkpoint::read_checkpoints(&checkpoint_path).unwrap_or_default();
+    for beyond in checkpoints.iter().filter(|c| c.seq > head_seq) {
+        lost.stale_checkpoints
+            .push((beyond.seq, beyond.head.clone()));
+    }
+    if let Some((seq, _)) = lost.stale_checkpoints.iter().max_by_key(|(seq, _)| *seq) {
+        lost.gaps.push(format!(
+            "the log ends at seq {head_seq} but a signed checkpoint reaches seq {seq}: its tail was cut or rolled back"
+        ));
+    }
+    lost
+}
+
+impl LostHistory {
+    fn drop_stale_checkpoints(&self, dir: &std::path::Path, head_seq: u64) -> std::io::Result<()> {
+        if self.stale_checkpoints.is_empty() {
+            return Ok(());
+        }
+        let path = dir.join(checkpoint::CHECKPOINT_FILE);
+        let text = std::fs::read_to_string(&path)?;
+        let kept: String = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|c| c["seq"].as_u64())
+                    .is_some_and(|seq| seq <= head_seq)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        files::write_whole(&path, kept.as_bytes())
+    }
+
+    fn record(&self) -> Record {
+        let mut gap = Record::new(kind::GAP);
+        gap.reason = Some(format!(
+            "started with --audit-accept-gap on lost history: {}",
+            self.gaps.join("; ")
+        ));
+        gap.detail = Some(
+            serde_json::json!({
+                "missing_segments": self.missing_segments,
+                "missing_checkpoint_file": self.missing_checkpoint_file,
+                "checkpoints_beyond_head": self
+                    .stale_checkpoints
+                    .iter()
+                    .map(|(seq, head)| serde_json::json!({ "seq": seq, "head": head }))
+                    .collect::<Vec<_>>(),
+            })
+            .into(),
+        );
+        gap
+    }
+}
