@@ -247,6 +247,13 @@ pub struct ServeArgs {
     /// signed first. Without it, vigil refuses to start on such a log.
     #[arg(long, env = "VIGIL_AUDIT_ACCEPT_GAP")]
     pub audit_accept_gap: bool,
+    /// Ship the audit chain to a PostgreSQL witness off the host
+    /// (`postgres://user@host:port/db`), in the background [default: off].
+    #[arg(long, env = "VIGIL_SHIP_TO")]
+    pub ship_to: Option<String>,
+    /// The chain's id at the witness [default: HOST:AUDIT_DIR].
+    #[arg(long, env = "VIGIL_SHIP_CHAIN")]
+    pub ship_chain: Option<String>,
     /// A candidate policy directory evaluated beside the live one on real
     /// traffic; divergences are audited and counted, the live answer served.
     #[arg(long, env = "VIGIL_SHADOW_POLICIES")]
@@ -414,6 +421,16 @@ pub enum AuditCommand {
     Verify(VerifyArgs),
     /// Print records (filtered) as JSONL (the stored lines) or CSV.
     Export(ExportArgs),
+    /// Every chain a PostgreSQL witness holds: head, lag, last checkpoint,
+    /// forks, gaps; exit 1 if any chain has a fork or a gap.
+    Fleet(FleetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The witness store (`postgres://user@host:port/db`).
+    #[arg(long = "from", env = "VIGIL_SHIP_TO")]
+    pub from: String,
 }
 
 #[derive(Debug, Args)]
@@ -459,6 +476,18 @@ pub struct VerifyArgs {
     /// (64 hex digits).
     #[arg(long)]
     pub public_key: Option<PathBuf>,
+    /// Also check the directory against a PostgreSQL witness: everything
+    /// the witness holds must be in the local log, byte for byte.
+    #[arg(long, conflicts_with = "from")]
+    pub witness: Option<String>,
+    /// Verify the central copy in a PostgreSQL witness instead of a
+    /// directory (with --chain).
+    #[arg(long = "from")]
+    pub from: Option<String>,
+    /// The chain at the witness [default: HOST:AUDIT_DIR, as vigil serve
+    /// ships it].
+    #[arg(long)]
+    pub chain: Option<String>,
 }
 
 /// A list item as meant: `--roles "viewer, analyst"` is two roles, not one

@@ -22,6 +22,7 @@ use crate::{
     policy,
     telemetry::TraceSettings,
     tls::{SubjectName, TlsFiles},
+    witness::ShipSettings,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -64,6 +65,8 @@ pub struct Config {
     pub check_only: bool,
     /// Trace export, when `--otlp-endpoint` is given.
     pub tracing: Option<TraceSettings>,
+    /// Shipping the audit chain to a witness, when `--ship-to` is given.
+    pub ship: Option<ShipSettings>,
 }
 
 /// All problems found in one configuration.
@@ -188,6 +191,16 @@ struct FileAudit {
     hmac_attributes: Option<Vec<String>>,
     #[serde(alias = "hmac-subjects")]
     hmac_subjects: Option<bool>,
+    /// `[audit.ship]`: the witness.
+    ship: Option<FileShip>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileShip {
+    /// `postgres://…` of the witness store.
+    to: Option<String>,
+    chain: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,6 +410,26 @@ impl Config {
             dir,
             queue_depth: defaults.queue_depth,
         };
+        let file_ship = file_audit.ship.unwrap_or_default();
+        let ship = args.ship_to.or(file_ship.to).map(|url| ShipSettings {
+            chain: args
+                .ship_chain
+                .or(file_ship.chain)
+                .unwrap_or_else(|| crate::witness::default_chain_id(&audit.dir)),
+            url,
+        });
+        if let Some(ship) = &ship {
+            if !ship.url.starts_with("postgres://")
+                && !ship.url.starts_with("postgresql://")
+                && !ship.url.contains('=')
+            {
+                // Not echoed: it may hold a password.
+                problems.push(
+                    "--ship-to is not a PostgreSQL connection string (postgres://user@host:port/db)"
+                        .to_owned(),
+                );
+            }
+        }
         let redaction = RedactionOptions {
             key_file: args
                 .audit_hmac_key_file
@@ -642,6 +675,7 @@ impl Config {
             watch: args.watch.or(file.watch).unwrap_or(true),
             check_only: args.check_config,
             tracing,
+            ship,
             keyring: KeyringLocation::from_flag(args.keyring.or(file.keyring)),
             worker_threads: args.worker_threads.or(file.worker_threads).unwrap_or(0),
         })

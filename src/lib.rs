@@ -25,6 +25,7 @@ pub mod policy;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod witness;
 
 /// Generated protobuf and gRPC code for package `vigil.v1`.
 pub mod proto {

@@ -156,6 +156,18 @@ pub struct ScrapeState {
     pub policy_version: String,
     /// Divergences the shadow policy has counted since start.
     pub shadow_divergences: u64,
+    /// Shipping to the audit witness, when on.
+    pub witness: Option<WitnessState>,
+}
+
+/// The audit witness shipper's state at a scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WitnessState {
+    pub lag_records: u64,
+    pub lag_seconds: f64,
+    pub connected: bool,
+    /// A fork stopped shipping.
+    pub stopped: bool,
 }
 
 /// The audit log's state at a scrape.
@@ -188,6 +200,10 @@ pub struct Metrics {
     audit_segments: Gauge,
     audit_bytes: Gauge,
     checkpoint_age: Gauge<f64, AtomicU64>,
+    witness_lag_records: Gauge,
+    witness_lag_seconds: Gauge<f64, AtomicU64>,
+    witness_connected: Gauge,
+    witness_stopped: Gauge,
 }
 
 impl Metrics {
@@ -261,6 +277,30 @@ impl Metrics {
             "Decisions and treatments where the shadow policy answered differently",
             shadow_divergences.clone(),
         );
+        let witness_lag_records = Gauge::default();
+        registry.register(
+            "witness_lag_records",
+            "Audit records written locally and not yet acknowledged by the witness (--ship-to)",
+            witness_lag_records.clone(),
+        );
+        let witness_lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "witness_lag_seconds",
+            "Age of the oldest audit record not yet acknowledged by the witness",
+            witness_lag_seconds.clone(),
+        );
+        let witness_connected = Gauge::default();
+        registry.register(
+            "witness_connected",
+            "1 while the audit witness store is reachable",
+            witness_connected.clone(),
+        );
+        let witness_stopped = Gauge::default();
+        registry.register(
+            "witness_stopped",
+            "1 once the witness refused this chain (a fork): shipping stopped",
+            witness_stopped.clone(),
+        );
 
         registry.register(
             "audit_records",
@@ -327,6 +367,10 @@ impl Metrics {
             policy_info,
             shown_version: Mutex::new(String::new()),
             shadow_divergences,
+            witness_lag_records,
+            witness_lag_seconds,
+            witness_connected,
+            witness_stopped,
             audit,
             audit_writable,
             audit_segments,
@@ -420,6 +464,12 @@ impl Metrics {
         self.audit_bytes.set(audit.bytes as i64);
         self.checkpoint_age
             .set(audit.checkpoint_age.unwrap_or(-1.0));
+        if let Some(witness) = state.witness {
+            self.witness_lag_records.set(witness.lag_records as i64);
+            self.witness_lag_seconds.set(witness.lag_seconds);
+            self.witness_connected.set(i64::from(witness.connected));
+            self.witness_stopped.set(i64::from(witness.stopped));
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
@@ -453,6 +503,12 @@ mod tests {
                 checkpoint_age: Some(1.5),
             },
             policy_version: "abc".into(),
+            witness: Some(WitnessState {
+                lag_records: 7,
+                lag_seconds: 0.5,
+                connected: true,
+                stopped: false,
+            }),
             shadow_divergences: 4,
         };
         metrics.render(&state);
@@ -475,6 +531,10 @@ mod tests {
             "vigil_audit_checkpoint_age_seconds 1.5",
             "vigil_policy_reloads_total{result=\"failure\"} 0",
             "vigil_shadow_divergences_total 4",
+            "vigil_witness_lag_records 7",
+            "vigil_witness_lag_seconds 0.5",
+            "vigil_witness_connected 1",
+            "vigil_witness_stopped 0",
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }

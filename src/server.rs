@@ -38,6 +38,7 @@ use crate::{
         FILE_DESCRIPTOR_SET,
     },
     tls::{ServerTls, Surface, TlsError},
+    witness::{ShipState, Shipper},
 };
 
 /// How long shutdown waits for in-flight calls and open connections.
@@ -76,6 +77,8 @@ pub struct App {
     http_mapping: Arc<crate::gateway::HttpMapping>,
     /// TLS of every TCP listener, when configured.
     tls: Option<Arc<ServerTls>>,
+    /// Ships the audit log to the witness (`--ship-to`), once serving.
+    shipper: Option<Shipper>,
 }
 
 /// Reloads the live (and shadow) policy, audited like every reload. Cheap
@@ -144,6 +147,17 @@ impl App {
             None => None,
         };
         let (audit, _) = AuditLog::open(config.audit.clone(), signing_key, startup)?;
+        // Shipping starts with serving; retention is held back from now on.
+        let witness = config.ship.clone().map(|settings| {
+            let state = Arc::new(ShipState::default());
+            let shipper = Shipper {
+                settings,
+                audit: audit.clone(),
+                state: state.clone(),
+                prune_limit: audit.hold_pruning_until_shipped(),
+            };
+            (shipper, state)
+        });
         let metrics = Arc::new(Metrics::new(audit.metrics().clone()));
         let shared = Arc::new(Shared {
             metrics,
@@ -159,6 +173,7 @@ impl App {
             keys,
             exports: Arc::new(Semaphore::new(MAX_CONCURRENT_EXPORTS)),
             refusals: Default::default(),
+            witness: witness.as_ref().map(|(_, state)| state.clone()),
         });
         Ok(App {
             shared,
@@ -167,6 +182,7 @@ impl App {
             connections: config.connections,
             http_mapping: config.http_mapping,
             tls,
+            shipper: witness.map(|(shipper, _)| shipper),
         })
     }
 
@@ -260,6 +276,7 @@ impl App {
             .tls
             .clone()
             .map(|tls| tokio::spawn(reload_tls_on_change(tls)));
+        let ship_task = self.shipper.map(|shipper| tokio::spawn(shipper.run()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -394,6 +411,10 @@ impl App {
         refusals_task.abort();
         jwks_task.abort();
         if let Some(task) = tls_task {
+            task.abort();
+        }
+        if let Some(task) = ship_task {
+            // What the shutdown record adds ships on the next start.
             task.abort();
         }
         for record in shared.refusals.take_closed(true) {

@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["grpc"],
     &["policy"],
+    &["witness"],
     &[
         "authz",
         "mask",

@@ -256,3 +256,144 @@ pub fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Op
         thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A throwaway PostgreSQL cluster (`initdb` + `pg_ctl` on a temporary
+/// directory and port, Debian's binaries from `VIGIL_E2E_PG_BIN`), run as
+/// the `postgres` user when the tests run as root (initdb refuses root).
+/// Stopped and removed when dropped.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = PathBuf::from(
+            std::env::var_os("VIGIL_E2E_PG_BIN")
+                .expect("scripts/e2e exports VIGIL_E2E_PG_BIN, PostgreSQL's bin directory"),
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("vigil-pg")
+            .tempdir_in("/tmp")
+            .expect("a temporary directory");
+        let postgres = Postgres {
+            dir,
+            bin,
+            port: free_port(),
+        };
+        if running_as_root() {
+            // The cluster's files belong to the user that runs it.
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(postgres.dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(status.success(), "chown of the cluster directory");
+        }
+        let data = postgres.dir.path().join("data");
+        postgres.run(&format!(
+            "{} -D {} -U vigil --auth=trust -E UTF8 >/dev/null",
+            postgres.bin.join("initdb").display(),
+            data.display()
+        ));
+        postgres.start_server();
+        let status = Command::new(postgres.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &postgres.port.to_string()])
+            .args([
+                "-U",
+                "vigil",
+                "-d",
+                "postgres",
+                "-qc",
+                "CREATE DATABASE witness",
+            ])
+            .status()
+            .expect("psql runs");
+        assert!(status.success(), "CREATE DATABASE witness");
+        postgres
+    }
+
+    /// Runs `script` as the cluster's owner.
+    fn run(&self, script: &str) {
+        let status = if running_as_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--", "bash", "-c", script])
+                .status()
+        } else {
+            Command::new("bash").args(["-c", script]).status()
+        }
+        .expect("the PostgreSQL tools run");
+        assert!(status.success(), "`{script}` failed");
+    }
+
+    pub fn start_server(&self) {
+        self.run(&format!(
+            "{} -D {} -o '-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off' -l {} -w start >/dev/null",
+            self.bin.join("pg_ctl").display(),
+            self.dir.path().join("data").display(),
+            self.port,
+            self.dir.path().display(),
+            self.dir.path().join("server.log").display(),
+        ));
+    }
+
+    /// Stops the server (fast shutdown): an outage the tests ride through.
+    pub fn stop_server(&self) {
+        self.run(&format!(
+            "{} -D {} -m fast -w stop >/dev/null",
+            self.bin.join("pg_ctl").display(),
+            self.dir.path().join("data").display(),
+        ));
+    }
+
+    /// The connection string vigil is given.
+    pub fn url(&self) -> String {
+        format!("postgres://vigil@127.0.0.1:{}/witness", self.port)
+    }
+
+    /// One SQL query's rows, `|`-separated, via psql.
+    pub fn query(&self, sql: &str) -> String {
+        self.try_query(sql)
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
+    /// The same, or the error (a table vigil has not created yet).
+    pub fn try_query(&self, sql: &str) -> Result<String, String> {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "vigil", "-d", "witness", "-AtXqc", sql])
+            .output()
+            .expect("psql runs");
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "{} {} -D {} -m immediate stop >/dev/null 2>&1",
+                if running_as_root() {
+                    "runuser -u postgres --"
+                } else {
+                    ""
+                },
+                self.bin.join("pg_ctl").display(),
+                self.dir.path().join("data").display(),
+            ))
+            .status();
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

@@ -211,6 +211,15 @@ pub fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyFileError> {
     read_key_bytes(path)
 }
 
+/// A public key written as 64 hex digits (as `audit-signing.pub` holds
+/// it, and as a witness registers it).
+pub fn parse_public_key(hex_text: &str) -> Result<VerifyingKey, String> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_text.trim(), &mut bytes)
+        .map_err(|_| "not 64 hex digits".to_owned())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".to_owned())
+}
+
 pub fn load_public_key(path: &Path) -> Result<VerifyingKey, KeyFileError> {
     VerifyingKey::from_bytes(&read_key_bytes(path)?)
         .map_err(|_| KeyFileError::Format(path.to_owned()))

@@ -79,6 +79,8 @@ pub mod kind {
     /// History found missing at start-up, acknowledged by the operator
     /// (`--audit-accept-gap`): what was lost, written before anything new.
     pub const GAP: &str = "gap";
+    /// The audit witness refused this chain (a fork): shipping stopped.
+    pub const WITNESS_FORK: &str = "witness_fork";
 }
 
 /// The kind of a stored line, read from its fixed place (third field,

@@ -12,9 +12,10 @@ use super::{
 };
 
 /// Removes the oldest segments of `dir` beyond the newest `keep` that a
-/// checkpoint covers, and returns the note to chain, if any were removed.
-/// Runs outside the writer's lock: it lists, reads and unlinks files.
-pub(super) fn prune(dir: &Path, keep: usize) -> Option<Record> {
+/// checkpoint covers and whose records a witness holds (`shipped_through`),
+/// and returns the note to chain, if any were removed. Runs outside the
+/// writer's lock: it lists, reads and unlinks files.
+pub(super) fn prune(dir: &Path, keep: usize, shipped_through: u64) -> Option<Record> {
     let keep = keep.max(1);
     let files = segments(dir).ok()?;
     if files.len() <= keep {
@@ -32,7 +33,7 @@ pub(super) fn prune(dir: &Path, keep: usize) -> Option<Record> {
         let Some(last_seq) = closed_segment_last_seq(path) else {
             break;
         };
-        if !covered.contains(&last_seq) {
+        if !covered.contains(&last_seq) || last_seq > shipped_through {
             break;
         }
         if fs::remove_file(path).is_err() {

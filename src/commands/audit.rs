@@ -9,14 +9,18 @@ use vigil::{
         verify::{verify_dir, Anchor, KeyTrust},
         Redactor,
     },
-    cli::{ExportArgs, VerifyArgs},
+    cli::{ExportArgs, FleetArgs, VerifyArgs},
+    witness::{self, check},
 };
 
 /// Exit code of `vigil audit verify` when the chain verified but a receipt
 /// or anchor names a record retention removed: it cannot be checked.
 const UNVERIFIABLE: u8 = 3;
 
-pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.from {
+        return verify_central(url, args.chain.as_deref()).await;
+    }
     let receipts = args
         .receipts
         .iter()
@@ -35,6 +39,29 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     match verify_dir(&args.audit_dir, &anchors, public_key.as_ref()) {
         Ok(report) => {
+            if let Some(url) = &args.witness {
+                let chain = args
+                    .chain
+                    .clone()
+                    .unwrap_or_else(|| witness::default_chain_id(&args.audit_dir));
+                let store = match witness::Store::connect(url).await {
+                    Ok(store) => store,
+                    Err(e) => {
+                        eprintln!("FAILED: cannot check against the witness: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
+                match check::against_witness(&args.audit_dir, &store, &chain).await {
+                    Ok(found) => println!(
+                        "witness: chain {chain}: all {} record(s) it holds (seq {}..={}) are in the local log, {} compared byte for byte",
+                        found.stored, found.first_seq, found.head_seq, found.compared
+                    ),
+                    Err(e) => {
+                        eprintln!("FAILED: witness: chain {chain}: {e}");
+                        return Ok(ExitCode::from(witness_exit(&e)));
+                    }
+                }
+            }
             println!(
                 "ok: {} records (seq {}..={}) in {} file(s), {} bytes; head {}",
                 report.records,
@@ -77,6 +104,87 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(e.exit_code()))
         }
     }
+}
+
+/// 1 for what the witness shows was tampered with; 2 for what kept the
+/// check from running.
+fn witness_exit(error: &check::CheckError) -> u8 {
+    match error {
+        check::CheckError::Mismatch(_) => 1,
+        check::CheckError::Witness(_) | check::CheckError::Local(_) => 2,
+    }
+}
+
+/// `vigil audit verify --from postgres://… --chain ID`: the central copy.
+async fn verify_central(url: &str, chain: Option<&str>) -> anyhow::Result<ExitCode> {
+    let Some(chain) = chain else {
+        eprintln!("--from needs --chain: the witness holds many chains (list them with `vigil audit fleet --from …`)");
+        return Ok(ExitCode::from(2));
+    };
+    let store = match witness::Store::connect(url).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("FAILED: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match check::central(&store, chain).await {
+        Ok(found) => {
+            println!(
+                "ok: chain {chain}: {} record(s) (seq {}..={}) chained without gaps; {} checkpoint(s) signed by the registered key",
+                found.stored, found.first_seq, found.head_seq, found.checkpoints
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("FAILED: chain {chain}: {e}");
+            Ok(ExitCode::from(witness_exit(&e)))
+        }
+    }
+}
+
+/// `vigil audit fleet --from postgres://…`.
+pub async fn fleet(args: FleetArgs) -> anyhow::Result<ExitCode> {
+    let store = match witness::Store::connect(&args.from).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("FAILED: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let (rows, troubled) = match check::fleet(&store).await {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("FAILED: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    println!("chain\thead seq\thead time\tlag records\treported s ago\tlast checkpoint seq\tforks\tgaps\tstatus");
+    for row in &rows {
+        let status = match (&row.stopped, row.gaps()) {
+            (Some(reason), _) => format!("STOPPED: {reason}"),
+            (None, 0) => "ok".to_owned(),
+            (None, gaps) => format!("GAP: {gaps} record(s) missing"),
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{status}",
+            row.chain,
+            row.head_seq,
+            row.head_time.as_deref().unwrap_or("-"),
+            row.local_head_seq.saturating_sub(row.head_seq),
+            row.reported_ago_secs
+                .map_or("-".to_owned(), |s| format!("{s:.0}")),
+            row.last_checkpoint_seq
+                .map_or("-".to_owned(), |s| s.to_string()),
+            row.forks,
+            row.gaps(),
+        );
+    }
+    Ok(if troubled {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {

@@ -71,6 +71,8 @@ pub struct Shared {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// Counted here, served by the metrics listener.
     pub metrics: Arc<Metrics>,
+    /// The audit witness shipper's state, when `--ship-to` is on.
+    pub witness: Option<Arc<crate::witness::ShipState>>,
 }
 
 /// A call that arrived over HTTP or through a gateway, as a gRPC caller
@@ -166,6 +168,12 @@ impl Shared {
             audit: self.audit.scrape_state(),
             policy_version: self.policies.snapshot().version.clone(),
             shadow_divergences: self.shadow.as_ref().map_or(0, |s| s.divergences()),
+            witness: self.witness.as_ref().map(|w| crate::metrics::WitnessState {
+                lag_records: w.lag_records(),
+                lag_seconds: w.lag_seconds(),
+                connected: w.connected.load(std::sync::atomic::Ordering::Relaxed),
+                stopped: w.fork().is_some(),
+            }),
         })
     }
 }

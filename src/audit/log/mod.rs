@@ -120,6 +120,9 @@ struct Inner {
     retry_for: Option<Duration>,
     dir: PathBuf,
     retain_segments: Option<usize>,
+    /// With shipping on: the highest seq the witness holds. Retention
+    /// never prunes past it (`u64::MAX`: no witness, no limit).
+    shipped_through: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// When a call's records count as durable, with what each mode needs.
@@ -246,9 +249,10 @@ impl Inner {
             if let Err(e) = sync_dir(&self.dir) {
                 tracing::error!(error = %e, "cannot sync the audit directory after rotating");
             }
+            let shipped = self.shipped_through.load(Ordering::Acquire);
             if let Some(note) = self
                 .retain_segments
-                .and_then(|keep| retention::prune(&self.dir, keep))
+                .and_then(|keep| retention::prune(&self.dir, keep, shipped))
             {
                 // Written with the next batch.
                 self.core().chain(&mut [note], true);
@@ -374,6 +378,7 @@ impl AuditLog {
             retry_for: options.retry_for(),
             dir: options.dir.clone(),
             retain_segments: options.retain_segments,
+            shipped_through: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
         });
         // A rotation during start-up (a full segment) is finished here.
         inner.housekeeping(Checkpoint::WhenDue);
@@ -383,6 +388,20 @@ impl AuditLog {
             .spawn(move || run_sync(syncer))
             .map_err(|e| open_error(format!("cannot start the sync thread: {e}")))?;
         Ok((AuditLog { inner }, startup_receipt))
+    }
+
+    /// Holds retention back to what a witness has received: segments
+    /// whose last record is above the returned counter's value are never
+    /// pruned. The shipper stores into it as the witness acknowledges.
+    pub fn hold_pruning_until_shipped(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        let shipped = &self.inner.shipped_through;
+        shipped.store(0, Ordering::Release);
+        shipped.clone()
+    }
+
+    /// The directory this log writes.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.inner.dir
     }
 
     /// Appends records in order and returns once they are durable.

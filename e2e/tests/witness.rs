@@ -1,0 +1,222 @@
+//! The audit witness against a real PostgreSQL (Debian's package, a
+//! throwaway cluster started here): two sidecars shipping to one store, a
+//! store outage under load, the attacks a host owner can make on its own
+//! log caught by `--witness`, a fork recorded when rewritten history is
+//! re-shipped, and retention held back until records are shipped.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use vigil::proto::{access_control_client::AccessControlClient, AuthorizeRequest};
+use vigil_e2e::{eventually, repo_root, require_prepared, vigil_binary, Background, Postgres};
+
+/// A sidecar shipping `audit_dir` to `url` as `chain`.
+fn sidecar(audit_dir: &Path, url: &str, chain: &str, extra: &str) -> (Background, String) {
+    let vigil = Background::start(
+        &format!(
+            "cd {home} && exec {binary} serve --policies {policies} --listen 127.0.0.1:0 \
+             --audit-dir {audit} --watch false --ship-to {url} --ship-chain {chain} {extra}",
+            home = audit_dir.parent().unwrap().display(),
+            binary = vigil_binary().display(),
+            policies = repo_root().join("policies").display(),
+            audit = audit_dir.display(),
+        ),
+        &[],
+        "listening on ",
+        Duration::from_secs(60),
+    );
+    let address = vigil.printed("listening on ").unwrap();
+    (vigil, address)
+}
+
+/// `count` decisions; the last receipt's seq.
+fn decide(address: &str, count: usize) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = AccessControlClient::connect(format!("http://{address}"))
+            .await
+            .unwrap();
+        let mut last = 0;
+        for i in 0..count {
+            let subject = ["alice", "bob", "frank"][i % 3];
+            let answer = client
+                .authorize(AuthorizeRequest {
+                    subject: subject.into(),
+                    object: "crm.customers".into(),
+                    action: "read".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            last = answer.audit_seq;
+        }
+        last
+    })
+}
+
+fn vigil(args: &[&str]) -> (i32, String) {
+    let output = Command::new(vigil_binary()).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+/// The witness's head of `chain`; 0 before the shipper created the schema.
+fn stored_head(pg: &Postgres, chain: &str) -> u64 {
+    pg.try_query(&format!(
+        "SELECT head_seq FROM vigil_chains WHERE chain_id = '{chain}'"
+    ))
+    .ok()
+    .and_then(|head| head.parse().ok())
+    .unwrap_or(0)
+}
+
+#[test]
+fn two_sidecars_ship_through_an_outage_and_verify_against_the_witness() {
+    require_prepared();
+    let pg = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (
+        scratch.path().join("a/audit"),
+        scratch.path().join("b/audit"),
+    );
+    std::fs::create_dir_all(dir_a.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(dir_b.parent().unwrap()).unwrap();
+    let (a, address_a) = sidecar(&dir_a, &pg.url(), "host-a", "");
+    let (b, address_b) = sidecar(&dir_b, &pg.url(), "host-b", "");
+    let seq_a = decide(&address_a, 200);
+    let seq_b = decide(&address_b, 120);
+    eventually("both chains shipped", Duration::from_secs(30), || {
+        (stored_head(&pg, "host-a") >= seq_a && stored_head(&pg, "host-b") >= seq_b).then_some(())
+    });
+
+    // An outage under load: answers keep coming, nothing is lost.
+    pg.stop_server();
+    let during = decide(&address_a, 300);
+    pg.start_server();
+    eventually(
+        "the outage's records shipped",
+        Duration::from_secs(60),
+        || (stored_head(&pg, "host-a") >= during).then_some(()),
+    );
+    let decisions: u64 = pg
+        .query("SELECT count(*) FROM vigil_decisions WHERE chain = 'host-a'")
+        .parse()
+        .unwrap();
+    assert_eq!(decisions, 500, "one row per decision in the auditors' view");
+    a.stop();
+    b.stop();
+
+    for (chain, dir) in [("host-a", &dir_a), ("host-b", &dir_b)] {
+        let (code, text) = vigil(&[
+            "audit",
+            "verify",
+            "--audit-dir",
+            dir.to_str().unwrap(),
+            "--witness",
+            &pg.url(),
+            "--chain",
+            chain,
+        ]);
+        assert_eq!(code, 0, "{text}");
+        let (code, text) = vigil(&["audit", "verify", "--from", &pg.url(), "--chain", chain]);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("chained without gaps"), "{text}");
+    }
+    let (code, text) = vigil(&["audit", "fleet", "--from", &pg.url()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("host-a") && text.contains("host-b"), "{text}");
+
+    // The host owner cuts the tail and removes the checkpoints that would
+    // betray it: the directory alone verifies, the witness does not.
+    let segment = dir_a.join("audit-000001.jsonl");
+    let text = std::fs::read_to_string(&segment).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&segment, lines[..lines.len() - 50].join("\n") + "\n").unwrap();
+    std::fs::remove_file(dir_a.join("checkpoints.jsonl")).unwrap();
+    let (code, text) = vigil(&["audit", "verify", "--audit-dir", dir_a.to_str().unwrap()]);
+    assert_eq!(code, 0, "the cut is invisible locally: {text}");
+    let (code, text) = vigil(&[
+        "audit",
+        "verify",
+        "--audit-dir",
+        dir_a.to_str().unwrap(),
+        "--witness",
+        &pg.url(),
+        "--chain",
+        "host-a",
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("cut or rolled back"), "{text}");
+
+    // Serving again on the cut log (acknowledged) re-ships different
+    // history at seqs the witness holds: a fork, recorded, never written
+    // over; the chain stops and the fleet view says so.
+    let (a, address_a) = sidecar(&dir_a, &pg.url(), "host-a", "--audit-accept-gap");
+    decide(&address_a, 60);
+    eventually("the fork recorded", Duration::from_secs(30), || {
+        (pg.query("SELECT count(*) FROM vigil_forks WHERE chain_id = 'host-a'") != "0")
+            .then_some(())
+    });
+    a.stop();
+    let (code, text) = vigil(&["audit", "fleet", "--from", &pg.url()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("STOPPED"), "{text}");
+    let stored_kept: u64 = pg
+        .query("SELECT count(*) FROM vigil_records WHERE chain_id = 'host-a'")
+        .parse()
+        .unwrap();
+    assert!(stored_kept >= during, "nothing was overwritten or dropped");
+    let fork_noted = std::fs::read_dir(&dir_a)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .any(|text| text.contains("\"kind\":\"witness_fork\""));
+    assert!(fork_noted, "the fork is in the local audit log too");
+}
+
+#[test]
+fn retention_never_prunes_what_the_witness_lacks() {
+    require_prepared();
+    let pg = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("audit");
+    pg.stop_server();
+    let (vigil_process, address) = sidecar(
+        &dir,
+        &pg.url(),
+        "host-r",
+        "--audit-rotate-bytes 4000 --audit-retain-segments 1 --audit-checkpoint-every 100ms",
+    );
+    decide(&address, 150);
+    std::thread::sleep(Duration::from_secs(1));
+    let segments = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter(|n| n.starts_with("audit-"))
+            .count()
+    };
+    assert!(
+        segments() > 3,
+        "with the witness down, nothing unshipped was pruned"
+    );
+    pg.start_server();
+    let head = decide(&address, 5);
+    eventually("shipped after the outage", Duration::from_secs(60), || {
+        (stored_head(&pg, "host-r") >= head).then_some(())
+    });
+    assert!(dir.join("audit-000001.jsonl").exists());
+    decide(&address, 60);
+    eventually("pruned once shipped", Duration::from_secs(30), || {
+        (!dir.join("audit-000001.jsonl").exists()).then_some(())
+    });
+    vigil_process.stop();
+    let (code, text) = vigil(&["audit", "verify", "--from", &pg.url(), "--chain", "host-r"]);
+    assert_eq!(code, 0, "{text}");
+}

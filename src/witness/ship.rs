@@ -1,0 +1,388 @@
+//! The shipper: tails the local segments (the exact bytes written) and
+//! appends them to the witness store in batches, in the background.
+//!
+//! Nothing here is on a decision's path: answers wait only for the local
+//! disk. The shipper resumes from the store's head after restarts and
+//! outages (re-sending the head record, which the store accepts only with
+//! identical bytes), holds local retention back to what the store
+//! acknowledged, and stops for good at a fork.
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader, Seek, SeekFrom},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, SystemTime},
+};
+
+use super::store::{ShippedCheckpoint, ShippedLine, Store, WitnessError};
+use crate::audit::{
+    checkpoint::{self, CHECKPOINT_FILE},
+    kind,
+    record::{self, hash_text},
+    segment_name, segments, AuditLog, Record,
+};
+
+/// Lines per append: big enough to amortize a round trip, small enough
+/// that one transaction stays short.
+const BATCH: usize = 2_000;
+
+/// How long the shipper sleeps when it has caught up.
+const IDLE: Duration = Duration::from_millis(100);
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ShipSettings {
+    /// `postgres://…` of the witness store.
+    pub url: String,
+    /// The chain's id in the store.
+    pub chain: String,
+}
+
+impl std::fmt::Debug for ShipSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection string may hold a password.
+        f.debug_struct("ShipSettings")
+            .field("chain", &self.chain)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the shipper reports, read by metrics, health and GetPolicyStatus.
+#[derive(Debug, Default)]
+pub struct ShipState {
+    /// Highest seq the store acknowledged.
+    pub shipped_seq: AtomicU64,
+    /// Highest seq found locally.
+    pub local_seq: AtomicU64,
+    pub connected: AtomicBool,
+    /// When the oldest record not yet shipped was written.
+    oldest_unshipped: Mutex<Option<SystemTime>>,
+    /// Set once a fork stopped the shipper.
+    fork: Mutex<Option<String>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ShipState {
+    /// Records written locally and not yet in the store.
+    pub fn lag_records(&self) -> u64 {
+        self.local_seq
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.shipped_seq.load(Ordering::Relaxed))
+    }
+
+    /// Age of the oldest record not yet in the store (zero when caught up).
+    pub fn lag_seconds(&self) -> f64 {
+        lock(&self.oldest_unshipped)
+            .and_then(|written| written.elapsed().ok())
+            .map_or(0.0, |age| age.as_secs_f64())
+    }
+
+    pub fn fork(&self) -> Option<String> {
+        lock(&self.fork).clone()
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.last_error).clone()
+    }
+
+    /// One line for health details and logs.
+    pub fn summary(&self) -> String {
+        match (self.fork(), self.connected.load(Ordering::Relaxed)) {
+            (Some(fork), _) => format!("witness: STOPPED, {fork}"),
+            (None, true) => format!(
+                "witness: shipping, lag {} record(s), {:.1} s",
+                self.lag_records(),
+                self.lag_seconds()
+            ),
+            (None, false) => format!(
+                "witness: unreachable ({}), lag {} record(s), {:.1} s",
+                self.last_error().unwrap_or_else(|| "connecting".into()),
+                self.lag_records(),
+                self.lag_seconds()
+            ),
+        }
+    }
+}
+
+fn lock<T: Clone>(mutex: &Mutex<T>) -> T {
+    mutex.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn set<T>(mutex: &Mutex<T>, value: T) {
+    *mutex.lock().unwrap_or_else(|e| e.into_inner()) = value;
+}
+
+/// The background task that ships one audit directory.
+#[derive(Debug)]
+pub struct Shipper {
+    pub settings: ShipSettings,
+    pub audit: AuditLog,
+    pub state: Arc<ShipState>,
+    /// Retention's limit: segments above it are not pruned.
+    pub prune_limit: Arc<AtomicU64>,
+}
+
+impl Shipper {
+    /// Ships until a fork stops it (then audits and reports the fork).
+    /// Outages are retried with a growing pause; decisions never wait.
+    pub async fn run(self) {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match self.ship_until_error().await {
+                Err(WitnessError::Fork { chain, seq, what }) => {
+                    let message = format!("fork in chain {chain} at seq {seq}: {what}");
+                    self.stop(message).await;
+                    return;
+                }
+                Err(WitnessError::Stopped { reason, .. }) => {
+                    self.stop(reason).await;
+                    return;
+                }
+                Err(WitnessError::Local(message)) => {
+                    self.stop(message).await;
+                    return;
+                }
+                Err(WitnessError::OtherKey { chain }) => {
+                    self.stop(format!(
+                        "chain {chain} is registered at the witness with another public key"
+                    ))
+                    .await;
+                    return;
+                }
+                Err(e) => {
+                    self.state.connected.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, retry_in = ?pause, "the audit witness is unreachable; records stay local and ship once it is back");
+                    set(&self.state.last_error, Some(e.to_string()));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Ok(()) => return,
+            }
+        }
+    }
+
+    async fn stop(&self, message: String) {
+        tracing::error!(chain = %self.settings.chain, "audit shipping stopped: {message}");
+        set(&self.state.fork, Some(message.clone()));
+        self.state.connected.store(false, Ordering::Relaxed);
+        let mut record = Record::new(kind::WITNESS_FORK);
+        record.reason = Some(format!("the audit witness refused this chain: {message}"));
+        let _ = self.audit.append_one(record).await;
+    }
+
+    async fn ship_until_error(&self) -> Result<(), WitnessError> {
+        let dir = self.audit.dir().to_owned();
+        let mut store = Store::connect(&self.settings.url).await?;
+        let public_key = std::fs::read_to_string(dir.join(checkpoint::PUBLIC_KEY_FILE))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        store
+            .register(
+                &self.settings.chain,
+                &public_key,
+                &host,
+                &dir.display().to_string(),
+            )
+            .await?;
+        let head = store.head(&self.settings.chain).await?;
+        if let Some(reason) = head.stopped {
+            return Err(WitnessError::Stopped {
+                chain: self.settings.chain.clone(),
+                reason,
+            });
+        }
+        self.acknowledge(head.seq);
+        self.state.connected.store(true, Ordering::Relaxed);
+        set(&self.state.last_error, None);
+        tracing::info!(chain = %self.settings.chain, head = head.seq, "shipping the audit log to the witness");
+        // The head record again: the store takes it only byte for byte, so
+        // a local rewrite of what was shipped is caught at once.
+        let mut cursor = Cursor::at(&dir, head.seq.max(1));
+        let mut shipped_checkpoint = 0;
+        loop {
+            let lines = cursor
+                .read(BATCH)
+                .map_err(|e| WitnessError::Local(e.to_string()))?;
+            self.state
+                .local_seq
+                .fetch_max(cursor.last_seen, Ordering::Relaxed);
+            if let Some(first) = lines
+                .iter()
+                .find(|l| l.seq > self.state.shipped_seq.load(Ordering::Relaxed))
+            {
+                let written = humantime::parse_rfc3339_weak(&first.ts).ok();
+                set(&self.state.oldest_unshipped, written);
+            }
+            if !lines.is_empty() {
+                let acknowledged = store
+                    .append(&self.settings.chain, &lines, cursor.last_seen)
+                    .await?;
+                self.acknowledge(acknowledged);
+                if cursor.caught_up {
+                    set(&self.state.oldest_unshipped, None);
+                }
+            }
+            // Checkpoints the store can hold (their records shipped).
+            let shipped = self.state.shipped_seq.load(Ordering::Relaxed);
+            let fresh: Vec<ShippedCheckpoint> = read_checkpoint_lines(&dir)
+                .into_iter()
+                .filter(|c| c.seq > shipped_checkpoint && c.seq <= shipped)
+                .collect();
+            if let Some(last) = fresh.last().map(|c| c.seq) {
+                store.add_checkpoints(&self.settings.chain, &fresh).await?;
+                shipped_checkpoint = last;
+            }
+            if lines.len() < BATCH {
+                tokio::time::sleep(IDLE).await;
+            }
+        }
+    }
+
+    fn acknowledge(&self, seq: u64) {
+        self.state.shipped_seq.fetch_max(seq, Ordering::Relaxed);
+        self.prune_limit.fetch_max(seq, Ordering::Release);
+    }
+}
+
+/// Signed checkpoints as their exact lines.
+fn read_checkpoint_lines(dir: &Path) -> Vec<ShippedCheckpoint> {
+    let Ok(text) = std::fs::read_to_string(dir.join(CHECKPOINT_FILE)) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let parsed: checkpoint::Checkpoint = serde_json::from_str(line).ok()?;
+            Some(ShippedCheckpoint {
+                seq: parsed.seq,
+                head: parsed.head,
+                line: line.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// A reading position in the local segments.
+struct Cursor {
+    dir: PathBuf,
+    /// The segment being read, once found.
+    segment: Option<u64>,
+    offset: u64,
+    /// The first seq still to ship.
+    next_seq: u64,
+    /// Highest seq read so far.
+    last_seen: u64,
+    /// The last read reached the end of the newest segment.
+    caught_up: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct LineHead<'a> {
+    ts: &'a str,
+    kind: &'a str,
+}
+
+impl Cursor {
+    fn at(dir: &Path, next_seq: u64) -> Cursor {
+        Cursor {
+            dir: dir.to_owned(),
+            segment: None,
+            offset: 0,
+            next_seq,
+            last_seen: 0,
+            caught_up: false,
+        }
+    }
+
+    /// Up to `max` complete lines from `next_seq` on. A half-written last
+    /// line is left for the next read.
+    fn read(&mut self, max: usize) -> std::io::Result<Vec<ShippedLine>> {
+        let mut out = Vec::new();
+        self.caught_up = false;
+        loop {
+            let files = segments(&self.dir)?;
+            let Some(index) = self.segment.or_else(|| files.first().map(|(i, _)| *i)) else {
+                self.caught_up = true;
+                return Ok(out);
+            };
+            if self.segment.is_none() {
+                self.segment = Some(index);
+                self.offset = 0;
+            }
+            let path = self.dir.join(segment_name(index));
+            let mut file = match File::open(&path) {
+                Ok(file) => file,
+                // Pruned under us (its records were shipped): go on.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    match files.iter().find(|(i, _)| *i > index) {
+                        Some((next, _)) => {
+                            self.segment = Some(*next);
+                            self.offset = 0;
+                            continue;
+                        }
+                        None => {
+                            self.caught_up = true;
+                            return Ok(out);
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            file.seek(SeekFrom::Start(self.offset))?;
+            let mut reader = BufReader::with_capacity(1 << 20, file);
+            let mut line = Vec::with_capacity(512);
+            loop {
+                line.clear();
+                let read = reader.read_until(b'\n', &mut line)?;
+                if read == 0 || line.last() != Some(&b'\n') {
+                    break;
+                }
+                self.offset += read as u64;
+                let body = &line[..line.len() - 1];
+                let fields = record::check(body).map_err(|e| {
+                    std::io::Error::other(format!(
+                        "{} offset {}: {e}",
+                        path.display(),
+                        self.offset - read as u64
+                    ))
+                })?;
+                self.last_seen = self.last_seen.max(fields.seq);
+                if fields.seq < self.next_seq {
+                    continue;
+                }
+                let head: LineHead<'_> = serde_json::from_slice(body)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                out.push(ShippedLine {
+                    seq: fields.seq,
+                    ts: head.ts.to_owned(),
+                    kind: head.kind.to_owned(),
+                    hash: hash_text(&fields.hash),
+                    prev: hash_text(&fields.prev),
+                    line: String::from_utf8_lossy(body).into_owned(),
+                });
+                self.next_seq = fields.seq + 1;
+                if out.len() >= max {
+                    return Ok(out);
+                }
+            }
+            // The end of this segment: the next one, if it exists.
+            match files.iter().find(|(i, _)| *i > index) {
+                Some((next, _)) => {
+                    self.segment = Some(*next);
+                    self.offset = 0;
+                }
+                None => {
+                    self.caught_up = true;
+                    return Ok(out);
+                }
+            }
+        }
+    }
+}
