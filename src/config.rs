@@ -829,6 +829,24 @@ mod tests {
     }
 
     #[test]
+    fn shipping_names_its_chain_and_never_echoes_the_connection_string() {
+        let mut args = serve_args();
+        args.ship_to = Some("postgres://vigil:s3cret@db.internal:5432/witness".into());
+        let config = Config::from_args(args).unwrap();
+        let ship = config.ship.unwrap();
+        assert!(ship.chain.ends_with("vigil-data/audit"), "{}", ship.chain);
+        assert!(!format!("{ship:?}").contains("s3cret"));
+
+        let mut args = serve_args();
+        args.ship_to = Some("mysql://root:s3cret@db".into());
+        let err = Config::from_args(args).unwrap_err().to_string();
+        assert!(
+            err.contains("--ship-to") && !err.contains("s3cret"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn all_problems_are_reported_together() {
         let mut args = serve_args();
         args.listen = vec!["not an address".into()];

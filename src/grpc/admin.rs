@@ -80,6 +80,18 @@ impl PolicyAdminService {
                 .map(|s| s.store().snapshot().version.clone())
                 .unwrap_or_default(),
             shadow_divergences: self.shared.shadow.as_ref().map_or(0, |s| s.divergences()),
+            witness_lag_records: self.shared.witness.as_ref().map_or(0, |w| w.lag_records()),
+            witness_lag_seconds: self
+                .shared
+                .witness
+                .as_ref()
+                .map_or(0.0, |w| w.lag_seconds()),
+            witness_status: self
+                .shared
+                .witness
+                .as_ref()
+                .map(|w| w.summary())
+                .unwrap_or_default(),
         }
     }
 }

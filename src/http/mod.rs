@@ -43,12 +43,19 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    // The witness is a detail, never a reason to stop answering: shipping
+    // catches up, and a fork is an alert, not an outage.
+    let witness = shared
+        .witness
+        .as_ref()
+        .map(|w| format!("{}\n", w.summary()))
+        .unwrap_or_default();
     if shared.audit.is_healthy() {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, format!("ready\n{witness}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the audit log cannot be written\n",
+            format!("not ready: the audit log cannot be written\n{witness}"),
         )
     }
 }
