@@ -979,4 +979,7 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
     if only.wants('o') {
         sections::observability::run(&mut run).await;
     }
+    if only.wants('w') {
+        sections::witness::run(&mut run).await;
+    }
 }

@@ -9,3 +9,4 @@ pub(crate) mod reload;
 pub(crate) mod saturated;
 pub(crate) mod scale;
 pub(crate) mod stages;
+pub(crate) mod witness;
