@@ -347,6 +347,20 @@ impl Postgres {
         ));
     }
 
+    /// Pins the server (and every backend it forks) to one CPU: a benchmark
+    /// keeps the store off the core it measures vigil on.
+    pub fn pin_to_cpu(&self, cpu: usize) {
+        let pid_file = self.dir.path().join("data/postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned))
+            .expect("postmaster.pid names the server");
+        let _ = Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpu.to_string(), &pid])
+            .stdout(Stdio::null())
+            .status();
+    }
+
     /// The connection string vigil is given.
     pub fn url(&self) -> String {
         format!("postgres://vigil@127.0.0.1:{}/witness", self.port)

@@ -307,6 +307,44 @@ pub fn check(line: &[u8]) -> Result<ChainFields, LineError> {
     })
 }
 
+/// What a line says of itself, read where the writer puts it, without
+/// re-hashing: for passing lines on (the audit witness), where the receiver
+/// checks the chain and the verifier the hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredFields<'a> {
+    pub seq: u64,
+    pub ts: &'a str,
+    pub kind: &'a str,
+    /// base64url, as written.
+    pub prev: &'a str,
+    pub hash: &'a str,
+}
+
+pub fn stored_fields(line: &[u8]) -> Option<StoredFields<'_>> {
+    let text = std::str::from_utf8(line).ok()?;
+    if text.len() < HASH_SUFFIX_LEN + PREV_SUFFIX_LEN + 8 || !text.ends_with("\"}") {
+        return None;
+    }
+    let (body, suffix) = text.split_at(text.len() - HASH_SUFFIX_LEN);
+    let hash = suffix.strip_prefix(",\"hash\":\"")?.get(..HASH_B64_LEN)?;
+    let prev = body[body.len() - PREV_SUFFIX_LEN..]
+        .strip_prefix(",\"prev\":\"")?
+        .get(..HASH_B64_LEN)?;
+    let rest = body.strip_prefix("{\"seq\":")?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let seq = rest[..digits].parse().ok()?;
+    let rest = rest[digits..].strip_prefix(",\"ts\":\"")?;
+    let ts = &rest[..rest.find('"')?];
+    let kind = kind_of(line)?;
+    Some(StoredFields {
+        seq,
+        ts,
+        kind,
+        prev,
+        hash,
+    })
+}
+
 /// Checks one line and parses the whole record.
 pub fn decode(line: &[u8]) -> Result<CheckedLine, LineError> {
     parse(line, check(line)?)

@@ -22,7 +22,7 @@ use super::store::{ShippedCheckpoint, ShippedLine, Store, WitnessError};
 use crate::audit::{
     checkpoint::{self, CHECKPOINT_FILE},
     kind,
-    record::{self, hash_text},
+    record,
     segment_name, segments, AuditLog, Record,
 };
 
@@ -283,12 +283,6 @@ struct Cursor {
     caught_up: bool,
 }
 
-#[derive(serde::Deserialize)]
-struct LineHead<'a> {
-    ts: &'a str,
-    kind: &'a str,
-}
-
 impl Cursor {
     fn at(dir: &Path, next_seq: u64) -> Cursor {
         Cursor {
@@ -346,9 +340,11 @@ impl Cursor {
                 }
                 self.offset += read as u64;
                 let body = &line[..line.len() - 1];
-                let fields = record::check(body).map_err(|e| {
+                // The line's own fields, not re-hashed: the store checks
+                // the chain as it appends, and verification the hashes.
+                let fields = record::stored_fields(body).ok_or_else(|| {
                     std::io::Error::other(format!(
-                        "{} offset {}: {e}",
+                        "{} offset {}: not a record line",
                         path.display(),
                         self.offset - read as u64
                     ))
@@ -357,14 +353,12 @@ impl Cursor {
                 if fields.seq < self.next_seq {
                     continue;
                 }
-                let head: LineHead<'_> = serde_json::from_slice(body)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
                 out.push(ShippedLine {
                     seq: fields.seq,
-                    ts: head.ts.to_owned(),
-                    kind: head.kind.to_owned(),
-                    hash: hash_text(&fields.hash),
-                    prev: hash_text(&fields.prev),
+                    ts: fields.ts.to_owned(),
+                    kind: fields.kind.to_owned(),
+                    hash: fields.hash.to_owned(),
+                    prev: fields.prev.to_owned(),
                     line: String::from_utf8_lossy(body).into_owned(),
                 });
                 self.next_seq = fields.seq + 1;

@@ -32,7 +32,7 @@ pub(crate) async fn run(run: &mut Run<'_>) {
     let settings = run.settings;
     let report = &mut *run.report;
     report.section(
-        "(w) Audit witness: shipping to a local PostgreSQL (fsync off: the store's disk is not what is measured)",
+        "(w) Audit witness: shipping to a local PostgreSQL (fsync off: the store's disk is not what is measured; pinned to the generator's core)",
         "| measure | figure |",
     );
     let Some(bin) = postgres_bin() else {
@@ -44,6 +44,11 @@ pub(crate) async fn run(run: &mut Run<'_>) {
     };
     std::env::set_var("VIGIL_E2E_PG_BIN", bin);
     let pg = vigil_e2e::Postgres::start();
+    if settings.pinned {
+        // The store shares the generator's core, not the server's: in
+        // production it is on another host.
+        pg.pin_to_cpu(1);
+    }
 
     // Throughput: the shipper alone on records already written.
     let dir = tempfile::tempdir().expect("temp dir");
