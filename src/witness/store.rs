@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use tokio_postgres::{types::ToSql, Client, NoTls};
+use tokio_postgres::{Client, NoTls};
 
 /// The schema version this build creates and reads.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -339,36 +339,38 @@ impl Store {
                 what: what.to_owned(),
             });
         }
-        // Multi-row inserts, a few hundred rows each (7 parameters a row).
-        for chunk in fresh.chunks(500) {
-            let mut sql = String::from(
-                "INSERT INTO vigil_records (chain_id, seq, ts, kind, hash, prev, line) VALUES ",
-            );
-            let seqs: Vec<i64> = chunk.iter().map(|l| l.seq as i64).collect();
-            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 6 + 1);
-            params.push(&chain);
-            for (i, line) in chunk.iter().enumerate() {
-                let base = 2 + i * 6;
-                if i > 0 {
-                    sql.push(',');
+        // One COPY per batch: the rows as text, escaped once, which costs
+        // the sidecar far less than binding seven parameters a row.
+        if !fresh.is_empty() {
+            let mut rows = Vec::with_capacity(fresh.iter().map(|l| l.line.len() + 160).sum());
+            for line in &fresh {
+                for (i, field) in [
+                    chain,
+                    &line.seq.to_string(),
+                    &line.ts,
+                    &line.kind,
+                    &line.hash,
+                    &line.prev,
+                    &line.line,
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    if i > 0 {
+                        rows.push(b'\t');
+                    }
+                    copy_escape(field, &mut rows);
                 }
-                sql.push_str(&format!(
-                    "($1, ${}, ${}::text::timestamptz, ${}, ${}, ${}, ${})",
-                    base,
-                    base + 1,
-                    base + 2,
-                    base + 3,
-                    base + 4,
-                    base + 5
-                ));
-                params.push(&seqs[i]);
-                params.push(&line.ts);
-                params.push(&line.kind);
-                params.push(&line.hash);
-                params.push(&line.prev);
-                params.push(&line.line);
+                rows.push(b'\n');
             }
-            tx.execute(sql.as_str(), &params).await?;
+            let sink = tx
+                .copy_in(
+                    "COPY vigil_records (chain_id, seq, ts, kind, hash, prev, line) FROM STDIN",
+                )
+                .await?;
+            futures_util::pin_mut!(sink);
+            futures_util::SinkExt::send(&mut sink, bytes::Bytes::from(rows)).await?;
+            sink.finish().await?;
         }
         if let Some(last) = fresh.last() {
             tx.execute(
@@ -589,6 +591,20 @@ impl Store {
     }
 }
 
+/// A field in COPY's text format: backslash, tab, newline and carriage
+/// return escaped.
+fn copy_escape(field: &str, out: &mut Vec<u8>) {
+    for &byte in field.as_bytes() {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            other => out.push(other),
+        }
+    }
+}
+
 /// A chain as `vigil audit fleet` lists it.
 #[derive(Debug, Clone)]
 pub struct FleetRow {
@@ -612,5 +628,20 @@ impl FleetRow {
             Some(first) => (self.head_seq + 1 - first).saturating_sub(self.stored),
             None => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_escape;
+
+    #[test]
+    fn copy_fields_keep_their_bytes() {
+        let mut out = Vec::new();
+        copy_escape(r#"{"reason":"a\"b\\c","x":"tab	here"}"#, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"reason":"a\\"b\\\\c","x":"tab\there"}"#
+        );
     }
 }
