@@ -133,6 +133,25 @@ fn two_sidecars_ship_through_an_outage_and_verify_against_the_witness() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("host-a") && text.contains("host-b"), "{text}");
 
+    // The host owner turns a denial into an allow on host-b, re-chains
+    // every hash after it (as anyone with the files can) and drops the
+    // checkpoints: the directory alone verifies, the witness does not.
+    rewrite_first_denial(&dir_b);
+    let (code, text) = vigil(&["audit", "verify", "--audit-dir", dir_b.to_str().unwrap()]);
+    assert_eq!(code, 0, "the rewrite is invisible locally: {text}");
+    let (code, text) = vigil(&[
+        "audit",
+        "verify",
+        "--audit-dir",
+        dir_b.to_str().unwrap(),
+        "--witness",
+        &pg.url(),
+        "--chain",
+        "host-b",
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("rewritten after shipping"), "{text}");
+
     // The host owner cuts the tail and removes the checkpoints that would
     // betray it: the directory alone verifies, the witness does not.
     let segment = dir_a.join("audit-000001.jsonl");
@@ -178,6 +197,38 @@ fn two_sidecars_ship_through_an_outage_and_verify_against_the_witness() {
         .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
         .any(|text| text.contains("\"kind\":\"witness_fork\""));
     assert!(fork_noted, "the fork is in the local audit log too");
+}
+
+/// Flips the first denial in `dir`'s first segment to an allow and
+/// re-chains every record after it with the log's own encoder, then
+/// removes the signed checkpoints: what an attacker holding the files does.
+fn rewrite_first_denial(dir: &Path) {
+    use vigil::audit::record;
+    let segment = dir.join("audit-000001.jsonl");
+    let text = std::fs::read_to_string(&segment).unwrap();
+    let mut out = Vec::new();
+    let mut previous: Option<record::Hash> = None;
+    let mut rewriting = false;
+    for line in text.lines() {
+        let mut checked = record::decode(line.as_bytes()).unwrap().record;
+        if !rewriting && checked.allowed == Some(false) {
+            checked.allowed = Some(true);
+            rewriting = true;
+        }
+        if !rewriting {
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+            previous = Some(record::check(line.as_bytes()).unwrap().hash);
+            continue;
+        }
+        if let Some(previous) = previous {
+            checked.prev = record::hash_text(&previous);
+        }
+        previous = Some(record::encode(&checked, &mut out));
+    }
+    assert!(rewriting, "a denial to rewrite");
+    std::fs::write(&segment, out).unwrap();
+    std::fs::remove_file(dir.join("checkpoints.jsonl")).unwrap();
 }
 
 #[test]

@@ -21,9 +21,7 @@ use std::{
 use super::store::{ShippedCheckpoint, ShippedLine, Store, WitnessError};
 use crate::audit::{
     checkpoint::{self, CHECKPOINT_FILE},
-    kind,
-    record,
-    segment_name, segments, AuditLog, Record,
+    kind, record, segment_name, segments, AuditLog, Record,
 };
 
 /// Lines per append: big enough to amortize a round trip, small enough
