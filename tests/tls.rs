@@ -184,11 +184,13 @@ async fn rustls_connect(
         .await
 }
 
-fn decisions(vigil: &Vigil) -> Vec<serde_json::Value> {
+/// The subject of every decision in the audit log, in order.
+fn decided_subjects(vigil: &Vigil) -> Vec<String> {
     common::audit_lines(&vigil.audit_dir)
         .into_iter()
         .map(|(_, line)| serde_json::from_str::<serde_json::Value>(&line).unwrap())
         .filter(|r| r["kind"] == "decision")
+        .map(|d| d["sub"].as_str().unwrap_or_default().to_owned())
         .collect()
 }
 
@@ -289,10 +291,7 @@ async fn mtls_subject_is_the_client_spiffe_id() {
     assert!(!answered(port, &ca, Some(&rogue)).await);
     assert!(answered(port, &ca, Some(&loader)).await);
 
-    let subjects: Vec<String> = decisions(&vigil)
-        .iter()
-        .map(|d| d["sub"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let subjects = decided_subjects(&vigil);
     assert_eq!(subjects, [LOADER, LOADER, LOADER], "{subjects:?}");
 }
 
@@ -369,10 +368,7 @@ async fn only_configured_gateways_name_the_end_subject() {
         Some(tonic::Code::PermissionDenied as i32)
     );
 
-    let subjects: Vec<String> = decisions(&vigil)
-        .iter()
-        .map(|d| d["sub"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let subjects = decided_subjects(&vigil);
     assert_eq!(subjects, ["alice", LOADER, LOADER], "{subjects:?}");
 }
 
@@ -443,11 +439,8 @@ async fn http_api_over_mtls_takes_the_certificate_subject() {
     let (status, _) = http_exchange(tcp, "POST", "/v1/authorize", "{}").await;
     assert_ne!(status, 200);
 
-    let subjects: Vec<String> = decisions(&vigil)
-        .iter()
-        .map(|d| d["sub"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(subjects, [LOADER], "{:#?}", decisions(&vigil));
+    let subjects = decided_subjects(&vigil);
+    assert_eq!(subjects, [LOADER], "{subjects:?}");
 }
 
 /// The DER of the leaf certificate a new handshake is shown.

@@ -401,6 +401,19 @@ struct Measured {
 }
 
 impl Measured {
+    /// Nothing measured yet.
+    fn empty() -> Measured {
+        Measured {
+            calls: 0,
+            items: 0,
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
+            cpu: Duration::ZERO,
+            generator_cpu: Duration::ZERO,
+            errors: 0,
+        }
+    }
+
     fn throughput(&self) -> f64 {
         self.calls as f64 / self.elapsed.as_secs_f64()
     }
@@ -527,15 +540,7 @@ async fn drive(
     let cpu_before = server.cpu();
     let generator_before = process_cpu(std::process::id());
     let started = Instant::now();
-    let mut measured = Measured {
-        calls: 0,
-        items: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-        cpu: Duration::ZERO,
-        generator_cpu: Duration::ZERO,
-        errors: 0,
-    };
+    let mut measured = Measured::empty();
     for task in run(settings.duration, true) {
         let (calls, items, errors, latencies) = task.await.expect("load task");
         measured.calls += calls;

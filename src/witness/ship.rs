@@ -209,9 +209,10 @@ impl Shipper {
             let lines = cursor
                 .read(BATCH)
                 .map_err(|e| WitnessError::Local(e.to_string()))?;
-            self.state
-                .local_seq
-                .fetch_max(cursor.last_seen, Ordering::Relaxed);
+            // The writer's head, not what this batch read: lag is counted
+            // past the batch size.
+            let local = self.audit.written_seq().max(cursor.last_seen);
+            self.state.local_seq.fetch_max(local, Ordering::Relaxed);
             if let Some(first) = lines
                 .iter()
                 .find(|l| l.seq > self.state.shipped_seq.load(Ordering::Relaxed))
@@ -221,7 +222,7 @@ impl Shipper {
             }
             if !lines.is_empty() {
                 let acknowledged = store
-                    .append(&self.settings.chain, &lines, cursor.last_seen)
+                    .append(&self.settings.chain, &lines, local)
                     .await?;
                 self.acknowledge(acknowledged);
                 if cursor.caught_up {

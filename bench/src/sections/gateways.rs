@@ -127,15 +127,7 @@ async fn drive_http(server: &Server, bodies: Vec<bytes::Bytes>, settings: &Setti
     let cpu_before = server.cpu();
     let generator_before = process_cpu(std::process::id());
     let started = Instant::now();
-    let mut measured = Measured {
-        calls: 0,
-        items: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-        cpu: Duration::ZERO,
-        generator_cpu: Duration::ZERO,
-        errors: 0,
-    };
+    let mut measured = Measured::empty();
     for task in run(settings.duration, true) {
         let (calls, errors, latencies) = task.await.expect("load task");
         measured.calls += calls;

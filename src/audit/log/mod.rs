@@ -562,6 +562,12 @@ impl AuditLog {
         &self.inner.metrics
     }
 
+    /// The highest seq written to the file (what a reader of the segments
+    /// can see).
+    pub fn written_seq(&self) -> u64 {
+        self.inner.core().tail.seq
+    }
+
     /// What a metrics scrape reports of the log's state: health, segment
     /// files and their bytes, the age of the newest signed checkpoint.
     pub fn scrape_state(&self) -> AuditState {
