@@ -12,7 +12,6 @@
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
 use tonic::transport::Server;
@@ -22,7 +21,7 @@ use crate::{
     audit::{checkpoint, AuditError, AuditLog, Record, Redactor},
     authn::{AuthMode, Authenticator, KeyError},
     config::Config,
-    grpc::ext_authz::ExtAuthzService,
+    grpc::ext_authz::{ExtAuthzServer, ExtAuthzService},
     grpc::{
         admin::reload_and_audit, io::CoalescedWrites, status::oversize_as_resource_exhausted,
         AccessControlService, AuditService, DataMaskingService, PolicyAdminService, Shared,
@@ -359,10 +358,10 @@ impl App {
                     DataMaskingServer::new(DataMaskingService::new(shared.clone()))
                         .max_decoding_message_size(max_message_bytes),
                 )
-                .add_service(AuthorizationServer::new(ExtAuthzService::new(
-                    shared.clone(),
-                    self.http_mapping.clone(),
-                )))
+                .add_service(ExtAuthzServer::new(
+                    ExtAuthzService::new(shared.clone(), self.http_mapping.clone()),
+                    max_message_bytes,
+                ))
                 .add_service(health_service.clone())
                 .add_service(reflection_v1.clone())
                 .add_service(reflection_v1alpha.clone());

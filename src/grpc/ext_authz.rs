@@ -19,13 +19,85 @@ use envoy_types::ext_authz::v3::{
     pb::{Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HttpStatusCode},
     CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
 };
-use tonic::{Code, Request, Response, Status};
+use tonic::{
+    codegen::{Body, BoxFuture, StdError},
+    Code, Request, Response, Status,
+};
+
+use super::codec::LeanCodec;
 
 use super::{AccessControlService, Shared};
 use crate::{
     gateway::{HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON},
     proto::{access_control_server::AccessControl, AuthorizeRequest},
 };
+
+/// Envoy's Authorization service, served with vigil's lean codec: the
+/// server generated in envoy-types hard-codes tonic's codec, whose 8 KiB
+/// buffers per call cost a gateway check more than its decision.
+#[derive(Clone)]
+pub struct ExtAuthzServer {
+    inner: Arc<ExtAuthzService>,
+    max_decoding_message_size: usize,
+}
+
+impl ExtAuthzServer {
+    pub fn new(service: ExtAuthzService, max_decoding_message_size: usize) -> ExtAuthzServer {
+        ExtAuthzServer {
+            inner: Arc::new(service),
+            max_decoding_message_size,
+        }
+    }
+}
+
+impl tonic::server::NamedService for ExtAuthzServer {
+    const NAME: &'static str = "envoy.service.auth.v3.Authorization";
+}
+
+const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+
+/// One `Check`, as tonic's unary plumbing calls it.
+struct CheckCall(Arc<ExtAuthzService>);
+
+impl tonic::server::UnaryService<CheckRequest> for CheckCall {
+    type Response = CheckResponse;
+    type Future = BoxFuture<tonic::Response<CheckResponse>, Status>;
+
+    fn call(&mut self, request: Request<CheckRequest>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { Authorization::check(&*service, request).await })
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for ExtAuthzServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != CHECK_PATH {
+            return Box::pin(async { Ok(super::status::unimplemented_method()) });
+        }
+        let service = self.inner.clone();
+        let max = self.max_decoding_message_size;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(LeanCodec::default())
+                .apply_max_message_size_config(Some(max), None);
+            Ok(grpc.unary(CheckCall(service), request).await)
+        })
+    }
+}
 
 #[derive(Clone)]
 pub struct ExtAuthzService {

@@ -251,9 +251,9 @@ impl Shared {
         error.into()
     }
 
-    /// Admin calls (Audit, PolicyAdmin). In jwt mode the caller needs the
-    /// admin role, from its token or from the policy's role graph, on any
-    /// listener. In trusted mode anyone local could claim anything, so they
+    /// Admin calls (Audit, PolicyAdmin). In jwt and mtls mode the caller
+    /// needs the admin role, from its token or from the policy's role
+    /// graph, on any listener. In trusted mode anyone local could claim anything, so they
     /// are served only on an admin socket (`plane`), to the configured
     /// uids as the kernel reports them (SO_PEERCRED). Every outcome is
     /// audited with the peer.

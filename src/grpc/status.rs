@@ -283,3 +283,9 @@ pub fn check_attributes(
     }
     Ok(())
 }
+
+/// The answer to a method a hand-written service does not have, as
+/// tonic's generated servers give it.
+pub fn unimplemented_method() -> http::Response<tonic::body::Body> {
+    Status::unimplemented("no such method").into_http()
+}
