@@ -221,9 +221,7 @@ impl Shipper {
                 set(&self.state.oldest_unshipped, written);
             }
             if !lines.is_empty() {
-                let acknowledged = store
-                    .append(&self.settings.chain, &lines, local)
-                    .await?;
+                let acknowledged = store.append(&self.settings.chain, &lines, local).await?;
                 self.acknowledge(acknowledged);
                 if cursor.caught_up {
                     set(&self.state.oldest_unshipped, None);
