@@ -112,7 +112,7 @@ impl ServerTls {
             None => ClientAuth::None,
             Some(_) => ClientAuth::Required,
         };
-        let loaded = Loaded::read(&files, client_auth)?;
+        let loaded = Loaded::build(&files, &FileBytes::read(&files)?, client_auth)?;
         log_leaf(&files.cert, &loaded);
         Ok(ServerTls {
             files,
@@ -120,14 +120,6 @@ impl ServerTls {
             current: ArcSwap::from_pointee(loaded),
             refused: Default::default(),
         })
-    }
-
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
-    }
-
-    pub fn client_auth(&self) -> ClientAuth {
-        self.client_auth
     }
 
     /// The configuration a new handshake on `surface` uses.
@@ -144,11 +136,13 @@ impl ServerTls {
     /// and are valid. `Ok(true)` when swapped. A refused change keeps the
     /// old configuration and is returned once per distinct content.
     pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
-        let digest = digest_of(&self.files)?;
+        // Read once: what is compared is what is built.
+        let bytes = FileBytes::read(&self.files)?;
+        let digest = bytes.digest();
         if digest == self.current.load().digest {
             return Ok(false);
         }
-        match Loaded::read(&self.files, self.client_auth) {
+        match Loaded::build(&self.files, &bytes, self.client_auth) {
             Ok(loaded) => {
                 log_leaf(&self.files.cert, &loaded);
                 self.current.store(Arc::new(loaded));
@@ -187,21 +181,34 @@ fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn digest_of(files: &TlsFiles) -> Result<[u8; 32], TlsError> {
-    let mut hasher = Sha256::new();
-    for path in [
-        Some(&files.cert),
-        Some(&files.key),
-        files.client_ca.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let bytes = read_file(path)?;
-        hasher.update((bytes.len() as u64).to_be_bytes());
-        hasher.update(&bytes);
+/// The contents of the configured files, read once per load.
+struct FileBytes {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+impl FileBytes {
+    fn read(files: &TlsFiles) -> Result<FileBytes, TlsError> {
+        Ok(FileBytes {
+            cert: read_file(&files.cert)?,
+            key: read_file(&files.key)?,
+            client_ca: files.client_ca.as_deref().map(read_file).transpose()?,
+        })
     }
-    Ok(hasher.finalize().into())
+
+    /// Changes whenever any file does.
+    fn digest(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        for bytes in [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(bytes);
+        }
+        hasher.finalize().into()
+    }
 }
 
 fn certificates(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -225,19 +232,21 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 impl Loaded {
-    fn read(files: &TlsFiles, client_auth: ClientAuth) -> Result<Loaded, TlsError> {
-        let digest = digest_of(files)?;
-        let chain = certificates(&files.cert, &read_file(&files.cert)?)?;
-        let key_bytes = read_file(&files.key)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|_| TlsError::File {
+    fn build(
+        files: &TlsFiles,
+        bytes: &FileBytes,
+        client_auth: ClientAuth,
+    ) -> Result<Loaded, TlsError> {
+        let digest = bytes.digest();
+        let chain = certificates(&files.cert, &bytes.cert)?;
+        let key = PrivateKeyDer::from_pem_slice(&bytes.key).map_err(|_| TlsError::File {
             path: files.key.clone(),
             message: "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".to_owned(),
         })?;
-        let roots = match &files.client_ca {
-            None => None,
-            Some(path) => {
+        let roots = match (&files.client_ca, &bytes.client_ca) {
+            (Some(path), Some(ca)) => {
                 let mut roots = RootCertStore::empty();
-                for cert in certificates(path, &read_file(path)?)? {
+                for cert in certificates(path, ca)? {
                     roots.add(cert).map_err(|e| TlsError::File {
                         path: path.clone(),
                         message: format!("not a usable CA certificate: {e}"),
@@ -245,6 +254,7 @@ impl Loaded {
                 }
                 Some(Arc::new(roots))
             }
+            _ => None,
         };
         let build = |client_auth: ClientAuth, alpn: &[&[u8]]| {
             let fail = |message: String| TlsError::Config {

@@ -153,9 +153,9 @@ pub struct Credentials<'a> {
     pub authorization: Option<&'a str>,
     /// The verified TLS client certificate of the connection.
     pub client_certificate: Option<&'a CertificateNames>,
-    /// Set by a gateway front-end (ext_authz, `/v1/check`) when the
-    /// connection is a configured mTLS gateway's, whose request names the
-    /// end subject. Never set from anything a caller sends.
+    /// Set by a gateway front-end (ext_authz, `/v1/check`) when the request
+    /// it describes names the end subject (`gateway_names_subject`); it
+    /// decides only in mtls mode. Never set from anything a caller sends.
     pub vouched_by_gateway: bool,
 }
 

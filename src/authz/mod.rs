@@ -260,7 +260,12 @@ impl Engine {
         let mut adapter = MemoryAdapter::default();
         let mut by_type: Vec<(&str, Vec<Vec<String>>)> = Vec::new();
         let mut origins = HashMap::new();
-        let evaluated = eval_columns(&model);
+        // The matcher expressions (`m`, `m2`, …) as casbin-rs holds them.
+        let matchers: Vec<String> = casbin::Model::get_model(&model)
+            .get("m")
+            .map(|m| m.values().map(|a| a.value.clone()).collect())
+            .unwrap_or_default();
+        let evaluated = eval_columns(&model, &matchers);
         for rule in rules {
             // casbin-rs holds the role part of a conditional grant; the
             // compiled evaluator reads the conditions from `rules`.
@@ -293,20 +298,6 @@ impl Engine {
         let enforcer = Enforcer::new(model, adapter)
             .await
             .map_err(|e| EngineError::Policy(casbin_message(&e)))?;
-        let ordered = {
-            let sections = enforcer.get_model().get_model();
-            let tokens = sections
-                .get("r")
-                .and_then(|section| section.get("r"))
-                .map(|r| r.tokens.clone())
-                .unwrap_or_default();
-            let matchers: Vec<&str> = sections
-                .get("m")
-                .map(|m| m.values().map(|a| a.value.as_str()).collect())
-                .unwrap_or_default();
-            ordered_tokens(&tokens, &matchers)
-        };
-
         let sections = enforcer.get_model().get_model();
         let request = sections
             .get("r")
@@ -317,6 +308,7 @@ impl Engine {
             .iter()
             .map(|t| RequestToken::from_name(t.strip_prefix("r_").unwrap_or(t)))
             .collect();
+        let ordered = ordered_tokens(&request.tokens, &matchers);
         let policy_subject = sections
             .get("p")
             .and_then(|section| section.get("p"))
@@ -821,7 +813,7 @@ fn casbin_message(error: &casbin::Error) -> String {
 }
 
 /// Which request tokens a matcher compares with `<`, `>`, `<=` or `>=`.
-fn ordered_tokens(tokens: &[String], texts: &[&str]) -> Vec<bool> {
+fn ordered_tokens(tokens: &[String], texts: &[String]) -> Vec<bool> {
     tokens
         .iter()
         .map(|token| {
@@ -875,12 +867,8 @@ impl From<Arg> for casbin::rhai::Dynamic {
 /// Policy columns the matcher evaluates with `eval()`, by policy type
 /// (`eval(p.sub_rule)` in `m`, `eval(p2.sub_rule)` in `m2`): their values
 /// are expressions.
-fn eval_columns(model: &DefaultModel) -> HashMap<String, Vec<usize>> {
+fn eval_columns(model: &DefaultModel, matchers: &[String]) -> HashMap<String, Vec<usize>> {
     let sections = casbin::Model::get_model(model);
-    let matchers: Vec<&str> = sections
-        .get("m")
-        .map(|m| m.values().map(|a| a.value.as_str()).collect())
-        .unwrap_or_default();
     let mut columns = HashMap::new();
     for (ptype, assertion) in sections.get("p").into_iter().flatten() {
         let evaluated: Vec<usize> = assertion

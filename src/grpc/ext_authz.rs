@@ -234,7 +234,7 @@ impl Authorization for ExtAuthzService {
             header,
             super::Via {
                 connection,
-                vouched_by_gateway: names_subject && !self.shared.authn.is_trusted(),
+                vouched_by_gateway: names_subject,
             },
         );
         let response = match AccessControl::authorize(&self.access, authorize).await {

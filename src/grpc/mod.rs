@@ -103,8 +103,8 @@ pub fn forwarded<'h, T>(
 #[derive(Debug, Clone, Default)]
 pub struct Via {
     pub connection: Option<Connection>,
-    /// A configured mTLS gateway made the call and named the end subject
-    /// (see `Authenticator::gateway_names_subject`).
+    /// The gateway named the end subject (see
+    /// `Authenticator::gateway_names_subject`).
     pub vouched_by_gateway: bool,
 }
 

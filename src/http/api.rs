@@ -427,7 +427,7 @@ async fn check(
         attributes: HashMap::new(),
     };
     let via = Via {
-        vouched_by_gateway: names_subject && !api.shared.authn.is_trusted(),
+        vouched_by_gateway: names_subject,
         connection: Some(connection),
     };
     match AccessControl::authorize(&api.access, grpc_request(request, &headers, via)).await {

@@ -44,7 +44,7 @@ pub async fn against_witness(
     store: &Store,
     chain: &str,
 ) -> Result<WitnessReport, CheckError> {
-    let stored = store.lines(chain, 0).await?;
+    let stored = store.hashes(chain).await?;
     let files = audit_files(dir).map_err(|e| CheckError::Local(e.to_string()))?;
     let mut at = 0usize;
     let mut compared = 0u64;
@@ -55,7 +55,7 @@ pub async fn against_witness(
         while at < stored.len() && stored[at].0 < fields.seq {
             at += 1;
         }
-        if let Some((seq, hash, _)) = stored.get(at) {
+        if let Some((seq, hash)) = stored.get(at) {
             if *seq == fields.seq {
                 if *hash != hash_text(&fields.hash) {
                     problem.get_or_insert_with(|| {
@@ -76,8 +76,8 @@ pub async fn against_witness(
     if let Some(problem) = problem {
         return Err(CheckError::Mismatch(problem));
     }
-    if let Some((seq, _, _)) = stored.iter().find(|(seq, _, _)| *seq > local_head) {
-        let last = stored.last().map_or(0, |(s, _, _)| *s);
+    if let Some((seq, _)) = stored.iter().find(|(seq, _)| *seq > local_head) {
+        let last = stored.last().map_or(0, |(s, _)| *s);
         return Err(CheckError::Mismatch(format!(
             "the local log ends at seq {local_head} but the witness holds seq {seq}..={last}: \
              the tail was cut or rolled back after shipping"
@@ -85,8 +85,8 @@ pub async fn against_witness(
     }
     Ok(WitnessReport {
         stored: stored.len() as u64,
-        first_seq: stored.first().map_or(0, |(s, _, _)| *s),
-        head_seq: stored.last().map_or(0, |(s, _, _)| *s),
+        first_seq: stored.first().map_or(0, |(s, _)| *s),
+        head_seq: stored.last().map_or(0, |(s, _)| *s),
         compared,
         checkpoints: 0,
     })
@@ -102,7 +102,7 @@ pub async fn central(store: &Store, chain: &str) -> Result<WitnessReport, CheckE
             "chain {chain}: the registered public key is unusable: {e}"
         ))
     })?;
-    let lines = store.lines(chain, 0).await?;
+    let lines = store.lines(chain).await?;
     let mut previous: Option<(u64, record::Hash)> = None;
     for (seq, stored_hash, line) in &lines {
         let fields = record::check(line.as_bytes())

@@ -204,7 +204,7 @@ impl Shipper {
         // The head record again: the store takes it only byte for byte, so
         // a local rewrite of what was shipped is caught at once.
         let mut cursor = Cursor::at(&dir, head.seq.max(1));
-        let mut shipped_checkpoint = 0;
+        let mut checkpoints = CheckpointTail::new(&dir);
         loop {
             let lines = cursor
                 .read(BATCH)
@@ -228,14 +228,9 @@ impl Shipper {
                 }
             }
             // Checkpoints the store can hold (their records shipped).
-            let shipped = self.state.shipped_seq.load(Ordering::Relaxed);
-            let fresh: Vec<ShippedCheckpoint> = read_checkpoint_lines(&dir)
-                .into_iter()
-                .filter(|c| c.seq > shipped_checkpoint && c.seq <= shipped)
-                .collect();
-            if let Some(last) = fresh.last().map(|c| c.seq) {
-                store.add_checkpoints(&self.settings.chain, &fresh).await?;
-                shipped_checkpoint = last;
+            let due = checkpoints.due(self.state.shipped_seq.load(Ordering::Relaxed));
+            if !due.is_empty() {
+                store.add_checkpoints(&self.settings.chain, &due).await?;
             }
             if lines.len() < BATCH {
                 tokio::time::sleep(IDLE).await;
@@ -249,21 +244,48 @@ impl Shipper {
     }
 }
 
-/// Signed checkpoints as their exact lines.
-fn read_checkpoint_lines(dir: &Path) -> Vec<ShippedCheckpoint> {
-    let Ok(text) = std::fs::read_to_string(dir.join(CHECKPOINT_FILE)) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|line| {
-            let parsed: checkpoint::Checkpoint = serde_json::from_str(line).ok()?;
-            Some(ShippedCheckpoint {
-                seq: parsed.seq,
-                head: parsed.head,
-                line: line.to_owned(),
-            })
-        })
-        .collect()
+/// Signed checkpoints as their exact lines, read as `checkpoints.jsonl`
+/// grows (the writer only appends to it), each once.
+struct CheckpointTail {
+    path: PathBuf,
+    offset: u64,
+    /// Read, but their records are not in the store yet.
+    pending: Vec<ShippedCheckpoint>,
+}
+
+impl CheckpointTail {
+    fn new(dir: &Path) -> CheckpointTail {
+        CheckpointTail {
+            path: dir.join(CHECKPOINT_FILE),
+            offset: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The checkpoints whose records the store holds (seq up to
+    /// `shipped`), oldest first, each returned once.
+    fn due(&mut self, shipped: u64) -> Vec<ShippedCheckpoint> {
+        if let Ok(mut file) = File::open(&self.path) {
+            let _ = file.seek(SeekFrom::Start(self.offset));
+            let mut line = String::new();
+            let mut reader = BufReader::new(file);
+            // Complete lines only: a half-written one is read next time.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.ends_with('\n') {
+                self.offset += line.len() as u64;
+                let text = line.trim_end();
+                if let Ok(parsed) = serde_json::from_str::<checkpoint::Checkpoint>(text) {
+                    self.pending.push(ShippedCheckpoint {
+                        seq: parsed.seq,
+                        head: parsed.head,
+                        line: text.to_owned(),
+                    });
+                }
+                line.clear();
+            }
+        }
+        let ready = self.pending.partition_point(|c| c.seq <= shipped);
+        self.pending.drain(..ready).collect()
+    }
 }
 
 /// A reading position in the local segments.

@@ -515,21 +515,32 @@ impl Store {
         Ok(())
     }
 
-    /// Every stored line of `chain` from `from_seq`, in seq order.
-    pub async fn lines(
-        &self,
-        chain: &str,
-        from_seq: u64,
-    ) -> Result<Vec<(u64, String, String)>, WitnessError> {
+    /// Every stored line of `chain` with its seq and hash, in seq order.
+    pub async fn lines(&self, chain: &str) -> Result<Vec<(u64, String, String)>, WitnessError> {
         Ok(self
             .client
             .query(
-                "SELECT seq, hash, line FROM vigil_records WHERE chain_id = $1 AND seq >= $2 ORDER BY seq",
-                &[&chain, &(from_seq as i64)],
+                "SELECT seq, hash, line FROM vigil_records WHERE chain_id = $1 ORDER BY seq",
+                &[&chain],
             )
             .await?
             .into_iter()
             .map(|row| (row.get::<_, i64>(0) as u64, row.get(1), row.get(2)))
+            .collect())
+    }
+
+    /// The stored seqs and hashes of `chain`, in seq order: what comparing
+    /// a local copy needs, without fetching the lines.
+    pub async fn hashes(&self, chain: &str) -> Result<Vec<(u64, String)>, WitnessError> {
+        Ok(self
+            .client
+            .query(
+                "SELECT seq, hash FROM vigil_records WHERE chain_id = $1 ORDER BY seq",
+                &[&chain],
+            )
+            .await?
+            .into_iter()
+            .map(|row| (row.get::<_, i64>(0) as u64, row.get(1)))
             .collect())
     }
 
