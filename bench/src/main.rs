@@ -534,6 +534,19 @@ async fn drive(
         }
         tasks
     };
+    measure(server, settings, run).await
+}
+
+/// What one load task reports: calls, items, errors, latencies (100 ns).
+type LoadTally = (u64, u64, u64, Vec<u32>);
+
+/// A warm-up, then one measured period of the load `run(duration,
+/// record_latencies)` starts, with the server's and the generator's CPU
+/// over it.
+async fn measure<F>(server: &Server, settings: &Settings, run: F) -> Measured
+where
+    F: Fn(Duration, bool) -> Vec<tokio::task::JoinHandle<LoadTally>>,
+{
     for task in run(settings.warmup, false) {
         let _ = task.await;
     }

@@ -116,29 +116,12 @@ async fn drive_http(server: &Server, bodies: Vec<bytes::Bytes>, settings: &Setti
                             errors += 1;
                         }
                     }
-                    (calls, errors, latencies)
+                    (calls, calls, errors, latencies)
                 })
             })
             .collect::<Vec<_>>()
     };
-    for task in run(settings.warmup, false) {
-        let _ = task.await;
-    }
-    let cpu_before = server.cpu();
-    let generator_before = process_cpu(std::process::id());
-    let started = Instant::now();
-    let mut measured = Measured::empty();
-    for task in run(settings.duration, true) {
-        let (calls, errors, latencies) = task.await.expect("load task");
-        measured.calls += calls;
-        measured.items += calls;
-        measured.errors += errors;
-        measured.latencies.extend(latencies);
-    }
-    measured.elapsed = started.elapsed();
-    measured.cpu = server.cpu().saturating_sub(cpu_before);
-    measured.generator_cpu = process_cpu(std::process::id()).saturating_sub(generator_before);
-    measured
+    measure(server, settings, run).await
 }
 
 /// A CA and a server certificate for `localhost`, written into `dir`;
