@@ -12,6 +12,13 @@ use std::{
 use common::{audit_lines, repo_path, request, vigil_command, Launch, Vigil};
 
 fn verify(audit_dir: &Path, extra: &[&str]) -> (bool, String) {
+    let (code, text) = verify_exit(audit_dir, extra);
+    (code == Some(0), text)
+}
+
+/// `vigil audit verify` on `audit_dir`: its exit code and everything it
+/// printed.
+fn verify_exit(audit_dir: &Path, extra: &[&str]) -> (Option<i32>, String) {
     let mut args = vec![
         "audit",
         "verify",
@@ -19,13 +26,41 @@ fn verify(audit_dir: &Path, extra: &[&str]) -> (bool, String) {
         audit_dir.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let output = vigil_command(&args, audit_dir);
+    // Run beside the directory, which may be the missing one under test.
+    let output = vigil_command(&args, audit_dir.parent().unwrap());
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    (output.status.success(), text)
+    (output.status.code(), text)
+}
+
+/// A stopped server's audit dir after `decisions` Authorize calls, served
+/// with `args` (rotation, retention): its scratch directory, the audit
+/// directory and every receipt (`SEQ:HASH`).
+async fn traffic_with(
+    args: &[&str],
+    decisions: usize,
+) -> (tempfile::TempDir, std::path::PathBuf, Vec<String>) {
+    let vigil = Launch::new(repo_path("policies"))
+        .args(args.iter().copied())
+        .start();
+    let mut client = vigil.client().await;
+    let mut receipts = Vec::new();
+    for _ in 0..decisions {
+        let answer = client
+            .authorize(request("alice", "crm.customers", "read"))
+            .await
+            .unwrap()
+            .into_inner();
+        receipts.push(format!("{}:{}", answer.audit_seq, answer.audit_hash));
+    }
+    drop(client);
+    let audit_dir = vigil.audit_dir.clone();
+    let (status, _, dir) = vigil.terminate().await;
+    assert!(status.success());
+    (dir, audit_dir, receipts)
 }
 
 /// A stopped server's audit dir with some real traffic in it.
@@ -434,25 +469,16 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn rotation_retention_and_signed_checkpoints() {
-    let vigil = Launch::new(repo_path("policies"))
-        .args([
+    let (dir, audit_dir, _) = traffic_with(
+        &[
             "--audit-rotate-bytes",
             "2000",
             "--audit-retain-segments",
             "3",
-        ])
-        .start();
-    let mut client = vigil.client().await;
-    for _ in 0..60 {
-        client
-            .authorize(request("alice", "crm.customers", "read"))
-            .await
-            .unwrap();
-    }
-    drop(client);
-    let audit_dir = vigil.audit_dir.clone();
-    let (status, _, dir) = vigil.terminate().await;
-    assert!(status.success());
+        ],
+        60,
+    )
+    .await;
     let segments: Vec<_> = std::fs::read_dir(&audit_dir)
         .unwrap()
         .filter_map(|e| e.unwrap().file_name().into_string().ok())
@@ -751,97 +777,45 @@ async fn lost_history_stops_start_up_until_acknowledged() {
 }
 
 /// Segments removed by hand are not retention: without the `prune` record
-/// retention writes, verify fails even when a checkpoint covers the cut.
-/// A receipt for a pruned record is "cannot be checked" (exit 3), never
-/// "present"; a missing directory is exit 2, tampering exit 1.
+/// retention writes, verify fails (exit 1, tampering) even when a
+/// checkpoint covers the cut; a missing directory is exit 2.
 #[tokio::test]
-async fn pruning_by_hand_and_receipts_for_pruned_records() {
-    let vigil = Launch::new(repo_path("policies"))
-        .args(["--audit-rotate-bytes", "2000"])
-        .start();
-    let mut client = vigil.client().await;
-    for _ in 0..40 {
-        client
-            .authorize(request("alice", "crm.customers", "read"))
-            .await
-            .unwrap();
-    }
-    drop(client);
-    let audit_dir = vigil.audit_dir.clone();
-    let (status, _, _dir) = vigil.terminate().await;
-    assert!(status.success());
+async fn pruning_by_hand_and_a_missing_directory() {
+    let (_dir, audit_dir, _) = traffic_with(&["--audit-rotate-bytes", "2000"], 40).await;
     let (ok, text) = verify(&audit_dir, &[]);
     assert!(ok, "{text}");
 
     std::fs::remove_file(audit_dir.join("audit-000001.jsonl")).unwrap();
-    let output = vigil_command(
-        &[
-            "audit",
-            "verify",
-            "--audit-dir",
-            audit_dir.to_str().unwrap(),
-        ],
-        &audit_dir,
-    );
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let (code, text) = verify_exit(&audit_dir, &[]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("no prune record"), "{text}");
 
-    let missing = audit_dir.join("nowhere");
-    let output = vigil_command(
-        &["audit", "verify", "--audit-dir", missing.to_str().unwrap()],
-        &audit_dir,
-    );
-    assert_eq!(output.status.code(), Some(2));
+    let (code, text) = verify_exit(&audit_dir.join("nowhere"), &[]);
+    assert_eq!(code, Some(2), "{text}");
 }
 
+/// A receipt for a record retention removed is "cannot be checked" (exit
+/// 3), whatever its hash, never "present".
 #[tokio::test]
 async fn receipts_for_records_retention_removed_cannot_be_checked() {
-    let vigil = Launch::new(repo_path("policies"))
-        .args([
+    let (_dir, audit_dir, receipts) = traffic_with(
+        &[
             "--audit-rotate-bytes",
             "2000",
             "--audit-retain-segments",
             "2",
-        ])
-        .start();
-    let mut client = vigil.client().await;
-    let mut receipts = Vec::new();
-    for _ in 0..60 {
-        let answer = client
-            .authorize(request("alice", "crm.customers", "read"))
-            .await
-            .unwrap()
-            .into_inner();
-        receipts.push(format!("{}:{}", answer.audit_seq, answer.audit_hash));
-    }
-    drop(client);
-    let audit_dir = vigil.audit_dir.clone();
-    let (status, _, _dir) = vigil.terminate().await;
-    assert!(status.success());
+        ],
+        60,
+    )
+    .await;
     let forged = format!(
         "{}:{}",
         receipts[0].split(':').next().unwrap(),
         "0".repeat(64)
     );
     for receipt in [&receipts[0], &forged] {
-        let output = vigil_command(
-            &[
-                "audit",
-                "verify",
-                "--audit-dir",
-                audit_dir.to_str().unwrap(),
-                "--receipt",
-                receipt,
-            ],
-            &audit_dir,
-        );
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert_eq!(output.status.code(), Some(3), "{text}");
+        let (code, text) = verify_exit(&audit_dir, &["--receipt", receipt]);
+        assert_eq!(code, Some(3), "{text}");
         assert!(
             text.contains("cannot be checked: receipt") && !text.contains("present:"),
             "{text}"

@@ -5,39 +5,8 @@
 
 mod common;
 
-use std::collections::HashMap;
-
-use common::{repo_path, Launch};
-use envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context::{HttpRequest, Peer, Request},
-    authorization_client::AuthorizationClient,
-    AttributeContext, CheckRequest,
-};
-
-fn check(method: &str, path: &str, headers: &[(&str, &str)], principal: &str) -> CheckRequest {
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                principal: principal.into(),
-                ..Default::default()
-            }),
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: method.into(),
-                    path: path.into(),
-                    host: "api.example.com".into(),
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect::<HashMap<_, _>>(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
-}
+use common::{envoy_check, repo_path, Launch};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 
 #[tokio::test]
 async fn envoy_checks_are_audited_decisions() {
@@ -55,7 +24,7 @@ async fn envoy_checks_are_audited_decisions() {
     let mut client = AuthorizationClient::new(vigil.channel().await);
 
     let allowed = client
-        .check(check(
+        .check(envoy_check(
             "GET",
             "/v1/datasets/crm.customers/rows?limit=5",
             &[("x-user", "alice")],
@@ -76,7 +45,7 @@ async fn envoy_checks_are_audited_decisions() {
     );
 
     let denied = client
-        .check(check(
+        .check(envoy_check(
             "GET",
             "/v1/datasets/finance.payments/rows",
             &[("x-user", "frank")],
@@ -99,7 +68,7 @@ async fn envoy_checks_are_audited_decisions() {
 
     // The mTLS peer principal is the subject when no header names one.
     let by_peer = client
-        .check(check(
+        .check(envoy_check(
             "GET",
             "/v1/datasets/crm.customers/rows",
             &[],
@@ -115,7 +84,12 @@ async fn envoy_checks_are_audited_decisions() {
     );
 
     let nobody = client
-        .check(check("GET", "/v1/datasets/crm.customers/rows", &[], ""))
+        .check(envoy_check(
+            "GET",
+            "/v1/datasets/crm.customers/rows",
+            &[],
+            "",
+        ))
         .await
         .unwrap()
         .into_inner();

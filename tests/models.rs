@@ -250,6 +250,23 @@ async fn expect_decisions(dir: &str, cases: &[(&str, &str, &str, bool)]) -> Star
     }
 }
 
+/// The same, for requests with a domain: (subject, domain, object, action,
+/// allowed).
+async fn expect_domain_decisions(dir: &str, cases: &[(&str, &str, &str, &str, bool)]) {
+    let vigil = Launch::new(repo_path(dir)).start();
+    let mut client = vigil.client().await;
+    for &(subject, domain, object, action, allowed) in cases {
+        let mut request = common::request(subject, object, action);
+        request.domain = domain.into();
+        let answer = client.authorize(request).await.unwrap().into_inner();
+        assert_eq!(
+            answer.allowed, allowed,
+            "{dir}: {subject} {domain} {object} {action}: {}",
+            answer.reason
+        );
+    }
+}
+
 /// A started vigil (kept serving while the client is used) and a client
 /// to it, for checks after the table.
 struct Started {
@@ -475,21 +492,7 @@ async fn string_literals_are_not_rewritten() {
 /// model_test.go): `g, alice, admin, *` grants admin in every domain.
 #[tokio::test]
 async fn domain_patterns_as_go_casbin_decides() {
-    async fn expect(dir: &str, cases: &[(&str, &str, &str, &str, bool)]) {
-        let vigil = Launch::new(repo_path(dir)).start();
-        let mut client = vigil.client().await;
-        for &(subject, domain, object, action, allowed) in cases {
-            let mut request = common::request(subject, object, action);
-            request.domain = domain.into();
-            let answer = client.authorize(request).await.unwrap().into_inner();
-            assert_eq!(
-                answer.allowed, allowed,
-                "{dir}: {subject} {domain} {object} {action}: {}",
-                answer.reason
-            );
-        }
-    }
-    expect(
+    expect_domain_decisions(
         "tests/models/domain_pattern",
         &[
             ("alice", "domain1", "data1", "read", true),
@@ -505,7 +508,7 @@ async fn domain_patterns_as_go_casbin_decides() {
         ],
     )
     .await;
-    expect(
+    expect_domain_decisions(
         "tests/models/all_pattern",
         &[
             ("alice", "domain1", "/book/1", "read", true),
@@ -753,25 +756,18 @@ async fn time_window_conditions_by_default_as_go_tests_register_them() {
         ],
     )
     .await;
-    let vigil = Launch::new(repo_path("tests/models/domains_conditional")).start();
-    let mut client = vigil.client().await;
-    for (subject, domain, object, action, allowed) in [
-        ("alice", "domain1", "service1", "/list", true),
-        ("alice", "domain1", "service1", "/get/1/detail", true),
-        ("alice", "domain1", "service1", "/broadcast", false),
-        ("bob", "domain2", "service2", "/trip", true),
-        ("bob", "domain1", "service1", "/list", false),
-        ("jack", "domain1", "service1", "/list", false),
-    ] {
-        let mut request = common::request(subject, object, action);
-        request.domain = domain.into();
-        let answer = client.authorize(request).await.unwrap().into_inner();
-        assert_eq!(
-            answer.allowed, allowed,
-            "{subject} {domain} {object} {action}: {}",
-            answer.reason
-        );
-    }
+    expect_domain_decisions(
+        "tests/models/domains_conditional",
+        &[
+            ("alice", "domain1", "service1", "/list", true),
+            ("alice", "domain1", "service1", "/get/1/detail", true),
+            ("alice", "domain1", "service1", "/broadcast", false),
+            ("bob", "domain2", "service2", "/trip", true),
+            ("bob", "domain1", "service1", "/list", false),
+            ("jack", "domain1", "service1", "/list", false),
+        ],
+    )
+    .await;
 }
 
 /// Relationship-based access (examples/rebac_model.conf of casbin/casbin):

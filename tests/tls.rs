@@ -6,7 +6,6 @@
 mod common;
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -15,11 +14,9 @@ use std::{
     time::Duration,
 };
 
-use common::{repo_path, request, Launch, Vigil};
+use common::{envoy_check, port_of, repo_path, request, Launch, Vigil};
 use envoy_types::pb::envoy::service::auth::v3::{
-    attribute_context::{HttpRequest, Peer, Request},
-    authorization_client::AuthorizationClient,
-    AttributeContext, CheckRequest,
+    authorization_client::AuthorizationClient, CheckRequest,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -124,15 +121,7 @@ fn tls_args(files: &(PathBuf, PathBuf, PathBuf), mutual: bool) -> Vec<String> {
 }
 
 fn port(vigil: &Vigil) -> u16 {
-    vigil
-        .tcp
-        .as_ref()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    port_of(vigil.tcp.as_ref().unwrap())
 }
 
 async fn tls_channel(port: u16, ca: &Ca, client: Option<&Leaf>) -> Result<Channel, String> {
@@ -295,29 +284,15 @@ async fn mtls_subject_is_the_client_spiffe_id() {
     assert_eq!(subjects, [LOADER, LOADER, LOADER], "{subjects:?}");
 }
 
+/// A GET Envoy checks for `user` (in `x-user`, none when empty) or the
+/// peer `principal`.
 fn check(path: &str, user: &str, principal: &str) -> CheckRequest {
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer {
-                principal: principal.into(),
-                ..Default::default()
-            }),
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: path.into(),
-                    host: "api.example.com".into(),
-                    headers: [("x-user".to_owned(), user.to_owned())]
-                        .into_iter()
-                        .filter(|(_, v)| !v.is_empty())
-                        .collect::<HashMap<_, _>>(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
+    let headers: &[(&str, &str)] = if user.is_empty() {
+        &[]
+    } else {
+        &[("x-user", user)]
+    };
+    envoy_check("GET", path, headers, principal)
 }
 
 #[tokio::test]
@@ -409,15 +384,7 @@ async fn http_api_over_mtls_takes_the_certificate_subject() {
         .args(tls_args(&files, true))
         .args(["--auth", "mtls", "--http-listen", "127.0.0.1:0"])
         .start();
-    let http_port: u16 = vigil
-        .http
-        .as_ref()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let http_port = port_of(vigil.http.as_ref().unwrap());
     let loader = ca.issue("loader", &[], &[LOADER]);
     let stream = rustls_connect(http_port, &ca, Some(&loader), b"http/1.1")
         .await

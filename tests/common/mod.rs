@@ -595,3 +595,49 @@ pub fn audit_lines(audit_dir: &Path) -> Vec<(PathBuf, String)> {
         })
         .collect()
 }
+
+/// An Envoy ext_authz `CheckRequest` as Envoy fills it (envoy-types'
+/// messages, not vigil's proto): the HTTP request on `api.example.com` and
+/// the mTLS peer principal of its source (empty: none).
+pub fn envoy_check(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    principal: &str,
+) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+    use envoy_types::pb::envoy::service::auth::v3::{
+        attribute_context::{HttpRequest, Peer, Request},
+        AttributeContext, CheckRequest,
+    };
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(Peer {
+                principal: principal.into(),
+                ..Default::default()
+            }),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: method.into(),
+                    path: path.into(),
+                    host: "api.example.com".into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The port of a `HOST:PORT` address vigil reported.
+pub fn port_of(address: &str) -> u16 {
+    address
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("{address:?} has no port"))
+}
