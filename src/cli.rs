@@ -254,6 +254,10 @@ pub struct ServeArgs {
     /// The chain's id at the witness [default: HOST:AUDIT_DIR].
     #[arg(long, env = "VIGIL_SHIP_CHAIN")]
     pub ship_chain: Option<String>,
+    /// Keep limits.toml's budgets in Redis (`redis://host:port/db`), shared
+    /// by every sidecar using it [default: in this process].
+    #[arg(long, env = "VIGIL_LIMITS_BACKEND")]
+    pub limits_backend: Option<String>,
     /// A candidate policy directory evaluated beside the live one on real
     /// traffic; divergences are audited and counted, the live answer served.
     #[arg(long, env = "VIGIL_SHADOW_POLICIES")]

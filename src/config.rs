@@ -22,6 +22,7 @@ use crate::{
     policy,
     telemetry::TraceSettings,
     tls::{SubjectName, TlsFiles},
+    limits::LimitOptions,
     witness::ShipSettings,
 };
 
@@ -67,6 +68,8 @@ pub struct Config {
     pub tracing: Option<TraceSettings>,
     /// Shipping the audit chain to a witness, when `--ship-to` is given.
     pub ship: Option<ShipSettings>,
+    /// Where limits.toml's budgets are kept (`[limits]`).
+    pub limit_store: LimitOptions,
 }
 
 /// All problems found in one configuration.
@@ -164,6 +167,21 @@ struct FileConfig {
     watch: Option<bool>,
     #[serde(alias = "worker-threads")]
     worker_threads: Option<usize>,
+    /// `[limits]`: where limits.toml's budgets are kept.
+    limits: Option<FileLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    /// `redis://…`: budgets shared by every sidecar using that Redis.
+    backend: Option<String>,
+    #[serde(alias = "fallback-fraction")]
+    fallback_fraction: Option<f64>,
+    #[serde(alias = "max-keys")]
+    max_keys: Option<usize>,
+    timeout: Option<String>,
+    prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -655,6 +673,8 @@ impl Config {
             .admin_role
             .or(file.admin_role)
             .unwrap_or_else(|| "admin".to_owned());
+        let limit_store = limit_options(args.limits_backend, file.limits.unwrap_or_default())
+            .map_err(|problems| ConfigError { problems })?;
         Ok(Config {
             policies,
             listeners,
@@ -676,6 +696,7 @@ impl Config {
             check_only: args.check_config,
             tracing,
             ship,
+            limit_store,
             keyring: KeyringLocation::from_flag(args.keyring.or(file.keyring)),
             worker_threads: args.worker_threads.or(file.worker_threads).unwrap_or(0),
         })
@@ -713,6 +734,57 @@ fn read_file_config(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+/// `[limits]` with `--limits-backend` over its `backend`.
+fn limit_options(flag: Option<String>, file: FileLimits) -> Result<LimitOptions, Vec<String>> {
+    let defaults = LimitOptions::default();
+    let mut problems = Vec::new();
+    let backend = flag.or(file.backend).filter(|b| !b.is_empty());
+    if let Some(url) = &backend {
+        let shown = crate::limits::shared::without_password(url);
+        if !["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            problems.push(format!(
+                "[limits] backend {shown:?} is not a Redis URL (redis://host:port/db or unix:///path/redis.sock)"
+            ));
+        }
+    }
+    let fallback_fraction = file.fallback_fraction.unwrap_or(defaults.fallback_fraction);
+    if !(fallback_fraction > 0.0 && fallback_fraction <= 1.0) {
+        problems.push(format!(
+            "[limits] fallback_fraction {fallback_fraction} must be above 0 and at most 1: \
+             this sidecar's share of a shared rate while Redis is unreachable"
+        ));
+    }
+    let max_keys = file.max_keys.unwrap_or(defaults.max_keys);
+    if max_keys < 16 {
+        problems.push(format!("[limits] max_keys {max_keys} must be at least 16"));
+    }
+    let timeout = match file.timeout.as_deref().map(parse_duration) {
+        None => defaults.timeout,
+        Some(Ok(timeout)) if !timeout.is_zero() => timeout,
+        Some(Ok(_)) => {
+            problems.push("[limits] timeout must be above 0".to_owned());
+            defaults.timeout
+        }
+        Some(Err(e)) => {
+            problems.push(format!("[limits] timeout: {e}"));
+            defaults.timeout
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(LimitOptions {
+        backend,
+        fallback_fraction,
+        max_keys,
+        timeout,
+        prefix: file.prefix.unwrap_or(defaults.prefix),
+    })
 }
 
 /// Accepts `30s`, `2m`, `1h` or a bare number of seconds.

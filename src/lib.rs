@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod http;
 pub mod keyfile;
 pub mod keys;
+pub mod limits;
 pub mod listen;
 pub mod logging;
 pub mod mask;

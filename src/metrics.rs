@@ -158,6 +158,9 @@ pub struct ScrapeState {
     pub shadow_divergences: u64,
     /// Shipping to the audit witness, when on.
     pub witness: Option<WitnessState>,
+    /// Whether the shared limits store answers (`None`: limits are kept
+    /// in process).
+    pub limits_store_up: Option<bool>,
 }
 
 /// The audit witness shipper's state at a scrape.
@@ -204,7 +207,25 @@ pub struct Metrics {
     witness_lag_seconds: Gauge<f64, AtomicU64>,
     witness_connected: Gauge,
     witness_stopped: Gauge,
+    /// `[via]`: local, shared, fallback.
+    limit_checks: [Counter; 3],
+    limit_exceeded: Family<LimitLabels, Counter>,
+    quota_weakened: Family<LimitLabels, Counter>,
+    limits_store_up: Gauge,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LimitLabels {
+    limit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ViaLabels {
+    via: &'static str,
+}
+
+/// Where limit checks are answered, in `limit_checks` order.
+pub const LIMIT_VIAS: [&str; 3] = ["local", "shared", "fallback"];
 
 impl Metrics {
     /// Registers everything, the audit writer's own metrics (which it
@@ -276,6 +297,33 @@ impl Metrics {
             "shadow_divergences",
             "Decisions and treatments where the shadow policy answered differently",
             shadow_divergences.clone(),
+        );
+        let limit_check_family = Family::<ViaLabels, Counter>::default();
+        registry.register(
+            "limit_checks",
+            "Calls checked against limits.toml's rates, by where the budget was kept \
+             (local, shared in Redis, or the local fallback while Redis is unreachable)",
+            limit_check_family.clone(),
+        );
+        let limit_checks =
+            LIMIT_VIAS.map(|via| limit_check_family.get_or_create_owned(&ViaLabels { via }));
+        let limit_exceeded = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "limit_exceeded",
+            "Calls the policy allowed and a rate limit denied, by limit",
+            limit_exceeded.clone(),
+        );
+        let quota_weakened = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "quota_weakened",
+            "Values shown weaker than their grant because a reveal quota was spent, by quota",
+            quota_weakened.clone(),
+        );
+        let limits_store_up = Gauge::default();
+        registry.register(
+            "limits_store_up",
+            "1 while the shared limits store (Redis) answers; 0 while limits fall back",
+            limits_store_up.clone(),
         );
         let witness_lag_records = Gauge::default();
         registry.register(
@@ -371,6 +419,10 @@ impl Metrics {
             witness_lag_seconds,
             witness_connected,
             witness_stopped,
+            limit_checks,
+            limit_exceeded,
+            quota_weakened,
+            limits_store_up,
             audit,
             audit_writable,
             audit_segments,
@@ -413,6 +465,32 @@ impl Metrics {
                     treatment: treatment.to_owned(),
                 })
                 .inc_by(count);
+        }
+    }
+
+    /// One rate check, answered `via` (one of [`LIMIT_VIAS`]); `exceeded`
+    /// names the limit that denied it.
+    pub fn count_limit_check(&self, via: &str, exceeded: Option<&str>) {
+        if let Some(i) = LIMIT_VIAS.iter().position(|v| *v == via) {
+            self.limit_checks[i].inc();
+        }
+        if let Some(limit) = exceeded {
+            self.limit_exceeded
+                .get_or_create(&LimitLabels {
+                    limit: limit.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// Values a reveal quota weakened, per quota.
+    pub fn count_quota_weakened<'a>(&self, spent: impl IntoIterator<Item = (&'a String, &'a u64)>) {
+        for (quota, values) in spent {
+            self.quota_weakened
+                .get_or_create(&LimitLabels {
+                    limit: quota.clone(),
+                })
+                .inc_by(*values);
         }
     }
 
@@ -464,6 +542,9 @@ impl Metrics {
         self.audit_bytes.set(audit.bytes as i64);
         self.checkpoint_age
             .set(audit.checkpoint_age.unwrap_or(-1.0));
+        if let Some(up) = state.limits_store_up {
+            self.limits_store_up.set(i64::from(up));
+        }
         if let Some(witness) = state.witness {
             self.witness_lag_records.set(witness.lag_records as i64);
             self.witness_lag_seconds.set(witness.lag_seconds);

@@ -28,6 +28,7 @@ use crate::{
         MAX_CONCURRENT_EXPORTS,
     },
     keys::{Keyring, KeyringError, KeyringLocation},
+    limits::Limiter,
     listen::{Connection, ConnectionLimits, Incoming, Listener, Plane},
     metrics::Metrics,
     policy::{shadow::Shadow, watch::Watcher, PolicyError, PolicyStore},
@@ -61,6 +62,8 @@ pub enum ServerError {
     AuditKey(#[from] checkpoint::KeyFileError),
     #[error("TLS (--tls-cert, --tls-key, --tls-client-ca): {0}")]
     Tls(#[from] TlsError),
+    #[error("[limits]: {0}")]
+    Limits(String),
     #[error("server on {addr} failed: {message}")]
     Serve { addr: String, message: String },
 }
@@ -173,6 +176,7 @@ impl App {
             exports: Arc::new(Semaphore::new(MAX_CONCURRENT_EXPORTS)),
             refusals: Default::default(),
             witness: witness.as_ref().map(|(_, state)| state.clone()),
+            limiter: Arc::new(Limiter::new(config.limit_store).map_err(ServerError::Limits)?),
         });
         Ok(App {
             shared,
@@ -276,6 +280,10 @@ impl App {
             .clone()
             .map(|tls| tokio::spawn(reload_tls_on_change(tls)));
         let ship_task = self.shipper.map(|shipper| tokio::spawn(shipper.run()));
+        let limits_task = shared
+            .limiter
+            .shared()
+            .map(|store| tokio::spawn(store.clone().keep_connected()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -414,6 +422,9 @@ impl App {
         }
         if let Some(task) = ship_task {
             // What the shutdown record adds ships on the next start.
+            task.abort();
+        }
+        if let Some(task) = limits_task {
             task.abort();
         }
         for record in shared.refusals.take_closed(true) {

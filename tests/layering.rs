@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["witness"],
     &[
         "authz",
+        "limits",
         "mask",
         "audit",
         "authn",

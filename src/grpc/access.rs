@@ -42,6 +42,8 @@ struct Decided {
     decision_id: String,
     reason: String,
     policy_version: String,
+    /// A rate limit's deny: which, and when it allows again.
+    limited: Option<(String, u64)>,
 }
 
 impl Decided {
@@ -52,9 +54,11 @@ impl Decided {
             decision_id,
             reason,
             policy_version,
+            limited,
         }: Decided,
         receipt: Receipt,
     ) -> AuthorizeResponse {
+        let (limit, retry_after_ms) = limited.unwrap_or_default();
         AuthorizeResponse {
             allowed,
             decision_id,
@@ -62,6 +66,8 @@ impl Decided {
             policy_version,
             audit_seq: receipt.seq(),
             audit_hash: receipt.hash_hex(),
+            retry_after_ms,
+            limit,
         }
     }
 }
@@ -84,10 +90,11 @@ fn check_input(
     check_attributes(prefix, &request.attributes, max_attributes)
 }
 
-/// Decides one request on `policy`; returns the decision and the record
-/// the writer must make durable before it is answered (with the shadow
-/// policy's differing answer, if one is configured).
-fn decide(
+/// Decides one request on `policy`, then spends its rate limits if the
+/// policy allowed it; returns the decision and the record the writer must
+/// make durable before it is answered (with the shadow policy's differing
+/// answer, if one is configured).
+async fn decide(
     shared: &Shared,
     policy: &PolicySet,
     principal: &Principal,
@@ -102,17 +109,27 @@ fn decide(
         attributes: &request.attributes,
     };
     let span = telemetry::stage(Stage::Decision);
-    let _deciding = span.enter();
-    let verdict = policy.engine.decide(&access)?;
-    let allowed = verdict.allowed();
-    let reason = verdict.reason(&access);
-    let id = decision_id();
-    telemetry::record_decision(&span, &id);
-    tracing::debug!(decision_id = %id, subject = %principal.subject, object = %request.object, action = %request.action, allowed, "decision");
+    let (verdict_allowed, mut reason, id) = {
+        let _deciding = span.enter();
+        let verdict = policy.engine.decide(&access)?;
+        let id = decision_id();
+        telemetry::record_decision(&span, &id);
+        (verdict.allowed(), verdict.reason(&access), id)
+    };
+    // The shadow compares policies, not budgets.
     let shadow = shared
         .shadow
         .as_ref()
-        .and_then(|shadow| shadow.compare_decision(&access, allowed));
+        .and_then(|shadow| shadow.compare_decision(&access, verdict_allowed));
+    let mut limited = None;
+    if verdict_allowed {
+        if let Err(exceeded) = shared.check_rates(policy, &access).await {
+            reason = exceeded.reason;
+            limited = Some((exceeded.limit, crate::limits::millis(exceeded.retry_after)));
+        }
+    }
+    let allowed = verdict_allowed && limited.is_none();
+    tracing::debug!(decision_id = %id, subject = %principal.subject, object = %request.object, action = %request.action, allowed, "decision");
     let record = DecisionRecord {
         id: &id,
         principal,
@@ -122,6 +139,7 @@ fn decide(
         reason: &reason,
         policy_version: &policy.version,
         shadow,
+        limit: limited.as_ref().map(|(limit, _)| limit.as_str()),
     }
     .build(&shared.redactor);
     let decided = Decided {
@@ -129,6 +147,7 @@ fn decide(
         decision_id: id,
         reason,
         policy_version: policy.version.clone(),
+        limited,
     };
     Ok((decided, record))
 }
@@ -147,7 +166,7 @@ impl AccessControlService {
             .await?;
         let request = request.into_inner();
         let policy = self.shared.policies.snapshot();
-        let (decided, record) = decide(&self.shared, &policy, &principal, &request)?;
+        let (decided, record) = decide(&self.shared, &policy, &principal, &request).await?;
         telemetry::record_decision(&tracing::Span::current(), &decided.decision_id);
         let receipt = self.shared.record(record).await?;
         Ok(Decided::answer(decided, receipt))
@@ -202,6 +221,7 @@ impl AccessControlService {
         for (index, item) in batch.requests.iter().enumerate() {
             let principal = &principals[item.subject.as_str()];
             let (decided, record) = decide(&self.shared, &policy, principal, item)
+                .await
                 .map_err(|error| error.in_item(index))?;
             records.push(record);
             decisions.push(decided);

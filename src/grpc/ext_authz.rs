@@ -26,9 +26,12 @@ use tonic::{
 
 use super::codec::LeanCodec;
 
-use super::{AccessControlService, Shared};
+use super::{status::RETRY_AFTER_MS, AccessControlService, Shared};
 use crate::{
-    gateway::{HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON},
+    gateway::{
+        retry_after_seconds, HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON,
+        RATE_LIMITED_REASON,
+    },
     proto::{access_control_server::AccessControl, AuthorizeRequest},
 };
 
@@ -117,12 +120,14 @@ impl ExtAuthzService {
 }
 
 /// A denial Envoy sends to its client: the HTTP status and a small JSON
-/// body naming the decision (never the rule).
+/// body naming the decision (never the rule); with `Retry-After` when a
+/// rate limit denied it (`retry_after_ms` above 0).
 fn denied(
     code: Code,
     http: HttpStatusCode,
     message: &str,
     decision: Option<&str>,
+    retry_after_ms: u64,
 ) -> CheckResponse {
     // Written directly: the id is base64url, only the message needs JSON
     // escaping (a denial is half the traffic of a gateway).
@@ -138,6 +143,9 @@ fn denied(
         .set_body(body);
     if let Some(id) = decision {
         builder.add_header(DECISION_HEADER, id, None, false);
+    }
+    if retry_after_ms > 0 {
+        builder.add_header("retry-after", &retry_after_seconds(retry_after_ms), None, false);
     }
     let response: DeniedHttpResponse = builder.build();
     let mut check = with_code(code, message);
@@ -178,6 +186,7 @@ impl Authorization for ExtAuthzService {
                 HttpStatusCode::BadRequest,
                 "the check carries no HTTP request attributes",
                 None,
+                0,
             )));
         };
         let header = |name: &str| http.headers.get(name).map(String::as_str);
@@ -217,6 +226,7 @@ impl Authorization for ExtAuthzService {
                         HttpStatusCode::Unauthorized,
                         "no subject: no subject header ([http] subject_header) and no mTLS peer principal",
                         None,
+                        0,
                     )))
                 }
             }
@@ -246,12 +256,21 @@ impl Authorization for ExtAuthzService {
                     let mut check = with_code(Code::Ok, "");
                     check.set_http_response(ok.build());
                     check
+                } else if !answer.limit.is_empty() {
+                    denied(
+                        Code::ResourceExhausted,
+                        HttpStatusCode::TooManyRequests,
+                        RATE_LIMITED_REASON,
+                        Some(&answer.decision_id),
+                        answer.retry_after_ms,
+                    )
                 } else {
                     denied(
                         Code::PermissionDenied,
                         HttpStatusCode::Forbidden,
                         DENIED_REASON,
                         Some(&answer.decision_id),
+                        0,
                     )
                 }
             }
@@ -263,7 +282,12 @@ impl Authorization for ExtAuthzService {
                     Code::ResourceExhausted => HttpStatusCode::TooManyRequests,
                     _ => HttpStatusCode::ServiceUnavailable,
                 };
-                denied(status.code(), http, status.message(), None)
+                let retry_after_ms = status
+                    .metadata()
+                    .get(RETRY_AFTER_MS)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(0);
+                denied(status.code(), http, status.message(), None, retry_after_ms)
             }
         };
         Ok(Response::new(response))

@@ -17,6 +17,7 @@ use crate::{
     authn::Principal,
     authz::AccessRequest,
     keys::{Opened, SealedFor},
+    limits::{Exceeded, Reveals},
     mask::{self, FieldAction, UnmaskError},
     metrics::Rpc,
     policy::{
@@ -128,7 +129,12 @@ impl DataMaskingService {
             max_depth: self.shared.limits.max_depth,
             max_values: self.shared.limits.max_mask_values,
         };
-        let reading = policy.masker_for(&asker, &self.shared.keys, limits)?;
+        let reveals = self
+            .shared
+            .limiter
+            .reveals(self.shared.quotas_for(&policy, &asker));
+        let counting = reveals.needs_count();
+        let reading = policy.masker_for(&asker, &self.shared.keys, limits, reveals)?;
         let (reason, mut masker) = match reading {
             Reading::Admitted { reason, masker } => (reason, masker),
             Reading::Denied { reason } => {
@@ -138,6 +144,35 @@ impl DataMaskingService {
                     .await);
             }
         };
+        if let Err(exceeded) = self.shared.check_rates(&policy, &asker).await {
+            return Err(self
+                .refuse_limited(kind::MASK, &id, &asker, exceeded, &policy.version)
+                .await);
+        }
+        if counting {
+            // Shared quotas: count what this call would show in clear, take
+            // it from Redis in one round trip, then mask within what was
+            // granted. The counting pass runs on a copy.
+            let mut copy = message.records.clone();
+            let mut ignored = Vec::new();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for (index, item) in copy.iter_mut().enumerate() {
+                    if masker.mask(index, item, &mut ignored).is_err() {
+                        break;
+                    }
+                }
+            }));
+            let mut reveals = masker.into_visibility().reveals;
+            self.shared.limiter.lease(&mut reveals).await;
+            masker = match policy.masker_for(&asker, &self.shared.keys, limits, reveals)? {
+                Reading::Admitted { masker, .. } => masker,
+                Reading::Denied { .. } => {
+                    return Err(RpcError::Internal(format!(
+                        "decision {id}: one snapshot decided read twice differently"
+                    )))
+                }
+            };
+        }
         let mut actions = Vec::new();
         let masking = telemetry::stage(Stage::Masking).entered();
         // A bug in masking must not take the call's answer (or its audit
@@ -148,7 +183,7 @@ impl DataMaskingService {
             }
             Ok::<(), mask::MaskError>(())
         }));
-        drop(masker);
+        let reveals = masker.into_visibility().reveals;
         drop(masking);
         match masked {
             Ok(result) => result?,
@@ -173,9 +208,16 @@ impl DataMaskingService {
             reason,
             &policy.version,
         );
+        self.shared.metrics.count_quota_weakened(&reveals.spent);
+        let retry_after_ms = if reveals.spent.is_empty() {
+            0
+        } else {
+            crate::limits::millis(reveals.retry_after)
+        };
         record.detail = Some(Detail::new(&MaskSummary {
             fields: summarize(&actions),
             invalid: invalid_by_label(&actions),
+            quota: reveals.spent,
             records: message.records.len(),
             shadow: self
                 .shared
@@ -195,12 +237,14 @@ impl DataMaskingService {
                     treatment: a.treatment,
                     rule: a.rule,
                     validity: validity_text(a.valid).to_owned(),
+                    quota: a.quota.unwrap_or_default(),
                 })
                 .collect(),
             decision_id: id,
             audit_seq: receipt.seq(),
             audit_hash: receipt.hash_hex(),
             policy_version: policy.version.clone(),
+            retry_after_ms,
         })
     }
 
@@ -224,6 +268,14 @@ impl DataMaskingService {
                 .refuse(kind::UNMASK, &id, &asker, reason, &policy.version, message)
                 .await);
         }
+        if let Err(exceeded) = self.shared.check_rates(&policy, &asker).await {
+            return Err(self
+                .refuse_limited(kind::UNMASK, &id, &asker, exceeded, &policy.version)
+                .await);
+        }
+        // Opened values are counted against reveal quotas, then settled all
+        // at once: an Unmask is answered whole or not at all.
+        let mut reveals = Reveals::counting(self.shared.quotas_for(&policy, &asker));
 
         // Unmask is `see:clear` on every label it opens, for the domain and
         // object the value was sealed for; one refusal fails the whole call,
@@ -252,7 +304,11 @@ impl DataMaskingService {
                 )));
             };
             match policy.grant(&asker, known) {
-                Some((mask::Treatment::Clear, _)) => Ok(()),
+                Some((mask::Treatment::Clear, _)) => {
+                    // Counting never refuses; settling below may.
+                    let _ = reveals.reveal(&known.name, &known.level);
+                    Ok(())
+                }
                 _ => Err(refusal(format!(
                     "{} may not {SEE_CLEAR} label {label}",
                     asker.subject
@@ -324,6 +380,11 @@ impl DataMaskingService {
                 Err(RpcError::Refused(why))
             }
             Ok(()) => {
+                if let Err(exceeded) = self.shared.limiter.settle_all(&reveals).await {
+                    return Err(self
+                        .refuse_limited(kind::UNMASK, &id, &asker, exceeded, &policy.version)
+                        .await);
+                }
                 let mut labels: BTreeMap<&str, u64> = BTreeMap::new();
                 for label in &opened {
                     *labels.entry(label).or_default() += 1;
@@ -347,6 +408,35 @@ impl DataMaskingService {
                     audit_hash: receipt.hash_hex(),
                 })
             }
+        }
+    }
+
+    /// Audits a call the policy allowed and a limit refused, naming the
+    /// limit, then returns RESOURCE_EXHAUSTED with when to retry.
+    async fn refuse_limited(
+        &self,
+        kind: &'static str,
+        id: &str,
+        asker: &AccessRequest<'_>,
+        exceeded: Exceeded,
+        policy_version: &str,
+    ) -> RpcError {
+        let mut record = records::reading(
+            kind,
+            &self.shared.redactor,
+            id,
+            asker,
+            false,
+            exceeded.reason.clone(),
+            policy_version,
+        );
+        record.detail = Some(serde_json::json!({ "limit": exceeded.limit }).into());
+        match self.shared.audit.append_one(record).await {
+            Ok(_) => RpcError::Limited {
+                reason: format!("decision {id}: {}", exceeded.reason),
+                retry_after_ms: crate::limits::millis(exceeded.retry_after),
+            },
+            Err(error) => error.into(),
         }
     }
 
@@ -402,6 +492,9 @@ struct MaskSummary<'a> {
     fields: Vec<FieldCount<'a>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     invalid: BTreeMap<&'a str, u64>,
+    /// Values weakened per reveal quota spent.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    quota: BTreeMap<String, u64>,
     records: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     shadow: Option<serde_json::Value>,

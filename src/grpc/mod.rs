@@ -24,10 +24,12 @@ pub use status::RpcError;
 use crate::{
     audit::{AuditLog, Redactor},
     authn::{Authenticator, AuthnError, Credentials, Principal},
+    authz::AccessRequest,
     keys::Keyring,
+    limits::{Call, Exceeded, Limiter, Matched},
     listen::{Connection, Peer, Plane},
     metrics::{Metrics, Outcome, Rpc, ScrapeState},
-    policy::{shadow::Shadow, PolicyStore},
+    policy::{shadow::Shadow, PolicySet, PolicyStore},
     telemetry::{self, Stage},
 };
 
@@ -73,6 +75,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The audit witness shipper's state, when `--ship-to` is on.
     pub witness: Option<Arc<crate::witness::ShipState>>,
+    /// The budgets of limits.toml's rates and quotas.
+    pub limiter: Arc<Limiter>,
 }
 
 /// A call that arrived over HTTP or through a gateway, as a gRPC caller
@@ -174,7 +178,61 @@ impl Shared {
                 connected: w.connected.load(std::sync::atomic::Ordering::Relaxed),
                 stopped: w.fork().is_some(),
             }),
+            limits_store_up: self.limiter.shared().map(|store| store.is_up()),
         })
+    }
+}
+
+impl Shared {
+    /// Spends one call from every rate of `policy` covering `access`;
+    /// `Err` when one is spent (the call is then a deny).
+    pub(crate) async fn check_rates(
+        &self,
+        policy: &PolicySet,
+        access: &AccessRequest<'_>,
+    ) -> Result<(), Exceeded> {
+        if policy.limits.rates.is_empty() {
+            return Ok(());
+        }
+        let matched = policy.limits.rates_for(&limit_call(access), &|role| {
+            policy.holds_role(access.subject, access.domain, role)
+        });
+        match self.limiter.check_rates(&matched).await {
+            Ok(via) => {
+                self.metrics.count_limit_check(via.name(), None);
+                Ok(())
+            }
+            Err(exceeded) => {
+                self.metrics
+                    .count_limit_check(exceeded.via.name(), Some(&exceeded.limit));
+                Err(exceeded)
+            }
+        }
+    }
+
+    /// The reveal quotas of `policy` covering a reader.
+    pub(crate) fn quotas_for<'p>(
+        &self,
+        policy: &'p PolicySet,
+        asker: &AccessRequest<'p>,
+    ) -> Vec<Matched<'p>> {
+        if policy.limits.quotas.is_empty() {
+            return Vec::new();
+        }
+        policy.limits.quotas_for(&limit_call(asker), &|role| {
+            policy.holds_role(asker.subject, asker.domain, role)
+        })
+    }
+}
+
+/// A request as limits see it.
+fn limit_call<'a>(access: &AccessRequest<'a>) -> Call<'a> {
+    Call {
+        subject: access.subject,
+        roles: access.extra_roles,
+        object: access.object,
+        action: access.action,
+        domain: access.domain,
     }
 }
 

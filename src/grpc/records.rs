@@ -26,6 +26,8 @@ pub(super) struct DecisionRecord<'a> {
     pub policy_version: &'a str,
     /// The shadow policy's differing answer, if any.
     pub shadow: Option<Value>,
+    /// The rate limit that denied a call the policy allowed.
+    pub limit: Option<&'a str>,
 }
 
 impl DecisionRecord<'_> {
@@ -51,6 +53,9 @@ impl DecisionRecord<'_> {
         }
         if let Some(shadow) = self.shadow {
             detail.insert("shadow".into(), shadow);
+        }
+        if let Some(limit) = self.limit {
+            detail.insert("limit".into(), limit.into());
         }
         if !detail.is_empty() {
             record.detail = Some(Value::Object(detail).into());

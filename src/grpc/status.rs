@@ -45,6 +45,9 @@ pub enum RpcError {
     /// A request field that does not parse (an export filter, an anchor).
     #[error("{0}")]
     BadField(String),
+    /// A limit of limits.toml refused a call the policy allowed.
+    #[error("{reason}")]
+    Limited { reason: String, retry_after_ms: u64 },
     /// Too many calls of one kind at once (`what`); the caller may retry.
     #[error("too many {0} at once; retry shortly")]
     Busy(&'static str),
@@ -139,6 +142,18 @@ impl From<RpcError> for Status {
                 Status::failed_precondition(error.to_string())
             }
             RpcError::Busy(_) => Status::resource_exhausted(error.to_string()),
+            RpcError::Limited {
+                reason,
+                retry_after_ms,
+            } => {
+                let mut status = Status::resource_exhausted(reason);
+                if retry_after_ms > 0 {
+                    status
+                        .metadata_mut()
+                        .insert(RETRY_AFTER_MS, retry_after_ms.into());
+                }
+                status
+            }
             RpcError::BrokenLog(_) => Status::data_loss(error.to_string()),
             RpcError::Internal(detail) => {
                 tracing::error!(%detail, "internal error answering a call");
@@ -147,6 +162,10 @@ impl From<RpcError> for Status {
         }
     }
 }
+
+/// Metadata of a RESOURCE_EXHAUSTED from a limit: milliseconds until it
+/// allows again (HTTP answers carry it as `Retry-After`).
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 /// Input problems found before deciding.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

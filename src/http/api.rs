@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Arc};
 use axum::{
     body::Bytes,
     extract::{ConnectInfo, State},
-    http::{HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -21,8 +21,11 @@ use serde::{Deserialize, Serialize};
 use tonic::Code;
 
 use crate::{
-    gateway::{HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON},
-    grpc::{AccessControlService, DataMaskingService, Shared, Via},
+    gateway::{
+        retry_after_seconds, HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON,
+        RATE_LIMITED_REASON,
+    },
+    grpc::{status::RETRY_AFTER_MS, AccessControlService, DataMaskingService, Shared, Via},
     listen::Connection,
     proto::{
         access_control_server::AccessControl, data_masking_server::DataMasking,
@@ -89,6 +92,11 @@ struct AuthorizeAnswer {
     /// uint64 as a string, as proto3's JSON mapping writes it.
     audit_seq: String,
     audit_hash: String,
+    /// Omitted at their defaults, as proto3's JSON mapping does.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    retry_after_ms: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    limit: String,
 }
 
 impl From<AuthorizeResponse> for AuthorizeAnswer {
@@ -100,6 +108,26 @@ impl From<AuthorizeResponse> for AuthorizeAnswer {
             policy_version: answer.policy_version,
             audit_seq: answer.audit_seq.to_string(),
             audit_hash: answer.audit_hash,
+            retry_after_ms: match answer.retry_after_ms {
+                0 => String::new(),
+                ms => ms.to_string(),
+            },
+            limit: answer.limit,
+        }
+    }
+}
+
+/// A `429 Too Many Requests` with `Retry-After`, for a rate limit's deny.
+fn too_many(body: impl serde::Serialize, retry_after_ms: u64) -> Response {
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    with_retry_after(&mut response, retry_after_ms);
+    response
+}
+
+fn with_retry_after(response: &mut Response, retry_after_ms: u64) {
+    if retry_after_ms > 0 {
+        if let Ok(value) = HeaderValue::from_str(&retry_after_seconds(retry_after_ms)) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
     }
 }
@@ -133,7 +161,14 @@ fn error(status: tonic::Status) -> Response {
         "status": format!("{:?}", status.code()),
         "message": status.message(),
     });
-    (http, Json(body)).into_response()
+    let mut response = (http, Json(body)).into_response();
+    let retry_after_ms = status
+        .metadata()
+        .get(RETRY_AFTER_MS)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0);
+    with_retry_after(&mut response, retry_after_ms);
+    response
 }
 
 fn bad_json_status(e: serde_json::Error) -> tonic::Status {
@@ -173,7 +208,15 @@ async fn authorize(
     )
     .await
     {
-        Ok(answer) => Json(AuthorizeAnswer::from(answer.into_inner())).into_response(),
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            let retry_after_ms = answer.retry_after_ms;
+            if answer.limit.is_empty() {
+                Json(AuthorizeAnswer::from(answer)).into_response()
+            } else {
+                too_many(AuthorizeAnswer::from(answer), retry_after_ms)
+            }
+        }
         Err(status) => error(status),
     }
 }
@@ -290,21 +333,28 @@ async fn mask(
                 .actions
                 .iter()
                 .map(|a| {
-                    serde_json::json!({
+                    let mut action = serde_json::json!({
                         "recordIndex": a.record_index, "path": a.path, "label": a.label,
                         "treatment": a.treatment, "rule": a.rule, "validity": a.validity,
-                    })
+                    });
+                    if !a.quota.is_empty() {
+                        action["quota"] = a.quota.clone().into();
+                    }
+                    action
                 })
                 .collect();
-            Json(serde_json::json!({
+            let mut body = serde_json::json!({
                 "records": answer.records.iter().map(crate::mask::struct_to_json).collect::<Vec<_>>(),
                 "actions": actions,
                 "decisionId": answer.decision_id,
                 "auditSeq": answer.audit_seq.to_string(),
                 "auditHash": answer.audit_hash,
                 "policyVersion": answer.policy_version,
-            }))
-            .into_response()
+            });
+            if answer.retry_after_ms > 0 {
+                body["retryAfterMs"] = answer.retry_after_ms.to_string().into();
+            }
+            Json(body).into_response()
         }
         Err(status) => error(status),
     }
@@ -435,6 +485,13 @@ async fn check(
             let answer = answer.into_inner();
             let mut response = if answer.allowed {
                 StatusCode::OK.into_response()
+            } else if !answer.limit.is_empty() {
+                let body = serde_json::json!({
+                    "allowed": false,
+                    "decisionId": answer.decision_id,
+                    "reason": RATE_LIMITED_REASON,
+                });
+                too_many(body, answer.retry_after_ms)
             } else {
                 let body = serde_json::json!({
                     "allowed": false,

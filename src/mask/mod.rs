@@ -39,15 +39,31 @@ pub struct FieldAction {
     /// Whether the value is a valid value of its label's format (`None`:
     /// the label has none). Never the value itself.
     pub valid: Option<bool>,
+    /// The reveal quota that was spent, so this value got a weaker
+    /// treatment than its grant.
+    pub quota: Option<String>,
 }
 
 /// The treatment the asker gets for a label and the grant behind it; `None`
 /// when no grant covers the label (its default applies).
 pub type Grant = Option<(Treatment, String)>;
 
-/// Resolves grants for labels; called at most once per label per call.
+/// Resolves grants for labels; `grant` and `weaker` are called at most
+/// once per label per call, `reveal` once per value about to be shown in
+/// clear.
 pub trait Visibility {
     fn grant(&mut self, label: &Label) -> Grant;
+
+    /// Whether one more value of `label` may be shown in clear; `Err`
+    /// names the reveal quota that is spent.
+    fn reveal(&mut self, _label: &Label) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The best grant below `see:clear`, for values past a reveal quota.
+    fn weaker(&mut self, _label: &Label) -> Grant {
+        None
+    }
 }
 
 impl<F: FnMut(&Label) -> Grant> Visibility for F {
@@ -112,9 +128,19 @@ pub struct Masker<'a, V: Visibility> {
     /// call's work whatever its records hold.
     budget: usize,
     max_values: usize,
-    /// Per label: the granted treatment (none: the default applies) and why.
-    resolved: foldhash::HashMap<String, (Option<Treatment>, String)>,
+    /// Per label: the granted treatment and the one past its reveal quota.
+    resolved: foldhash::HashMap<String, Resolved>,
     rules_for_object: Vec<&'a rules::PathRule>,
+}
+
+/// What a label gets for this asker, decided once per call.
+struct Resolved {
+    /// The granted treatment (none: the default applies) and why.
+    granted: Option<Treatment>,
+    why: String,
+    /// Past a reveal quota: the next weaker treatment and why (resolved
+    /// when a quota is first spent).
+    weaker: Option<(Treatment, String)>,
 }
 
 enum Fate {
@@ -222,26 +248,74 @@ impl<'a, V: Visibility> Masker<'a, V> {
         }
     }
 
-    /// The treatment for `label` (resolved once per label), with its reason.
+    /// The treatment for one value of `label` (grants resolved once per
+    /// label), with its reason and, when a reveal quota turned a clear
+    /// value into a weaker one, that quota.
     fn treatment(
         &mut self,
         label_name: &str,
         rule_default: Option<Treatment>,
-    ) -> (Treatment, &str) {
-        let Some(label) = self.classification.labels.get(label_name) else {
+    ) -> (Treatment, &str, Option<String>) {
+        let classification = self.classification;
+        let Some(label) = classification.labels.get(label_name) else {
             // Validation guarantees labels exist; still fail closed.
-            return (Treatment::Redact, "unknown label");
+            return (Treatment::Redact, "unknown label", None);
         };
         if !self.resolved.contains_key(label_name) {
-            let resolved = match self.visibility.grant(label) {
+            let (granted, why) = match self.visibility.grant(label) {
                 Some((treatment, why)) if !why.is_empty() => (Some(treatment), why),
                 _ => (None, format!("default for {label_name} (no grant)")),
             };
-            self.resolved.insert(label_name.to_owned(), resolved);
+            self.resolved.insert(
+                label_name.to_owned(),
+                Resolved {
+                    granted,
+                    why,
+                    weaker: None,
+                },
+            );
         }
-        let (granted, why) = &self.resolved[label_name];
-        let treatment = granted.unwrap_or(rule_default.unwrap_or(label.default));
-        (treatment, why)
+        let resolved = &self.resolved[label_name];
+        let treatment = resolved
+            .granted
+            .unwrap_or(rule_default.unwrap_or(label.default));
+        if treatment != Treatment::Clear {
+            return (treatment, &self.resolved[label_name].why, None);
+        }
+        let quota = match self.visibility.reveal(label) {
+            Ok(()) => return (treatment, &self.resolved[label_name].why, None),
+            Err(quota) => quota,
+        };
+        if self.resolved[label_name].weaker.is_none() {
+            // Past the quota nothing is clear: the next weaker grant, else
+            // the label's default, else its format's mask.
+            let weaker = match self.visibility.weaker(label) {
+                Some((treatment, why)) if treatment != Treatment::Clear => (treatment, why),
+                _ if label.default != Treatment::Clear => {
+                    (label.default, format!("default for {label_name}"))
+                }
+                _ => (
+                    Treatment::Mask {
+                        keep_first: None,
+                        keep_last: None,
+                    },
+                    format!("masked ({label_name}'s default is clear)"),
+                ),
+            };
+            if let Some(resolved) = self.resolved.get_mut(label_name) {
+                resolved.weaker = Some(weaker);
+            }
+        }
+        match &self.resolved[label_name].weaker {
+            Some((weaker, why)) => (*weaker, why, Some(quota)),
+            None => (Treatment::Redact, "reveal quota spent", Some(quota)),
+        }
+    }
+
+    /// The visibility this masker was built with, once it is done (its
+    /// reveal counts, for instance).
+    pub fn into_visibility(self) -> V {
+        self.visibility
     }
 
     /// Masks one record in place, appending its field actions.
@@ -326,14 +400,15 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 .copied()
             {
                 let valid = self.validity(&rule.label, value);
-                let (treatment, why) = self.treatment(&rule.label, rule.treatment);
+                let (treatment, why, quota) = self.treatment(&rule.label, rule.treatment);
                 actions.push(FieldAction {
                     record_index: index,
                     path: render_path(path),
                     label: rule.label.clone(),
                     treatment: treatment.to_string(),
-                    rule: format!("{}; {why}", rule.origin),
+                    rule: with_quota(format!("{}; {why}", rule.origin), &quota),
                     valid,
+                    quota,
                 });
                 let hint = self.classification.format_hints.get(&rule.label).copied();
                 return Ok(self.treat_value(value, treatment, &rule.label, hint));
@@ -491,14 +566,15 @@ impl<'a, V: Visibility> Masker<'a, V> {
         if whole {
             let detector = &classification.detectors[spans[0].detector];
             let valid = self.span_validity(&detector.label, trimmed);
-            let (treatment, why) = self.treatment(&detector.label, None);
+            let (treatment, why, quota) = self.treatment(&detector.label, None);
             actions.push(FieldAction {
                 record_index: index,
                 path: render_path(path),
                 label: detector.label.clone(),
                 treatment: treatment.to_string(),
-                rule: format!("detector {}; {why}", detector.name),
+                rule: with_quota(format!("detector {}; {why}", detector.name), &quota),
                 valid,
+                quota,
             });
             let mut value = Value {
                 kind: Some(Kind::StringValue(text)),
@@ -516,8 +592,11 @@ impl<'a, V: Visibility> Masker<'a, V> {
         let mut cursor = 0;
         for span in &spans {
             let detector = &classification.detectors[span.detector];
-            let (treatment, why) = self.treatment(&detector.label, None);
-            let rule = format!("detector {} in free text; {why}", detector.name);
+            let (treatment, why, quota) = self.treatment(&detector.label, None);
+            let rule = with_quota(
+                format!("detector {} in free text; {why}", detector.name),
+                &quota,
+            );
             let piece = &text[span.start..span.end];
             out.push_str(&text[cursor..span.start]);
             out.push_str(
@@ -539,6 +618,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 treatment: treatment.to_string(),
                 rule,
                 valid,
+                quota,
             });
         }
         out.push_str(&text[cursor..]);
@@ -548,6 +628,14 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 kind: Some(Kind::StringValue(out)),
             },
         )
+    }
+}
+
+/// A field action's reason, naming the reveal quota that weakened it.
+fn with_quota(rule: String, quota: &Option<String>) -> String {
+    match quota {
+        Some(quota) => format!("{rule}; reveal quota {quota} spent"),
+        None => rule,
     }
 }
 

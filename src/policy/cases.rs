@@ -174,6 +174,7 @@ fn run_masking(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
                         max_depth: 64,
                         max_values: usize::MAX,
                     },
+                    crate::limits::Reveals::unlimited(),
                 ) {
                     Err(e) => return Some(format!("request error: {e}")),
                     Ok(Reading::Denied { reason }) => return Some(refusal(&asker, &reason)),

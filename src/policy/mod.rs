@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     authz::{AccessRequest, Engine, EngineError},
+    limits::{Limits, LIMITS_FILE},
     mask::{self, rules::CLASSIFICATION_FILE, Classification, Grant, Label, Treatment},
 };
 use files::{Problem, MODEL_FILE, POLICY_FILE};
@@ -52,6 +53,8 @@ pub struct PolicySet {
     pub loaded_at: SystemTime,
     /// Findings that do not stop loading (duplicates, ...).
     pub warnings: Vec<Problem>,
+    /// Call rates and reveal quotas (`limits.toml`; none when absent).
+    pub limits: Limits,
     /// Label grants already decided on this snapshot (a reload brings a
     /// new, empty cache): Mask resolves the same few per asker every call.
     grant_cache: Mutex<GrantCache>,
@@ -120,6 +123,7 @@ impl PolicySet {
         ));
         let (model_text, constraints) = constraints::take_constraints(&model_text);
         let policy_text = read(dir, POLICY_FILE).await?;
+        let limits_text = optional(dir, LIMITS_FILE).await?.unwrap_or_default();
         let mut missing = false;
         let classification_text =
             match tokio::fs::read_to_string(dir.join(CLASSIFICATION_FILE)).await {
@@ -151,6 +155,13 @@ impl PolicySet {
                     path.display()
                 )
             });
+
+        let limits = Limits::parse(
+            &limits_text,
+            &|label| classification.labels.contains_key(label),
+            &|level| classification.levels.iter().any(|l| l == level),
+        )
+        .map_err(PolicyError::Invalid)?;
 
         let outline = files::parse_model(&model_text).map_err(PolicyError::Invalid)?;
         let (mut rules, warnings) =
@@ -224,7 +235,13 @@ impl PolicySet {
             (MODEL_FILE, &model_text),
             (POLICY_FILE, &policy_text),
             (CLASSIFICATION_FILE, &classification_text),
+            (LIMITS_FILE, &limits_text),
         ] {
+            // A set without limits.toml keeps the version it had before
+            // limits existed.
+            if name == LIMITS_FILE && text.is_empty() {
+                continue;
+            }
             hasher.update(name.as_bytes());
             hasher.update([0]);
             hasher.update((text.len() as u64).to_be_bytes());
@@ -238,8 +255,21 @@ impl PolicySet {
             unclassified,
             loaded_at: SystemTime::now(),
             warnings,
+            limits,
             grant_cache: Mutex::new(GrantCache::default()),
         })
+    }
+
+    /// Whether `subject` holds `role` in `domain` through the policy's
+    /// role graph (for limits that name a role).
+    pub fn holds_role(&self, subject: &str, domain: &str, role: &str) -> bool {
+        self.engine.roles_of(subject, domain).iter().any(|r| r == role)
+    }
+
+    /// The best grant below `see:clear` (`see:pseudonym`, then
+    /// `see:masked`), for a value past a reveal quota.
+    pub fn weaker_grant(&self, asker: &AccessRequest<'_>, label: &Label) -> Grant {
+        self.decide_grant_from(asker, label, 1)
     }
 
     /// What the policy lets the asker see of `label`: the most visible of
@@ -279,6 +309,11 @@ impl PolicySet {
     }
 
     fn decide_grant(&self, asker: &AccessRequest<'_>, label: &Label) -> Grant {
+        self.decide_grant_from(asker, label, 0)
+    }
+
+    /// The most visible grant from the `first`th level down.
+    fn decide_grant_from(&self, asker: &AccessRequest<'_>, label: &Label, first: usize) -> Grant {
         const LEVELS: [(&str, Treatment); 3] = [
             (SEE_CLEAR, Treatment::Clear),
             ("see:pseudonym", Treatment::Pseudonym),
@@ -294,7 +329,7 @@ impl PolicySet {
             format!("label:{}", label.name),
             format!("level:{}", label.level),
         ];
-        for (action, treatment) in LEVELS {
+        for (action, treatment) in LEVELS.into_iter().skip(first) {
             for object in &objects {
                 let request = AccessRequest {
                     object,
@@ -317,6 +352,18 @@ impl PolicySet {
 
 /// The action that lets a subject see a label in clear (and Unmask it).
 pub const SEE_CLEAR: &str = "see:clear";
+
+/// A file the set may do without: `None` when it does not exist.
+async fn optional(dir: &Path, name: &str) -> Result<Option<String>, PolicyError> {
+    match tokio::fs::read_to_string(dir.join(name)).await {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PolicyError::Read {
+            path: dir.join(name),
+            source,
+        }),
+    }
+}
 
 async fn read(dir: &Path, name: &str) -> Result<String, PolicyError> {
     let path = dir.join(name);
@@ -396,9 +443,10 @@ impl PolicyStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         record.at = Some(SystemTime::now());
         match result {
-            Ok(set) => {
+            Ok(mut set) => {
                 record.error = None;
                 let previous = self.current.load();
+                set.limits.carry_over(&previous.limits);
                 let (previous_version, version) = (previous.version.clone(), set.version.clone());
                 let changed = previous_version != version;
                 if changed {

@@ -9,7 +9,8 @@ use super::PolicySet;
 use crate::{
     authz::{AccessRequest, RequestError},
     keys::Keyring,
-    mask::{Label, Masker, Visibility},
+    limits::Reveals,
+    mask::{Grant, Label, Masker, Visibility},
 };
 
 /// Why records cannot be read at all.
@@ -64,16 +65,40 @@ pub fn refusal(asker: &AccessRequest<'_>, reason: &str) -> String {
     format!("{} may not read {}: {reason}", asker.subject, asker.object)
 }
 
+/// What a reader may see per label: the policy's grants, with each value
+/// shown in clear spent from the reader's reveal quotas.
+pub struct Governed<'s> {
+    policy: &'s PolicySet,
+    asker: &'s AccessRequest<'s>,
+    pub reveals: Reveals<'s>,
+}
+
+impl Visibility for Governed<'_> {
+    fn grant(&mut self, label: &Label) -> Grant {
+        self.policy.grant(self.asker, label)
+    }
+
+    fn reveal(&mut self, label: &Label) -> Result<(), String> {
+        self.reveals.reveal(&label.name, &label.level)
+    }
+
+    fn weaker(&mut self, label: &Label) -> Grant {
+        self.policy.weaker_grant(self.asker, label)
+    }
+}
+
 impl PolicySet {
     /// Decides `read` for `asker` (built by [`reader`]) and, if allowed,
     /// builds the masker for its records: path rules scoped to the object,
-    /// detectors, and per label the treatment this policy grants `asker`.
+    /// detectors, and per label the treatment this policy grants `asker`,
+    /// weakened past the reveal quotas `reveals` holds.
     pub fn masker_for<'s>(
         &'s self,
         asker: &'s AccessRequest<'s>,
         keys: &'s Keyring,
         limits: MaskLimits,
-    ) -> Result<Reading<Masker<'s, impl Visibility + 's>>, ReadingError> {
+        reveals: Reveals<'s>,
+    ) -> Result<Reading<Masker<'s, Governed<'s>>>, ReadingError> {
         debug_assert_eq!(asker.action, READ, "a reader asks to read");
         if let Some(why) = &self.unclassified {
             return Err(ReadingError::Unclassified(why.clone()));
@@ -83,7 +108,11 @@ impl PolicySet {
         if !verdict.allowed() {
             return Ok(Reading::Denied { reason });
         }
-        let visibility = move |label: &Label| self.grant(asker, label);
+        let visibility = Governed {
+            policy: self,
+            asker,
+            reveals,
+        };
         let masker = Masker::new(
             &self.classification,
             asker.object,
