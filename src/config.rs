@@ -17,12 +17,12 @@ use crate::{
     gateway::HttpMapping,
     grpc::Limits,
     keys::KeyringLocation,
+    limits::LimitOptions,
     listen::{ConnectionLimits, ListenAddr},
     logging::LogFormat,
     policy,
     telemetry::TraceSettings,
     tls::{SubjectName, TlsFiles},
-    limits::LimitOptions,
     witness::ShipSettings,
 };
 

@@ -8,9 +8,9 @@ use std::{
 
 use anyhow::Context;
 use vigil::{
-    limits::Reveals,
     cli::MaskArgs,
     keys::{Keyring, KeyringLocation},
+    limits::Reveals,
     mask as masking,
     policy::{
         reading::{reader, refusal, MaskLimits, Reading},

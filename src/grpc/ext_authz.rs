@@ -145,7 +145,12 @@ fn denied(
         builder.add_header(DECISION_HEADER, id, None, false);
     }
     if retry_after_ms > 0 {
-        builder.add_header("retry-after", &retry_after_seconds(retry_after_ms), None, false);
+        builder.add_header(
+            "retry-after",
+            &retry_after_seconds(retry_after_ms),
+            None,
+            false,
+        );
     }
     let response: DeniedHttpResponse = builder.build();
     let mut check = with_code(code, message);

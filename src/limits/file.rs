@@ -198,7 +198,9 @@ fn per(text: Option<&str>, scope: &Scope) -> Result<Per, String> {
         "subject" => Ok(Per::Subject),
         "subject+object" => Ok(Per::SubjectObject),
         "role" if scope.role.is_some() => Ok(Per::Role),
-        "role" => Err("per = \"role\" shares one budget among a role's members: name the `role`".into()),
+        "role" => {
+            Err("per = \"role\" shares one budget among a role's members: name the `role`".into())
+        }
         other => Err(format!(
             "per = {other:?}: expected \"subject\", \"subject+object\" or \"role\""
         )),
@@ -215,9 +217,12 @@ pub(super) fn allowance(text: &str, burst: Option<u32>) -> Result<Allowance, Str
     };
     let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
     let count: u32 = count.trim().replace('_', "").parse().map_err(|_| bad())?;
-    let count = NonZeroU32::new(count).ok_or("a rate of 0 allows nothing; remove the rule or deny in the policy")?;
+    let count = NonZeroU32::new(count)
+        .ok_or("a rate of 0 allows nothing; remove the rule or deny in the policy")?;
     let unit = unit.trim();
-    let digits = unit.find(|c: char| !c.is_ascii_digit()).unwrap_or(unit.len());
+    let digits = unit
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(unit.len());
     let times: u64 = if digits == 0 {
         1
     } else {
@@ -256,10 +261,19 @@ mod tests {
     #[test]
     fn rates_parse_with_their_units_and_bursts() {
         let a = allowance("100/s", None).unwrap();
-        assert_eq!((a.count.get(), a.period, a.burst.get()), (100, Duration::from_secs(1), 100));
+        assert_eq!(
+            (a.count.get(), a.period, a.burst.get()),
+            (100, Duration::from_secs(1), 100)
+        );
         let a = allowance("5/10s", Some(2)).unwrap();
-        assert_eq!((a.count.get(), a.period, a.burst.get()), (5, Duration::from_secs(10), 2));
-        assert_eq!(allowance("1_000/h", None).unwrap().period, Duration::from_secs(3600));
+        assert_eq!(
+            (a.count.get(), a.period, a.burst.get()),
+            (5, Duration::from_secs(10), 2)
+        );
+        assert_eq!(
+            allowance("1_000/h", None).unwrap().period,
+            Duration::from_secs(3600)
+        );
         for bad in ["100", "0/s", "x/s", "10/fortnight", "10/0s"] {
             assert!(allowance(bad, None).is_err(), "{bad}");
         }
@@ -267,7 +281,8 @@ mod tests {
 
     #[test]
     fn mistakes_name_their_line() {
-        let text = "[[rate]]\nname = \"a\"\nrate = \"10/s\"\n\n[[rate]]\nname = \"a\"\nrate = \"ten/s\"\n";
+        let text =
+            "[[rate]]\nname = \"a\"\nrate = \"10/s\"\n\n[[rate]]\nname = \"a\"\nrate = \"ten/s\"\n";
         let problems = parse_all(text).unwrap_err();
         assert!(problems.iter().all(|p| p.line == 5), "{problems:?}");
         assert!(problems.iter().any(|p| p.message.contains("defined twice")));
@@ -276,7 +291,9 @@ mod tests {
         let text = "[[quota]]\nname = \"q\"\nlabel = \"fone\"\nreveals = \"10/h\"\n";
         let problems = parse_all(text).unwrap_err();
         assert_eq!(problems[0].line, 1);
-        assert!(problems[0].message.contains("not defined in classification.toml"));
+        assert!(problems[0]
+            .message
+            .contains("not defined in classification.toml"));
 
         let text = "[[rate]]\nname = \"a\"\nrate = \"10/s\"\nsubjct = \"x\"\n";
         let problems = parse_all(text).unwrap_err();
@@ -285,10 +302,12 @@ mod tests {
 
     #[test]
     fn a_shared_budget_needs_its_role() {
-        let problems = parse_all("[[rate]]\nname = \"a\"\nrate = \"1/s\"\nper = \"role\"\n").unwrap_err();
+        let problems =
+            parse_all("[[rate]]\nname = \"a\"\nrate = \"1/s\"\nper = \"role\"\n").unwrap_err();
         assert!(problems[0].message.contains("name the `role`"));
         let (rates, _) =
-            parse_all("[[rate]]\nname = \"a\"\nrole = \"x\"\nrate = \"1/s\"\nper = \"role\"\n").unwrap();
+            parse_all("[[rate]]\nname = \"a\"\nrole = \"x\"\nrate = \"1/s\"\nper = \"role\"\n")
+                .unwrap();
         assert_eq!(rates[0].per, Per::Role);
     }
 }

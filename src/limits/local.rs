@@ -21,10 +21,7 @@ use std::{
 use governor::{
     clock::{Clock, MonotonicClock},
     nanos::Nanos,
-    state::{
-        keyed::ShrinkableKeyedStateStore,
-        InMemoryState, NotKeyed, StateStore,
-    },
+    state::{keyed::ShrinkableKeyedStateStore, InMemoryState, NotKeyed, StateStore},
     Quota, RateLimiter,
 };
 

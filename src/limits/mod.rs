@@ -168,8 +168,14 @@ impl Scope {
     fn covers(&self, call: &Call<'_>, holds_role: &dyn Fn(&str) -> bool) -> bool {
         self.subject.as_deref().is_none_or(|s| s == call.subject)
             && self.action.as_deref().is_none_or(|a| a == call.action)
-            && self.object.as_deref().is_none_or(|o| wildcard(o, call.object))
-            && self.domain.as_deref().is_none_or(|d| wildcard(d, call.domain))
+            && self
+                .object
+                .as_deref()
+                .is_none_or(|o| wildcard(o, call.object))
+            && self
+                .domain
+                .as_deref()
+                .is_none_or(|d| wildcard(d, call.domain))
             && self.role.as_deref().is_none_or(|role| {
                 call.roles.iter().any(|r| r == role) || call.subject == role || holds_role(role)
             })
@@ -555,9 +561,19 @@ impl Limiter {
                     .map(|(m, &n)| m.ask(&shared.prefix, n))
                     .collect();
                 match shared.take(&asks, Mode::All).await {
-                    Ok(granted) => match granted.granted.iter().zip(&asks).position(|(g, a)| *g < a.n) {
+                    Ok(granted) => match granted
+                        .granted
+                        .iter()
+                        .zip(&asks)
+                        .position(|(g, a)| *g < a.n)
+                    {
                         None => Ok(()),
-                        Some(i) => Err(spent(&reveals.quotas[i], granted.retry_after, Via::Shared, asks[i].n)),
+                        Some(i) => Err(spent(
+                            &reveals.quotas[i],
+                            granted.retry_after,
+                            Via::Shared,
+                            asks[i].n,
+                        )),
                     },
                     Err(e) => {
                         let m = &reveals.quotas[0];
@@ -572,7 +588,10 @@ impl Limiter {
             }
             None => {
                 for (m, &n) in reveals.quotas.iter().zip(&reveals.counted) {
-                    if let Err(wait) = self.local(m.buckets, m.allowance).take_all(m.local_key(), n) {
+                    if let Err(wait) = self
+                        .local(m.buckets, m.allowance)
+                        .take_all(m.local_key(), n)
+                    {
                         return Err(spent(m, wait, Via::Local, n));
                     }
                 }
@@ -601,7 +620,11 @@ fn exceeded(m: &Matched<'_>, wait: Duration, via: Via) -> Exceeded {
             m.describe(),
             retry_text(wait)
         ),
-        retry_after: if wait == Duration::MAX { Duration::ZERO } else { wait },
+        retry_after: if wait == Duration::MAX {
+            Duration::ZERO
+        } else {
+            wait
+        },
         via,
     }
 }
@@ -683,13 +706,15 @@ impl<'a> Reveals<'a> {
             let allowed = match &mut self.mode {
                 RevealMode::Unlimited | RevealMode::Count => true,
                 RevealMode::Local => match self.limiter {
-                    Some(limiter) => match limiter.local(m.buckets, m.allowance).take(m.local_key()) {
-                        Ok(()) => true,
-                        Err(wait) => {
-                            self.retry_after = self.retry_after.max(wait);
-                            false
+                    Some(limiter) => {
+                        match limiter.local(m.buckets, m.allowance).take(m.local_key()) {
+                            Ok(()) => true,
+                            Err(wait) => {
+                                self.retry_after = self.retry_after.max(wait);
+                                false
+                            }
                         }
-                    },
+                    }
                     None => false,
                 },
                 RevealMode::Allowance(left) => {
@@ -756,7 +781,11 @@ mod tests {
         assert_eq!(allowed, 5);
         let matched = limits.rates_for(&call("alice", "x"), &no_roles);
         let exceeded = limiter.check_rates(&matched).await.unwrap_err();
-        assert!(exceeded.reason.contains("rate limit r (5/h per subject)"), "{}", exceeded.reason);
+        assert!(
+            exceeded.reason.contains("rate limit r (5/h per subject)"),
+            "{}",
+            exceeded.reason
+        );
         assert!(exceeded.retry_after > Duration::from_secs(600));
         // Another subject has its own budget.
         let matched = limits.rates_for(&call("bob", "x"), &no_roles);
@@ -776,7 +805,10 @@ mod tests {
         let mut new = limits(text);
         new.carry_over(&old);
         let matched = new.rates_for(&call("d", "x"), &analyst);
-        assert!(limiter.check_rates(&matched).await.is_err(), "the role's budget is spent");
+        assert!(
+            limiter.check_rates(&matched).await.is_err(),
+            "the role's budget is spent"
+        );
         // Not an analyst: not covered.
         assert!(new.rates_for(&call("d", "x"), &|_: &str| false).is_empty());
         // A changed rule starts afresh.
@@ -792,9 +824,14 @@ mod tests {
         let limiter = Limiter::new(LimitOptions::default()).unwrap();
         let quotas = limits.quotas_for(&call("alice", "x"), &|_: &str| false);
         let mut reveals = limiter.reveals(quotas);
-        let outcomes: Vec<bool> = (0..5).map(|_| reveals.reveal("phone", "confidential").is_ok()).collect();
+        let outcomes: Vec<bool> = (0..5)
+            .map(|_| reveals.reveal("phone", "confidential").is_ok())
+            .collect();
         assert_eq!(outcomes, [true, true, true, false, false]);
-        assert!(reveals.reveal("email", "confidential").is_ok(), "another label is not counted");
+        assert!(
+            reveals.reveal("email", "confidential").is_ok(),
+            "another label is not counted"
+        );
         assert_eq!(reveals.spent["q"], 2);
         assert!(reveals.retry_after > Duration::ZERO);
     }

@@ -171,8 +171,12 @@ impl SharedStore {
         let state = if up { UP } else { DOWN };
         if self.state.swap(state, Ordering::Relaxed) != state {
             match why {
-                None => tracing::info!(store = %self.shown, "limits store reachable: limits are shared again"),
-                Some(why) => tracing::warn!(store = %self.shown, error = %why, "limits store unreachable: call rates fall back to local budgets, reveal quotas fail closed"),
+                None => {
+                    tracing::info!(store = %self.shown, "limits store reachable: limits are shared again")
+                }
+                Some(why) => {
+                    tracing::warn!(store = %self.shown, error = %why, "limits store unreachable: call rates fall back to local budgets, reveal quotas fail closed")
+                }
             }
         }
     }
@@ -238,9 +242,11 @@ impl SharedStore {
                 .arg(ask.burst)
                 .arg(ask.n);
         }
-        let answer =
-            tokio::time::timeout(self.timeout, invocation.invoke_async::<Vec<i64>>(&mut connection))
-                .await;
+        let answer = tokio::time::timeout(
+            self.timeout,
+            invocation.invoke_async::<Vec<i64>>(&mut connection),
+        )
+        .await;
         let values = match answer {
             Ok(Ok(values)) => values,
             Ok(Err(e)) => {
@@ -288,6 +294,9 @@ mod tests {
             without_password("redis://app:s3cret@10.0.0.1:6379/0"),
             "redis://app:***@10.0.0.1:6379/0"
         );
-        assert_eq!(without_password("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            without_password("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

@@ -641,3 +641,51 @@ pub fn port_of(address: &str) -> u16 {
         .and_then(|port| port.parse().ok())
         .unwrap_or_else(|| panic!("{address:?} has no port"))
 }
+
+/// One HTTP/1.1 request: (status, headers, body).
+pub async fn http_call(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
+        .await
+        .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// A copy of the shipped example policies (model, policy, classification,
+/// cases) to change in a test.
+pub fn example_policies_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "model.conf",
+        "policy.csv",
+        "policy_test.toml",
+        "classification.toml",
+    ] {
+        std::fs::copy(repo_path("policies").join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
