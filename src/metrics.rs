@@ -591,7 +591,9 @@ mod tests {
                 stopped: false,
             }),
             shadow_divergences: 4,
+            limits_store_up: Some(false),
         };
+        metrics.count_limit_check("fallback", Some("r"));
         metrics.render(&state);
         state.policy_version = "def".into();
         let text = metrics.render(&state);
@@ -616,6 +618,10 @@ mod tests {
             "vigil_witness_lag_seconds 0.5",
             "vigil_witness_connected 1",
             "vigil_witness_stopped 0",
+            "vigil_limit_checks_total{via=\"fallback\"} 1",
+            "vigil_limit_checks_total{via=\"local\"} 0",
+            "vigil_limit_exceeded_total{limit=\"r\"} 1",
+            "vigil_limits_store_up 0",
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }

@@ -457,3 +457,35 @@ fn policy_check_and_test_cover_limits() {
         "{printed}"
     );
 }
+
+#[test]
+fn policy_test_runs_limit_cases_on_fresh_budgets() {
+    let policies = policies_with(
+        "[[rate]]\nname = \"r\"\nrole = \"analyst\"\nrate = \"100/h\"\nburst = 10\n\n\
+         [[quota]]\nname = \"q\"\nrole = \"data_steward\"\nlabel = \"phone\"\nreveals = \"3/h\"\n",
+    );
+    let cases = policies.path().join("policy_test.toml");
+    let mut text = std::fs::read_to_string(&cases).unwrap();
+    text.push_str(
+        "\n[[limit_case]]\nname = \"analysts burst to 10\"\nsubject = \"alice\"\nobject = \"crm.customers\"\n\
+         calls = 15\nexpect_allowed = 10\n\n\
+         [[limit_case]]\nname = \"support is not limited\"\nsubject = \"bob\"\nobject = \"crm.customers\"\n\
+         calls = 15\nexpect_allowed = 15\n\n\
+         [[limit_case]]\nname = \"stewards see 3 phones\"\nsubject = \"carol\"\nobject = \"crm.customers\"\n\
+         label = \"phone\"\ncalls = 5\nexpect_allowed = 3\n\n\
+         [[limit_case]]\nname = \"analysts see no phone in clear at all\"\nsubject = \"alice\"\nobject = \"crm.customers\"\n\
+         label = \"phone\"\ncalls = 5\nexpect_allowed = 0\n",
+    );
+    std::fs::write(&cases, &text).unwrap();
+    let dir = policies.path().to_str().unwrap();
+    let out = common::vigil_command(&["policy", "test", "--policies", dir], policies.path());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains("stewards see 3 phones"), "{printed}");
+
+    std::fs::write(&cases, text.replace("expect_allowed = 10", "expect_allowed = 11")).unwrap();
+    let out = common::vigil_command(&["policy", "test", "--policies", dir], policies.path());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(printed.contains("expected 11 of 15 allowed, got 10"), "{printed}");
+}

@@ -409,3 +409,83 @@ fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
+
+/// A throwaway Redis (Debian's `redis-server`) on a temporary port and
+/// directory, without persistence: a restart loses every budget, the
+/// harshest outage the limits can see. Stopped when dropped.
+pub struct Redis {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    server: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = tempfile::Builder::new()
+            .prefix("vigil-redis")
+            .tempdir_in("/tmp")
+            .expect("a temporary directory");
+        let mut redis = Redis {
+            dir,
+            port: free_port(),
+            server: None,
+        };
+        redis.start_server();
+        redis
+    }
+
+    /// Starts the server and waits until it answers PING.
+    pub fn start_server(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/e2e installs it)");
+        self.server = Some(child);
+        eventually("redis-server answers PING", Duration::from_secs(20), || {
+            self.ping().then_some(())
+        });
+    }
+
+    /// Stops the server (SIGTERM, then waits): an outage to ride through.
+    pub fn stop_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    /// The URL vigil is given (`--limits-backend`).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -50,12 +50,23 @@ async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         .as_ref()
         .map(|w| format!("{}\n", w.summary()))
         .unwrap_or_default();
+    // So is the limits store: while it is away vigil answers on local
+    // budgets (degraded), it does not stop.
+    let limits = match shared.limiter.shared() {
+        Some(store) if store.is_up() => format!("limits: shared in {}\n", store.shown),
+        Some(store) => format!(
+            "limits: degraded: {} unreachable; call rates use this sidecar's share, \
+             reveal quotas fail closed\n",
+            store.shown
+        ),
+        None => String::new(),
+    };
     if shared.audit.is_healthy() {
-        (StatusCode::OK, format!("ready\n{witness}"))
+        (StatusCode::OK, format!("ready\n{witness}{limits}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the audit log cannot be written\n{witness}"),
+            format!("not ready: the audit log cannot be written\n{witness}{limits}"),
         )
     }
 }

@@ -269,6 +269,38 @@ impl Limits {
         self.rates.is_empty() && self.quotas.is_empty()
     }
 
+    /// The same rules with budgets of their own, untouched (policy cases
+    /// run on these, never on the live budgets).
+    pub fn fresh(&self) -> Limits {
+        Limits {
+            rates: self
+                .rates
+                .iter()
+                .map(|rate| Rate {
+                    name: rate.name.clone(),
+                    line: rate.line,
+                    scope: rate.scope.clone(),
+                    allowance: rate.allowance.clone(),
+                    per: rate.per,
+                    buckets: Default::default(),
+                })
+                .collect(),
+            quotas: self
+                .quotas
+                .iter()
+                .map(|quota| Quota {
+                    name: quota.name.clone(),
+                    line: quota.line,
+                    scope: quota.scope.clone(),
+                    target: quota.target.clone(),
+                    allowance: quota.allowance.clone(),
+                    per: quota.per,
+                    buckets: Default::default(),
+                })
+                .collect(),
+        }
+    }
+
     /// Takes over the budgets of `previous`'s rules that did not change
     /// (same name, scope, allowance and keying).
     pub fn carry_over(&mut self, previous: &Limits) {
@@ -473,6 +505,12 @@ impl Limiter {
             },
             Err(_) => self.check_locally(matched, true),
         }
+    }
+
+    /// Checks `matched` on this process's budgets, whatever the backend
+    /// (policy cases).
+    pub fn check_here(&self, matched: &[Matched<'_>]) -> Result<Via, Exceeded> {
+        self.check_locally(matched, false)
     }
 
     fn check_locally(&self, matched: &[Matched<'_>], fallback: bool) -> Result<Via, Exceeded> {

@@ -27,7 +27,10 @@ use super::{
     reading::{reader, refusal, MaskLimits, Reading},
     PolicySet,
 };
-use crate::authz::AccessRequest;
+use crate::{
+    authz::AccessRequest,
+    limits::{Call, LimitOptions, Limiter},
+};
 
 /// Cases file looked for in the policy directory when none is given.
 pub const DEFAULT_CASES_FILE: &str = "policy_test.toml";
@@ -39,6 +42,45 @@ pub struct CaseFile {
     pub cases: Vec<AccessCase>,
     #[serde(default, rename = "mask_case")]
     pub mask_cases: Vec<MaskCase>,
+    #[serde(default, rename = "limit_case")]
+    pub limit_cases: Vec<LimitCase>,
+}
+
+/// Calls made back to back against limits.toml, on fresh budgets: how
+/// many a rate lets through, or (with `label`) how many values of the
+/// label a reveal quota lets the subject see in clear.
+///
+/// ```toml
+/// [[limit_case]]
+/// name = "analysts burst to 100 reads"
+/// subject = "alice"
+/// object = "crm.customers"
+/// action = "read"
+/// calls = 150
+/// expect_allowed = 100
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitCase {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub subject: String,
+    pub object: String,
+    #[serde(default = "read_action")]
+    pub action: String,
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Count values of this label shown in clear instead of calls.
+    #[serde(default)]
+    pub label: Option<String>,
+    pub calls: u32,
+    pub expect_allowed: u32,
+}
+
+fn read_action() -> String {
+    super::reading::READ.to_owned()
 }
 
 /// A record masked for a subject, with the expected output fields and/or
@@ -128,6 +170,7 @@ pub fn parse(text: &str) -> Result<CaseFile, String> {
 pub fn run(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
     let mut outcomes = run_access(policy, file);
     outcomes.extend(run_masking(policy, file));
+    outcomes.extend(run_limits(policy, file));
     outcomes
 }
 
@@ -216,6 +259,69 @@ fn run_masking(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
                 }
                 (!problems.is_empty()).then(|| problems.join("; "))
             })();
+            Outcome { label, failure }
+        })
+        .collect()
+}
+
+fn run_limits(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
+    let no_attributes = HashMap::new();
+    file.limit_cases
+        .iter()
+        .enumerate()
+        .map(|(index, case)| {
+            let label = case.name.clone().unwrap_or_else(|| {
+                format!("limit #{}: {} {} {}", index + 1, case.subject, case.action, case.object)
+            });
+            let limits = policy.limits.fresh();
+            let limiter = Limiter::new(LimitOptions::default()).expect("no backend to check");
+            let call = Call {
+                subject: &case.subject,
+                roles: &case.roles,
+                object: &case.object,
+                action: &case.action,
+                domain: &case.domain,
+            };
+            let holds_role = |role: &str| policy.holds_role(&case.subject, &case.domain, role);
+            let allowed = match &case.label {
+                None => (0..case.calls)
+                    .filter(|_| {
+                        limiter
+                            .check_here(&limits.rates_for(&call, &holds_role))
+                            .is_ok()
+                    })
+                    .count() as u32,
+                Some(name) => {
+                    let Some(known) = policy.classification.labels.get(name) else {
+                        return Outcome {
+                            label,
+                            failure: Some(format!("label {name:?} is not in the classification")),
+                        };
+                    };
+                    let asker = reader(
+                        &case.subject,
+                        &case.roles,
+                        &case.object,
+                        &case.domain,
+                        &no_attributes,
+                    );
+                    let clear = matches!(
+                        policy.grant(&asker, known),
+                        Some((crate::mask::Treatment::Clear, _))
+                    ) || (policy.grant(&asker, known).is_none()
+                        && known.default == crate::mask::Treatment::Clear);
+                    let mut reveals = limiter.reveals(limits.quotas_for(&call, &holds_role));
+                    (0..case.calls)
+                        .filter(|_| clear && reveals.reveal(&known.name, &known.level).is_ok())
+                        .count() as u32
+                }
+            };
+            let failure = (allowed != case.expect_allowed).then(|| {
+                format!(
+                    "expected {} of {} allowed, got {allowed}",
+                    case.expect_allowed, case.calls
+                )
+            });
             Outcome { label, failure }
         })
         .collect()
