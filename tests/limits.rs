@@ -480,12 +480,23 @@ fn policy_test_runs_limit_cases_on_fresh_budgets() {
     let dir = policies.path().to_str().unwrap();
     let out = common::vigil_command(&["policy", "test", "--policies", dir], policies.path());
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(printed.contains("stewards see 3 phones"), "{printed}");
 
-    std::fs::write(&cases, text.replace("expect_allowed = 10", "expect_allowed = 11")).unwrap();
+    std::fs::write(
+        &cases,
+        text.replace("expect_allowed = 10", "expect_allowed = 11"),
+    )
+    .unwrap();
     let out = common::vigil_command(&["policy", "test", "--policies", dir], policies.path());
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(printed.contains("expected 11 of 15 allowed, got 10"), "{printed}");
+    assert!(
+        printed.contains("expected 11 of 15 allowed, got 10"),
+        "{printed}"
+    );
 }

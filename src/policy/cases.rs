@@ -271,7 +271,13 @@ fn run_limits(policy: &PolicySet, file: &CaseFile) -> Vec<Outcome> {
         .enumerate()
         .map(|(index, case)| {
             let label = case.name.clone().unwrap_or_else(|| {
-                format!("limit #{}: {} {} {}", index + 1, case.subject, case.action, case.object)
+                format!(
+                    "limit #{}: {} {} {}",
+                    index + 1,
+                    case.subject,
+                    case.action,
+                    case.object
+                )
             });
             let limits = policy.limits.fresh();
             let limiter = Limiter::new(LimitOptions::default()).expect("no backend to check");

@@ -15,7 +15,12 @@ use std::{
 use super::files::{MODEL_FILE, POLICY_FILE};
 
 /// Files whose change triggers a reload.
-pub const WATCHED: [&str; 3] = [MODEL_FILE, POLICY_FILE, "classification.toml"];
+pub const WATCHED: [&str; 4] = [
+    MODEL_FILE,
+    POLICY_FILE,
+    "classification.toml",
+    crate::limits::LIMITS_FILE,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint(Vec<Option<(u64, SystemTime, u64)>>);
