@@ -1000,4 +1000,7 @@ async fn run(vigil: &Path, settings: &Settings, report: &mut Report, quick: bool
     if only.wants('w') {
         sections::witness::run(&mut run).await;
     }
+    if only.wants('l') {
+        sections::limits::run(&mut run).await;
+    }
 }

@@ -475,6 +475,17 @@ impl Redis {
             && &answer == b"+PONG\r\n"
     }
 
+    /// Pins the server to one CPU: a benchmark keeps the store off the
+    /// core it measures vigil on.
+    pub fn pin_to_cpu(&self, cpu: usize) {
+        if let Some(child) = &self.server {
+            let _ = Command::new("taskset")
+                .args(["-a", "-p", "-c", &cpu.to_string(), &child.id().to_string()])
+                .stdout(Stdio::null())
+                .status();
+        }
+    }
+
     /// The URL vigil is given (`--limits-backend`).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)

@@ -212,7 +212,7 @@ fn two_sidecars_share_one_budget_and_no_more() {
             && audited_limit_denials(&b, "alice-reads") > 0
     );
     // Another subject is not limited.
-    let (bob, _, _) = runtime().block_on(hammer(&[a.grpc.clone()], "bob", 40));
+    let (bob, _, _) = runtime().block_on(hammer(std::slice::from_ref(&a.grpc), "bob", 40));
     assert_eq!(bob, 40);
     a.process.stop();
     b.process.stop();

@@ -147,7 +147,7 @@ fn denied(
     if retry_after_ms > 0 {
         builder.add_header(
             "retry-after",
-            &retry_after_seconds(retry_after_ms),
+            retry_after_seconds(retry_after_ms),
             None,
             false,
         );

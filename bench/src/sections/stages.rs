@@ -74,6 +74,7 @@ pub(crate) async fn run(run: &mut Run<'_>) {
             policy_version: policy.version.clone(),
             audit_seq: 42,
             audit_hash: "00".repeat(32),
+            ..Default::default()
         };
         let encode = time(&mut || {
             std::hint::black_box(response.encode_to_vec());
