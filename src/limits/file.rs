@@ -106,14 +106,9 @@ pub(super) fn parse(
         };
         let per = per(def.per.as_deref(), &scope);
         match (allowance, per) {
-            (Ok(allowance), Ok(per)) => rates.push(Rate {
-                name: def.name.clone(),
-                line,
-                scope,
-                allowance,
-                per,
-                buckets: Default::default(),
-            }),
+            (Ok(allowance), Ok(per)) => {
+                rates.push(Rate::new(def.name.clone(), line, scope, allowance, per))
+            }
             (allowance, per) => {
                 for why in [allowance.err(), per.err()].into_iter().flatten() {
                     problems.push(problem(line, format!("rate {:?}: {why}", def.name)));
@@ -156,15 +151,14 @@ pub(super) fn parse(
         };
         let per = per(def.per.as_deref(), &scope);
         match (target, allowance, per) {
-            (Ok(target), Ok(allowance), Ok(per)) => quotas.push(Quota {
-                name: def.name.clone(),
+            (Ok(target), Ok(allowance), Ok(per)) => quotas.push(Quota::new(
+                def.name.clone(),
                 line,
                 scope,
                 target,
                 allowance,
                 per,
-                buckets: Default::default(),
-            }),
+            )),
             (target, allowance, per) => {
                 for why in [target.err(), allowance.err(), per.err()]
                     .into_iter()

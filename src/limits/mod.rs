@@ -111,6 +111,9 @@ pub struct Rate {
     pub scope: Scope,
     pub allowance: Allowance,
     pub per: Per,
+    /// Digest of everything above but the line: a rule that keeps it keeps
+    /// its budgets over a reload, here and in Redis.
+    fingerprint: u64,
     buckets: Arc<Buckets>,
 }
 
@@ -123,7 +126,44 @@ pub struct Quota {
     pub target: Target,
     pub allowance: Allowance,
     pub per: Per,
+    fingerprint: u64,
     buckets: Arc<Buckets>,
+}
+
+impl Rate {
+    pub fn new(name: String, line: usize, scope: Scope, allowance: Allowance, per: Per) -> Rate {
+        Rate {
+            fingerprint: fingerprint(&[&name, &scope, &allowance, &per]),
+            name,
+            line,
+            scope,
+            allowance,
+            per,
+            buckets: Default::default(),
+        }
+    }
+}
+
+impl Quota {
+    pub fn new(
+        name: String,
+        line: usize,
+        scope: Scope,
+        target: Target,
+        allowance: Allowance,
+        per: Per,
+    ) -> Quota {
+        Quota {
+            fingerprint: fingerprint(&[&name, &scope, &target, &allowance, &per]),
+            name,
+            line,
+            scope,
+            target,
+            allowance,
+            per,
+            buckets: Default::default(),
+        }
+    }
 }
 
 /// A policy set's limits (empty without `limits.toml`).
@@ -276,26 +316,28 @@ impl Limits {
             rates: self
                 .rates
                 .iter()
-                .map(|rate| Rate {
-                    name: rate.name.clone(),
-                    line: rate.line,
-                    scope: rate.scope.clone(),
-                    allowance: rate.allowance.clone(),
-                    per: rate.per,
-                    buckets: Default::default(),
+                .map(|rate| {
+                    Rate::new(
+                        rate.name.clone(),
+                        rate.line,
+                        rate.scope.clone(),
+                        rate.allowance.clone(),
+                        rate.per,
+                    )
                 })
                 .collect(),
             quotas: self
                 .quotas
                 .iter()
-                .map(|quota| Quota {
-                    name: quota.name.clone(),
-                    line: quota.line,
-                    scope: quota.scope.clone(),
-                    target: quota.target.clone(),
-                    allowance: quota.allowance.clone(),
-                    per: quota.per,
-                    buckets: Default::default(),
+                .map(|quota| {
+                    Quota::new(
+                        quota.name.clone(),
+                        quota.line,
+                        quota.scope.clone(),
+                        quota.target.clone(),
+                        quota.allowance.clone(),
+                        quota.per,
+                    )
                 })
                 .collect(),
         }
@@ -305,23 +347,20 @@ impl Limits {
     /// (same name, scope, allowance and keying).
     pub fn carry_over(&mut self, previous: &Limits) {
         for rate in &mut self.rates {
-            if let Some(old) = previous.rates.iter().find(|old| {
-                old.name == rate.name
-                    && old.scope == rate.scope
-                    && old.allowance == rate.allowance
-                    && old.per == rate.per
-            }) {
+            if let Some(old) = previous
+                .rates
+                .iter()
+                .find(|old| old.fingerprint == rate.fingerprint)
+            {
                 rate.buckets = old.buckets.clone();
             }
         }
         for quota in &mut self.quotas {
-            if let Some(old) = previous.quotas.iter().find(|old| {
-                old.name == quota.name
-                    && old.scope == quota.scope
-                    && old.target == quota.target
-                    && old.allowance == quota.allowance
-                    && old.per == quota.per
-            }) {
+            if let Some(old) = previous
+                .quotas
+                .iter()
+                .find(|old| old.fingerprint == quota.fingerprint)
+            {
                 quota.buckets = old.buckets.clone();
             }
         }
@@ -342,7 +381,7 @@ impl Limits {
                 per: rate.per,
                 target: None,
                 buckets: &rate.buckets,
-                fingerprint: fingerprint(&[&rate.scope, &rate.allowance, &rate.per]),
+                fingerprint: rate.fingerprint,
                 subject: call.subject,
                 object: call.object,
             })
@@ -368,12 +407,7 @@ impl Limits {
                 per: quota.per,
                 target: Some(&quota.target),
                 buckets: &quota.buckets,
-                fingerprint: fingerprint(&[
-                    &quota.scope,
-                    &quota.target,
-                    &quota.allowance,
-                    &quota.per,
-                ]),
+                fingerprint: quota.fingerprint,
                 subject: call.subject,
                 object: call.object,
             })
