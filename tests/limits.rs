@@ -500,3 +500,73 @@ fn policy_test_runs_limit_cases_on_fresh_budgets() {
         "{printed}"
     );
 }
+
+#[tokio::test]
+async fn mask_calls_spend_rates_too() {
+    let policies = policies_with(
+        "[[rate]]\nname = \"steward-reads\"\nsubject = \"carol\"\naction = \"read\"\nrate = \"2/h\"\n",
+    );
+    let vigil = Launch::new(policies.path()).start();
+    let mut client = DataMaskingClient::new(vigil.channel().await);
+    let record = vec![serde_json::json!({ "phone": "13912345678" })];
+    for _ in 0..2 {
+        client
+            .mask(mask_request("carol", "crm.customers", record.clone()))
+            .await
+            .unwrap();
+    }
+    let refused = client
+        .mask(mask_request("carol", "crm.customers", record))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("rate limit steward-reads"),
+        "{}",
+        refused.message()
+    );
+    assert!(refused.metadata().get("retry-after-ms").is_some());
+    let records = records_naming(&vigil.audit_dir, "steward-reads");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["kind"], "mask");
+}
+
+#[tokio::test]
+async fn envoy_checks_past_a_rate_answer_429() {
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    let policies = policies_with("[[rate]]\nname = \"r\"\nsubject = \"alice\"\nrate = \"1/h\"\n");
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        "[http]\nsubject_header = \"x-user\"\n\
+         [[http.routes]]\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"{dataset}\"\n",
+    )
+    .unwrap();
+    let vigil = Launch::new(policies.path())
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let mut client = AuthorizationClient::new(vigil.channel().await);
+    let check = || {
+        common::envoy_check(
+            "GET",
+            "/v1/datasets/crm.customers/rows",
+            &[("x-user", "alice")],
+            "",
+        )
+    };
+    let first = client.check(check()).await.unwrap().into_inner();
+    assert_eq!(first.status.as_ref().map(|s| s.code), Some(0));
+    let limited = client.check(check()).await.unwrap().into_inner();
+    assert_eq!(
+        limited.status.as_ref().map(|s| s.code),
+        Some(tonic::Code::ResourceExhausted as i32)
+    );
+    let response = format!("{:?}", limited.http_response);
+    assert!(
+        response.contains("TooManyRequests")
+            && response.contains("retry-after")
+            && response.contains("x-vigil-decision-id"),
+        "{response}"
+    );
+}

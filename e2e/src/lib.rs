@@ -127,6 +127,14 @@ impl Background {
         background
     }
 
+    /// Sends `signal` (`HUP`, `TERM`, …) to the process the script runs
+    /// (its `exec`).
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status();
+    }
+
     /// The rest of the first output line starting with `prefix`.
     pub fn printed(&self, prefix: &str) -> Option<String> {
         self.lines

@@ -92,6 +92,17 @@ impl Sidecar {
     }
 }
 
+/// The policy version a sidecar's metrics show.
+fn policy_version(sidecar: &Sidecar) -> String {
+    let (_, metrics) = http_get(&sidecar.metrics, "/metrics").unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_policy_info{version=\""))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -214,6 +225,28 @@ fn two_sidecars_share_one_budget_and_no_more() {
     // Another subject is not limited.
     let (bob, _, _) = runtime().block_on(hammer(std::slice::from_ref(&a.grpc), "bob", 40));
     assert_eq!(bob, 40);
+
+    // A reload changes the limit live on both: a changed rule is a budget
+    // of its own, shared again.
+    std::fs::write(
+        policies.path().join("limits.toml"),
+        "[[rate]]\nname = \"alice-reads\"\nsubject = \"alice\"\nrate = \"60/h\"\n",
+    )
+    .unwrap();
+    for sidecar in [&a, &b] {
+        let before = policy_version(sidecar);
+        sidecar.process.signal("HUP");
+        eventually("the reload", Duration::from_secs(20), || {
+            (policy_version(sidecar) != before).then_some(())
+        });
+    }
+    let (allowed, _, failed) =
+        runtime().block_on(hammer(&[a.grpc.clone(), b.grpc.clone()], "alice", 100));
+    assert_eq!(failed, 0);
+    assert!(
+        (60..=61).contains(&allowed),
+        "{allowed} allowed after the reload"
+    );
     a.process.stop();
     b.process.stop();
 }

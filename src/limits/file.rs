@@ -202,7 +202,7 @@ fn per(text: Option<&str>, scope: &Scope) -> Result<Per, String> {
 }
 
 /// `N/unit` with an optional count of units: `100/s`, `1000/h`, `5/10s`.
-pub(super) fn allowance(text: &str, burst: Option<u32>) -> Result<Allowance, String> {
+pub fn allowance(text: &str, burst: Option<u32>) -> Result<Allowance, String> {
     let bad = || {
         format!(
             "{text:?} is not a rate: write N/UNIT with UNIT s, min, h or d \

@@ -59,6 +59,25 @@ pub(crate) async fn run(run: &mut Run<'_>) {
         "| one local rate check (match the rules, spend from a GCRA bucket; 10,000 subjects) | {per_check:.0} ns |"
     ));
 
+    // The bound on memory: a flood of distinct subjects against one rule.
+    let flood = if run.quick { 1_000_000 } else { 4_000_000 };
+    let allowance = vigil::limits::file::allowance("10/h", None).expect("a rate");
+    let before = own_rss();
+    let bucket =
+        vigil::limits::local::LocalBucket::new(&allowance, LimitOptions::default().max_keys);
+    for subject in 0..flood as u64 {
+        let _ = bucket.take(subject.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+    let grown = own_rss().saturating_sub(before);
+    run.report.row(format!(
+        "| {flood} distinct subjects against one rule (max_keys {}) | {} keys held, {} sent to the overflow budget, RSS +{:.1} MB |",
+        LimitOptions::default().max_keys,
+        bucket.keys(),
+        bucket.overflowed(),
+        grown as f64 / 1e6
+    ));
+    drop(bucket);
+
     // Saturated durable Authorize with and without a matching limit.
     let limited = policies_with(run.policies, MATCHING_LIMIT);
     let mut without: Option<Measured> = None;
@@ -219,6 +238,19 @@ pub(crate) async fn run(run: &mut Run<'_>) {
         ));
     }
     drop(server);
+}
+
+/// This process's resident set (bytes), from /proc.
+fn own_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|kb| kb.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 fn micros(d: Duration) -> String {
