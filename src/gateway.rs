@@ -109,22 +109,29 @@ impl HttpMapping {
     }
 
     fn action(&self, method: &str) -> String {
-        let method = method.to_ascii_uppercase();
-        if let Some(action) = self
+        if let Some((_, action)) = self
             .methods
             .iter()
-            .find(|(m, _)| m.eq_ignore_ascii_case(&method))
-            .map(|(_, a)| a.clone())
+            .find(|(m, _)| m.eq_ignore_ascii_case(method))
         {
-            return action;
+            return action.clone();
         }
-        match method.as_str() {
-            "GET" | "HEAD" | "OPTIONS" => "read",
-            "POST" | "PUT" | "PATCH" => "write",
-            "DELETE" => "delete",
-            other => return other.to_ascii_lowercase(),
+        const DEFAULTS: [(&str, &str); 7] = [
+            ("GET", "read"),
+            ("HEAD", "read"),
+            ("OPTIONS", "read"),
+            ("POST", "write"),
+            ("PUT", "write"),
+            ("PATCH", "write"),
+            ("DELETE", "delete"),
+        ];
+        match DEFAULTS
+            .iter()
+            .find(|(m, _)| m.eq_ignore_ascii_case(method))
+        {
+            Some((_, action)) => (*action).to_owned(),
+            None => method.to_ascii_lowercase(),
         }
-        .to_owned()
     }
 
     /// `header` reads the request's headers by (lowercase) name.
@@ -152,12 +159,8 @@ impl HttpMapping {
                 continue;
             }
             if let Some(captures) = capture(&route.path, path) {
-                let mut object = route.object.clone();
-                for (name, value) in captures {
-                    object = object.replace(&format!("{{{name}}}"), value);
-                }
                 return Mapped {
-                    object,
+                    object: fill(&route.object, &captures),
                     action: route.action.clone().unwrap_or_else(|| self.action(method)),
                     domain,
                 };
@@ -169,6 +172,27 @@ impl HttpMapping {
             domain,
         }
     }
+}
+
+/// `template` with each `{name}` replaced by its capture, in one pass (a
+/// captured value is never read as a template itself).
+fn fill(template: &str, captures: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        let name = &rest[open + 1..open + close];
+        match captures.iter().find(|(captured, _)| *captured == name) {
+            Some((_, value)) => out.push_str(value),
+            None => out.push_str(&rest[open..=open + close]),
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn segments(path: &str) -> impl Iterator<Item = &str> {

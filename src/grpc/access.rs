@@ -241,12 +241,14 @@ impl AccessControlService {
     }
 }
 
-#[tonic::async_trait]
-impl AccessControl for AccessControlService {
-    async fn authorize(
+impl AccessControlService {
+    /// Authorize as its RPC answers it (traced and counted), without the
+    /// boxed future of the trait method: the gateways' front-ends call it
+    /// inside futures of their own.
+    pub(crate) async fn authorize_observed(
         &self,
         request: Request<AuthorizeRequest>,
-    ) -> Result<Response<AuthorizeResponse>, Status> {
+    ) -> Result<AuthorizeResponse, Status> {
         let started = Instant::now();
         let span = telemetry::call_span(
             "vigil.v1.AccessControl/Authorize",
@@ -258,7 +260,17 @@ impl AccessControl for AccessControlService {
         observe_call(&self.shared, Rpc::Authorize, started, &result, |answer| {
             answer.allowed
         });
-        Ok(Response::new(result?))
+        Ok(result?)
+    }
+}
+
+#[tonic::async_trait]
+impl AccessControl for AccessControlService {
+    async fn authorize(
+        &self,
+        request: Request<AuthorizeRequest>,
+    ) -> Result<Response<AuthorizeResponse>, Status> {
+        self.authorize_observed(request).await.map(Response::new)
     }
 
     /// Counted per item: each is a decision.

@@ -32,7 +32,7 @@ use crate::{
         retry_after_seconds, HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON,
         RATE_LIMITED_REASON,
     },
-    proto::{access_control_server::AccessControl, AuthorizeRequest},
+    proto::AuthorizeRequest,
 };
 
 /// Envoy's Authorization service, served with vigil's lean codec: the
@@ -68,7 +68,7 @@ impl tonic::server::UnaryService<CheckRequest> for CheckCall {
 
     fn call(&mut self, request: Request<CheckRequest>) -> Self::Future {
         let service = self.0.clone();
-        Box::pin(async move { Authorization::check(&*service, request).await })
+        Box::pin(async move { Ok(tonic::Response::new(service.answer(request).await)) })
     }
 }
 
@@ -177,25 +177,37 @@ impl Authorization for ExtAuthzService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        Ok(Response::new(self.answer(request).await))
+    }
+}
+
+impl ExtAuthzService {
+    /// One Check, decided through Authorize. Reads the request where it
+    /// lies (a CheckRequest is large: moving it costs more than its
+    /// mapping) and awaits Authorize unboxed.
+    async fn answer(&self, request: Request<CheckRequest>) -> CheckResponse {
         let connection = super::connection_of(&request).cloned();
         let names_subject = self.shared.authn.gateway_names_subject(
             connection
                 .as_ref()
                 .and_then(|c| c.client_certificate.as_deref()),
         );
-        let check = request.into_inner();
-        let attributes = check.attributes.unwrap_or_default();
-        let Some(http) = attributes.request.and_then(|r| r.http) else {
-            return Ok(Response::new(denied(
+        let attributes = request.get_ref().attributes.as_ref();
+        let Some(http) = attributes
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+        else {
+            return denied(
                 Code::InvalidArgument,
                 HttpStatusCode::BadRequest,
                 "the check carries no HTTP request attributes",
                 None,
                 0,
-            )));
+            );
         };
         let header = |name: &str| http.headers.get(name).map(String::as_str);
-        let extensions = &attributes.context_extensions;
+        let extensions = attributes.map(|a| &a.context_extensions);
+        let extension = |name: &str| extensions.and_then(|e| e.get(name)).cloned();
         let Mapped {
             mut object,
             mut action,
@@ -203,14 +215,14 @@ impl Authorization for ExtAuthzService {
         } = self
             .mapping
             .map(&http.method, &http.host, &http.path, header);
-        if let Some(value) = extensions.get("object") {
-            object = value.clone();
+        if let Some(value) = extension("object") {
+            object = value;
         }
-        if let Some(value) = extensions.get("action") {
-            action = value.clone();
+        if let Some(value) = extension("action") {
+            action = value;
         }
-        if let Some(value) = extensions.get("domain") {
-            domain = value.clone();
+        if let Some(value) = extension("domain") {
+            domain = value;
         }
         let subject = if names_subject {
             let from_header = self
@@ -219,20 +231,19 @@ impl Authorization for ExtAuthzService {
                 .as_deref()
                 .and_then(|name| header(&name.to_ascii_lowercase()));
             let from_peer = attributes
-                .source
-                .as_ref()
+                .and_then(|a| a.source.as_ref())
                 .map(|peer| peer.principal.as_str())
                 .filter(|p| !p.is_empty());
             match from_header.or(from_peer) {
                 Some(subject) => subject.to_owned(),
                 None => {
-                    return Ok(Response::new(denied(
+                    return denied(
                         Code::Unauthenticated,
                         HttpStatusCode::Unauthorized,
                         "no subject: no subject header ([http] subject_header) and no mTLS peer principal",
                         None,
                         0,
-                    )))
+                    )
                 }
             }
         } else {
@@ -252,9 +263,8 @@ impl Authorization for ExtAuthzService {
                 vouched_by_gateway: names_subject,
             },
         );
-        let response = match AccessControl::authorize(&self.access, authorize).await {
+        match self.access.authorize_observed(authorize).await {
             Ok(answer) => {
-                let answer = answer.into_inner();
                 if answer.allowed {
                     let mut ok = OkHttpResponseBuilder::new();
                     ok.add_header(DECISION_HEADER, &answer.decision_id, None, false);
@@ -294,7 +304,6 @@ impl Authorization for ExtAuthzService {
                     .unwrap_or(0);
                 denied(status.code(), http, status.message(), None, retry_after_ms)
             }
-        };
-        Ok(Response::new(response))
+        }
     }
 }

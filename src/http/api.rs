@@ -202,14 +202,12 @@ async fn authorize(
         Ok(json) => json,
         Err(e) => return bad_json(e),
     };
-    match AccessControl::authorize(
-        &api.access,
-        grpc_request(json.into(), &headers, direct(connection)),
-    )
-    .await
+    match api
+        .access
+        .authorize_observed(grpc_request(json.into(), &headers, direct(connection)))
+        .await
     {
         Ok(answer) => {
-            let answer = answer.into_inner();
             let retry_after_ms = answer.retry_after_ms;
             if answer.limit.is_empty() {
                 Json(AuthorizeAnswer::from(answer)).into_response()
@@ -480,9 +478,12 @@ async fn check(
         vouched_by_gateway: names_subject,
         connection: Some(connection),
     };
-    match AccessControl::authorize(&api.access, grpc_request(request, &headers, via)).await {
+    match api
+        .access
+        .authorize_observed(grpc_request(request, &headers, via))
+        .await
+    {
         Ok(answer) => {
-            let answer = answer.into_inner();
             let mut response = if answer.allowed {
                 StatusCode::OK.into_response()
             } else if !answer.limit.is_empty() {
