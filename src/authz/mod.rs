@@ -460,6 +460,16 @@ impl Engine {
         nodes
     }
 
+    /// Whether `subject` reaches `role` through `g` grants (in `domain`
+    /// for domain models), without building the list of its roles.
+    pub fn holds_role(&self, subject: &str, domain: &str, role: &str) -> bool {
+        subject != role
+            && self
+                .grant_walk(subject, domain, Some(role))
+                .last()
+                .is_some_and(|(reached, _)| *reached == role)
+    }
+
     /// Whether the policy's role graph gives `subject` the role `role`.
     pub fn has_role(&self, subject: &str, role: &str) -> bool {
         self.has_roles

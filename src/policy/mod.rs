@@ -263,10 +263,7 @@ impl PolicySet {
     /// Whether `subject` holds `role` in `domain` through the policy's
     /// role graph (for limits that name a role).
     pub fn holds_role(&self, subject: &str, domain: &str, role: &str) -> bool {
-        self.engine
-            .roles_of(subject, domain)
-            .iter()
-            .any(|r| r == role)
+        self.engine.holds_role(subject, domain, role)
     }
 
     /// The best grant below `see:clear` (`see:pseudonym`, then
