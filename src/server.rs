@@ -279,7 +279,13 @@ impl App {
             .tls
             .clone()
             .map(|tls| tokio::spawn(reload_tls_on_change(tls)));
-        let ship_task = self.shipper.map(|shipper| tokio::spawn(shipper.run()));
+        let shipping = match self.shipper.map(Shipper::spawn).transpose() {
+            Ok(shipping) => shipping,
+            Err(e) => {
+                tracing::error!(error = %e, "the witness shipper cannot start; records stay local");
+                None
+            }
+        };
         let limits_task = shared
             .limiter
             .shared()
@@ -420,9 +426,9 @@ impl App {
         if let Some(task) = tls_task {
             task.abort();
         }
-        if let Some(task) = ship_task {
+        if let Some(shipping) = shipping {
             // What the shutdown record adds ships on the next start.
-            task.abort();
+            shipping.stop().await;
         }
         if let Some(task) = limits_task {
             task.abort();

@@ -123,7 +123,63 @@ pub struct Shipper {
     pub prune_limit: Arc<AtomicU64>,
 }
 
+/// The shipper thread's nice value: under CPU saturation decisions come
+/// first and shipping takes what is left (the lag shows it, and it
+/// catches up when load drops); an idle sidecar ships at full speed.
+const SHIPPER_NICE: i32 = 10;
+
+/// Shipping on its own thread; stopped by [`Shipping::stop`].
+#[derive(Debug)]
+pub struct Shipping {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Shipping {
+    /// Stops shipping; what is not shipped yet ships on the next start.
+    pub async fn stop(mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
 impl Shipper {
+    /// Runs [`Shipper::run`] on a thread of its own, with its own runtime,
+    /// at a lower scheduling priority than the threads that answer calls.
+    pub fn spawn(self) -> std::io::Result<Shipping> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("vigil-witness".into())
+            .spawn(move || {
+                let tid = rustix::thread::gettid();
+                if let Err(e) = rustix::process::setpriority_process(Some(tid), SHIPPER_NICE) {
+                    tracing::debug!(error = %e, "the witness shipper keeps the decisions' priority");
+                }
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the witness shipper cannot start its runtime; records stay local");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = self.run() => {}
+                        _ = stopped => {}
+                    }
+                });
+            })?;
+        Ok(Shipping {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
     /// Ships until a fork stops it (then audits and reports the fork).
     /// Outages are retried with a growing pause; decisions never wait.
     pub async fn run(self) {
