@@ -21,3 +21,22 @@ impl fmt::Display for Problem {
         }
     }
 }
+
+/// The 1-based line of byte `offset` in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A TOML file that does not parse, as a problem at the line where it
+/// stops making sense.
+pub fn toml_problem(file: &str, text: &str, error: &toml::de::Error) -> Problem {
+    Problem {
+        file: file.to_owned(),
+        line: error.span().map(|s| line_of(text, s.start)).unwrap_or(0),
+        message: error.message().trim().to_owned(),
+    }
+}

@@ -33,6 +33,19 @@ fn records_naming(audit_dir: &Path, limit: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The string each masked record holds at `field`.
+fn strings_at(records: &[vigil::proto::json::Struct], field: &str) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            vigil::mask::struct_to_json(r)[field]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 fn mask_request(subject: &str, object: &str, records: Vec<serde_json::Value>) -> MaskRequest {
     MaskRequest {
         subject: subject.into(),
@@ -169,16 +182,7 @@ async fn a_reveal_quota_weakens_values_exactly_at_the_quota() {
         .await
         .unwrap()
         .into_inner();
-    let phones: Vec<String> = answer
-        .records
-        .iter()
-        .map(|r| {
-            vigil::mask::struct_to_json(r)["phone"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let phones = strings_at(&answer.records, "phone");
     assert_eq!(
         &phones[..3],
         ["13912345670", "13912345671", "13912345672"],
@@ -258,16 +262,7 @@ async fn unmask_spends_a_quota_all_or_nothing() {
         .await
         .unwrap()
         .into_inner();
-    let sealed: Vec<String> = masked
-        .records
-        .iter()
-        .map(|r| {
-            vigil::mask::struct_to_json(r)["card_number"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let sealed = strings_at(&masked.records, "card_number");
     assert!(
         sealed.iter().all(|v| v.starts_with("vigil:v")),
         "{sealed:?}"

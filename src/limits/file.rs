@@ -24,7 +24,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Allowance, Per, Quota, Rate, Scope, Target};
-use crate::diagnostics::Problem;
+use crate::diagnostics::{line_of, toml_problem, Problem};
 
 /// The limits file in a policy directory (optional: none, no limits).
 pub const LIMITS_FILE: &str = "limits.toml";
@@ -57,14 +57,6 @@ struct RuleDef {
     per: Option<String>,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
-}
-
 /// Parses `limits.toml`. `labels` and `levels` are the classification's,
 /// so a quota naming neither is refused rather than never applied.
 pub(super) fn parse(
@@ -77,10 +69,8 @@ pub(super) fn parse(
         line,
         message,
     };
-    let file: FileDef = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-        vec![problem(line, e.message().trim().to_owned())]
-    })?;
+    let file: FileDef =
+        toml::from_str(text).map_err(|e| vec![toml_problem(LIMITS_FILE, text, &e)])?;
     let mut problems = Vec::new();
     let mut names = std::collections::HashMap::new();
     let mut name_once = |name: &str, line: usize, problems: &mut Vec<Problem>| {

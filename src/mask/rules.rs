@@ -28,7 +28,7 @@ use super::{
     detect::{Builtin, Detector, Pattern},
     treat::Treatment,
 };
-use crate::diagnostics::Problem;
+use crate::diagnostics::{line_of, toml_problem, Problem};
 
 pub const CLASSIFICATION_FILE: &str = "classification.toml";
 
@@ -282,24 +282,14 @@ fn never_matches(pattern: &str) -> Option<&'static str> {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
-}
-
 pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
     let problem = |line: usize, message: String| Problem {
         file: CLASSIFICATION_FILE.into(),
         line,
         message,
     };
-    let file: FileDef = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-        vec![problem(line, e.message().trim().to_owned())]
-    })?;
+    let file: FileDef =
+        toml::from_str(text).map_err(|e| vec![toml_problem(CLASSIFICATION_FILE, text, &e)])?;
     let mut problems = Vec::new();
     let masking_off = match &file.masking {
         None => false,
