@@ -26,7 +26,7 @@ use tonic::{
 
 use super::codec::LeanCodec;
 
-use super::{status::RETRY_AFTER_MS, AccessControlService, Shared};
+use super::{status::retry_after_ms, AccessControlService, Shared};
 use crate::{
     gateway::{
         retry_after_seconds, HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON,
@@ -297,12 +297,8 @@ impl ExtAuthzService {
                     Code::ResourceExhausted => HttpStatusCode::TooManyRequests,
                     _ => HttpStatusCode::ServiceUnavailable,
                 };
-                let retry_after_ms = status
-                    .metadata()
-                    .get(RETRY_AFTER_MS)
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .unwrap_or(0);
-                denied(status.code(), http, status.message(), None, retry_after_ms)
+                let wait = retry_after_ms(&status);
+                denied(status.code(), http, status.message(), None, wait)
             }
         }
     }

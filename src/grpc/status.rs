@@ -167,6 +167,16 @@ impl From<RpcError> for Status {
 /// allows again (HTTP answers carry it as `Retry-After`).
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
+/// The wait a limit's RESOURCE_EXHAUSTED carries (0: none), for the
+/// front-ends that answer it as HTTP's `Retry-After`.
+pub fn retry_after_ms(status: &Status) -> u64 {
+    status
+        .metadata()
+        .get(RETRY_AFTER_MS)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Input problems found before deciding.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InputError {

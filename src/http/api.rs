@@ -25,7 +25,7 @@ use crate::{
         retry_after_seconds, HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON,
         RATE_LIMITED_REASON,
     },
-    grpc::{status::RETRY_AFTER_MS, AccessControlService, DataMaskingService, Shared, Via},
+    grpc::{status::retry_after_ms, AccessControlService, DataMaskingService, Shared, Via},
     listen::Connection,
     proto::{
         access_control_server::AccessControl, data_masking_server::DataMasking,
@@ -162,12 +162,7 @@ fn error(status: tonic::Status) -> Response {
         "message": status.message(),
     });
     let mut response = (http, Json(body)).into_response();
-    let retry_after_ms = status
-        .metadata()
-        .get(RETRY_AFTER_MS)
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(0);
-    with_retry_after(&mut response, retry_after_ms);
+    with_retry_after(&mut response, retry_after_ms(&status));
     response
 }
 

@@ -589,12 +589,7 @@ impl Limiter {
             reveals.mode = RevealMode::Local;
             return;
         };
-        let asks: Vec<Ask> = reveals
-            .quotas
-            .iter()
-            .zip(&reveals.counted)
-            .map(|(m, &n)| m.ask(&shared.prefix, n))
-            .collect();
+        let asks = reveals.asks(&shared.prefix);
         reveals.counted.iter_mut().for_each(|n| *n = 0);
         reveals.mode = match shared.take(&asks, Mode::Each).await {
             Ok(granted) => {
@@ -626,12 +621,7 @@ impl Limiter {
         };
         match &self.shared {
             Some(shared) => {
-                let asks: Vec<Ask> = reveals
-                    .quotas
-                    .iter()
-                    .zip(&reveals.counted)
-                    .map(|(m, &n)| m.ask(&shared.prefix, n))
-                    .collect();
+                let asks = reveals.asks(&shared.prefix);
                 match shared.take(&asks, Mode::All).await {
                     Ok(granted) => match granted
                         .granted
@@ -752,6 +742,15 @@ impl<'a> Reveals<'a> {
     /// Counting only, nothing spent (Unmask, before [`Limiter::settle_all`]).
     pub fn counting(quotas: Vec<Matched<'a>>) -> Reveals<'a> {
         Reveals::new(quotas, RevealMode::Count)
+    }
+
+    /// What each quota would take from the shared store: what was counted.
+    fn asks(&self, prefix: &str) -> Vec<Ask> {
+        self.quotas
+            .iter()
+            .zip(&self.counted)
+            .map(|(m, &n)| m.ask(prefix, n))
+            .collect()
     }
 
     /// Whether the call must be counted before it is masked (a shared

@@ -124,21 +124,9 @@ impl PolicySet {
         let (model_text, constraints) = constraints::take_constraints(&model_text);
         let policy_text = read(dir, POLICY_FILE).await?;
         let limits_text = optional(dir, LIMITS_FILE).await?.unwrap_or_default();
-        let mut missing = false;
-        let classification_text =
-            match tokio::fs::read_to_string(dir.join(CLASSIFICATION_FILE)).await {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    missing = true;
-                    String::new()
-                }
-                Err(source) => {
-                    return Err(PolicyError::Read {
-                        path: dir.join(CLASSIFICATION_FILE),
-                        source,
-                    })
-                }
-            };
+        let classification_file = optional(dir, CLASSIFICATION_FILE).await?;
+        let missing = classification_file.is_none();
+        let classification_text = classification_file.unwrap_or_default();
         let classification =
             mask::rules::parse(&classification_text).map_err(PolicyError::Invalid)?;
         let unclassified =

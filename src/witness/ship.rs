@@ -131,17 +131,16 @@ const SHIPPER_NICE: i32 = 10;
 /// Shipping on its own thread; stopped by [`Shipping::stop`].
 #[derive(Debug)]
 pub struct Shipping {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Shipping {
     /// Stops shipping; what is not shipped yet ships on the next start.
-    pub async fn stop(mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+    pub async fn stop(self) {
+        let Shipping { stop, thread } = self;
+        drop(stop);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 }
 
@@ -174,10 +173,7 @@ impl Shipper {
                     }
                 });
             })?;
-        Ok(Shipping {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        Ok(Shipping { stop, thread })
     }
 
     /// Ships until a fork stops it (then audits and reports the fork).
