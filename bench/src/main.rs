@@ -442,6 +442,32 @@ impl Measured {
     }
 }
 
+/// Durable Authorize of the mix from the lean generator over TCP at
+/// `streams` (1,024 saturates the server): the yardstick most sections
+/// compare against.
+async fn authorize_load(server: &Server, streams: usize, settings: &Settings) -> Measured {
+    drive(
+        server,
+        false,
+        streams,
+        Call::Authorize(authorize_mix()),
+        Generator::Lean,
+        settings,
+    )
+    .await
+}
+
+/// Keeps the faster measurement of one scenario: best of turns, as the
+/// machine drifts between them.
+fn keep_faster(best: &mut Option<Measured>, m: Measured) {
+    if best
+        .as_ref()
+        .is_none_or(|b| m.throughput() > b.throughput())
+    {
+        *best = Some(m);
+    }
+}
+
 async fn drive(
     server: &Server,
     unix: bool,

@@ -508,3 +508,29 @@ impl Drop for Redis {
         }
     }
 }
+
+/// Every record of an audit directory's segments (`audit-*.jsonl`), in
+/// file order.
+pub fn audit_records(audit_dir: &Path) -> Vec<serde_json::Value> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(audit_dir)
+        .expect("the audit directory reads")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| {
+            path.extension().is_some_and(|e| e == "jsonl")
+                && path
+                    .file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with("audit-"))
+        })
+        .collect();
+    segments.sort();
+    segments
+        .iter()
+        .flat_map(|path| {
+            std::fs::read_to_string(path)
+                .expect("a segment reads")
+                .lines()
+                .map(|line| serde_json::from_str(line).expect("a record is JSON"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

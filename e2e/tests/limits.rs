@@ -21,7 +21,8 @@ use vigil::{
     },
 };
 use vigil_e2e::{
-    eventually, http_get, repo_root, require_prepared, vigil_binary, Background, Redis,
+    audit_records, eventually, http_get, repo_root, require_prepared, vigil_binary, Background,
+    Redis,
 };
 
 /// The example policies with `limits` as limits.toml.
@@ -42,7 +43,7 @@ struct Sidecar {
     process: Background,
     grpc: String,
     metrics: String,
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
 }
 
 /// A sidecar keeping its limits in `redis`.
@@ -70,7 +71,7 @@ fn sidecar(policies: &Path, redis: &Redis) -> Sidecar {
         process,
         grpc,
         metrics,
-        _home: home,
+        home,
     };
     sidecar.wait_until_shared();
     sidecar
@@ -170,28 +171,9 @@ async fn hammer_until(
 
 /// Denials the audit log of a sidecar's home attributes to `limit`.
 fn audited_limit_denials(sidecar: &Sidecar, limit: &str) -> usize {
-    let audit = sidecar._home.path().join("audit");
-    std::fs::read_dir(&audit)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("audit-")
-        })
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .filter(|line| {
-            let record: serde_json::Value = serde_json::from_str(line).unwrap();
-            record["detail"]["limit"] == limit && record["allowed"] == false
-        })
+    audit_records(&sidecar.home.path().join("audit"))
+        .iter()
+        .filter(|record| record["detail"]["limit"] == limit && record["allowed"] == false)
         .count()
 }
 

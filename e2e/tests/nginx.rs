@@ -7,7 +7,8 @@
 use std::{process::Command, time::Duration};
 
 use vigil_e2e::{
-    eventually, free_port, http_get, repo_root, require_prepared, vigil_binary, Background,
+    audit_records, eventually, free_port, http_get, repo_root, require_prepared, vigil_binary,
+    Background,
 };
 
 /// A GET through nginx with an `X-User` header (the identity a gateway
@@ -158,27 +159,16 @@ http {{
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );
-    let mut decisions = Vec::new();
-    for entry in std::fs::read_dir(&audit_dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "jsonl")
-            && path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("audit-")
-        {
-            for line in std::fs::read_to_string(&path).unwrap().lines() {
-                let record: serde_json::Value = serde_json::from_str(line).unwrap();
-                if record["kind"] == "decision" {
-                    decisions.push((
-                        record["obj"].as_str().unwrap_or("").to_owned(),
-                        record["allowed"].clone(),
-                    ));
-                }
-            }
-        }
-    }
+    let decisions: Vec<(String, serde_json::Value)> = audit_records(&audit_dir)
+        .into_iter()
+        .filter(|record| record["kind"] == "decision")
+        .map(|record| {
+            (
+                record["obj"].as_str().unwrap_or("").to_owned(),
+                record["allowed"].clone(),
+            )
+        })
+        .collect();
     assert!(
         decisions.contains(&("crm.customers".to_owned(), serde_json::json!(true))),
         "{decisions:?}"

@@ -183,15 +183,7 @@ pub(crate) async fn run(run: &mut Run<'_>) {
     );
 
     let floor = drive(&server, false, 1024, Call::Floor, Generator::Lean, settings).await;
-    let authorize = drive(
-        &server,
-        false,
-        1024,
-        Call::Authorize(authorize_mix()),
-        Generator::Lean,
-        settings,
-    )
-    .await;
+    let authorize = authorize_load(&server, 1024, settings).await;
     row(
         report,
         "Authorize (gRPC)",
@@ -230,15 +222,7 @@ pub(crate) async fn run(run: &mut Run<'_>) {
         ratio >= 0.8,
     );
 
-    let authorize = drive(
-        &server,
-        false,
-        1024,
-        Call::Authorize(authorize_mix()),
-        Generator::Lean,
-        settings,
-    )
-    .await;
+    let authorize = authorize_load(&server, 1024, settings).await;
     let http = drive_http(&server, http_bodies(), settings).await;
     let ratio = row(
         report,

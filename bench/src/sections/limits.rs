@@ -86,23 +86,9 @@ pub(crate) async fn run(run: &mut Run<'_>) {
         for limit in [false, true] {
             let policies = if limit { limited.path() } else { run.policies };
             let server = Server::start(run.vigil, policies, &[], settings.pinned);
-            let m = drive(
-                &server,
-                false,
-                1024,
-                Call::Authorize(authorize_mix()),
-                Generator::Lean,
-                settings,
-            )
-            .await;
+            let m = authorize_load(&server, 1024, settings).await;
             drop(server);
-            let slot = if limit { &mut with } else { &mut without };
-            if slot
-                .as_ref()
-                .is_none_or(|b| m.throughput() > b.throughput())
-            {
-                *slot = Some(m);
-            }
+            keep_faster(if limit { &mut with } else { &mut without }, m);
         }
     }
     let (without, with) = (without.expect("measured"), with.expect("measured"));
@@ -192,7 +178,7 @@ pub(crate) async fn run(run: &mut Run<'_>) {
     let (ping50, ping99) = percentiles(pings);
     let (script50, script99) = percentiles(scripts);
     run.report.row(format!(
-        "| floor: one Redis round trip, PING / the limit script (EVALSHA), one at a time | p50 {} / {}, p99 {} / {} |",
+        "| floor: one Redis round trip, PING / the limit script (EVALSHA), one at a time | p50 {} / {} µs, p99 {} / {} µs |",
         micros(ping50),
         micros(script50),
         micros(ping99),
@@ -210,27 +196,11 @@ pub(crate) async fn run(run: &mut Run<'_>) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     for streams in [1, 64] {
         let local_server = Server::start(run.vigil, limited.path(), &[], settings.pinned);
-        let local = drive(
-            &local_server,
-            false,
-            streams,
-            Call::Authorize(authorize_mix()),
-            Generator::Lean,
-            settings,
-        )
-        .await;
+        let local = authorize_load(&local_server, streams, settings).await;
         drop(local_server);
-        let shared = drive(
-            &server,
-            false,
-            streams,
-            Call::Authorize(authorize_mix()),
-            Generator::Lean,
-            settings,
-        )
-        .await;
+        let shared = authorize_load(&server, streams, settings).await;
         run.report.row(format!(
-            "| durable Authorize with the limit in Redis / local, {streams} stream(s) | {:.0} / {:.0} req/s; p99 {} / {} |",
+            "| durable Authorize with the limit in Redis / local, {streams} stream(s) | {:.0} / {:.0} req/s; p99 {} / {} µs |",
             shared.throughput(),
             local.throughput(),
             micros(shared.percentile(0.99)),
@@ -251,8 +221,4 @@ fn own_rss() -> u64 {
                 .and_then(|kb| kb.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
-}
-
-fn micros(d: Duration) -> String {
-    format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }

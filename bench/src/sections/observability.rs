@@ -91,26 +91,12 @@ pub(crate) async fn run(run: &mut Run<'_>) {
         for (index, (_, args)) in variants.iter().enumerate() {
             let server = Server::start(run.vigil, run.policies, args, settings.pinned);
             let scraper = (index == 1).then(|| scrape_every_second(metrics_address.clone()));
-            let m = drive(
-                &server,
-                false,
-                1024,
-                Call::Authorize(authorize_mix()),
-                Generator::Lean,
-                settings,
-            )
-            .await;
+            let m = authorize_load(&server, 1024, settings).await;
             if let Some(scraper) = scraper {
                 scraper.abort();
             }
             drop(server);
-            let slot = &mut best[index];
-            if slot
-                .as_ref()
-                .is_none_or(|b| m.throughput() > b.throughput())
-            {
-                *slot = Some(m);
-            }
+            keep_faster(&mut best[index], m);
         }
     }
     let plain = best[0].as_ref().expect("measured").throughput();

@@ -155,27 +155,13 @@ pub(crate) async fn run(run: &mut Run<'_>) {
                     }
                 })
             });
-            let m = drive(
-                &server,
-                false,
-                1024,
-                Call::Authorize(authorize_mix()),
-                Generator::Lean,
-                settings,
-            )
-            .await;
+            let m = authorize_load(&server, 1024, settings).await;
             if let Some(sampler) = sampler {
                 sampler.abort();
                 lags.extend(samples.lock().expect("samples").drain(..));
             }
             drop(server);
-            let slot = if shipping { &mut on } else { &mut off };
-            if slot
-                .as_ref()
-                .is_none_or(|b| m.throughput() > b.throughput())
-            {
-                *slot = Some(m);
-            }
+            keep_faster(if shipping { &mut on } else { &mut off }, m);
         }
     }
     let (off, on) = (off.expect("measured"), on.expect("measured"));
