@@ -704,7 +704,41 @@ async fn eval_of_rule_expressions_as_go_casbin_reads_them() {
         .await
         .unwrap()
         .into_inner();
-    assert!(answer.reason.contains("policy.csv:1"), "{}", answer.reason);
+    // The rule is quoted as written, single quotes and all.
+    assert!(
+        answer
+            .reason
+            .contains("[p, r.sub == 'admin' || false, r.obj == 'users', write]"),
+        "{}",
+        answer.reason
+    );
+}
+
+/// Go Casbin's block matchers, `let` statements and early returns
+/// (examples/rbac_with_hierarchy_multiline_model.conf and
+/// rbac_with_early_return_model.conf over
+/// rbac_with_hierarchy_multiline_policy.csv of casbin/casbin); expected
+/// answers from Go's TestMultiLineMatcherWithLetStatements and
+/// TestMultiLineMatcherWithEarlyReturn (multiline_matcher_test.go).
+#[tokio::test]
+async fn block_matchers_as_go_casbin_reads_them() {
+    let cases = [
+        ("alice", "data1", "read", true),
+        ("alice", "data1", "write", true),
+        ("bob", "data2", "write", true),
+        ("bob", "data1", "read", false),
+        ("bob", "data1", "write", false),
+        ("alice", "data2", "write", true),
+    ];
+    expect_decisions("tests/models/block_matcher_let", &cases).await;
+    let mut started = expect_decisions("tests/models/block_matcher_early_return", &cases).await;
+    let answer = started
+        .client
+        .authorize(common::request("alice", "data2", "write"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.reason.contains("policy.csv:3"), "{}", answer.reason);
 }
 
 /// `keyGet` and `keyGet2` return the wildcard's text, tested with `in`

@@ -21,7 +21,7 @@ mod go_syntax;
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter};
 use compiled::Compiled;
 pub use compiled::{Func as MatchingFunction, LinkCondition, Matching};
-pub use go_syntax::go_expression_for_rhai;
+pub use go_syntax::{block_matcher_expression, go_expression_for_rhai};
 
 /// One rule line from policy.csv, already checked against the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +208,10 @@ pub struct Engine {
     ordered: Vec<bool>,
     /// `p` rule values → where they were written.
     origins: HashMap<Vec<String>, Origin>,
+    /// Rules as written in policy.csv, for those the evaluators hold
+    /// rewritten (Go expressions in `eval()` columns in rhai's form):
+    /// reasons quote the file, not the rewrite.
+    written: HashMap<Vec<String>, Vec<String>>,
     /// Position of `sub` in the `p` line, to walk the role path to it.
     policy_subject: Option<usize>,
     /// `g` takes a domain (`g = _, _, _`).
@@ -260,6 +264,7 @@ impl Engine {
         let mut adapter = MemoryAdapter::default();
         let mut by_type: Vec<(&str, Vec<Vec<String>>)> = Vec::new();
         let mut origins = HashMap::new();
+        let mut written = HashMap::new();
         // The matcher expressions (`m`, `m2`, …) as casbin-rs holds them.
         let matchers: Vec<String> = casbin::Model::get_model(&model)
             .get("m")
@@ -278,6 +283,9 @@ impl Engine {
                 if let Some(value) = values.get_mut(column) {
                     *value = go_expression_for_rhai(value);
                 }
+            }
+            if values != rule.values {
+                written.insert(values.clone(), rule.values.clone());
             }
             if rule.ptype == "p" {
                 origins
@@ -380,6 +388,7 @@ impl Engine {
             tokens,
             ordered,
             origins,
+            written,
             policy_subject,
             domain_roles,
             has_roles: grouping.is_some(),
@@ -648,9 +657,10 @@ impl Engine {
     }
 
     fn matched_rule(&self, values: &[String], origin: Option<Origin>) -> MatchedRule {
-        let mut text = String::with_capacity(values.iter().map(|v| v.len() + 2).sum::<usize>() + 1);
+        let shown = self.written.get(values).map_or(values, Vec::as_slice);
+        let mut text = String::with_capacity(shown.iter().map(|v| v.len() + 2).sum::<usize>() + 1);
         text.push('p');
-        for value in values {
+        for value in shown {
             text.push_str(", ");
             text.push_str(value);
         }

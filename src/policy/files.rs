@@ -28,7 +28,7 @@ const SECTIONS: [(&str, char); 5] = [
 
 /// The effects casbin-rs evaluates (it panics on any other).
 const SUPPORTED_EFFECTS: [&str; 7] = [
-    "some(where (p_eft == allow))",
+    ALLOW_ONLY_EFFECT,
     DENY_OVERRIDE_EFFECT,
     "!some(where (p_eft == deny))",
     "priority(p_eft) || deny",
@@ -36,6 +36,8 @@ const SUPPORTED_EFFECTS: [&str; 7] = [
     PRIORITY_DENY_OVERRIDE_EFFECT,
     SUBJECT_PRIORITY_DENY_OVERRIDE_EFFECT,
 ];
+
+const ALLOW_ONLY_EFFECT: &str = "some(where (p_eft == allow))";
 
 const DENY_OVERRIDE_EFFECT: &str = "some(where (p_eft == allow)) && !some(where (p_eft == deny))";
 
@@ -53,6 +55,42 @@ const SUBJECT_PRIORITY_DENY_OVERRIDE_EFFECT: &str =
 /// subject sits in the role tree (a user's own rule before its role's,
 /// a role's before its parent's), then the first match decides.
 pub const SUBJECT_PRIORITY_EFFECT: &str = "subjectPriority(p_eft) || deny";
+
+/// What a rule's effect column does under the model's effect.
+enum EffectCheck {
+    Counts,
+    /// A `deny` under an effect that only looks for allows: Go Casbin's
+    /// own examples write such rows (multiple_policy_definitions), so it
+    /// loads, with a warning, since a reader expects it to deny.
+    Ignored(String),
+    /// An effect Casbin does not know (`dney`) is neither allow nor deny:
+    /// the rule would silently stop counting, so the set is refused.
+    Unknown(String),
+}
+
+/// `indeterminate` is Go Casbin's deliberate third value: the rule
+/// matches without deciding.
+fn effect_check(outline: &ModelOutline, ptype: &str, fields: &[String]) -> EffectCheck {
+    let effect = outline
+        .tokens
+        .get(ptype)
+        .and_then(|tokens| tokens.iter().position(|t| t == "eft"))
+        .and_then(|slot| fields.get(slot));
+    match effect.map(String::as_str) {
+        None | Some("allow" | "indeterminate") => EffectCheck::Counts,
+        Some("deny") if outline.effect.as_deref() == Some(ALLOW_ONLY_EFFECT) => {
+            EffectCheck::Ignored(format!(
+                "this `deny` rule never counts: the effect `{}` only looks for allows \
+                 (`some(where (p.eft == allow)) && !some(where (p.eft == deny))` is deny-override)",
+                ALLOW_ONLY_EFFECT.replace("p_eft", "p.eft")
+            ))
+        }
+        Some("deny") => EffectCheck::Counts,
+        Some(other) => EffectCheck::Unknown(format!(
+            "effect `{other}` is neither `allow` nor `deny`; the rule would never count"
+        )),
+    }
+}
 
 /// What vigil needs to know about model.conf besides handing it to Casbin.
 #[derive(Debug, Default, Clone)]
@@ -410,7 +448,7 @@ pub fn take_section<'a>(text: &'a str, header: &str) -> (String, Vec<(usize, &'a
 
 /// Takes vigil's `[role_matching]` section out of a model and returns its
 /// lines.
-pub fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
+fn take_role_matching(text: &str) -> (String, Vec<RoleMatchingLine>) {
     let (out, lines) = take_section(text, ROLE_MATCHING_SECTION);
     let mut found = Vec::new();
     for (line, trimmed) in lines {
@@ -612,7 +650,7 @@ pub fn check_role_matching(
 
 /// `model.conf` without comments: from a `#` or `;` outside quotes to the
 /// end of its line. Line breaks stay, so line numbers do not move.
-pub fn strip_model_comments(text: &str) -> String {
+fn strip_model_comments(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (index, line) in text.split('\n').enumerate() {
         if index > 0 {
@@ -637,12 +675,81 @@ pub fn strip_model_comments(text: &str) -> String {
     out
 }
 
+/// `model.conf` as both evaluators read it: comments stripped, block
+/// matchers as one expression, Go's expression syntax in rhai's form, and
+/// vigil's `[role_matching]` section taken out. Lines keep their places,
+/// so `file:line` stays true.
+pub fn model_as_evaluated(text: &str) -> Result<(String, Vec<RoleMatchingLine>), Vec<Problem>> {
+    let text = join_block_matchers(&strip_model_comments(text)).map_err(|p| vec![p])?;
+    Ok(take_role_matching(&normalize_matchers(&text)))
+}
+
+/// Block matchers (`m = { let ... if ... return ... }`, Go Casbin's
+/// multi-line matchers, written over lines ending in `\` or simply until
+/// the braces close) as the one expression Go evaluates, on the block's
+/// first line; the lines it took are left empty.
+fn join_block_matchers(text: &str) -> Result<String, Problem> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    let mut in_matchers = false;
+    let mut index = 0;
+    while index < lines.len() {
+        let line = lines[index];
+        let trimmed = line.trim();
+        index += 1;
+        if trimmed.starts_with('[') {
+            in_matchers = trimmed == "[matchers]";
+        }
+        let block = trimmed
+            .split_once('=')
+            .filter(|(_, value)| in_matchers && value.trim_start().starts_with('{'));
+        let Some((key, first)) = block else {
+            out.push(line.to_owned());
+            continue;
+        };
+        let start = index;
+        let mut joined = String::new();
+        let mut piece = first;
+        loop {
+            joined.push_str(piece.trim().trim_end_matches('\\').trim_end());
+            joined.push(' ');
+            if brace_depth(&joined) == 0 || index == lines.len() {
+                break;
+            }
+            piece = lines[index];
+            index += 1;
+        }
+        let expression = crate::authz::block_matcher_expression(&joined)
+            .map_err(|message| problem(MODEL_FILE, start, format!("block matcher: {message}")))?;
+        out.push(format!("{} = {expression}", key.trim()));
+        out.extend((start..index).map(|_| String::new()));
+    }
+    Ok(out.join("\n"))
+}
+
+/// Open `{` minus closed `}` outside quotes.
+fn brace_depth(text: &str) -> i64 {
+    let mut quote = None;
+    let mut depth = 0;
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(open), c) if c == open => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '{') => depth += 1,
+            (None, '}') => depth -= 1,
+            (None, _) => {}
+        }
+    }
+    depth
+}
+
 /// Matchers written as Go Casbin reads them, in the form casbin-rs (rhai)
 /// evaluates: single-quoted strings become double-quoted (`'data1'` is a
 /// character literal to rhai), and an `in` tuple becomes an array
 /// (`r.obj in ('data2', 'data3')` → `r.obj in ["data2", "data3"]`). Only
 /// `[matchers]` lines change; lines keep their places.
-pub fn normalize_matchers(text: &str) -> String {
+fn normalize_matchers(text: &str) -> String {
     let mut in_matchers = false;
     let mut out = Vec::new();
     for line in text.split('\n') {
@@ -902,22 +1009,13 @@ pub fn check_rules(
             ));
             continue;
         }
-        // An effect Casbin does not know (`dney`) is neither allow nor
-        // deny: the rule would silently stop counting.
-        let effect = outline
-            .tokens
-            .get(&ptype)
-            .and_then(|tokens| tokens.iter().position(|t| t == "eft"))
-            .and_then(|slot| fields.get(slot));
-        if let Some(effect) = effect.filter(|e| !matches!(e.as_str(), "allow" | "deny")) {
-            problems.push(problem(
-                POLICY_FILE,
-                line,
-                format!(
-                    "effect `{effect}` is neither `allow` nor `deny`; the rule would never count"
-                ),
-            ));
-            continue;
+        match effect_check(outline, &ptype, &fields) {
+            EffectCheck::Counts => {}
+            EffectCheck::Ignored(why) => warnings.push(problem(POLICY_FILE, line, why)),
+            EffectCheck::Unknown(why) => {
+                problems.push(problem(POLICY_FILE, line, why));
+                continue;
+            }
         }
         match seen.entry((ptype.clone(), fields.clone())) {
             std::collections::hash_map::Entry::Occupied(first) => {
@@ -957,6 +1055,22 @@ mod tests {
 
     fn messages(problems: Vec<Problem>) -> Vec<String> {
         problems.into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn block_matchers_become_one_line_in_place() {
+        let model = "[matchers]\nm = { \\\n  let own = r.sub == p.sub \\\n  return own \\\n}\n[x]";
+        let (text, _) = model_as_evaluated(model).unwrap();
+        assert_eq!(text, "[matchers]\nm = (r.sub == p.sub)\n\n\n\n[x]");
+        // Without backslashes, the block runs until its braces close.
+        let (text, _) = model_as_evaluated("[matchers]\nm = {\n return r.sub == p.sub\n}").unwrap();
+        assert_eq!(text, "[matchers]\nm = r.sub == p.sub\n\n");
+        let broken =
+            "[request_definition]\n\n[matchers]\nm = { \\\n lett own = 1 \\\n return own }";
+        assert_eq!(
+            messages(model_as_evaluated(broken).unwrap_err()),
+            ["model.conf:4: block matcher: `lett` is not a statement of a block matcher (`let`, `if`, `return`)"]
+        );
     }
 
     #[test]

@@ -53,9 +53,9 @@ pub async fn lint(dir: &Path) -> LintReport {
     ) else {
         return report;
     };
-    let (model, _) = files::take_role_matching(&files::normalize_matchers(
-        &files::strip_model_comments(&model),
-    ));
+    let Ok((model, _)) = files::model_as_evaluated(&model) else {
+        return report;
+    };
     let (model, _) = super::constraints::take_constraints(&model);
     let Ok(outline) = files::parse_model(&model) else {
         return report;

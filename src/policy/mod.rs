@@ -115,12 +115,11 @@ impl fmt::Display for ProblemList<'_> {
 impl PolicySet {
     /// Reads and validates a policy directory.
     pub async fn load(dir: &Path) -> Result<PolicySet, PolicyError> {
-        // Go Casbin reads `#` and `;` as comments anywhere on a model line;
-        // casbin-rs only at the start. Both parsers see the text without
-        // them (lines kept, so file:line stays true).
-        let (model_text, role_matching) = files::take_role_matching(&files::normalize_matchers(
-            &files::strip_model_comments(&read(dir, MODEL_FILE).await?),
-        ));
+        // Go Casbin reads `#` and `;` as comments anywhere on a model line
+        // (casbin-rs only at the start) and block matchers as one
+        // expression: both evaluators see the text Go evaluates.
+        let (model_text, role_matching) = files::model_as_evaluated(&read(dir, MODEL_FILE).await?)
+            .map_err(PolicyError::Invalid)?;
         let (model_text, constraints) = constraints::take_constraints(&model_text);
         let policy_text = read(dir, POLICY_FILE).await?;
         let limits_text = optional(dir, LIMITS_FILE).await?.unwrap_or_default();
