@@ -47,7 +47,12 @@ fn corpus() -> Corpus {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-async fn load(pair: &Pair) -> (tempfile::TempDir, Result<PolicySet, vigil::policy::PolicyError>) {
+async fn load(
+    pair: &Pair,
+) -> (
+    tempfile::TempDir,
+    Result<PolicySet, vigil::policy::PolicyError>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let mut model = pair.model.clone();
     if !pair.names.is_empty() || !pair.domains.is_empty() {
@@ -61,7 +66,11 @@ async fn load(pair: &Pair) -> (tempfile::TempDir, Result<PolicySet, vigil::polic
     }
     std::fs::write(dir.path().join("model.conf"), model).unwrap();
     std::fs::write(dir.path().join("policy.csv"), &pair.policy).unwrap();
-    std::fs::write(dir.path().join("classification.toml"), "masking = \"off\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("classification.toml"),
+        "masking = \"off\"\n",
+    )
+    .unwrap();
     let loaded = PolicySet::load(dir.path()).await;
     (dir, loaded)
 }

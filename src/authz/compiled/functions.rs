@@ -24,10 +24,7 @@ impl PatternFunctions {
         match func {
             Func::KeyMatch => return Ok(function_map::key_match(key, pattern)),
             Func::GlobMatch => return Ok(function_map::glob_match(key, pattern)),
-            Func::IpMatch => {
-                return std::panic::catch_unwind(|| function_map::ip_match(key, pattern))
-                    .map_err(|_| format!("ipMatch: {pattern:?} is not an IP address or CIDR"))
-            }
+            Func::IpMatch => return ip_match(key, pattern),
             Func::KeyMatch4 => {
                 return std::panic::catch_unwind(|| function_map::key_match4(key, pattern))
                     .map_err(|_| "keyMatch4 failed".to_owned())
@@ -85,4 +82,61 @@ fn key_pattern_source(pattern: &str, placeholder: &str) -> String {
         .expect("valid regex")
         .replace_all(&wildcarded, "[^/]+");
     format!("^{segments}$")
+}
+
+/// Go Casbin's `ipMatch`: the request's address within the rule's CIDR,
+/// or equal to its address (an IPv4-mapped IPv6 address is its IPv4
+/// address, as Go compares them). Either side not being an address is an
+/// error, as in Go; casbin-rs panics instead. The request's value is not
+/// quoted: the reason is audited.
+fn ip_match(key: &str, pattern: &str) -> Result<bool, String> {
+    use std::net::IpAddr;
+    let address = key
+        .parse::<IpAddr>()
+        .map_err(|_| "ipMatch: the request's value is not an IP address".to_owned())?
+        .to_canonical();
+    let not_a_pattern = || format!("ipMatch: {pattern:?} is not an IP address or CIDR");
+    let Some((network, bits)) = pattern.split_once('/') else {
+        let other = pattern.parse::<IpAddr>().map_err(|_| not_a_pattern())?;
+        return Ok(address == other.to_canonical());
+    };
+    let network = network.parse::<IpAddr>().map_err(|_| not_a_pattern())?;
+    let bits = bits.parse::<u32>().map_err(|_| not_a_pattern())?;
+    match (network, address) {
+        (IpAddr::V4(network), IpAddr::V4(address)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            Ok(u32::from(network) & mask == u32::from(address) & mask)
+        }
+        (IpAddr::V6(network), IpAddr::V6(address)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            Ok(u128::from(network) & mask == u128::from(address) & mask)
+        }
+        (IpAddr::V4(_), _) if bits <= 32 => Ok(false),
+        (IpAddr::V6(_), _) if bits <= 128 => Ok(false),
+        _ => Err(not_a_pattern()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_match;
+
+    #[test]
+    fn ip_match_as_go_decides() {
+        assert_eq!(ip_match("192.168.2.123", "192.168.2.0/24"), Ok(true));
+        assert_eq!(ip_match("192.168.3.1", "192.168.2.0/24"), Ok(false));
+        assert_eq!(ip_match("10.0.0.5", "10.0.0.5"), Ok(true));
+        assert_eq!(ip_match("::ffff:10.0.0.5", "10.0.0.0/8"), Ok(true));
+        assert_eq!(ip_match("2001:db8::1", "2001:db8::/32"), Ok(true));
+        assert_eq!(ip_match("2001:db9::1", "2001:db8::/32"), Ok(false));
+        assert_eq!(ip_match("10.1.2.3", "0.0.0.0/0"), Ok(true));
+        assert_eq!(ip_match("2001:db8::1", "10.0.0.0/8"), Ok(false));
+        assert!(ip_match("alice", "10.0.0.0/8")
+            .unwrap_err()
+            .contains("request's value"));
+        assert!(ip_match("10.0.0.1", "10.0.0.0/33")
+            .unwrap_err()
+            .contains("\"10.0.0.0/33\""));
+        assert!(ip_match("10.0.0.1", "data1").is_err());
+    }
 }
