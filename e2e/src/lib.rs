@@ -277,13 +277,19 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_in(Path::new("/tmp"))
+    }
+
+    /// A cluster whose files live under `base` (the benchmark keeps them
+    /// in memory, off the disk whose fdatasync it measures).
+    pub fn start_in(base: &Path) -> Postgres {
         let bin = PathBuf::from(
             std::env::var_os("VIGIL_E2E_PG_BIN")
                 .expect("scripts/e2e exports VIGIL_E2E_PG_BIN, PostgreSQL's bin directory"),
         );
         let dir = tempfile::Builder::new()
             .prefix("vigil-pg")
-            .tempdir_in("/tmp")
+            .tempdir_in(base)
             .expect("a temporary directory");
         let postgres = Postgres {
             dir,

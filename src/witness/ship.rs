@@ -125,8 +125,12 @@ pub struct Shipper {
 
 /// The shipper thread's nice value: under CPU saturation decisions come
 /// first and shipping takes what is left (the lag shows it, and it
-/// catches up when load drops); an idle sidecar ships at full speed.
-const SHIPPER_NICE: i32 = 10;
+/// catches up when load drops); an idle sidecar ships at full speed. At
+/// nice 10 the shipper still took 5–7% of a saturated server's core and
+/// saturated Authorize ran at 0.77–0.90× of shipping off; at 19 the
+/// server's CPU per answer is the same with shipping on and off (bench
+/// section (w)).
+const SHIPPER_NICE: i32 = 19;
 
 /// Shipping on its own thread; stopped by [`Shipping::stop`].
 #[derive(Debug)]
