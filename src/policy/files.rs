@@ -1161,4 +1161,30 @@ mod tests {
             ["policy.csv:2: duplicate of line 1; ignored"]
         );
     }
+
+    #[test]
+    fn effects_that_would_not_count_are_named() {
+        let with_effect = |effect: &str| {
+            parse_model(&format!(
+                "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act, eft\n\
+                 [policy_effect]\ne = {effect}\n[matchers]\nm = r.sub == p.sub\n"
+            ))
+            .unwrap()
+        };
+        let allow_only = with_effect("some(where (p.eft == allow))");
+        let rules = "p, a, b, read, allow\np, a, b, write, deny\np, a, b, list, indeterminate\n";
+        let (kept, warnings) = check_rules(&allow_only, parse_policy_csv(rules)).unwrap();
+        assert_eq!(kept.len(), 3);
+        let warnings = messages(warnings);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("policy.csv:2: this `deny` rule never counts"));
+        let deny_override =
+            with_effect("some(where (p.eft == allow)) && !some(where (p.eft == deny))");
+        let (_, warnings) = check_rules(&deny_override, parse_policy_csv(rules)).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(
+            messages(check_rules(&deny_override, parse_policy_csv("p, a, b, c, dney\n")).unwrap_err()),
+            ["policy.csv:1: effect `dney` is neither `allow` nor `deny`; the rule would never count"]
+        );
+    }
 }
