@@ -139,3 +139,34 @@ async fn every_decision_equals_go_casbins() {
         differences[..differences.len().min(30)].join("\n")
     );
 }
+
+/// Go Casbin's ABAC examples pass structs (`r.sub.Age > 18` in
+/// examples/abac_rule_model.conf and abac_rule_policy.csv); vigil's
+/// request values are strings, so such a set would deny every request
+/// with an evaluation error. It is refused at load instead, saying why.
+#[tokio::test]
+async fn struct_attribute_rules_are_refused_at_load() {
+    let pair = Pair {
+        source: "examples/abac_rule_model.conf + examples/abac_rule_policy.csv".into(),
+        model: "[request_definition]\nr = sub, obj, act\n\n[policy_definition]\n\
+                p = sub_rule, obj, act\n\n[policy_effect]\ne = some(where (p.eft == allow))\n\n\
+                [matchers]\nm = eval(p.sub_rule) && r.obj == p.obj && r.act == p.act"
+            .into(),
+        policy: "p, r.sub.Age > 18, /data1, read\np, r.sub.Age < 60, /data2, write".into(),
+        names: BTreeMap::new(),
+        domains: BTreeMap::new(),
+        tokens: Vec::new(),
+        requests: Vec::new(),
+        go: String::new(),
+        refused: None,
+    };
+    let (_dir, loaded) = load(&pair).await;
+    let error = loaded.err().expect("refused").to_string();
+    assert!(
+        error.contains("model.conf:11")
+            && error.contains("Unknown property 'Age'")
+            && error.contains("request token of its own")
+            && !error.contains("Error"),
+        "{error}"
+    );
+}

@@ -506,8 +506,10 @@ impl Engine {
 
     /// Evaluates the matcher once on a blank request, to find what would
     /// fail every request: a function or request token the matcher names
-    /// that does not exist (`keyMatc(...)`, `r.sbu`). Failures that depend
-    /// on the values (an address `ipMatch` cannot parse) are not this.
+    /// that does not exist (`keyMatc(...)`, `r.sbu`), or a property of a
+    /// request value (`r.sub.Age`: values are strings, which have none).
+    /// Failures that depend on the values (an address `ipMatch` cannot
+    /// parse) are not this.
     pub fn probe_matcher(&self) -> Option<String> {
         let attributes: HashMap<String, String> = self
             .tokens
@@ -527,7 +529,7 @@ impl Engine {
         };
         match self.decide_reference(&blank) {
             Ok(Verdict::Deny(Denial::EngineFailure(why)))
-                if why.contains("not found") || why.contains("NotFound") =>
+                if why.contains("not found") || why.contains("Unknown property") =>
             {
                 Some(why)
             }
@@ -824,12 +826,61 @@ fn raw_matcher(model_text: &str) -> Option<String> {
 /// keep the sentence inside.
 fn casbin_message(error: &casbin::Error) -> String {
     let text = error.to_string();
+    if let Some(said) = rhai_message(&text) {
+        return said;
+    }
     match (text.find("(\""), text.rfind("\")")) {
         (Some(start), Some(end)) if start + 2 < end => text[start + 2..end]
             .replace("\\\"", "\"")
             .replace("\\'", "'"),
         _ => text,
     }
+}
+
+/// A matcher that fails at evaluation arrives as rhai's error in Debug
+/// form (`ErrorInFunctionCall("eval", "", ErrorDotExpr("Unknown property
+/// 'Age' - a getter is not registered for type 'string'", 1:7), 1:6)`):
+/// the innermost variant that carries a message says what went wrong,
+/// and only that is told.
+fn rhai_message(text: &str) -> Option<String> {
+    let mut innermost = None;
+    for (at, _) in text.match_indices("Error") {
+        let rest = &text[at + "Error".len()..];
+        let name_len = rest
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        let (variant, arguments) = rest.split_at(name_len);
+        let Some(message) = arguments.strip_prefix("(\"").and_then(quoted_prefix) else {
+            continue;
+        };
+        if !variant.is_empty() && !message.is_empty() {
+            innermost = Some((variant, message));
+        }
+    }
+    let (variant, message) = innermost?;
+    // A function is named with its signature (`keyMatc (&str | …)`).
+    let name = message.split(" (").next().unwrap_or(&message);
+    Some(match variant {
+        "FunctionNotFound" => format!("function not found: {name}"),
+        "VariableNotFound" => format!("variable not found: {name}"),
+        "PropertyNotFound" => format!("property not found: {name}"),
+        "IndexNotFound" => format!("index not found: {name}"),
+        _ => message,
+    })
+}
+
+/// The text of a Debug-quoted string up to its closing quote, unescaped.
+fn quoted_prefix(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => out.push(chars.next()?),
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// Which request tokens a matcher compares with `<`, `>`, `<=` or `>=`.
@@ -911,6 +962,21 @@ fn eval_columns(model: &DefaultModel, matchers: &[String]) -> HashMap<String, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_errors_are_told_in_words() {
+        let eval = r#"Casbin Evaluation Error: `ErrorInFunctionCall("eval", "", ErrorDotExpr("Unknown property 'Age' - a getter is not registered for type 'string'", 1:7), 1:6)`"#;
+        assert_eq!(
+            rhai_message(eval).as_deref(),
+            Some("Unknown property 'Age' - a getter is not registered for type 'string'")
+        );
+        let missing = r#"ErrorFunctionNotFound("keyMatc (&str | ImmutableString | String, &str | ImmutableString | String)", 1:1)"#;
+        assert_eq!(
+            rhai_message(missing).as_deref(),
+            Some("function not found: keyMatc")
+        );
+        assert_eq!(rhai_message(r#"Model Error: M("no matcher")"#), None);
+    }
 
     const RBAC: &str =
         "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n\

@@ -202,12 +202,16 @@ impl PolicySet {
             engine.probe_matcher()
         };
         if let Some(why) = probe {
-            // Name what is missing, not the engine's debug text.
-            let missing = why
-                .split('"')
-                .nth(1)
-                .map(|name| format!(": `{}` does not exist", name.replacen('_', ".", 1)))
-                .unwrap_or_default();
+            // Name what is missing as the model writes it (`r.sbu`, not
+            // casbin-rs's `r_sbu`).
+            let missing = match why.strip_prefix("variable not found: ") {
+                Some(name) => format!(": `{}` does not exist", name.replacen('_', ".", 1)),
+                None if why.contains("Unknown property") => format!(
+                    ": {why} (request values are strings; an attribute is a request token of \
+                     its own, e.g. `r = sub, obj, act, age`)"
+                ),
+                None => format!(": {why}"),
+            };
             return Err(PolicyError::Invalid(vec![Problem {
                 file: MODEL_FILE.to_owned(),
                 line: outline.lines.get("m").copied().unwrap_or(0),
