@@ -161,7 +161,10 @@ async fn struct_attribute_rules_are_refused_at_load() {
         refused: None,
     };
     let (_dir, loaded) = load(&pair).await;
-    let error = loaded.err().expect("refused").to_string();
+    let Err(error) = loaded else {
+        panic!("{}: loaded", pair.source)
+    };
+    let error = error.to_string();
     assert!(
         error.contains("model.conf:11")
             && error.contains("Unknown property 'Age'")
