@@ -741,6 +741,39 @@ async fn block_matchers_as_go_casbin_reads_them() {
     assert!(answer.reason.contains("policy.csv:3"), "{}", answer.reason);
 }
 
+/// Organization-based access (examples/orbac_model.conf of casbin/casbin:
+/// `r = sub, org, obj, act`, the organization a request token of its own,
+/// read from the request's attributes); expected answers from Go's
+/// TestOrBACModel (orbac_test.go).
+#[tokio::test]
+async fn orbac_as_go_casbin_decides() {
+    let vigil = Launch::new(repo_path("tests/models/orbac")).start();
+    let mut client = vigil.client().await;
+    for (subject, org, object, action, allowed) in [
+        ("alice", "org1", "data1", "read", true),
+        ("alice", "org1", "data1", "write", true),
+        ("alice", "org1", "data2", "write", true),
+        ("bob", "org1", "data1", "read", true),
+        ("bob", "org1", "data1", "write", false),
+        ("charlie", "org2", "report1", "write", true),
+        ("david", "org2", "report2", "read", true),
+        ("david", "org2", "report2", "write", false),
+        ("alice", "org2", "report1", "read", false),
+        ("charlie", "org1", "data1", "read", false),
+        ("alice", "org1", "report1", "read", false),
+        ("charlie", "org2", "data1", "read", false),
+    ] {
+        let mut request = common::request(subject, object, action);
+        request.attributes.insert("org".into(), org.into());
+        let answer = client.authorize(request).await.unwrap().into_inner();
+        assert_eq!(
+            answer.allowed, allowed,
+            "{subject} {org} {object} {action}: {}",
+            answer.reason
+        );
+    }
+}
+
 /// `keyGet` and `keyGet2` return the wildcard's text, tested with `in`
 /// (examples/keyget_model.conf and keyget2_model.conf of casbin/casbin,
 /// with keymatch_policy.csv's and keymatch2_policy.csv's shapes).
