@@ -659,7 +659,10 @@ impl Engine {
     }
 
     fn matched_rule(&self, values: &[String], origin: Option<Origin>) -> MatchedRule {
-        let shown = self.written.get(values).map_or(values, Vec::as_slice);
+        let shown = match self.written.is_empty() {
+            true => values,
+            false => self.written.get(values).map_or(values, Vec::as_slice),
+        };
         let mut text = String::with_capacity(shown.iter().map(|v| v.len() + 2).sum::<usize>() + 1);
         text.push('p');
         for value in shown {
