@@ -20,7 +20,7 @@ mod go_syntax;
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter};
 use compiled::Compiled;
-pub use compiled::{Func as MatchingFunction, LinkCondition, Matching};
+pub use compiled::{pattern_problem, Func as MatchingFunction, LinkCondition, Matching};
 pub use go_syntax::{block_matcher_expression, go_expression_for_rhai};
 
 /// One rule line from policy.csv, already checked against the model.

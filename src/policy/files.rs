@@ -56,6 +56,23 @@ const SUBJECT_PRIORITY_DENY_OVERRIDE_EFFECT: &str =
 /// a role's before its parent's), then the first match decides.
 pub const SUBJECT_PRIORITY_EFFECT: &str = "subjectPriority(p_eft) || deny";
 
+/// A `p` rule whose value the matcher uses as a pattern Go Casbin cannot
+/// compile: every request reaching it would fail in Go, and Rust's regex
+/// would read it differently (`/files/**` as one repetition).
+fn pattern_refusal(outline: &ModelOutline, ptype: &str, fields: &[String]) -> Option<String> {
+    if ptype != "p" {
+        return None;
+    }
+    let tokens = outline.tokens.get(ptype)?;
+    outline
+        .pattern_arguments
+        .iter()
+        .find_map(|(token, function)| {
+            let value = fields.get(tokens.iter().position(|t| t == token)?)?;
+            crate::authz::pattern_problem(function, value)
+        })
+}
+
 /// What a rule's effect column does under the model's effect.
 enum EffectCheck {
     Counts,
@@ -103,6 +120,9 @@ pub struct ModelOutline {
     pub tokens: HashMap<String, Vec<String>>,
     /// The policy effect, `p.eft` written `p_eft`.
     pub effect: Option<String>,
+    /// `p` tokens the matcher hands a regex-building function as its
+    /// pattern (`keyMatch2(r.obj, p.obj)` → (`obj`, `keyMatch2`)).
+    pub pattern_arguments: Vec<(String, String)>,
 }
 
 impl ModelOutline {
@@ -293,6 +313,7 @@ pub fn parse_model(text: &str) -> Result<ModelOutline, Vec<Problem>> {
             for message in unknown_names(&outline, matcher) {
                 problems.push(problem(MODEL_FILE, *line, message));
             }
+            outline.pattern_arguments.extend(pattern_arguments(matcher));
         }
     }
     for (name, key) in [
@@ -675,6 +696,40 @@ fn strip_model_comments(text: &str) -> String {
     out
 }
 
+/// (`p` token, function) for each `FUNCTION(r.x, p.y)` call of a
+/// regex-building function in a matcher.
+fn pattern_arguments(matcher: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for function in ["keyMatch2", "keyMatch3", "keyMatch5", "regexMatch"] {
+        for (at, _) in matcher.match_indices(function) {
+            let whole = !matcher[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+            let Some(arguments) = matcher[at + function.len()..]
+                .trim_start()
+                .strip_prefix('(')
+            else {
+                continue;
+            };
+            let Some((_, second)) = arguments.split_once(',') else {
+                continue;
+            };
+            let second = second.trim_start();
+            let token: String = second
+                .strip_prefix("p.")
+                .or_else(|| second.strip_prefix("p_"))
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect()
+                })
+                .unwrap_or_default();
+            if whole && !token.is_empty() {
+                found.push((token, function.to_owned()));
+            }
+        }
+    }
+    found
+}
+
 /// `model.conf` as both evaluators read it: comments stripped, block
 /// matchers as one expression, Go's expression syntax in rhai's form, and
 /// vigil's `[role_matching]` section taken out. Lines keep their places,
@@ -1009,6 +1064,10 @@ pub fn check_rules(
             ));
             continue;
         }
+        if let Some(refusal) = pattern_refusal(outline, &ptype, &fields) {
+            problems.push(problem(POLICY_FILE, line, refusal));
+            continue;
+        }
         match effect_check(outline, &ptype, &fields) {
             EffectCheck::Counts => {}
             EffectCheck::Ignored(why) => warnings.push(problem(POLICY_FILE, line, why)),
@@ -1160,6 +1219,22 @@ mod tests {
             messages(warnings),
             ["policy.csv:2: duplicate of line 1; ignored"]
         );
+    }
+
+    #[test]
+    fn patterns_go_cannot_compile_are_refused_at_their_line() {
+        let outline = parse_model(
+            "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n\
+             [policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\n\
+             m = r.sub == p.sub && keyMatch2(r.obj, p.obj) && regexMatch(r.act, p.act)\n",
+        )
+        .unwrap();
+        let rules =
+            "p, a, /data/*, read\np, a, /files/**, read\np, a, /x, *\np, a, /foo/{id}, (get|put)\n";
+        let problems = messages(check_rules(&outline, parse_policy_csv(rules)).unwrap_err());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("policy.csv:2: `/files/**` is no pattern keyMatch2"));
+        assert!(problems[1].starts_with("policy.csv:3: `*` is no pattern regexMatch"));
     }
 
     #[test]

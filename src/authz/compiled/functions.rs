@@ -52,7 +52,9 @@ impl PatternFunctions {
                     Func::KeyMatch5 => key_pattern_source(pattern, r"(\{[^/]+?\})"),
                     _ => unreachable!("handled above"),
                 };
-                let compiled = Regex::new(&source).ok().map(Arc::new);
+                let compiled = (!go_rejects(&source))
+                    .then(|| Regex::new(&as_rust_regex(&source)).ok().map(Arc::new))
+                    .flatten();
                 self.regexes[slot]
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
@@ -76,6 +78,137 @@ impl PatternFunctions {
 
 /// The regex source casbin builds for keyMatch2/3/5: `/*` matches any tail
 /// and each placeholder (`:id`, `{id}`) matches one path segment.
+/// Why a rule's `pattern` for the matcher function `function` would fail
+/// every request that reaches it, if it would: the regex the function
+/// builds from it is one Go Casbin's regexp refuses (or no regex at all).
+pub fn pattern_problem(function: &str, pattern: &str) -> Option<String> {
+    let source = match function {
+        "regexMatch" => pattern.to_owned(),
+        "keyMatch2" => key_pattern_source(pattern, r":[^/]*"),
+        "keyMatch3" => key_pattern_source(pattern, r"\{[^/]*\}"),
+        "keyMatch5" => key_pattern_source(pattern, r"(\{[^/]+?\})"),
+        _ => return None,
+    };
+    (go_rejects(&source) || Regex::new(&as_rust_regex(&source)).is_err()).then(|| {
+        format!(
+            "`{pattern}` is no pattern {function} can match with: it becomes the regex `{source}`, \
+             which Go Casbin's regexp refuses, so every request reaching this rule would fail"
+        )
+    })
+}
+
+/// Whether Go's regexp refuses a pattern Rust's accepts: a nested
+/// repetition (`.**`, `a+*`, what `keyMatch2(key, "/files/**")` builds,
+/// `/*` becoming `/.*`). Go Casbin's evaluation then fails and the request
+/// is denied; Rust would read it as one repetition and match. A `?` after
+/// a repetition makes it lazy, which Go accepts once.
+fn go_rejects(source: &str) -> bool {
+    let chars: Vec<char> = source.chars().collect();
+    let mut at = 0;
+    let mut after_repetition = false;
+    let mut lazy = false;
+    while at < chars.len() {
+        let c = chars[at];
+        at += 1;
+        let repetition = match c {
+            '*' | '+' => true,
+            '?' if after_repetition && !lazy => {
+                lazy = true;
+                continue;
+            }
+            '?' => true,
+            '{' => match counted_repetition(&chars[at..]) {
+                Some(length) => {
+                    at += length;
+                    true
+                }
+                None => false,
+            },
+            '\\' => {
+                at += 1;
+                false
+            }
+            '[' => {
+                // A class is one item: skip to its closing bracket (a `]`
+                // first in the class is literal).
+                let mut first = true;
+                while at < chars.len() {
+                    let inner = chars[at];
+                    at += 1;
+                    match inner {
+                        '\\' => at += 1,
+                        ']' if !first => break,
+                        _ => {}
+                    }
+                    first = inner == '^' && first;
+                }
+                false
+            }
+            _ => false,
+        };
+        if repetition && after_repetition {
+            return true;
+        }
+        after_repetition = repetition;
+        lazy = false;
+    }
+    false
+}
+
+/// A Go regex as Rust's regex reads it the same way: Go takes a brace
+/// that is no counted repetition as a literal (`/foo/{id}` in a keyMatch2
+/// pattern), Rust refuses it, so it is escaped.
+fn as_rust_regex(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len() + 4);
+    let mut at = 0;
+    let mut in_class = false;
+    while at < chars.len() {
+        let c = chars[at];
+        at += 1;
+        match c {
+            '\\' => {
+                out.push(c);
+                out.extend(chars.get(at));
+                at += 1;
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            '{' if !in_class => match counted_repetition(&chars[at..]) {
+                Some(length) => {
+                    out.push(c);
+                    out.extend(&chars[at..at + length]);
+                    at += length;
+                }
+                None => out.push_str("\\{"),
+            },
+            '}' if !in_class => out.push_str("\\}"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The length of `n}`, `n,}` or `n,m}` after a `{`, if that is what follows.
+fn counted_repetition(rest: &[char]) -> Option<usize> {
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut at = digits;
+    if rest.get(at) == Some(&',') {
+        at += 1;
+        at += rest[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+    }
+    (rest.get(at) == Some(&'}')).then_some(at + 1)
+}
+
 fn key_pattern_source(pattern: &str, placeholder: &str) -> String {
     let wildcarded = pattern.replace("/*", "/.*");
     let segments = Regex::new(placeholder)
@@ -120,6 +253,48 @@ fn ip_match(key: &str, pattern: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::ip_match;
+
+    #[test]
+    fn patterns_go_refuses_are_refused() {
+        use super::{go_rejects, key_pattern_source};
+        // What Go's regexp said of each (checked with Go 1.19).
+        assert!(go_rejects(&key_pattern_source(
+            "/files/**/*.txt",
+            r":[^/]*"
+        )));
+        assert!(go_rejects("^a**$"));
+        assert!(go_rejects("a+*"));
+        assert!(go_rejects("a*?*"));
+        assert!(go_rejects("a{2}*"));
+        assert!(!go_rejects(&key_pattern_source("*", r":[^/]*")));
+        assert!(!go_rejects(&key_pattern_source("/data/*", r":[^/]*")));
+        assert!(!go_rejects("^a*?$"));
+        assert!(!go_rejects(r"^\**$"));
+        assert!(!go_rejects("^[*]*$"));
+        assert!(!go_rejects("^[]*]*$"));
+        assert!(!go_rejects("a{x}*"));
+        use super::as_rust_regex;
+        assert_eq!(as_rust_regex("^/foo/{id}$"), r"^/foo/\{id\}$");
+        assert_eq!(as_rust_regex("^a{2,3}[{}]$"), "^a{2,3}[{}]$");
+        assert_eq!(as_rust_regex(r"^\{x}$"), r"^\{x\}$");
+        let functions = super::PatternFunctions::default();
+        // Go reads the braces of a keyMatch2 pattern literally.
+        assert_eq!(
+            functions.call(super::Func::KeyMatch2, "/foo/{id}", "/foo/{id}"),
+            Ok(true)
+        );
+        assert_eq!(
+            functions.call(super::Func::KeyMatch2, "/foo/7", "/foo/{id}"),
+            Ok(false)
+        );
+        assert!(functions
+            .call(super::Func::KeyMatch2, "/files/a/b.txt", "/files/**/*.txt")
+            .is_err());
+        assert_eq!(
+            functions.call(super::Func::KeyMatch2, "/data/x", "/data/*"),
+            Ok(true)
+        );
+    }
 
     #[test]
     fn ip_match_as_go_decides() {

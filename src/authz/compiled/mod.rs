@@ -22,6 +22,7 @@
 //! rules and evaluates.
 
 mod functions;
+pub use functions::pattern_problem;
 mod parse;
 mod patterns;
 mod roles;
