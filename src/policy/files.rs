@@ -1,7 +1,10 @@
 //! Parsing of the policy files with line numbers, so every problem can be
 //! reported as `file:line: message` before Casbin ever sees the text.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use crate::authz::{LinkCondition, Matching, MatchingFunction, Origin, RuleLine};
 
@@ -59,17 +62,34 @@ pub const SUBJECT_PRIORITY_EFFECT: &str = "subjectPriority(p_eft) || deny";
 /// A `p` rule whose value the matcher uses as a pattern Go Casbin cannot
 /// compile: every request reaching it would fail in Go, and Rust's regex
 /// would read it differently (`/files/**` as one repetition).
-fn pattern_refusal(outline: &ModelOutline, ptype: &str, fields: &[String]) -> Option<String> {
+/// Rules repeat their patterns (`(read|write)` on every line): `passed`
+/// holds, per pattern argument, the values already found fine, each
+/// checked once per load.
+fn pattern_refusal(
+    outline: &ModelOutline,
+    ptype: &str,
+    fields: &[String],
+    passed: &mut Vec<HashSet<String>>,
+) -> Option<String> {
     if ptype != "p" {
         return None;
     }
     let tokens = outline.tokens.get(ptype)?;
+    passed.resize_with(outline.pattern_arguments.len(), HashSet::new);
     outline
         .pattern_arguments
         .iter()
-        .find_map(|(token, function)| {
+        .zip(passed.iter_mut())
+        .find_map(|((token, function), passed)| {
             let value = fields.get(tokens.iter().position(|t| t == token)?)?;
-            crate::authz::pattern_problem(function, value)
+            if passed.contains(value) {
+                return None;
+            }
+            let problem = crate::authz::pattern_problem(function, value);
+            if problem.is_none() {
+                passed.insert(value.clone());
+            }
+            problem
         })
 }
 
@@ -696,11 +716,12 @@ fn strip_model_comments(text: &str) -> String {
     out
 }
 
-/// (`p` token, function) for each `FUNCTION(r.x, p.y)` call of a
-/// regex-building function in a matcher.
+/// (`p` token, function) for each `FUNCTION(r.x, p.y)` call of a pattern
+/// function in a matcher (`authz::pattern_problem` knows which of them
+/// build a regex).
 fn pattern_arguments(matcher: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
-    for function in ["keyMatch2", "keyMatch3", "keyMatch5", "regexMatch"] {
+    for function in MatchingFunction::NAMES {
         for (at, _) in matcher.match_indices(function) {
             let whole = !matcher[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
             let Some(arguments) = matcher[at + function.len()..]
@@ -1027,6 +1048,7 @@ pub fn check_rules(
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let mut seen: HashMap<(String, Vec<String>), usize> = HashMap::new();
+    let mut patterns_passed = Vec::new();
     let mut rules = Vec::with_capacity(raw.len());
     for RawRule { line, mut fields } in raw {
         let ptype = fields.remove(0);
@@ -1064,7 +1086,7 @@ pub fn check_rules(
             ));
             continue;
         }
-        if let Some(refusal) = pattern_refusal(outline, &ptype, &fields) {
+        if let Some(refusal) = pattern_refusal(outline, &ptype, &fields, &mut patterns_passed) {
             problems.push(problem(POLICY_FILE, line, refusal));
             continue;
         }

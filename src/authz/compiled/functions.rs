@@ -2,7 +2,7 @@
 //! casbin-rs's own functions, with the regex-based ones (regexMatch,
 //! keyMatch2, keyMatch3, keyMatch5) compiled once per pattern and cached.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use casbin::function_map;
 use foldhash::HashMap;
@@ -45,16 +45,10 @@ impl PatternFunctions {
         let regex = match cached {
             Some(regex) => regex,
             None => {
-                let source = match func {
-                    Func::RegexMatch => pattern.to_owned(),
-                    Func::KeyMatch2 => key_pattern_source(pattern, r":[^/]*"),
-                    Func::KeyMatch3 => key_pattern_source(pattern, r"\{[^/]*\}"),
-                    Func::KeyMatch5 => key_pattern_source(pattern, r"(\{[^/]+?\})"),
-                    _ => unreachable!("handled above"),
-                };
-                let compiled = (!go_rejects(&source))
-                    .then(|| Regex::new(&as_rust_regex(&source)).ok().map(Arc::new))
-                    .flatten();
+                let compiled = regex_source(func, pattern)
+                    .and_then(|source| go_regex_in_rust(&source))
+                    .and_then(|rust| Regex::new(&rust).ok())
+                    .map(Arc::new);
                 self.regexes[slot]
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
@@ -76,20 +70,15 @@ impl PatternFunctions {
     }
 }
 
-/// The regex source casbin builds for keyMatch2/3/5: `/*` matches any tail
-/// and each placeholder (`:id`, `{id}`) matches one path segment.
 /// Why a rule's `pattern` for the matcher function `function` would fail
 /// every request that reaches it, if it would: the regex the function
 /// builds from it is one Go Casbin's regexp refuses (or no regex at all).
+/// Checked at load for every rule, so the regex is parsed, not compiled.
 pub fn pattern_problem(function: &str, pattern: &str) -> Option<String> {
-    let source = match function {
-        "regexMatch" => pattern.to_owned(),
-        "keyMatch2" => key_pattern_source(pattern, r":[^/]*"),
-        "keyMatch3" => key_pattern_source(pattern, r"\{[^/]*\}"),
-        "keyMatch5" => key_pattern_source(pattern, r"(\{[^/]+?\})"),
-        _ => return None,
-    };
-    (go_rejects(&source) || Regex::new(&as_rust_regex(&source)).is_err()).then(|| {
+    let source = regex_source(Func::from_name(function)?, pattern)?;
+    let refused = go_regex_in_rust(&source)
+        .is_none_or(|rust| regex_syntax::Parser::new().parse(&rust).is_err());
+    refused.then(|| {
         format!(
             "`{pattern}` is no pattern {function} can match with: it becomes the regex `{source}`, \
              which Go Casbin's regexp refuses, so every request reaching this rule would fail"
@@ -97,13 +86,17 @@ pub fn pattern_problem(function: &str, pattern: &str) -> Option<String> {
     })
 }
 
-/// Whether Go's regexp refuses a pattern Rust's accepts: a nested
-/// repetition (`.**`, `a+*`, what `keyMatch2(key, "/files/**")` builds,
-/// `/*` becoming `/.*`). Go Casbin's evaluation then fails and the request
-/// is denied; Rust would read it as one repetition and match. A `?` after
-/// a repetition makes it lazy, which Go accepts once.
-fn go_rejects(source: &str) -> bool {
+/// A Go regex (Go Casbin's) as Rust's regex reads it the same way, or
+/// `None` where Go's regexp refuses it though Rust's would not:
+/// - a nested repetition (`.**`, `a+*`, what `keyMatch2(key, "/files/**")`
+///   builds, `/*` becoming `/.*`) fails Go Casbin's evaluation, and the
+///   request is denied; Rust would read it as one repetition and match. A
+///   `?` after a repetition makes it lazy, which Go accepts once;
+/// - a brace that starts no counted repetition is a literal to Go
+///   (`/foo/{id}` in a keyMatch2 pattern) and an error to Rust: escaped.
+fn go_regex_in_rust(source: &str) -> Option<String> {
     let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len() + 4);
     let mut at = 0;
     let mut after_repetition = false;
     let mut lazy = false;
@@ -111,32 +104,51 @@ fn go_rejects(source: &str) -> bool {
         let c = chars[at];
         at += 1;
         let repetition = match c {
-            '*' | '+' => true,
             '?' if after_repetition && !lazy => {
                 lazy = true;
+                out.push(c);
                 continue;
             }
-            '?' => true,
+            '*' | '+' | '?' => {
+                out.push(c);
+                true
+            }
             '{' => match counted_repetition(&chars[at..]) {
                 Some(length) => {
+                    out.push(c);
+                    out.extend(&chars[at..at + length]);
                     at += length;
                     true
                 }
-                None => false,
+                None => {
+                    out.push_str("\\{");
+                    false
+                }
             },
+            '}' => {
+                out.push_str("\\}");
+                false
+            }
             '\\' => {
+                out.push(c);
+                out.extend(chars.get(at));
                 at += 1;
                 false
             }
             '[' => {
-                // A class is one item: skip to its closing bracket (a `]`
-                // first in the class is literal).
+                // A class is one item, copied up to its closing bracket (a
+                // `]` first in the class is literal).
+                out.push(c);
                 let mut first = true;
                 while at < chars.len() {
                     let inner = chars[at];
                     at += 1;
+                    out.push(inner);
                     match inner {
-                        '\\' => at += 1,
+                        '\\' => {
+                            out.extend(chars.get(at));
+                            at += 1;
+                        }
                         ']' if !first => break,
                         _ => {}
                     }
@@ -144,55 +156,18 @@ fn go_rejects(source: &str) -> bool {
                 }
                 false
             }
-            _ => false,
+            _ => {
+                out.push(c);
+                false
+            }
         };
         if repetition && after_repetition {
-            return true;
+            return None;
         }
         after_repetition = repetition;
         lazy = false;
     }
-    false
-}
-
-/// A Go regex as Rust's regex reads it the same way: Go takes a brace
-/// that is no counted repetition as a literal (`/foo/{id}` in a keyMatch2
-/// pattern), Rust refuses it, so it is escaped.
-fn as_rust_regex(source: &str) -> String {
-    let chars: Vec<char> = source.chars().collect();
-    let mut out = String::with_capacity(source.len() + 4);
-    let mut at = 0;
-    let mut in_class = false;
-    while at < chars.len() {
-        let c = chars[at];
-        at += 1;
-        match c {
-            '\\' => {
-                out.push(c);
-                out.extend(chars.get(at));
-                at += 1;
-            }
-            '[' if !in_class => {
-                in_class = true;
-                out.push(c);
-            }
-            ']' if in_class => {
-                in_class = false;
-                out.push(c);
-            }
-            '{' if !in_class => match counted_repetition(&chars[at..]) {
-                Some(length) => {
-                    out.push(c);
-                    out.extend(&chars[at..at + length]);
-                    at += length;
-                }
-                None => out.push_str("\\{"),
-            },
-            '}' if !in_class => out.push_str("\\}"),
-            _ => out.push(c),
-        }
-    }
-    out
+    Some(out)
 }
 
 /// The length of `n}`, `n,}` or `n,m}` after a `{`, if that is what follows.
@@ -209,11 +184,33 @@ fn counted_repetition(rest: &[char]) -> Option<usize> {
     (rest.get(at) == Some(&'}')).then_some(at + 1)
 }
 
-fn key_pattern_source(pattern: &str, placeholder: &str) -> String {
+/// The regex a regex-building function makes of `pattern` (none for the
+/// functions that match without one).
+fn regex_source(func: Func, pattern: &str) -> Option<String> {
+    Some(match func {
+        Func::RegexMatch => pattern.to_owned(),
+        Func::KeyMatch2 => key_pattern_source(pattern, &KEY_MATCH2_PLACEHOLDER),
+        Func::KeyMatch3 => key_pattern_source(pattern, &KEY_MATCH3_PLACEHOLDER),
+        Func::KeyMatch5 => key_pattern_source(pattern, &KEY_MATCH5_PLACEHOLDER),
+        _ => return None,
+    })
+}
+
+/// The placeholders of keyMatch2 (`:id`), keyMatch3 and keyMatch5
+/// (`{id}`), compiled once: every rule's pattern is translated at load.
+static KEY_MATCH2_PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| placeholder(r":[^/]*"));
+static KEY_MATCH3_PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| placeholder(r"\{[^/]*\}"));
+static KEY_MATCH5_PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| placeholder(r"(\{[^/]+?\})"));
+
+fn placeholder(source: &str) -> Regex {
+    Regex::new(source).expect("valid regex")
+}
+
+/// The regex source casbin builds for keyMatch2/3/5: `/*` matches any tail
+/// and each placeholder (`:id`, `{id}`) matches one path segment.
+fn key_pattern_source(pattern: &str, placeholder: &Regex) -> String {
     let wildcarded = pattern.replace("/*", "/.*");
-    let segments = Regex::new(placeholder)
-        .expect("valid regex")
-        .replace_all(&wildcarded, "[^/]+");
+    let segments = placeholder.replace_all(&wildcarded, "[^/]+");
     format!("^{segments}$")
 }
 
@@ -256,24 +253,23 @@ mod tests {
 
     #[test]
     fn patterns_go_refuses_are_refused() {
-        use super::{go_rejects, key_pattern_source};
+        use super::{go_regex_in_rust, regex_source, Func};
+        let go_rejects = |source: &str| go_regex_in_rust(source).is_none();
+        let key_match2 = |pattern| regex_source(Func::KeyMatch2, pattern).unwrap();
         // What Go's regexp said of each (checked with Go 1.19).
-        assert!(go_rejects(&key_pattern_source(
-            "/files/**/*.txt",
-            r":[^/]*"
-        )));
+        assert!(go_rejects(&key_match2("/files/**/*.txt")));
         assert!(go_rejects("^a**$"));
         assert!(go_rejects("a+*"));
         assert!(go_rejects("a*?*"));
         assert!(go_rejects("a{2}*"));
-        assert!(!go_rejects(&key_pattern_source("*", r":[^/]*")));
-        assert!(!go_rejects(&key_pattern_source("/data/*", r":[^/]*")));
+        assert!(!go_rejects(&key_match2("*")));
+        assert!(!go_rejects(&key_match2("/data/*")));
         assert!(!go_rejects("^a*?$"));
         assert!(!go_rejects(r"^\**$"));
         assert!(!go_rejects("^[*]*$"));
         assert!(!go_rejects("^[]*]*$"));
         assert!(!go_rejects("a{x}*"));
-        use super::as_rust_regex;
+        let as_rust_regex = |source: &str| go_regex_in_rust(source).unwrap();
         assert_eq!(as_rust_regex("^/foo/{id}$"), r"^/foo/\{id\}$");
         assert_eq!(as_rust_regex("^a{2,3}[{}]$"), "^a{2,3}[{}]$");
         assert_eq!(as_rust_regex(r"^\{x}$"), r"^\{x\}$");
