@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Reflection serves this set, so grpcurl works without the .proto file.
     fs::write(out.join("vigil_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
-        .codec_path("crate::grpc::codec::LeanCodec")
+        .codec_path("crate::proto::codec::LeanCodec")
         // Records: fields in a Vec, in the order sent (src/proto/json.rs).
         .extern_path(".google.protobuf.Struct", "crate::proto::json::Struct")
         .compile_fds(fds)?;

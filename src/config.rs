@@ -11,11 +11,11 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
+    app::Limits,
     audit::{self, options::key_home, AuditOptions, OnFailure, RedactionOptions, SyncMode},
     authn::{self, AuthMode, AuthSettings, JwtKeySource, JwtSettings, MtlsSettings},
     cli::ServeArgs,
     gateway::HttpMapping,
-    grpc::Limits,
     keys::KeyringLocation,
     limits::LimitOptions,
     listen::{ConnectionLimits, ListenAddr},

@@ -20,24 +20,6 @@
 
 use std::collections::HashMap;
 
-/// The header naming the decision of a gateway check (to the upstream when
-/// allowed, to the client when denied).
-pub const DECISION_HEADER: &str = "x-vigil-decision-id";
-
-/// What a gateway's client is told of a denial: the rule that denied stays
-/// in the audit log, found by the decision id.
-pub const DENIED_REASON: &str =
-    "denied by policy; the decision id finds the rule in vigil's audit log";
-
-/// What a gateway's client is told when a rate limit denied the call.
-pub const RATE_LIMITED_REASON: &str =
-    "rate limited; retry after the time in Retry-After (the decision id finds the limit in vigil's audit log)";
-
-/// HTTP's `Retry-After` (whole seconds, at least 1) for a wait in ms.
-pub fn retry_after_seconds(retry_after_ms: u64) -> String {
-    retry_after_ms.div_ceil(1000).max(1).to_string()
-}
-
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpMapping {

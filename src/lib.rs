@@ -2,10 +2,12 @@
 //!
 //! The library is the whole product minus argument parsing: the decision
 //! core ([`authz`]), identity ([`authn`]), the audit log ([`audit`]), the
-//! policy loader and live snapshot ([`policy`]), the gRPC surface ([`grpc`])
-//! and its assembly into a server ([`server`]). See ARCHITECTURE.md for the
+//! policy loader and live snapshot ([`policy`]), the application core every
+//! front door calls ([`app`]), the adapters ([`grpc`], [`http`]) and their
+//! assembly into a server ([`server`]). See ARCHITECTURE.md for the
 //! map and the invariants.
 
+pub mod app;
 pub mod audit;
 pub mod authn;
 pub mod authz;
@@ -33,6 +35,7 @@ pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("vigil.v1");
 
+    pub mod codec;
     pub mod json;
 
     /// Encoded descriptors of `vigil.v1`, served by gRPC reflection.

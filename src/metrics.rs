@@ -34,10 +34,21 @@ pub enum Rpc {
     AuthorizeBatch,
     Mask,
     Unmask,
+    /// Envoy's ext_authz `Authorization/Check`.
+    Check,
+    /// A gateway subrequest on `/v1/check` (nginx, Traefik).
+    HttpCheck,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 4] = [Rpc::Authorize, Rpc::AuthorizeBatch, Rpc::Mask, Rpc::Unmask];
+    const ALL: [Rpc; 6] = [
+        Rpc::Authorize,
+        Rpc::AuthorizeBatch,
+        Rpc::Mask,
+        Rpc::Unmask,
+        Rpc::Check,
+        Rpc::HttpCheck,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -45,6 +56,8 @@ impl Rpc {
             Rpc::AuthorizeBatch => "AuthorizeBatch",
             Rpc::Mask => "Mask",
             Rpc::Unmask => "Unmask",
+            Rpc::Check => "Check",
+            Rpc::HttpCheck => "/v1/check",
         }
     }
 }

@@ -18,14 +18,14 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::{
+    app::{reload_and_audit, Core, MAX_CONCURRENT_EXPORTS},
     audit::{checkpoint, AuditError, AuditLog, Record, Redactor},
     authn::{AuthMode, Authenticator, KeyError},
     config::Config,
     grpc::ext_authz::{ExtAuthzServer, ExtAuthzService},
     grpc::{
-        admin::reload_and_audit, io::CoalescedWrites, status::oversize_as_resource_exhausted,
-        AccessControlService, AuditService, DataMaskingService, PolicyAdminService, Shared,
-        MAX_CONCURRENT_EXPORTS,
+        io::CoalescedWrites, status::oversize_as_resource_exhausted, AccessControlService,
+        AuditService, DataMaskingService, PolicyAdminService,
     },
     keys::{Keyring, KeyringError, KeyringLocation},
     limits::Limiter,
@@ -71,12 +71,11 @@ pub enum ServerError {
 /// A sidecar ready to serve: every file read, the audit log open.
 #[derive(Debug)]
 pub struct App {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     /// Reload when the policy files change.
     watch: bool,
     auth: AuthMode,
     connections: ConnectionLimits,
-    http_mapping: Arc<crate::gateway::HttpMapping>,
     /// TLS of every TCP listener, when configured.
     tls: Option<Arc<ServerTls>>,
     /// Ships the audit log to the witness (`--ship-to`), once serving.
@@ -87,15 +86,12 @@ pub struct App {
 /// to clone; the binary hands one to its SIGHUP handler.
 #[derive(Debug, Clone)]
 pub struct Reloader {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
 }
 
 impl Reloader {
     pub async fn reload(&self, trigger: &str) {
-        let _ = reload_and_audit(&self.shared, &self.shared.policies, trigger).await;
-        if let Some(shadow) = &self.shared.shadow {
-            let _ = reload_and_audit(&self.shared, shadow.store(), trigger).await;
-        }
+        let _ = self.core.reload(trigger).await;
     }
 }
 
@@ -161,7 +157,7 @@ impl App {
             (shipper, state)
         });
         let metrics = Arc::new(Metrics::new(audit.metrics().clone()));
-        let shared = Arc::new(Shared {
+        let core = Arc::new(Core {
             metrics,
             policies: Arc::new(policies),
             audit,
@@ -177,13 +173,13 @@ impl App {
             refusals: Default::default(),
             witness: witness.as_ref().map(|(_, state)| state.clone()),
             limiter: Arc::new(Limiter::new(config.limit_store).map_err(ServerError::Limits)?),
+            mapping: config.http_mapping,
         });
         Ok(App {
-            shared,
+            core,
             watch: config.watch,
             auth,
             connections: config.connections,
-            http_mapping: config.http_mapping,
             tls,
             shipper: witness.map(|(shipper, _)| shipper),
         })
@@ -243,7 +239,7 @@ impl App {
 
     pub fn reloader(&self) -> Reloader {
         Reloader {
-            shared: self.shared.clone(),
+            core: self.core.clone(),
         }
     }
 
@@ -254,10 +250,10 @@ impl App {
         listeners: Vec<(Plane, Listener)>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServerError> {
-        let shared = self.shared;
-        let audit = shared.audit.clone();
-        let max_message_bytes = shared.limits.max_message_bytes;
-        let request_timeout = shared.limits.request_timeout;
+        let core = self.core;
+        let audit = core.audit.clone();
+        let max_message_bytes = core.limits.max_message_bytes;
+        let request_timeout = core.limits.request_timeout;
         // A file size limit (RLIMIT_FSIZE) must make audit writes fail, and
         // so fail closed, rather than kill the process with SIGXFSZ.
         #[cfg(target_os = "linux")]
@@ -266,15 +262,15 @@ impl App {
 
         let watch_task = self
             .watch
-            .then(|| tokio::spawn(reload_on_change(shared.clone())));
+            .then(|| tokio::spawn(reload_on_change(core.clone())));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<AccessControlServer<AccessControlService>>()
             .await;
         let health_task = tokio::spawn(watch_audit_health(health.clone(), audit.clone()));
-        let refusals_task = tokio::spawn(record_counted_refusals(shared.clone()));
-        let jwks_task = tokio::spawn(reload_jwks_on_change(shared.clone()));
+        let refusals_task = tokio::spawn(record_counted_refusals(core.clone()));
+        let jwks_task = tokio::spawn(reload_jwks_on_change(core.clone()));
         let tls_task = self
             .tls
             .clone()
@@ -286,7 +282,7 @@ impl App {
                 None
             }
         };
-        let limits_task = shared
+        let limits_task = core
             .limiter
             .shared()
             .map(|store| tokio::spawn(store.clone().keep_connected()));
@@ -314,9 +310,9 @@ impl App {
             .map(|(plane, listener)| format!("{} {}", plane.name(), listener.local_addr()))
             .collect();
         tracing::info!(
-            policies = %shared.policies.dir().display(),
-            policy_version = %shared.policies.snapshot().version,
-            audit_dir = %shared.audit_dir.display(),
+            policies = %core.policies.dir().display(),
+            policy_version = %core.policies.snapshot().version,
+            audit_dir = %core.audit_dir.display(),
             auth = self.auth.name(),
             listeners = %addresses.join(", "),
             "vigil {} serving",
@@ -345,14 +341,14 @@ impl App {
                     let _ = stop.wait_for(|stopped| *stopped).await;
                 };
                 let router = if plane == Plane::Http {
-                    crate::http::api::router(shared.clone(), self.http_mapping.clone())
+                    crate::http::api::router(core.clone())
                 } else {
-                    crate::http::metrics_router(shared.clone())
+                    crate::http::metrics_router(core.clone())
                 };
                 http_servers.push(tokio::spawn(serve_http(incoming, router, signal)));
                 continue;
             }
-            let access = AccessControlServer::new(AccessControlService::new(shared.clone()))
+            let access = AccessControlServer::new(AccessControlService::new(core.clone()))
                 .max_decoding_message_size(max_message_bytes);
             let router = Server::builder()
                 .max_concurrent_streams(self.connections.max_concurrent_streams)
@@ -363,17 +359,17 @@ impl App {
                     oversize_as_resource_exhausted,
                 ))
                 .add_service(access)
-                .add_service(AuditServer::new(AuditService::new(shared.clone(), plane)))
+                .add_service(AuditServer::new(AuditService::new(core.clone(), plane)))
                 .add_service(PolicyAdminServer::new(PolicyAdminService::new(
-                    shared.clone(),
+                    core.clone(),
                     plane,
                 )))
                 .add_service(
-                    DataMaskingServer::new(DataMaskingService::new(shared.clone()))
+                    DataMaskingServer::new(DataMaskingService::new(core.clone()))
                         .max_decoding_message_size(max_message_bytes),
                 )
                 .add_service(ExtAuthzServer::new(
-                    ExtAuthzService::new(shared.clone(), self.http_mapping.clone()),
+                    ExtAuthzService::new(core.clone()),
                     max_message_bytes,
                 ))
                 .add_service(health_service.clone())
@@ -433,7 +429,7 @@ impl App {
         if let Some(task) = limits_task {
             task.abort();
         }
-        for record in shared.refusals.take_closed(true) {
+        for record in core.counted_refusals(true) {
             let _ = audit.append_one(record).await;
         }
         if let Some(task) = watch_task {
@@ -529,12 +525,9 @@ async fn first_server_exit(servers: &mut [(String, ServerTask)]) -> (String, Str
 }
 
 /// Reloads the live (and shadow) policy when its files change.
-async fn reload_on_change(shared: Arc<Shared>) {
-    let mut live_watcher = Watcher::new(shared.policies.dir());
-    let mut shadow_watcher = shared
-        .shadow
-        .as_ref()
-        .map(|s| Watcher::new(s.store().dir()));
+async fn reload_on_change(core: Arc<Core>) {
+    let mut live_watcher = Watcher::new(core.policies.dir());
+    let mut shadow_watcher = core.shadow.as_ref().map(|s| Watcher::new(s.store().dir()));
     loop {
         let shadow_changed = async {
             match shadow_watcher.as_mut() {
@@ -544,11 +537,11 @@ async fn reload_on_change(shared: Arc<Shared>) {
         };
         tokio::select! {
             () = live_watcher.changed() => {
-                let _ = reload_and_audit(&shared, &shared.policies, "file_change").await;
+                let _ = reload_and_audit(&core, &core.policies, "file_change").await;
             }
             () = shadow_changed => {
-                if let Some(shadow) = &shared.shadow {
-                    let _ = reload_and_audit(&shared, shadow.store(), "file_change").await;
+                if let Some(shadow) = &core.shadow {
+                    let _ = reload_and_audit(&core, shadow.store(), "file_change").await;
                 }
             }
         }
@@ -559,8 +552,8 @@ async fn reload_on_change(shared: Arc<Shared>) {
 /// when it changes (polled, like the policy files, so a Kubernetes secret's
 /// symlink swap is seen too). A file that does not parse keeps the keys in
 /// force.
-async fn reload_jwks_on_change(shared: Arc<Shared>) {
-    let Authenticator::Jwt(verifier) = &shared.authn else {
+async fn reload_jwks_on_change(core: Arc<Core>) {
+    let Authenticator::Jwt(verifier) = &core.authn else {
         return;
     };
     let Some(path) = verifier.jwks_file().map(std::path::Path::to_path_buf) else {
@@ -591,11 +584,11 @@ async fn reload_jwks_on_change(shared: Arc<Shared>) {
 
 /// Records the totals of refusals counted rather than recorded, as each
 /// peer's window closes.
-async fn record_counted_refusals(shared: Arc<Shared>) {
+async fn record_counted_refusals(core: Arc<Core>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        for record in shared.refusals.take_closed(false) {
-            if let Err(e) = shared.audit.append_one(record).await {
+        for record in core.counted_refusals(false) {
+            if let Err(e) = core.audit.append_one(record).await {
                 tracing::error!(error = %e, "cannot record counted authentication refusals");
             }
         }

@@ -6,6 +6,7 @@
 //! This module knows nothing of decisions beyond the record it is handed.
 
 pub mod checkpoint;
+mod error;
 pub mod export;
 pub mod files;
 pub mod log;
@@ -18,7 +19,8 @@ mod retention;
 mod segment;
 pub mod verify;
 
-pub use log::{AuditError, AuditLog, Receipt};
+pub use error::AuditError;
+pub use log::{AuditLog, Receipt};
 pub use options::{AuditOptions, OnFailure, SyncMode};
 pub use privacy::{RedactionOptions, Redactor};
 pub use record::{kind, Detail, Record};

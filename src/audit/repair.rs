@@ -13,8 +13,8 @@ use std::{
 };
 
 use super::{
+    error::AuditError,
     files,
-    log::AuditError,
     record::{self, kind, Record, GENESIS},
     segment::Tail,
 };

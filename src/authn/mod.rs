@@ -89,6 +89,14 @@ pub enum AuthnError {
     NoClientCertificate,
     #[error("the client certificate has no {0} name, which --mtls-subject takes the subject from")]
     CertificateLacksName(&'static str),
+    /// A gateway that may name the end subject named none (or an empty
+    /// one): the request is refused as unauthenticated, never decided for
+    /// subject "".
+    #[error(
+        "no subject: the gateway must name the end subject in the `{header}` header \
+         ([http] subject_header) or report the client's mTLS principal; an empty one is none"
+    )]
+    NoGatewaySubject { header: String },
 }
 
 impl AuthnError {
@@ -110,6 +118,7 @@ impl AuthnError {
             AuthnError::SubjectMismatch { .. } => "subject_mismatch",
             AuthnError::NoClientCertificate => "no_client_certificate",
             AuthnError::CertificateLacksName(_) => "certificate_lacks_name",
+            AuthnError::NoGatewaySubject { .. } => "no_subject",
         }
     }
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{RpcError, Shared};
+use super::caller;
 use crate::{
+    app::{AppError, Core},
     audit::{
         export::{for_each, ExportFilter},
         record::{self, CheckedLine},
@@ -22,14 +23,14 @@ use crate::{
 
 #[derive(Debug, Clone)]
 pub struct AuditService {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     /// The plane of the listener this instance serves.
     plane: Plane,
 }
 
 impl AuditService {
-    pub fn new(shared: Arc<Shared>, plane: Plane) -> AuditService {
-        AuditService { shared, plane }
+    pub fn new(core: Arc<Core>, plane: Plane) -> AuditService {
+        AuditService { core, plane }
     }
 }
 
@@ -65,10 +66,10 @@ impl Audit for AuditService {
         &self,
         request: Request<ExportAuditRequest>,
     ) -> Result<Response<Self::ExportAuditStream>, Status> {
-        self.shared
-            .admit_admin(&request, "ExportAudit", self.plane)
+        let (metadata, extensions, request) = request.into_parts();
+        self.core
+            .admit_admin(&caller(&metadata, &extensions), "ExportAudit", self.plane)
             .await?;
-        let request = request.into_inner();
         let filter = ExportFilter::parse(
             Some(&request.since),
             Some(&request.until),
@@ -76,18 +77,18 @@ impl Audit for AuditService {
             Some(&request.allowed),
             Some(request.from_seq),
         )
-        .map_err(RpcError::BadField)?;
+        .map_err(AppError::BadField)?;
         // A few exports at a time, each holding one blocking thread only
         // while its reader keeps up.
         let permit = self
-            .shared
+            .core
             .exports
             .clone()
             .try_acquire_owned()
-            .map_err(|_| RpcError::Busy("audit exports"))?;
+            .map_err(|_| AppError::Busy("audit exports"))?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let dir = self.shared.audit_dir.clone();
-        let redactor = self.shared.redactor.clone();
+        let dir = self.core.audit_dir.clone();
+        let redactor = self.core.redactor.clone();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -101,7 +102,7 @@ impl Audit for AuditService {
                 send(Ok(to_proto(line, checked)))
             });
             if let Err(error) = result {
-                let _ = send(Err(RpcError::BrokenLog(error).into()));
+                let _ = send(Err(AppError::BrokenLog(error).into()));
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -111,22 +112,22 @@ impl Audit for AuditService {
         &self,
         request: Request<VerifyAuditRequest>,
     ) -> Result<Response<VerifyAuditResponse>, Status> {
-        self.shared
-            .admit_admin(&request, "VerifyAudit", self.plane)
+        let (metadata, extensions, request) = request.into_parts();
+        self.core
+            .admit_admin(&caller(&metadata, &extensions), "VerifyAudit", self.plane)
             .await?;
-        let request = request.into_inner();
         let anchors = if request.anchor.is_empty() {
             Vec::new()
         } else {
             vec![request
                 .anchor
                 .parse::<Anchor>()
-                .map_err(RpcError::BadField)?]
+                .map_err(AppError::BadField)?]
         };
-        let dir = self.shared.audit_dir.clone();
+        let dir = self.core.audit_dir.clone();
         let result = tokio::task::spawn_blocking(move || verify_dir(&dir, &anchors, None))
             .await
-            .map_err(|e| RpcError::Internal(format!("verification task failed: {e}")))?;
+            .map_err(|e| AppError::Internal(format!("verification task failed: {e}")))?;
         let response = match result {
             Ok(report) => VerifyAuditResponse {
                 ok: true,

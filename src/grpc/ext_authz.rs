@@ -1,22 +1,18 @@
 //! Envoy's external authorization (`envoy.service.auth.v3.Authorization`,
 //! ext_authz v3) on vigil's gRPC listeners: Envoy and Istio (CUSTOM
-//! action) ask `Check` for every request, and get the same audited
-//! decision as `Authorize`.
-//!
-//! The `[http]` mapping (crate::gateway) turns the HTTP request Envoy
-//! describes into a Casbin request. The subject: in jwt mode the bearer
-//! token of the request's `authorization` header; in trusted mode, and in
-//! mtls mode when Envoy's own certificate names a configured gateway
-//! (`--mtls-gateway`), the mapping's `subject_header` (set by an earlier
-//! filter) or else the mTLS peer principal Envoy reports (a SPIFFE ID); in
-//! mtls mode for any other caller, the caller's own certificate.
-//! `context_extensions` of the route may set `object`, `action` and
-//! `domain` directly.
+//! action) ask `Check` for every request. This adapter reads the HTTP
+//! request Envoy describes (its headers, the peer principal Envoy verified,
+//! the route's `context_extensions` for `object`, `action`, `domain`) into
+//! the core's gateway check (`app::check`), the same one `/v1/check`
+//! uses, and renders its answer as Envoy expects it.
 
 use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::{
-    pb::{Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HttpStatusCode},
+    pb::{
+        Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+        HttpStatusCode,
+    },
     CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
 };
 use tonic::{
@@ -24,15 +20,12 @@ use tonic::{
     Code, Request, Response, Status,
 };
 
-use super::codec::LeanCodec;
-
-use super::{status::retry_after_ms, AccessControlService, Shared};
 use crate::{
-    gateway::{
-        retry_after_seconds, HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON,
-        RATE_LIMITED_REASON,
+    app::{
+        retry_after_seconds, AppError, Caller, CheckCall, Checked, Core, Door, Response as Refusal,
+        Verdict, DECISION_HEADER,
     },
-    proto::AuthorizeRequest,
+    proto::codec::LeanCodec,
 };
 
 /// Envoy's Authorization service, served with vigil's lean codec: the
@@ -60,9 +53,9 @@ impl tonic::server::NamedService for ExtAuthzServer {
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
 /// One `Check`, as tonic's unary plumbing calls it.
-struct CheckCall(Arc<ExtAuthzService>);
+struct UnaryCheck(Arc<ExtAuthzService>);
 
-impl tonic::server::UnaryService<CheckRequest> for CheckCall {
+impl tonic::server::UnaryService<CheckRequest> for UnaryCheck {
     type Response = CheckResponse;
     type Future = BoxFuture<tonic::Response<CheckResponse>, Status>;
 
@@ -97,25 +90,19 @@ where
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(LeanCodec::default())
                 .apply_max_message_size_config(Some(max), None);
-            Ok(grpc.unary(CheckCall(service), request).await)
+            Ok(grpc.unary(UnaryCheck(service), request).await)
         })
     }
 }
 
 #[derive(Clone)]
 pub struct ExtAuthzService {
-    access: AccessControlService,
-    shared: Arc<Shared>,
-    mapping: Arc<HttpMapping>,
+    core: Arc<Core>,
 }
 
 impl ExtAuthzService {
-    pub fn new(shared: Arc<Shared>, mapping: Arc<HttpMapping>) -> ExtAuthzService {
-        ExtAuthzService {
-            access: AccessControlService::new(shared.clone()),
-            shared,
-            mapping,
-        }
+    pub fn new(core: Arc<Core>) -> ExtAuthzService {
+        ExtAuthzService { core }
     }
 }
 
@@ -124,7 +111,7 @@ impl ExtAuthzService {
 /// rate limit denied it (`retry_after_ms` above 0).
 fn denied(
     code: Code,
-    http: HttpStatusCode,
+    http: u16,
     message: &str,
     decision: Option<&str>,
     retry_after_ms: u64,
@@ -138,7 +125,7 @@ fn denied(
     );
     let mut builder = DeniedHttpResponseBuilder::new();
     builder
-        .set_http_status(http)
+        .set_http_status(HttpStatusCode::try_from(http as i32).unwrap_or(HttpStatusCode::Forbidden))
         .add_header("content-type", "application/json", None, false)
         .set_body(body);
     if let Some(id) = decision {
@@ -182,16 +169,11 @@ impl Authorization for ExtAuthzService {
 }
 
 impl ExtAuthzService {
-    /// One Check, decided through Authorize. Reads the request where it
-    /// lies (a CheckRequest is large: moving it costs more than its
-    /// mapping) and awaits Authorize unboxed.
+    /// One Check through the core's gateway check. Reads the request where
+    /// it lies (a CheckRequest is large: moving it costs more than its
+    /// mapping).
     async fn answer(&self, request: Request<CheckRequest>) -> CheckResponse {
-        let connection = super::connection_of(&request).cloned();
-        let names_subject = self.shared.authn.gateway_names_subject(
-            connection
-                .as_ref()
-                .and_then(|c| c.client_certificate.as_deref()),
-        );
+        let connection = request.extensions().get::<crate::listen::Connection>();
         let attributes = request.get_ref().attributes.as_ref();
         let Some(http) = attributes
             .and_then(|a| a.request.as_ref())
@@ -199,107 +181,88 @@ impl ExtAuthzService {
         else {
             return denied(
                 Code::InvalidArgument,
-                HttpStatusCode::BadRequest,
+                400,
                 "the check carries no HTTP request attributes",
                 None,
                 0,
             );
         };
         let header = |name: &str| http.headers.get(name).map(String::as_str);
-        let extensions = attributes.map(|a| &a.context_extensions);
-        let extension = |name: &str| extensions.and_then(|e| e.get(name)).cloned();
-        let Mapped {
-            mut object,
-            mut action,
-            mut domain,
-        } = self
-            .mapping
-            .map(&http.method, &http.host, &http.path, header);
-        if let Some(value) = extension("object") {
-            object = value;
-        }
-        if let Some(value) = extension("action") {
-            action = value;
-        }
-        if let Some(value) = extension("domain") {
-            domain = value;
-        }
-        let subject = if names_subject {
-            let from_header = self
-                .mapping
-                .subject_header
-                .as_deref()
-                .and_then(|name| header(&name.to_ascii_lowercase()));
-            let from_peer = attributes
-                .and_then(|a| a.source.as_ref())
-                .map(|peer| peer.principal.as_str())
-                .filter(|p| !p.is_empty());
-            match from_header.or(from_peer) {
-                Some(subject) => subject.to_owned(),
-                None => {
-                    return denied(
-                        Code::Unauthenticated,
-                        HttpStatusCode::Unauthorized,
-                        "no subject: no subject header ([http] subject_header) and no mTLS peer principal",
-                        None,
-                        0,
-                    )
-                }
-            }
-        } else {
-            String::new()
+        let extension = |name: &str| {
+            attributes
+                .and_then(|a| a.context_extensions.get(name))
+                .map(String::as_str)
         };
-        let authorize = super::forwarded(
-            AuthorizeRequest {
-                subject,
-                object,
-                action,
-                domain,
-                attributes: Default::default(),
-            },
-            header,
-            super::Via {
-                connection,
-                vouched_by_gateway: names_subject,
-            },
-        );
-        match self.access.authorize_observed(authorize).await {
-            Ok(answer) => {
-                if answer.allowed {
-                    let mut ok = OkHttpResponseBuilder::new();
-                    ok.add_header(DECISION_HEADER, &answer.decision_id, None, false);
-                    let mut check = with_code(Code::Ok, "");
-                    check.set_http_response(ok.build());
-                    check
-                } else if !answer.limit.is_empty() {
-                    denied(
-                        Code::ResourceExhausted,
-                        HttpStatusCode::TooManyRequests,
-                        RATE_LIMITED_REASON,
-                        Some(&answer.decision_id),
-                        answer.retry_after_ms,
-                    )
-                } else {
-                    denied(
-                        Code::PermissionDenied,
-                        HttpStatusCode::Forbidden,
-                        DENIED_REASON,
-                        Some(&answer.decision_id),
-                        0,
-                    )
-                }
-            }
-            Err(status) => {
-                let http = match status.code() {
-                    Code::Unauthenticated => HttpStatusCode::Unauthorized,
-                    Code::PermissionDenied => HttpStatusCode::Forbidden,
-                    Code::InvalidArgument => HttpStatusCode::BadRequest,
-                    Code::ResourceExhausted => HttpStatusCode::TooManyRequests,
-                    _ => HttpStatusCode::ServiceUnavailable,
-                };
-                let wait = retry_after_ms(&status);
-                denied(status.code(), http, status.message(), None, wait)
-            }
+        // The described request's own credentials and trace context: Envoy
+        // forwards the client's, not its own.
+        let caller = Caller::new(connection, |name| header(name));
+        let call = CheckCall {
+            door: Door::ExtAuthz,
+            method: &http.method,
+            host: &http.host,
+            uri: &http.path,
+            headers: &header,
+            peer_principal: attributes
+                .and_then(|a| a.source.as_ref())
+                .map(|peer| peer.principal.as_str()),
+            object: extension("object"),
+            action: extension("action"),
+            domain: extension("domain"),
+        };
+        match self.core.check(&caller, call).await {
+            Ok(checked) => render(&checked),
+            Err(error) => refused(error),
         }
     }
+}
+
+/// A decided check as Envoy takes it.
+fn render(checked: &Checked) -> CheckResponse {
+    match checked.verdict() {
+        Verdict::Allowed => {
+            let mut ok = OkHttpResponseBuilder::new();
+            // Overwrite: a client-sent decision id must never reach the
+            // upstream beside vigil's.
+            ok.add_header(
+                DECISION_HEADER,
+                checked.decision_id(),
+                Some(HeaderAppendAction::OverwriteIfExistsOrAdd),
+                false,
+            );
+            let mut check = with_code(Code::Ok, "");
+            check.set_http_response(ok.build());
+            check
+        }
+        Verdict::Limited => denied(
+            Code::ResourceExhausted,
+            429,
+            checked.denial_reason().unwrap_or_default(),
+            Some(checked.decision_id()),
+            checked.retry_after_ms(),
+        ),
+        Verdict::Denied => denied(
+            Code::PermissionDenied,
+            403,
+            checked.denial_reason().unwrap_or_default(),
+            Some(checked.decision_id()),
+            0,
+        ),
+    }
+}
+
+/// A refusal from the core's table, as Envoy sends it to its client.
+fn refused(error: AppError) -> CheckResponse {
+    let Refusal {
+        code,
+        http,
+        message,
+        retry_after_ms,
+    } = Refusal::from(error);
+    denied(
+        Code::from_i32(code as i32),
+        http,
+        &message,
+        None,
+        retry_after_ms,
+    )
 }

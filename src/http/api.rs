@@ -2,13 +2,21 @@
 //! callers without generated stubs, and `GET /v1/check` for gateways that
 //! ask by subrequest (nginx `auth_request`, Traefik `forwardAuth`).
 //!
-//! Each endpoint hands the very same call to the gRPC service (identity,
-//! limits, audit, errors): an HTTP decision is an Authorize in every
-//! respect but its framing. gRPC codes become HTTP statuses as google.api's
-//! HTTP mapping does.
+//! Each endpoint decodes its JSON into the core's request and calls the
+//! same use case the gRPC service calls (identity, limits, audit, errors):
+//! an HTTP decision is an Authorize in every respect but its framing.
+//! Refusals are rendered from the core's one table (`app::respond`), with
+//! the HTTP status google.api's HTTP mapping gives their gRPC code.
 
 use std::{collections::HashMap, sync::Arc};
 
+use crate::{
+    app::{
+        retry_after_seconds, AccessCall, AppError, Authorized, AuthorizedParts, Caller, CheckCall,
+        Core, Door, MaskCall, Response as Refusal, UnmaskCall, Verdict, DECISION_HEADER,
+    },
+    listen::Connection,
+};
 use axum::{
     body::Bytes,
     extract::{ConnectInfo, State},
@@ -18,36 +26,14 @@ use axum::{
     Json, Router,
 };
 use serde::{Deserialize, Serialize};
-use tonic::Code;
-
-use crate::{
-    gateway::{
-        retry_after_seconds, HttpMapping, Mapped, DECISION_HEADER, DENIED_REASON,
-        RATE_LIMITED_REASON,
-    },
-    grpc::{status::retry_after_ms, AccessControlService, DataMaskingService, Shared, Via},
-    listen::Connection,
-    proto::{
-        access_control_server::AccessControl, data_masking_server::DataMasking,
-        AuthorizeBatchRequest, AuthorizeRequest, AuthorizeResponse, MaskRequest, UnmaskRequest,
-    },
-};
 
 #[derive(Clone)]
 struct Api {
-    access: AccessControlService,
-    masking: DataMaskingService,
-    mapping: Arc<HttpMapping>,
-    shared: Arc<Shared>,
+    core: Arc<Core>,
 }
 
-pub fn router(shared: Arc<Shared>, mapping: Arc<HttpMapping>) -> Router {
-    let api = Api {
-        access: AccessControlService::new(shared.clone()),
-        masking: DataMaskingService::new(shared.clone()),
-        shared: shared.clone(),
-        mapping,
-    };
+pub fn router(core: Arc<Core>) -> Router {
+    let api = Api { core: core.clone() };
     Router::new()
         .route("/v1/authorize", post(authorize))
         .route("/v1/authorize:batch", post(authorize_batch))
@@ -55,7 +41,7 @@ pub fn router(shared: Arc<Shared>, mapping: Arc<HttpMapping>) -> Router {
         .route("/v1/unmask", post(unmask))
         .route("/v1/check", get(check).post(check))
         .with_state(api)
-        .merge(super::metrics_router(shared))
+        .merge(super::metrics_router(core))
 }
 
 /// `AuthorizeRequest` in proto3's JSON mapping (camelCase or the field
@@ -70,9 +56,9 @@ struct AuthorizeJson {
     attributes: HashMap<String, String>,
 }
 
-impl From<AuthorizeJson> for AuthorizeRequest {
+impl From<AuthorizeJson> for AccessCall {
     fn from(json: AuthorizeJson) -> Self {
-        AuthorizeRequest {
+        AccessCall {
             subject: json.subject,
             object: json.object,
             action: json.action,
@@ -99,20 +85,29 @@ struct AuthorizeAnswer {
     limit: String,
 }
 
-impl From<AuthorizeResponse> for AuthorizeAnswer {
-    fn from(answer: AuthorizeResponse) -> Self {
+impl From<Authorized> for AuthorizeAnswer {
+    fn from(answer: Authorized) -> Self {
+        let AuthorizedParts {
+            allowed,
+            decision_id,
+            reason,
+            policy_version,
+            limit,
+            retry_after_ms,
+            receipt,
+        } = answer.into_parts();
         AuthorizeAnswer {
-            allowed: answer.allowed,
-            decision_id: answer.decision_id,
-            reason: answer.reason,
-            policy_version: answer.policy_version,
-            audit_seq: answer.audit_seq.to_string(),
-            audit_hash: answer.audit_hash,
-            retry_after_ms: match answer.retry_after_ms {
+            allowed,
+            decision_id,
+            reason,
+            policy_version,
+            audit_seq: receipt.seq().to_string(),
+            audit_hash: receipt.hash_hex(),
+            retry_after_ms: match retry_after_ms {
                 0 => String::new(),
                 ms => ms.to_string(),
             },
-            limit: answer.limit,
+            limit,
         }
     }
 }
@@ -138,53 +133,37 @@ struct BatchJson {
     requests: Vec<AuthorizeJson>,
 }
 
-/// google.rpc.Status as JSON, with the HTTP status google.api maps its
-/// code to.
-fn error(status: tonic::Status) -> Response {
-    let http = match status.code() {
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-            StatusCode::BAD_REQUEST
-        }
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
-        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+/// A refusal from the core's table: google.rpc.Status as JSON, with its
+/// HTTP status and, for a limit, `Retry-After`.
+fn error(error: AppError) -> Response {
+    let Refusal {
+        code,
+        http,
+        message,
+        retry_after_ms,
+    } = Refusal::from(error);
     let body = serde_json::json!({
-        "code": status.code() as i32,
-        "status": format!("{:?}", status.code()),
-        "message": status.message(),
+        "code": code as i32,
+        "status": code.name(),
+        "message": message,
     });
-    let mut response = (http, Json(body)).into_response();
-    with_retry_after(&mut response, retry_after_ms(&status));
+    let status = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Json(body)).into_response();
+    with_retry_after(&mut response, retry_after_ms);
     response
 }
 
-fn bad_json_status(e: serde_json::Error) -> tonic::Status {
-    tonic::Status::invalid_argument(format!("the body is not the JSON this endpoint takes: {e}"))
+fn bad_json_error(e: serde_json::Error) -> AppError {
+    AppError::BadField(format!("the body is not the JSON this endpoint takes: {e}"))
 }
 
 fn bad_json(e: serde_json::Error) -> Response {
-    error(bad_json_status(e))
+    error(bad_json_error(e))
 }
 
-/// The HTTP call's message as a gRPC call with its headers and connection.
-fn grpc_request<T>(message: T, headers: &HeaderMap, via: Via) -> tonic::Request<T> {
-    crate::grpc::forwarded(message, |name| headers.get(name)?.to_str().ok(), via)
-}
-
-/// A direct API call: the caller is who its own credentials say.
-fn direct(connection: Connection) -> Via {
-    Via {
-        connection: Some(connection),
-        vouched_by_gateway: false,
-    }
+/// The caller of an HTTP call: its own headers and connection.
+fn caller<'a>(connection: &'a Connection, headers: &'a HeaderMap) -> Caller<'a> {
+    Caller::new(Some(connection), |name| headers.get(name)?.to_str().ok())
 }
 
 async fn authorize(
@@ -198,19 +177,19 @@ async fn authorize(
         Err(e) => return bad_json(e),
     };
     match api
-        .access
-        .authorize_observed(grpc_request(json.into(), &headers, direct(connection)))
+        .core
+        .authorize(&caller(&connection, &headers), json.into())
         .await
     {
         Ok(answer) => {
-            let retry_after_ms = answer.retry_after_ms;
-            if answer.limit.is_empty() {
+            let retry_after_ms = answer.retry_after_ms();
+            if answer.limit().is_none() {
                 Json(AuthorizeAnswer::from(answer)).into_response()
             } else {
                 too_many(AuthorizeAnswer::from(answer), retry_after_ms)
             }
         }
-        Err(status) => error(status),
+        Err(refusal) => error(refusal),
     }
 }
 
@@ -224,25 +203,17 @@ async fn authorize_batch(
         Ok(json) => json,
         Err(e) => return bad_json(e),
     };
-    let request = AuthorizeBatchRequest {
-        requests: json.requests.into_iter().map(Into::into).collect(),
-    };
-    match AccessControl::authorize_batch(
-        &api.access,
-        grpc_request(request, &headers, direct(connection)),
-    )
-    .await
+    let requests = json.requests.into_iter().map(Into::into).collect();
+    match api
+        .core
+        .authorize_batch(&caller(&connection, &headers), requests)
+        .await
     {
-        Ok(answer) => {
-            let responses: Vec<AuthorizeAnswer> = answer
-                .into_inner()
-                .responses
-                .into_iter()
-                .map(Into::into)
-                .collect();
+        Ok(answers) => {
+            let responses: Vec<AuthorizeAnswer> = answers.into_iter().map(Into::into).collect();
             Json(serde_json::json!({ "responses": responses })).into_response()
         }
-        Err(status) => error(status),
+        Err(refusal) => error(refusal),
     }
 }
 
@@ -256,8 +227,8 @@ struct Reading {
     json: serde_json::Value,
 }
 
-fn reading(body: &[u8]) -> Result<Reading, tonic::Status> {
-    let json: serde_json::Value = serde_json::from_slice(body).map_err(bad_json_status)?;
+fn reading(body: &[u8]) -> Result<Reading, AppError> {
+    let json: serde_json::Value = serde_json::from_slice(body).map_err(bad_json_error)?;
     let text = |key: &str| {
         json.get(key)
             .and_then(|v| v.as_str())
@@ -275,7 +246,7 @@ fn reading(body: &[u8]) -> Result<Reading, tonic::Status> {
                     .collect::<Option<Vec<_>>>()
             })
             .ok_or_else(|| {
-                tonic::Status::invalid_argument("`records` must be a list of JSON objects")
+                AppError::BadField("`records` must be a list of JSON objects".to_owned())
             })?,
     };
     let attributes = json
@@ -305,33 +276,29 @@ async fn mask(
 ) -> Response {
     let reading = match reading(&body) {
         Ok(reading) => reading,
-        Err(status) => return error(status),
+        Err(refusal) => return error(refusal),
     };
-    let request = MaskRequest {
+    let call = MaskCall {
         subject: reading.subject,
         object: reading.object,
         domain: reading.domain,
         attributes: reading.attributes,
         records: reading.records,
     };
-    match DataMasking::mask(
-        &api.masking,
-        grpc_request(request, &headers, direct(connection)),
-    )
-    .await
-    {
+    match api.core.mask(&caller(&connection, &headers), call).await {
         Ok(answer) => {
-            let answer = answer.into_inner();
+            let receipt = *answer.receipt();
             let actions: Vec<serde_json::Value> = answer
                 .actions
                 .iter()
                 .map(|a| {
                     let mut action = serde_json::json!({
                         "recordIndex": a.record_index, "path": a.path, "label": a.label,
-                        "treatment": a.treatment, "rule": a.rule, "validity": a.validity,
+                        "treatment": a.treatment, "rule": a.rule,
+                        "validity": a.validity(),
                     });
-                    if !a.quota.is_empty() {
-                        action["quota"] = a.quota.clone().into();
+                    if let Some(quota) = &a.quota {
+                        action["quota"] = quota.clone().into();
                     }
                     action
                 })
@@ -340,8 +307,8 @@ async fn mask(
                 "records": answer.records.iter().map(crate::mask::struct_to_json).collect::<Vec<_>>(),
                 "actions": actions,
                 "decisionId": answer.decision_id,
-                "auditSeq": answer.audit_seq.to_string(),
-                "auditHash": answer.audit_hash,
+                "auditSeq": receipt.seq().to_string(),
+                "auditHash": receipt.hash_hex(),
                 "policyVersion": answer.policy_version,
             });
             if answer.retry_after_ms > 0 {
@@ -349,7 +316,7 @@ async fn mask(
             }
             Json(body).into_response()
         }
-        Err(status) => error(status),
+        Err(refusal) => error(refusal),
     }
 }
 
@@ -361,7 +328,7 @@ async fn unmask(
 ) -> Response {
     let reading = match reading(&body) {
         Ok(reading) => reading,
-        Err(status) => return error(status),
+        Err(refusal) => return error(refusal),
     };
     let values = reading
         .json
@@ -374,7 +341,7 @@ async fn unmask(
                 .collect()
         })
         .unwrap_or_default();
-    let request = UnmaskRequest {
+    let call = UnmaskCall {
         subject: reading.subject,
         object: reading.object,
         domain: reading.domain,
@@ -382,125 +349,79 @@ async fn unmask(
         values,
         records: reading.records,
     };
-    match DataMasking::unmask(
-        &api.masking,
-        grpc_request(request, &headers, direct(connection)),
-    )
-    .await
-    {
+    match api.core.unmask(&caller(&connection, &headers), call).await {
         Ok(answer) => {
-            let answer = answer.into_inner();
+            let receipt = *answer.receipt();
             Json(serde_json::json!({
                 "values": answer.values,
                 "records": answer.records.iter().map(crate::mask::struct_to_json).collect::<Vec<_>>(),
                 "decisionId": answer.decision_id,
-                "auditSeq": answer.audit_seq.to_string(),
-                "auditHash": answer.audit_hash,
+                "auditSeq": receipt.seq().to_string(),
+                "auditHash": receipt.hash_hex(),
             }))
             .into_response()
         }
-        Err(status) => error(status),
+        Err(refusal) => error(refusal),
     }
 }
 
 /// `GET /v1/check`: a gateway's subrequest. The original method and URI
 /// come in `X-Original-Method`/`X-Original-URI` (nginx) or
-/// `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik); the mapping makes them
-/// a Casbin request. 200 allows (with the decision id), 403 denies, 401 is
-/// an identity failure, 503 an audit outage: never allowed unaudited.
+/// `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik); the core's gateway
+/// check maps, decides and audits them. 200 allows (with the decision id),
+/// 403 denies, 429 is a rate limit, 401 an identity failure, 503 an audit
+/// outage: never allowed unaudited.
 async fn check(
     State(api): State<Api>,
     ConnectInfo(connection): ConnectInfo<Connection>,
     headers: HeaderMap,
 ) -> Response {
-    let header = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
-            .map(str::to_owned)
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let first = |names: &[&str]| names.iter().find_map(|name| header(name));
     let (Some(method), Some(uri)) = (
-        header(&["x-original-method", "x-forwarded-method"]),
-        header(&["x-original-uri", "x-forwarded-uri"]),
+        first(&["x-original-method", "x-forwarded-method"]),
+        first(&["x-original-uri", "x-forwarded-uri"]),
     ) else {
-        return error(tonic::Status::invalid_argument(
+        return error(AppError::BadField(
             "a check needs the original request: X-Original-Method and X-Original-URI \
-             (nginx auth_request), or X-Forwarded-Method and X-Forwarded-Uri",
+             (nginx auth_request), or X-Forwarded-Method and X-Forwarded-Uri"
+                .to_owned(),
         ));
     };
-    let host = header(&["x-original-host", "x-forwarded-host", "host"]).unwrap_or_default();
-    let names_subject = api
-        .shared
-        .authn
-        .gateway_names_subject(connection.client_certificate.as_deref());
-    let subject = if names_subject {
-        match api
-            .mapping
-            .subject_header
-            .as_deref()
-            .and_then(|name| header(&[name]))
-        {
-            Some(subject) => subject,
-            None => {
-                return error(tonic::Status::unauthenticated(format!(
-                    "no subject: send it in the `{}` header ([http] subject_header)",
-                    api.mapping
-                        .subject_header
-                        .as_deref()
-                        .unwrap_or("(not configured)")
-                )))
-            }
-        }
-    } else {
-        // The caller's own credentials (a token, a certificate) name it.
-        String::new()
+    let host = first(&["x-original-host", "x-forwarded-host", "host"]).unwrap_or_default();
+    let call = CheckCall {
+        door: Door::Http,
+        method,
+        host,
+        uri,
+        headers: &header,
+        peer_principal: None,
+        object: None,
+        action: None,
+        domain: None,
     };
-    let Mapped {
-        object,
-        action,
-        domain,
-    } = api.mapping.map(&method, &host, &uri, |name| {
-        headers.get(name)?.to_str().ok()
-    });
-    let request = AuthorizeRequest {
-        subject,
-        object,
-        action,
-        domain,
-        attributes: HashMap::new(),
-    };
-    let via = Via {
-        vouched_by_gateway: names_subject,
-        connection: Some(connection),
-    };
-    match api
-        .access
-        .authorize_observed(grpc_request(request, &headers, via))
-        .await
-    {
-        Ok(answer) => {
-            let mut response = if answer.allowed {
-                StatusCode::OK.into_response()
-            } else if !answer.limit.is_empty() {
-                let body = serde_json::json!({
-                    "allowed": false,
-                    "decisionId": answer.decision_id,
-                    "reason": RATE_LIMITED_REASON,
-                });
-                too_many(body, answer.retry_after_ms)
-            } else {
-                let body = serde_json::json!({
-                    "allowed": false,
-                    "decisionId": answer.decision_id,
-                    "reason": DENIED_REASON,
-                });
-                (StatusCode::FORBIDDEN, Json(body)).into_response()
+    match api.core.check(&caller(&connection, &headers), call).await {
+        Ok(checked) => {
+            let mut response = match (checked.verdict(), checked.denial_reason()) {
+                (Verdict::Allowed, _) | (_, None) => StatusCode::OK.into_response(),
+                (verdict, Some(reason)) => {
+                    let body = serde_json::json!({
+                        "allowed": false,
+                        "decisionId": checked.decision_id(),
+                        "reason": reason,
+                    });
+                    if verdict == Verdict::Limited {
+                        too_many(body, checked.retry_after_ms())
+                    } else {
+                        (StatusCode::FORBIDDEN, Json(body)).into_response()
+                    }
+                }
             };
-            if let Ok(id) = HeaderValue::from_str(&answer.decision_id) {
+            if let Ok(id) = HeaderValue::from_str(checked.decision_id()) {
                 response.headers_mut().insert(DECISION_HEADER, id);
             }
             response
         }
-        Err(status) => error(status),
+        Err(refusal) => error(refusal),
     }
 }

@@ -18,41 +18,41 @@ use axum::{
     Router,
 };
 
-use crate::grpc::Shared;
+use crate::app::Core;
 
 pub mod api;
 
 /// The content type of OpenMetrics 1.0 text.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub fn metrics_router(shared: Arc<Shared>) -> Router {
+pub fn metrics_router(core: Arc<Core>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(shared)
+        .with_state(core)
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
     // Reading the audit directory's sizes touches the disk: off the
     // runtime's worker threads.
-    let text = tokio::task::spawn_blocking(move || shared.render_metrics())
+    let text = tokio::task::spawn_blocking(move || core.render_metrics())
         .await
         .unwrap_or_else(|_| String::from("# the metrics could not be rendered\n# EOF\n"));
     ([(header::CONTENT_TYPE, OPENMETRICS)], text)
 }
 
-async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+async fn ready(State(core): State<Arc<Core>>) -> impl IntoResponse {
     // The witness is a detail, never a reason to stop answering: shipping
     // catches up, and a fork is an alert, not an outage.
-    let witness = shared
+    let witness = core
         .witness
         .as_ref()
         .map(|w| format!("{}\n", w.summary()))
         .unwrap_or_default();
     // So is the limits store: while it is away vigil answers on local
     // budgets (degraded), it does not stop.
-    let limits = match shared.limiter.shared() {
+    let limits = match core.limiter.shared() {
         Some(store) if store.is_up() => format!("limits: shared in {}\n", store.shown),
         Some(store) => format!(
             "limits: degraded: {} unreachable; call rates use this sidecar's share, \
@@ -61,7 +61,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         ),
         None => String::new(),
     };
-    if shared.audit.is_healthy() {
+    if core.audit.is_healthy() {
         (StatusCode::OK, format!("ready\n{witness}{limits}"))
     } else {
         (

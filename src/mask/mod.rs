@@ -44,6 +44,18 @@ pub struct FieldAction {
     pub quota: Option<String>,
 }
 
+impl FieldAction {
+    /// The value's validity as answers spell it: `valid`, `invalid`, or
+    /// empty when its label has no format.
+    pub fn validity(&self) -> &'static str {
+        match self.valid {
+            Some(true) => "valid",
+            Some(false) => "invalid",
+            None => "",
+        }
+    }
+}
+
 /// The treatment the asker gets for a label and the grant behind it; `None`
 /// when no grant covers the label (its default applies).
 pub type Grant = Option<(Treatment, String)>;

@@ -108,12 +108,26 @@ impl PolicySet {
         if !verdict.allowed() {
             return Ok(Reading::Denied { reason });
         }
+        let masker = self.admitted_masker(asker, keys, limits, reveals);
+        Ok(Reading::Admitted { reason, masker })
+    }
+
+    /// The masker of a reader [`masker_for`](Self::masker_for) admitted on
+    /// this snapshot, rebuilt with other reveal budgets (the lease a
+    /// counting pass took) without deciding `read` again.
+    pub fn admitted_masker<'s>(
+        &'s self,
+        asker: &'s AccessRequest<'s>,
+        keys: &'s Keyring,
+        limits: MaskLimits,
+        reveals: Reveals<'s>,
+    ) -> Masker<'s, Governed<'s>> {
         let visibility = Governed {
             policy: self,
             asker,
             reveals,
         };
-        let masker = Masker::new(
+        Masker::new(
             &self.classification,
             asker.object,
             keys,
@@ -121,7 +135,6 @@ impl PolicySet {
             limits.max_depth,
         )
         .with_domain(asker.domain)
-        .with_budget(limits.max_values);
-        Ok(Reading::Admitted { reason, masker })
+        .with_budget(limits.max_values)
     }
 }

@@ -52,6 +52,7 @@ use batch::{Batch, Outcome, Written};
 pub use sync::OFF_FLUSH_EVERY;
 use sync::{flush_when_asked, run_sync, OFF_COALESCE_WITHIN};
 
+pub use super::error::AuditError;
 pub use super::receipt::Receipt;
 use super::{
     checkpoint::{self, CheckpointWriter},
@@ -63,31 +64,6 @@ use super::{
     segment::{links, segment_name, segments, sync_dir, Tail},
 };
 use crate::metrics::{AuditMetrics, AuditState};
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuditError {
-    #[error("cannot open the audit log in {dir}: {message}")]
-    Open { dir: PathBuf, message: String },
-    #[error("{file}: offset {offset}: {message}")]
-    Corrupt {
-        file: PathBuf,
-        offset: u64,
-        message: String,
-    },
-    #[error("audit log write failed, decision not recorded: {0}")]
-    Write(String),
-    #[error("audit log cannot keep up: {0} records are already waiting for the disk")]
-    Overloaded(usize),
-    #[error("audit log is closed")]
-    Closed,
-    #[error(
-        "the audit log in {} has lost history:\n  - {}\ninspect it with `vigil audit verify --audit-dir {}`; \
-         to serve anyway, restart with --audit-accept-gap, which writes a `gap` record naming what was lost \
-         (and signs a checkpoint over it) before anything else",
-        .dir.display(), .gaps.join("\n  - "), .dir.display()
-    )]
-    Gap { dir: PathBuf, gaps: Vec<String> },
-}
 
 /// Handle to the audit log. Cloning is shallow.
 #[derive(Debug, Clone)]

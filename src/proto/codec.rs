@@ -1,5 +1,8 @@
-//! The protobuf codec of vigil's own services: prost, with buffers sized
-//! for vigil's messages.
+//! The protobuf codec of vigil's own services and of ext_authz: prost,
+//! with buffers sized for vigil's messages, and a request that does not
+//! decode reported as the caller's mistake. The generated code names it
+//! (`codec_path` in build.rs), so it depends on nothing of vigil's above
+//! `proto`.
 //!
 //! tonic allocates an 8 KiB encode buffer per call (and as much to decode),
 //! made for streaming. A decision's answer is ~200 bytes and its request
@@ -11,10 +14,11 @@
 
 use std::marker::PhantomData;
 
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic::{
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+    Status,
+};
 use tonic_prost::{ProstDecoder, ProstEncoder};
-
-use super::status::undecodable;
 
 /// Initial size of a call's encode and decode buffers: decisions and
 /// one-record Mask answers (~1.2 KB) fit without growing.
@@ -74,4 +78,31 @@ impl<U: prost::Message + Default> Decoder for CheckedDecoder<U> {
     fn buffer_settings(&self) -> BufferSettings {
         self.0.buffer_settings()
     }
+}
+
+/// A request body that does not decode is the caller's mistake: tonic's
+/// codec says INTERNAL, vigil says INVALID_ARGUMENT. Tonic plumbing: the
+/// codec runs before any handler, so this cannot go through the core's refusal table.
+pub fn undecodable(status: Status) -> Status {
+    if status.code() != tonic::Code::Internal {
+        return status;
+    }
+    let detail = status.message();
+    if let Some((_, path)) = detail.split_once(super::json::NESTED_TOO_DEEP) {
+        // A path of keys (values among them starred) and indexes; cut
+        // long, it has made its point.
+        let path: String = path.chars().take(120).collect();
+        return Status::invalid_argument(format!(
+            "the request cannot be decoded: a record nests deeper than decoding allows, at {path}… \
+             (max_depth, lower still, is the limit to design for)"
+        ));
+    }
+    let why = if detail.contains("recursion limit") {
+        "it nests deeper than protobuf decoding allows (max_depth is lower still)"
+    } else if detail.contains("UTF-8") {
+        "a string field is not valid UTF-8"
+    } else {
+        "it is not a valid protobuf message of this method's request type"
+    };
+    Status::invalid_argument(format!("the request cannot be decoded: {why}"))
 }
