@@ -3,7 +3,7 @@
 //! private, sockets that replace only stale sockets, keyrings never made up
 //! on the fly, CSV exports a spreadsheet will not run.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 

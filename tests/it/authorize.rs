@@ -1,6 +1,6 @@
 //! Authorize and AuthorizeBatch over real gRPC on the shipped policies.
 
-mod common;
+use crate::common;
 
 use common::{audit_lines, repo_path, request, vigil_command, Launch, Vigil};
 use tonic::Code;

@@ -1,7 +1,7 @@
 //! The HTTP/JSON API: the same calls as gRPC (identity, audit, errors),
 //! and `GET /v1/check` mapping a gateway's subrequest to a decision.
 
-mod common;
+use crate::common;
 
 use common::{http_call as call, repo_path, Launch};
 

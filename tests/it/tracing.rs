@@ -3,7 +3,7 @@
 //! W3C trace, name the decision id and never a subject or object; log
 //! lines carry the trace id.
 
-mod common;
+use crate::common;
 
 use std::{
     sync::{Arc, Mutex},

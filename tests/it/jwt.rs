@@ -1,7 +1,7 @@
 //! `--auth jwt`: verified identity, roles from the token, and a clear,
 //! audited refusal for every bad token.
 
-mod common;
+use crate::common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

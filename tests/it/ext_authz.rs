@@ -3,7 +3,7 @@
 //! `[http]` config, the subject from a header or the mTLS peer principal,
 //! the decision audited like Authorize.
 
-mod common;
+use crate::common;
 
 use common::{envoy_check, repo_path, Launch};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;

@@ -1,7 +1,7 @@
 //! Every Casbin model kind served over gRPC, checked against expected
 //! answers and against casbin-rs loading the same files on its own.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

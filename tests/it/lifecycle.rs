@@ -1,7 +1,7 @@
 //! Policy lifecycle: live reload (file change, SIGHUP, RPC), rejection of
 //! broken sets, status, lint, policy tests, shadow evaluation and diff.
 
-mod common;
+use crate::common;
 
 use std::{
     path::Path,

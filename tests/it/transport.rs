@@ -2,7 +2,7 @@
 //! the data plane, the `:authority` socket clients send, stalled
 //! handshakes, the connection cap, undecodable requests.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

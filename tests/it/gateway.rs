@@ -3,7 +3,7 @@
 //! gets the same answer, the same audit record and the same refusal, and
 //! each door is counted under its own name.
 
-mod common;
+use crate::common;
 
 use common::{envoy_check, http_call as call, repo_path, Launch};
 use envoy_types::pb::envoy::{

@@ -1,7 +1,7 @@
 //! The audit trail: verification after real traffic, tamper detection,
 //! crash recovery under load.
 
-mod common;
+use crate::common;
 
 use std::{
     path::Path,

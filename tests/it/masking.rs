@@ -2,7 +2,7 @@
 //! paths and free text, visibility by role, denials, key rotation, audit
 //! records without clear values, bad input.
 
-mod common;
+use crate::common;
 
 use common::{
     audit_lines, fixture, repo_path, vigil_command, vigil_command_with_input, Launch, Vigil,

@@ -4,7 +4,7 @@
 //! `vigil serve --check-config` with their paths moved under a scratch
 //! directory.
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

@@ -1,7 +1,7 @@
 //! `--metrics-listen`: what Prometheus scrapes counts exactly the calls
 //! made, and never names a subject, object or value.
 
-mod common;
+use crate::common;
 
 use common::{repo_path, request, Launch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

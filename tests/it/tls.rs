@@ -3,7 +3,7 @@
 //! vouching for end subjects, and certificate rotation under load with no
 //! failed call.
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

@@ -4,7 +4,7 @@
 //! log, and a reload changes a limit live. (Budgets shared through Redis
 //! are tested against a real Redis in e2e/tests/limits.rs.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
