@@ -145,6 +145,11 @@ fn pin_self() -> bool {
 }
 
 fn build_vigil() -> PathBuf {
+    // A binary built elsewhere (another commit, for a before/after run in
+    // alternation) is measured as it is.
+    if let Some(given) = std::env::var_os("VIGIL_BENCH_BIN") {
+        return PathBuf::from(given);
+    }
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--bin", "vigil"])
         .status()

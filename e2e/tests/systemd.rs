@@ -1,6 +1,6 @@
 //! The shipped systemd unit passes `systemd-analyze verify` with no
 //! complaint at all (an unknown or misspelt key is only a warning there,
-//! so any output fails the test). `tests/deploy.rs` checks its command.
+//! so any output fails the test). `tests/it/deploy.rs` checks its command.
 
 use std::process::Command;
 

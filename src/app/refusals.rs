@@ -29,7 +29,7 @@ struct Window {
     suppressed: u64,
 }
 
-/// Per-peer refusal windows. Cloning is not needed: it lives in `Shared`.
+/// Per-peer refusal windows. Cloning is not needed: it lives in the `Core`.
 #[derive(Debug, Default)]
 pub struct RefusalLimiter {
     windows: Mutex<HashMap<String, Window>>,

@@ -195,7 +195,7 @@ impl ExtAuthzService {
         };
         // The described request's own credentials and trace context: Envoy
         // forwards the client's, not its own.
-        let caller = Caller::new(connection, |name| header(name));
+        let caller = Caller::new(connection, header);
         let call = CheckCall {
             door: Door::ExtAuthz,
             method: &http.method,

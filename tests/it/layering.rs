@@ -181,6 +181,8 @@ fn no_circle_between_submodules() {
     library_files(&src, &mut files);
     // node: "audit::log", edges to sibling submodules of the same parent.
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let sup = regex::Regex::new(r"super::(\w+)").unwrap();
+    let group = regex::Regex::new(r"use super::\{([^;]*)\};").unwrap();
     for file in &files {
         let relative = file.strip_prefix(&src).unwrap();
         let parts: Vec<String> = relative
@@ -211,11 +213,9 @@ fn no_circle_between_submodules() {
         if parts.len() == 2 || (parts.len() == 3 && parts[2] == "mod") {
             // `super::x` from `top/sub.rs` or `top/sub/mod.rs` names a
             // sibling of `sub`.
-            let sup = regex::Regex::new(r"super::(\w+)").unwrap();
             for capture in sup.captures_iter(&code) {
                 targets.insert(capture[1].to_owned());
             }
-            let group = regex::Regex::new(r"use super::\{([^;]*)\};").unwrap();
             for capture in group.captures_iter(&code) {
                 for name in capture[1].split(',') {
                     let name = name.trim().split("::").next().unwrap_or("").trim();

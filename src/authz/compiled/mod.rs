@@ -15,7 +15,7 @@
 //!
 //! Anything outside this subset (arithmetic, `in`, attribute access, other
 //! functions, custom effects) is not compiled: the engine falls back to
-//! casbin-rs for that model. `tests/differential.rs` checks both agree.
+//! casbin-rs for that model. `tests/it/differential.rs` checks both agree.
 //!
 //! Seams: [`parse`] (matcher → [`Expr`]), [`roles`] (the role graph and its
 //! walk), [`functions`] (casbin's pattern functions); this module indexes
