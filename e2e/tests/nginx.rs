@@ -1,8 +1,10 @@
 //! A real nginx (Debian's package, started here on temporary ports and
-//! directories) in front of vigil's `GET /v1/check` with `auth_request`:
-//! allowed paths reach the upstream with the decision id, denied ones get
-//! 403, a missing identity 401, and every answer is in vigil's verified
-//! audit log.
+//! directories) in front of vigil's `GET /v1/check` with `auth_request`,
+//! configured as the README shows it (`gateway = "nginx"`, the identity from
+//! nginx's own `auth_basic`): allowed paths reach the upstream with the
+//! decision id, denied ones get 403, and the tricks a client can play with
+//! the path and its own headers turn no denial into an allow. Every answer
+//! is in vigil's verified audit log.
 
 use std::{process::Command, time::Duration};
 
@@ -11,18 +13,25 @@ use vigil_e2e::{
     Background,
 };
 
-/// A GET through nginx with an `X-User` header (the identity a gateway
-/// would have established): (status, body).
-fn get_as(address: &str, path: &str, user: Option<&str>) -> (u16, String) {
+/// A GET through nginx as `user` (HTTP basic credentials nginx checks
+/// itself; `None`: anonymous), with extra raw header lines a client may
+/// add: (status, body).
+fn get_as(address: &str, path: &str, user: Option<&str>, extra: &str) -> (u16, String) {
+    use base64::Engine as _;
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let user = user.map(|u| format!("X-User: {u}\r\n")).unwrap_or_default();
+    let user = user
+        .map(|u| {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{u}-pw"));
+            format!("Authorization: Basic {token}\r\n")
+        })
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: app\r\n{user}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: app\r\n{user}{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();
@@ -44,10 +53,25 @@ fn nginx_auth_request_decides_through_vigil() {
     let config = scratch.path().join("vigil.toml");
     std::fs::write(
         &config,
-        "[http]\nsubject_header = \"x-user\"\n\
-         [[http.routes]]\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"{dataset}\"\n",
+        "[http]\ngateway = \"nginx\"\nsubject_header = \"x-user\"\n\
+         [[http.routes]]\nhost = \"reports.example.com\"\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"reports.{dataset}\"\n\
+         [[http.routes]]\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"{dataset}\"\n\
+         [[http.routes]]\npath = \"/reports/{name}\"\nobject = \"reports.{name}\"\n",
     )
     .unwrap();
+    // The shipped policies, with salaries kept from analysts by a deny
+    // beside their `crm.*` allow: the shape a path trick would get around.
+    let policies = scratch.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for entry in std::fs::read_dir(root.join("policies")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), policies.join(entry.file_name())).unwrap();
+        }
+    }
+    let mut rules = std::fs::read_to_string(policies.join("policy.csv")).unwrap();
+    rules.push_str("\np, analyst, crm.salaries, *, deny\n");
+    std::fs::write(policies.join("policy.csv"), rules).unwrap();
     let audit_dir = scratch.path().join("audit");
     let vigil = Background::start(
         &format!(
@@ -55,7 +79,7 @@ fn nginx_auth_request_decides_through_vigil() {
              --http-listen 127.0.0.1:0 --config {config} --audit-dir {audit} --watch false",
             scratch = scratch.path().display(),
             binary = vigil_binary().display(),
-            policies = root.join("policies").display(),
+            policies = policies.display(),
             config = config.display(),
             audit = audit_dir.display(),
         ),
@@ -68,6 +92,12 @@ fn nginx_auth_request_decides_through_vigil() {
     let (port, upstream) = (free_port(), free_port());
     let prefix = scratch.path().join("nginx");
     std::fs::create_dir_all(prefix.join("logs")).unwrap();
+    // nginx's own authentication: the only source of X-User.
+    std::fs::write(
+        prefix.join("users"),
+        "alice:{PLAIN}alice-pw\nerin:{PLAIN}erin-pw\nfrank:{PLAIN}frank-pw\n",
+    )
+    .unwrap();
     let conf = prefix.join("nginx.conf");
     std::fs::write(
         &conf,
@@ -87,6 +117,8 @@ http {{
   server {{
     listen 127.0.0.1:{port};
     location / {{
+      auth_basic "data";
+      auth_basic_user_file {prefix}/users;
       auth_request /_vigil;
       auth_request_set $vigil_decision $upstream_http_x_vigil_decision_id;
       proxy_set_header X-Vigil-Decision-Id $vigil_decision;
@@ -99,12 +131,13 @@ http {{
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URI $request_uri;
       proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-User $http_x_user;
+      proxy_set_header X-Original-Host $host;
+      proxy_set_header X-User $remote_user;
     }}
   }}
   server {{
     listen 127.0.0.1:{upstream};
-    location / {{ return 200 "upstream saw decision $http_x_vigil_decision_id\n"; }}
+    location / {{ return 200 "upstream saw decision $http_x_vigil_decision_id for $uri\n"; }}
   }}
 }}
 "#,
@@ -131,6 +164,7 @@ http {{
         &address,
         "/v1/datasets/crm.customers/rows?limit=5",
         Some("alice"),
+        "",
     );
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -141,10 +175,66 @@ http {{
         &address,
         "/v1/datasets/finance.payments/rows",
         Some("frank"),
+        "",
     );
     assert_eq!(status, 403, "{body}");
-    let (status, body) = get_as(&address, "/v1/datasets/crm.customers/rows", None);
+    // nginx's own authentication answers the anonymous.
+    let (status, body) = get_as(&address, "/v1/datasets/crm.customers/rows", None, "");
     assert_eq!(status, 401, "{body}");
+
+    // A client naming another subject is not believed: nginx sets X-User
+    // from whom it verified.
+    let (status, body) = get_as(
+        &address,
+        "/v1/datasets/finance.payments/rows",
+        Some("frank"),
+        "X-User: dave\r\n",
+    );
+    assert_eq!(status, 403, "frank's own X-User: {body}");
+    // Nor the host or path the client would like vigil to read.
+    for extra in [
+        "X-Forwarded-Host: reports.example.com\r\n",
+        "X-Original-Host: reports.example.com\r\n",
+        "X-Forwarded-Uri: /v1/datasets/crm.customers/rows\r\n",
+        "X-Original-URI: /v1/datasets/crm.customers/rows\r\n",
+    ] {
+        let (status, body) = get_as(
+            &address,
+            "/v1/datasets/finance.payments/rows",
+            Some("frank"),
+            extra,
+        );
+        assert_eq!(status, 403, "{extra}: {body}");
+    }
+    // The path the upstream serves is the path decided: no spelling of
+    // crm.salaries reaches it, and an ambiguous one is refused.
+    let (status, body) = get_as(
+        &address,
+        "/v1/datasets/crm.salaries/rows",
+        Some("alice"),
+        "",
+    );
+    assert_eq!(status, 403, "{body}");
+    for spelling in [
+        "/v1/datasets/crm.salarie%73/rows",
+        "/v1/datasets/crm%2esalaries/rows",
+        "/v1//datasets/./crm.salaries/rows",
+        "/reports/../v1/datasets/crm.salaries/rows",
+        "/v1/datasets/crm.salaries;v=1/rows",
+        "/v1/datasets/crm.salaries%00/rows",
+        "/v1/datasets/crm.%EF%BD%93alaries/rows",
+        "/reports/%2e%2e%2fv1%2fdatasets%2fcrm.salaries%2frows",
+    ] {
+        let (status, body) = get_as(&address, spelling, Some("alice"), "");
+        assert_ne!(status, 200, "{spelling} reached the upstream: {body}");
+    }
+    let (status, body) = get_as(
+        &address,
+        "/reports/%2e%2e%2fv1%2fdatasets%2fcrm.salaries%2frows",
+        Some("erin"),
+        "",
+    );
+    assert_ne!(status, 200, "a reports viewer climbed out: {body}");
 
     nginx.stop();
     vigil.stop();
@@ -175,6 +265,17 @@ http {{
     );
     assert!(
         decisions.contains(&("finance.payments".to_owned(), serde_json::json!(false))),
+        "{decisions:?}"
+    );
+    // Refused paths are audited too, as denied decisions of their caller.
+    assert!(
+        decisions.contains(&("unmappable".to_owned(), serde_json::json!(false))),
+        "{decisions:?}"
+    );
+    assert!(
+        !decisions.iter().any(
+            |(object, allowed)| object.contains("salar") && allowed == &serde_json::json!(true)
+        ),
         "{decisions:?}"
     );
 }

@@ -10,8 +10,14 @@
 //! audited 401. Otherwise the described request's own credentials (its
 //! bearer token, the connection's certificate) say who it is.
 
-use super::{AccessCall, AppError, Authorized, Caller, Core};
-use crate::{audit::Receipt, authn::AuthnError, metrics::Rpc};
+use super::{decision_id, records, AccessCall, AppError, Authorized, Caller, Core};
+use crate::{
+    audit::{kind, Receipt},
+    authn::AuthnError,
+    authz::AccessRequest,
+    gateway::{Described, MappingError},
+    metrics::Rpc,
+};
 
 /// The header naming the decision of a gateway check (to the upstream when
 /// allowed, to the client when denied).
@@ -44,13 +50,21 @@ impl Door {
     }
 }
 
+/// Where the original request's method, path and host come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Original<'a> {
+    /// Fields of the gateway's own protocol (Envoy's `HttpRequest`); the
+    /// path as the client sent it, query included.
+    Given(Described<'a>),
+    /// A subrequest's headers, read as the configured `[http] gateway`
+    /// sets them.
+    FromHeaders,
+}
+
 /// The request a gateway describes.
 pub struct CheckCall<'a> {
     pub door: Door,
-    pub method: &'a str,
-    pub host: &'a str,
-    /// The path as the gateway sent it, query included.
-    pub uri: &'a str,
+    pub original: Original<'a>,
     /// The described request's headers, by lowercase name.
     pub headers: &'a (dyn Fn(&str) -> Option<&'a str> + Sync),
     /// The client's mTLS principal as the gateway verified it, if any.
@@ -136,9 +150,18 @@ impl Core {
                 .connection()
                 .and_then(|c| c.client_certificate.as_deref()),
         );
-        let mapped = self
-            .mapping
-            .map(call.method, call.host, call.uri, call.headers);
+        let mapped = match call.original {
+            Original::Given(described) => Ok(described),
+            Original::FromHeaders => self.mapping.described(call.headers),
+        }
+        .and_then(|described| {
+            self.mapping.map(
+                described.method,
+                described.host,
+                described.uri,
+                call.headers,
+            )
+        });
         let (caller, subject) = if names_subject {
             let from_header = self
                 .mapping
@@ -167,6 +190,10 @@ impl Core {
             // The described request's own credentials name it.
             (*caller, String::new())
         };
+        let mapped = match mapped {
+            Ok(mapped) => mapped,
+            Err(error) => return Err(self.refuse_unmapped(&caller, &subject, rpc, error).await),
+        };
         let request = AccessCall {
             subject,
             object: call.object.map_or(mapped.object, str::to_owned),
@@ -176,5 +203,46 @@ impl Core {
         };
         let authorized = self.authorize_unobserved(&caller, request, rpc).await?;
         Ok(Checked(authorized))
+    }
+
+    /// A gateway request that cannot be mapped unambiguously: refused (400)
+    /// and audited as a denied decision of its authenticated caller, on the
+    /// object `unmappable`.
+    async fn refuse_unmapped(
+        &self,
+        caller: &Caller<'_>,
+        subject: &str,
+        rpc: &str,
+        error: MappingError,
+    ) -> AppError {
+        let policy = self.policies.snapshot();
+        let principal = match self.authenticate(caller, &policy, subject, rpc).await {
+            Ok(principal) => principal,
+            Err(refused) => return refused,
+        };
+        let id = decision_id();
+        let attributes = Default::default();
+        let asker = AccessRequest {
+            subject: &principal.subject,
+            extra_roles: &principal.roles,
+            object: "unmappable",
+            action: "",
+            domain: "",
+            attributes: &attributes,
+        };
+        let reason = error.to_string();
+        let record = records::reading(
+            kind::DECISION,
+            &self.redactor,
+            &id,
+            &asker,
+            false,
+            reason.clone(),
+            &policy.version,
+        );
+        match self.audit.append_one(record).await {
+            Ok(_) => AppError::Unmappable(format!("decision {id}: {reason}")),
+            Err(error) => error.into(),
+        }
     }
 }

@@ -36,7 +36,8 @@ pub use access::{AccessCall, Authorized, AuthorizedParts};
 pub use admin::reload_and_audit;
 pub use caller::Caller;
 pub use check::{
-    CheckCall, Checked, Door, Verdict, DECISION_HEADER, DENIED_REASON, RATE_LIMITED_REASON,
+    CheckCall, Checked, Door, Original, Verdict, DECISION_HEADER, DENIED_REASON,
+    RATE_LIMITED_REASON,
 };
 pub use input::{check_attributes, check_fields, InputError, MAX_FIELD_BYTES};
 pub use masking::{MaskCall, Masked};

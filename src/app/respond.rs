@@ -48,9 +48,24 @@ pub enum AppError {
     /// a body that is not the JSON an endpoint takes).
     #[error("{0}")]
     BadField(String),
+    /// A gateway request whose path or headers cannot be mapped
+    /// unambiguously (audited before it is returned).
+    #[error("{0}")]
+    Unmappable(String),
     /// A request body past `max_message_bytes`.
-    #[error("request too large ({size} bytes; the limit is {limit}); raise max_message_bytes or send smaller requests")]
-    TooLarge { size: usize, limit: usize },
+    #[error("request too large: the limit is {limit} bytes (max_message_bytes); raise it or send smaller requests")]
+    TooLarge { limit: usize },
+    /// An HTTP API body that is not declared `application/json`.
+    #[error("send the body as JSON with `Content-Type: application/json`")]
+    NotJson,
+    /// A browser page of another origin (CSRF); `[http] origins` lists the
+    /// ones allowed.
+    #[error("requests from origin {0:?} are refused; list it in [http] origins to allow it")]
+    ForeignOrigin(String),
+    /// A `Host` the listener does not answer to (DNS rebinding); `[http]
+    /// hosts` lists names besides addresses and localhost.
+    #[error("host {0:?} is not a name of this listener; list it in [http] hosts to serve it")]
+    ForeignHost(String),
     /// A limit of limits.toml refused a call the policy allowed.
     #[error("{reason}")]
     Limited { reason: String, retry_after_ms: u64 },
@@ -157,10 +172,18 @@ impl From<AppError> for Response {
                 http: 413,
                 ..Response::new(Code::ResourceExhausted, error.to_string())
             },
+            AppError::NotJson => Response {
+                http: 415,
+                ..Response::new(Code::InvalidArgument, error.to_string())
+            },
+            AppError::ForeignOrigin(_) | AppError::ForeignHost(_) => {
+                Response::new(Code::PermissionDenied, error.to_string())
+            }
             AppError::Input(_)
             | AppError::Request(_)
             | AppError::Mask(_)
-            | AppError::BadField(_) => Response::new(Code::InvalidArgument, error.to_string()),
+            | AppError::BadField(_)
+            | AppError::Unmappable(_) => Response::new(Code::InvalidArgument, error.to_string()),
             AppError::Authn(AuthnError::SubjectMismatch { .. }) | AppError::Refused(_) => {
                 Response::new(Code::PermissionDenied, error.to_string())
             }
@@ -240,10 +263,11 @@ mod tests {
             429,
         );
         check(
-            AppError::TooLarge { size: 2, limit: 1 },
+            AppError::TooLarge { limit: 1 },
             Code::ResourceExhausted,
             413,
         );
+        check(AppError::NotJson, Code::InvalidArgument, 415);
         check(
             AppError::Unaudited(AuditError::Closed),
             Code::Unavailable,

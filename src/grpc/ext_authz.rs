@@ -22,9 +22,10 @@ use tonic::{
 
 use crate::{
     app::{
-        retry_after_seconds, AppError, Caller, CheckCall, Checked, Core, Door, Response as Refusal,
-        Verdict, DECISION_HEADER,
+        retry_after_seconds, AppError, Caller, CheckCall, Checked, Core, Door, Original,
+        Response as Refusal, Verdict, DECISION_HEADER,
     },
+    gateway::Described,
     proto::codec::LeanCodec,
 };
 
@@ -198,9 +199,11 @@ impl ExtAuthzService {
         let caller = Caller::new(connection, header);
         let call = CheckCall {
             door: Door::ExtAuthz,
-            method: &http.method,
-            host: &http.host,
-            uri: &http.path,
+            original: Original::Given(Described {
+                method: &http.method,
+                host: &http.host,
+                uri: &http.path,
+            }),
             headers: &header,
             peer_principal: attributes
                 .and_then(|a| a.source.as_ref())

@@ -13,7 +13,7 @@ use std::{collections::HashMap, sync::Arc};
 use crate::{
     app::{
         retry_after_seconds, AccessCall, AppError, Authorized, AuthorizedParts, Caller, CheckCall,
-        Core, Door, MaskCall, Response as Refusal, UnmaskCall, Verdict, DECISION_HEADER,
+        Core, Door, MaskCall, Original, Response as Refusal, UnmaskCall, Verdict, DECISION_HEADER,
     },
     listen::Connection,
 };
@@ -161,6 +161,57 @@ fn bad_json(e: serde_json::Error) -> Response {
     error(bad_json_error(e))
 }
 
+/// A JSON call's body, admitted only as a same-origin API call: the
+/// content type `application/json` (a browser cannot send it across origins
+/// without a CORS preflight, which vigil never answers), no foreign
+/// `Origin` unless `[http] origins` lists it, a `Host` that is an address,
+/// `localhost` or one of `[http] hosts` (a DNS-rebound page sends its own
+/// name), and at most `max_message_bytes` (413 past it), as gRPC allows.
+struct JsonBody(Bytes);
+
+impl axum::extract::FromRequest<Api> for JsonBody {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, api: &Api) -> Result<Self, Response> {
+        let headers = request.headers();
+        let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let json = text(header::CONTENT_TYPE).is_some_and(|value| {
+            value
+                .split(';')
+                .next()
+                .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return Err(error(AppError::NotJson));
+        }
+        let mapping = &api.core.mapping;
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let allowed = origin
+                .to_str()
+                .is_ok_and(|origin| mapping.origins.iter().any(|o| o == origin));
+            if !allowed {
+                return Err(error(AppError::ForeignOrigin(
+                    String::from_utf8_lossy(origin.as_bytes())
+                        .chars()
+                        .take(80)
+                        .collect(),
+                )));
+            }
+        }
+        let host = text(header::HOST).unwrap_or_default();
+        if !mapping.serves_host(host) {
+            return Err(error(AppError::ForeignHost(
+                host.chars().take(80).collect(),
+            )));
+        }
+        let limit = api.core.limits.max_message_bytes;
+        match axum::body::to_bytes(request.into_body(), limit).await {
+            Ok(body) => Ok(JsonBody(body)),
+            Err(_) => Err(error(AppError::TooLarge { limit })),
+        }
+    }
+}
+
 /// The caller of an HTTP call: its own headers and connection.
 fn caller<'a>(connection: &'a Connection, headers: &'a HeaderMap) -> Caller<'a> {
     Caller::new(Some(connection), |name| headers.get(name)?.to_str().ok())
@@ -170,7 +221,7 @@ async fn authorize(
     State(api): State<Api>,
     ConnectInfo(connection): ConnectInfo<Connection>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Response {
     let json: AuthorizeJson = match serde_json::from_slice(&body) {
         Ok(json) => json,
@@ -197,7 +248,7 @@ async fn authorize_batch(
     State(api): State<Api>,
     ConnectInfo(connection): ConnectInfo<Connection>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Response {
     let json: BatchJson = match serde_json::from_slice(&body) {
         Ok(json) => json,
@@ -272,7 +323,7 @@ async fn mask(
     State(api): State<Api>,
     ConnectInfo(connection): ConnectInfo<Connection>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Response {
     let reading = match reading(&body) {
         Ok(reading) => reading,
@@ -324,7 +375,7 @@ async fn unmask(
     State(api): State<Api>,
     ConnectInfo(connection): ConnectInfo<Connection>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Response {
     let reading = match reading(&body) {
         Ok(reading) => reading,
@@ -365,11 +416,12 @@ async fn unmask(
     }
 }
 
-/// `GET /v1/check`: a gateway's subrequest. The original method and URI
-/// come in `X-Original-Method`/`X-Original-URI` (nginx) or
-/// `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik); the core's gateway
-/// check maps, decides and audits them. 200 allows (with the decision id),
-/// 403 denies, 429 is a rate limit, 401 an identity failure, 503 an audit
+/// `GET /v1/check`: a gateway's subrequest. The original method, URI and
+/// host come in the headers the configured gateway sets (`[http] gateway`:
+/// nginx's `X-Original-*`, Traefik's `X-Forwarded-*`); the core's gateway
+/// check reads, maps, decides and audits them. 200 allows (with the
+/// decision id), 403 denies, 429 is a rate limit, 400 a request that
+/// cannot be mapped unambiguously, 401 an identity failure, 503 an audit
 /// outage: never allowed unaudited.
 async fn check(
     State(api): State<Api>,
@@ -377,23 +429,9 @@ async fn check(
     headers: HeaderMap,
 ) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let first = |names: &[&str]| names.iter().find_map(|name| header(name));
-    let (Some(method), Some(uri)) = (
-        first(&["x-original-method", "x-forwarded-method"]),
-        first(&["x-original-uri", "x-forwarded-uri"]),
-    ) else {
-        return error(AppError::BadField(
-            "a check needs the original request: X-Original-Method and X-Original-URI \
-             (nginx auth_request), or X-Forwarded-Method and X-Forwarded-Uri"
-                .to_owned(),
-        ));
-    };
-    let host = first(&["x-original-host", "x-forwarded-host", "host"]).unwrap_or_default();
     let call = CheckCall {
         door: Door::Http,
-        method,
-        host,
-        uri,
+        original: Original::FromHeaders,
         headers: &header,
         peer_principal: None,
         object: None,

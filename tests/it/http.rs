@@ -190,3 +190,65 @@ async fn http_authorize_and_check_are_audited_decisions() {
         "the metrics ride along"
     );
 }
+
+/// One raw HTTP/1.1 exchange: the status.
+async fn raw_status(address: &str, head: &str, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "{head}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The API answers programs on its own host: JSON only, no foreign
+/// origin or host name, bodies within max_message_bytes as on gRPC.
+#[tokio::test]
+async fn http_api_admits_only_same_origin_json_within_limits() {
+    let vigil = Launch::new(repo_path("policies"))
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--max-message-bytes",
+            "65536",
+        ])
+        .start();
+    let http = vigil.http.clone().expect("an HTTP listener");
+    let mask = r#"{"subject":"bob","object":"crm.customers","records":[{"phone":"13812345678"}]}"#;
+    let post =
+        |host: &str, extra: &str| format!("POST /v1/mask HTTP/1.1\r\nHost: {host}\r\n{extra}");
+    let json = "Content-Type: application/json\r\n";
+    assert_eq!(raw_status(&http, &post(&http, json), mask).await, 200);
+    assert_eq!(raw_status(&http, &post("localhost", json), mask).await, 200);
+    // A form or text/plain POST (what a page may send anywhere): 415.
+    for kind in ["text/plain", "application/x-www-form-urlencoded"] {
+        let head = post(&http, &format!("Content-Type: {kind}\r\n"));
+        assert_eq!(raw_status(&http, &head, mask).await, 415, "{kind}");
+    }
+    assert_eq!(raw_status(&http, &post(&http, ""), mask).await, 415);
+    // A page of another origin, or a DNS name rebound to this address.
+    let foreign = format!("{json}Origin: https://evil.example\r\n");
+    assert_eq!(raw_status(&http, &post(&http, &foreign), mask).await, 403);
+    assert_eq!(
+        raw_status(&http, &post("evil.example", json), mask).await,
+        403
+    );
+    assert_eq!(
+        raw_status(&http, &post("evil.example:8080", json), mask).await,
+        403
+    );
+    // max_message_bytes holds here as on gRPC.
+    let big = format!(
+        r#"{{"subject":"bob","object":"crm.customers","records":[{{"note":"{}"}}]}}"#,
+        "x".repeat(70_000)
+    );
+    assert_eq!(raw_status(&http, &post(&http, json), &big).await, 413);
+}

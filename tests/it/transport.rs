@@ -277,13 +277,10 @@ async fn connections_are_capped() {
     for _ in 0..2 {
         let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
         let mut settings = [0u8; 9];
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            stream.read_exact(&mut settings),
-        )
-        .await
-        .expect("vigil accepted the connection")
-        .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut settings))
+            .await
+            .expect("vigil accepted the connection")
+            .unwrap();
         assert_eq!(settings[3], 4, "a SETTINGS frame");
         held.push(stream);
     }

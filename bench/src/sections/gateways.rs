@@ -93,7 +93,7 @@ async fn drive_http(server: &Server, bodies: Vec<bytes::Bytes>, settings: &Setti
                         n = n.wrapping_add(7);
                         let started = Instant::now();
                         let request = http::Request::post("/v1/authorize")
-                            .header("host", "vigil")
+                            .header("host", "localhost")
                             .header("content-type", "application/json")
                             .body(Full::new(bodies[n % bodies.len()].clone()))
                             .expect("request");

@@ -652,7 +652,7 @@ pub async fn http_call(
 ) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {
