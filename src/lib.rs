@@ -37,6 +37,7 @@ pub mod proto {
 
     pub mod codec;
     pub mod json;
+    pub mod text;
 
     /// Encoded descriptors of `vigil.v1`, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("vigil_descriptor");

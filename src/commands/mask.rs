@@ -11,7 +11,6 @@ use vigil::{
     cli::MaskArgs,
     keys::{Keyring, KeyringLocation},
     limits::Reveals,
-    mask as masking,
     policy::{
         reading::{reader, refusal, MaskLimits, Reading},
         PolicySet,
@@ -57,24 +56,18 @@ pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
         }
         // A record that cannot be masked is reported and left out (never
         // written in clear); the rest of the stream goes on.
-        let masked = serde_json::from_str::<serde_json::Value>(&line)
-            .map_err(|_| "not JSON".to_owned())
-            .and_then(|json| {
-                masking::struct_from_json(&json)
-                    .ok_or_else(|| "a record must be a JSON object".to_owned())
-            })
-            .and_then(|mut record| {
-                actions.clear();
-                masker.refill_budget();
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    masker.mask(index, &mut record, &mut actions)
-                }));
-                match outcome {
-                    Ok(Ok(())) => Ok(record),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("internal error while masking it".to_owned()),
-                }
-            });
+        let masked = read_record(&line, args.max_depth).and_then(|mut record| {
+            actions.clear();
+            masker.refill_budget();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                masker.mask(index, &mut record, &mut actions)
+            }));
+            match outcome {
+                Ok(Ok(())) => Ok(record),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("internal error while masking it".to_owned()),
+            }
+        });
         match masked {
             Ok(_) if args.report => {
                 for action in &actions {
@@ -88,7 +81,7 @@ pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(record) => {
-                serde_json::to_writer(&mut out, &masking::struct_to_json(&record))?;
+                serde_json::to_writer(&mut out, &record)?;
                 out.write_all(b"\n")?;
             }
             Err(why) => {
@@ -113,4 +106,25 @@ pub async fn mask(args: MaskArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One JSONL line as a record, read as the HTTP API reads one: keys in
+/// order, repeated keys kept, integers never rounded.
+fn read_record(line: &str, max_depth: usize) -> Result<vigil::proto::json::Struct, String> {
+    use serde::de::DeserializeSeed;
+    let why = |e: serde_json::Error| match e.classify() {
+        serde_json::error::Category::Data => {
+            let text = e.to_string();
+            text.split(" at line ").next().unwrap_or(&text).to_owned()
+        }
+        _ => "not JSON".to_owned(),
+    };
+    let mut reader = serde_json::Deserializer::from_str(line);
+    let record = vigil::proto::text::RecordSeed {
+        max_depth: max_depth + 1,
+    }
+    .deserialize(&mut reader)
+    .map_err(why)?;
+    reader.end().map_err(why)?;
+    Ok(record)
 }

@@ -268,55 +268,88 @@ async fn authorize_batch(
     }
 }
 
-/// What Mask and Unmask bodies share: who reads what, and the records.
+/// What Mask and Unmask bodies share: who reads what, the records (read
+/// by `proto::text`: keys in order, repeated keys kept, integers never
+/// rounded, nesting bounded) and Unmask's single values.
 struct Reading {
     subject: String,
     object: String,
     domain: String,
     attributes: HashMap<String, String>,
     records: Vec<crate::proto::json::Struct>,
-    json: serde_json::Value,
+    values: Vec<String>,
 }
 
-fn reading(body: &[u8]) -> Result<Reading, AppError> {
-    let json: serde_json::Value = serde_json::from_slice(body).map_err(bad_json_error)?;
-    let text = |key: &str| {
-        json.get(key)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let records = match json.get("records") {
+fn reading(body: &[u8], max_depth: usize) -> Result<Reading, AppError> {
+    use serde::de::DeserializeSeed;
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Body<'a> {
+        subject: String,
+        object: String,
+        domain: String,
+        attributes: HashMap<String, String>,
+        #[serde(borrow)]
+        records: Option<&'a serde_json::value::RawValue>,
+        values: Vec<String>,
+    }
+    let body: Body<'_> = serde_json::from_slice(body).map_err(bad_json_error)?;
+    let records = match body.records {
         None => Vec::new(),
-        Some(records) => records
-            .as_array()
-            .and_then(|records| {
-                records
-                    .iter()
-                    .map(crate::mask::struct_from_json)
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| {
-                AppError::BadField("`records` must be a list of JSON objects".to_owned())
-            })?,
+        Some(raw) => {
+            let mut reader = serde_json::Deserializer::from_str(raw.get());
+            crate::proto::text::RecordsSeed {
+                max_depth: max_depth + 1,
+            }
+            .deserialize(&mut reader)
+            .map_err(|e| AppError::BadField(format!("`records`: {e}")))?
+        }
     };
-    let attributes = json
-        .get("attributes")
-        .and_then(|a| a.as_object())
-        .map(|a| {
-            a.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
     Ok(Reading {
-        subject: text("subject"),
-        object: text("object"),
-        domain: text("domain"),
-        attributes,
+        subject: body.subject,
+        object: body.object,
+        domain: body.domain,
+        attributes: body.attributes,
         records,
-        json,
+        values: body.values,
     })
+}
+
+/// A Mask answer in proto3's JSON mapping, records written as sent.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MaskAnswer<'a> {
+    records: &'a [crate::proto::json::Struct],
+    actions: Vec<ActionAnswer<'a>>,
+    decision_id: &'a str,
+    audit_seq: String,
+    audit_hash: String,
+    policy_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionAnswer<'a> {
+    record_index: usize,
+    path: &'a str,
+    label: &'a str,
+    treatment: &'a str,
+    rule: &'a str,
+    validity: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UnmaskAnswer<'a> {
+    values: &'a [String],
+    records: &'a [crate::proto::json::Struct],
+    decision_id: &'a str,
+    audit_seq: String,
+    audit_hash: String,
 }
 
 async fn mask(
@@ -325,7 +358,7 @@ async fn mask(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let reading = match reading(&body) {
+    let reading = match reading(&body, api.core.limits.max_depth) {
         Ok(reading) => reading,
         Err(refusal) => return error(refusal),
     };
@@ -339,33 +372,29 @@ async fn mask(
     match api.core.mask(&caller(&connection, &headers), call).await {
         Ok(answer) => {
             let receipt = *answer.receipt();
-            let actions: Vec<serde_json::Value> = answer
-                .actions
-                .iter()
-                .map(|a| {
-                    let mut action = serde_json::json!({
-                        "recordIndex": a.record_index, "path": a.path, "label": a.label,
-                        "treatment": a.treatment, "rule": a.rule,
-                        "validity": a.validity(),
-                    });
-                    if let Some(quota) = &a.quota {
-                        action["quota"] = quota.clone().into();
-                    }
-                    action
-                })
-                .collect();
-            let mut body = serde_json::json!({
-                "records": answer.records.iter().map(crate::mask::struct_to_json).collect::<Vec<_>>(),
-                "actions": actions,
-                "decisionId": answer.decision_id,
-                "auditSeq": receipt.seq().to_string(),
-                "auditHash": receipt.hash_hex(),
-                "policyVersion": answer.policy_version,
-            });
-            if answer.retry_after_ms > 0 {
-                body["retryAfterMs"] = answer.retry_after_ms.to_string().into();
-            }
-            Json(body).into_response()
+            Json(MaskAnswer {
+                records: &answer.records,
+                actions: answer
+                    .actions
+                    .iter()
+                    .map(|a| ActionAnswer {
+                        record_index: a.record_index,
+                        path: &a.path,
+                        label: &a.label,
+                        treatment: &a.treatment,
+                        rule: &a.rule,
+                        validity: a.validity(),
+                        quota: a.quota.as_deref(),
+                    })
+                    .collect(),
+                decision_id: &answer.decision_id,
+                audit_seq: receipt.seq().to_string(),
+                audit_hash: receipt.hash_hex(),
+                policy_version: &answer.policy_version,
+                retry_after_ms: (answer.retry_after_ms > 0)
+                    .then(|| answer.retry_after_ms.to_string()),
+            })
+            .into_response()
         }
         Err(refusal) => error(refusal),
     }
@@ -377,39 +406,28 @@ async fn unmask(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let reading = match reading(&body) {
+    let reading = match reading(&body, api.core.limits.max_depth) {
         Ok(reading) => reading,
         Err(refusal) => return error(refusal),
     };
-    let values = reading
-        .json
-        .get("values")
-        .and_then(|v| v.as_array())
-        .map(|values| {
-            values
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
     let call = UnmaskCall {
         subject: reading.subject,
         object: reading.object,
         domain: reading.domain,
         attributes: reading.attributes,
-        values,
+        values: reading.values,
         records: reading.records,
     };
     match api.core.unmask(&caller(&connection, &headers), call).await {
         Ok(answer) => {
             let receipt = *answer.receipt();
-            Json(serde_json::json!({
-                "values": answer.values,
-                "records": answer.records.iter().map(crate::mask::struct_to_json).collect::<Vec<_>>(),
-                "decisionId": answer.decision_id,
-                "auditSeq": receipt.seq().to_string(),
-                "auditHash": receipt.hash_hex(),
-            }))
+            Json(UnmaskAnswer {
+                values: &answer.values,
+                records: &answer.records,
+                decision_id: &answer.decision_id,
+                audit_seq: receipt.seq().to_string(),
+                audit_hash: receipt.hash_hex(),
+            })
             .into_response()
         }
         Err(refusal) => error(refusal),

@@ -69,8 +69,18 @@ pub(super) fn parse(
         line,
         message,
     };
-    let file: FileDef =
-        toml::from_str(text).map_err(|e| vec![toml_problem(LIMITS_FILE, text, &e)])?;
+    let file: FileDef = toml::from_str(text).map_err(|e| {
+        let mut problem = toml_problem(LIMITS_FILE, text, &e);
+        if problem.message.contains("unknown field `limits`") {
+            // The store's settings are the sidecar's, not the policy's.
+            problem.message.push_str(
+                "; [limits] (backend, prefix, fallback_fraction, max_keys, timeout) belongs in \
+                 vigil's config file (--config), not in the policy set's limits.toml, which holds \
+                 only [[rate]] and [[quota]] rules",
+            );
+        }
+        vec![problem]
+    })?;
     let mut problems = Vec::new();
     let mut names = std::collections::HashMap::new();
     let mut name_once = |name: &str, line: usize, problems: &mut Vec<Problem>| {

@@ -134,16 +134,41 @@ impl std::fmt::Debug for SharedStore {
 
 /// `redis://user:secret@host` shown as `redis://user:***@host`.
 pub fn without_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
+            // `user:password@` keeps the user; a lone `secret@` may be a
+            // password-less user or a token: hidden whole.
+            let user = match base[scheme + 3..at].split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{}{user}{}", &base[..scheme + 3], &base[at..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        // `unix:///run/redis.sock?db=1&pass=…` (redis-rs's socket form).
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _))
+                    if ["pass", "password"]
+                        .iter()
+                        .any(|secret| key.eq_ignore_ascii_case(secret)) =>
+                {
+                    format!("{key}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
     }
+    shown
 }
 
 impl SharedStore {
@@ -298,5 +323,21 @@ mod tests {
             without_password("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+        // Every form redis-rs accepts a credential in.
+        for (url, shown) in [
+            ("redis://:s3cret@h:6379", "redis://:***@h:6379"),
+            ("rediss://s3cret@h", "rediss://***@h"),
+            (
+                "unix:///run/redis.sock?db=1&pass=s3cret",
+                "unix:///run/redis.sock?db=1&pass=***",
+            ),
+            (
+                "redis+unix:///run/redis.sock?user=app&PASSWORD=s3cret",
+                "redis+unix:///run/redis.sock?user=app&PASSWORD=***",
+            ),
+        ] {
+            assert_eq!(without_password(url), shown);
+            assert!(!without_password(url).contains("s3cret"));
+        }
     }
 }

@@ -260,13 +260,16 @@ impl<'a, V: Visibility> Masker<'a, V> {
         }
     }
 
-    /// The treatment for one value of `label` (grants resolved once per
+    /// The treatment for one field of `label` (grants resolved once per
     /// label), with its reason and, when a reveal quota turned a clear
-    /// value into a weaker one, that quota.
+    /// field into a weaker one, that quota. Shown in clear, the field
+    /// spends one reveal per value it holds (`values`, asked only then):
+    /// a list of six phone numbers is six reveals, not one.
     fn treatment(
         &mut self,
         label_name: &str,
         rule_default: Option<Treatment>,
+        values: impl FnOnce() -> usize,
     ) -> (Treatment, &str, Option<String>) {
         let classification = self.classification;
         let Some(label) = classification.labels.get(label_name) else {
@@ -294,9 +297,16 @@ impl<'a, V: Visibility> Masker<'a, V> {
         if treatment != Treatment::Clear {
             return (treatment, &self.resolved[label_name].why, None);
         }
-        let quota = match self.visibility.reveal(label) {
-            Ok(()) => return (treatment, &self.resolved[label_name].why, None),
-            Err(quota) => quota,
+        let mut spent = None;
+        for _ in 0..values().max(1) {
+            if let Err(quota) = self.visibility.reveal(label) {
+                // All or nothing: a field is shown whole or weakened whole.
+                spent = Some(quota);
+                break;
+            }
+        }
+        let Some(quota) = spent else {
+            return (treatment, &self.resolved[label_name].why, None);
         };
         if self.resolved[label_name].weaker.is_none() {
             // Past the quota nothing is clear: the next weaker grant, else
@@ -412,7 +422,10 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 .copied()
             {
                 let valid = self.validity(&rule.label, value);
-                let (treatment, why, quota) = self.treatment(&rule.label, rule.treatment);
+                let classification = self.classification;
+                let (treatment, why, quota) = self.treatment(&rule.label, rule.treatment, || {
+                    values_in(classification, value)
+                });
                 actions.push(FieldAction {
                     record_index: index,
                     path: render_path(path),
@@ -578,7 +591,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
         if whole {
             let detector = &classification.detectors[spans[0].detector];
             let valid = self.span_validity(&detector.label, trimmed);
-            let (treatment, why, quota) = self.treatment(&detector.label, None);
+            let (treatment, why, quota) = self.treatment(&detector.label, None, || 1);
             actions.push(FieldAction {
                 record_index: index,
                 path: render_path(path),
@@ -604,7 +617,7 @@ impl<'a, V: Visibility> Masker<'a, V> {
         let mut cursor = 0;
         for span in &spans {
             let detector = &classification.detectors[span.detector];
-            let (treatment, why, quota) = self.treatment(&detector.label, None);
+            let (treatment, why, quota) = self.treatment(&detector.label, None, || 1);
             let rule = with_quota(
                 format!("detector {} in free text; {why}", detector.name),
                 &quota,
@@ -640,6 +653,32 @@ impl<'a, V: Visibility> Masker<'a, V> {
                 kind: Some(Kind::StringValue(out)),
             },
         )
+    }
+}
+
+/// How many values a labelled field shows if it is shown in clear: each
+/// scalar in it, and in text each value a detector finds (at least one).
+fn values_in(classification: &Classification, value: &Value) -> usize {
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => 0,
+        Some(Kind::BoolValue(_) | Kind::NumberValue(_)) => 1,
+        Some(Kind::StringValue(text)) => detect::find_spans(
+            &classification.detectors,
+            classification.custom_prefilter.as_ref(),
+            text,
+        )
+        .len()
+        .max(1),
+        Some(Kind::ListValue(list)) => list
+            .values
+            .iter()
+            .map(|item| values_in(classification, item))
+            .sum(),
+        Some(Kind::StructValue(record)) => record
+            .fields
+            .iter()
+            .map(|(_, item)| values_in(classification, item))
+            .sum(),
     }
 }
 
@@ -694,7 +733,13 @@ pub fn from_json(value: &serde_json::Value) -> Value {
     let kind = match value {
         serde_json::Value::Null => Kind::NullValue(0),
         serde_json::Value::Bool(b) => Kind::BoolValue(*b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        // As proto::text reads numbers: an integer a double would round
+        // is kept as its digits.
+        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) if u > 1 << 53 => Kind::StringValue(u.to_string()),
+            (_, Some(i)) if i.unsigned_abs() > 1 << 53 => Kind::StringValue(i.to_string()),
+            _ => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        },
         serde_json::Value::String(s) => Kind::StringValue(s.clone()),
         serde_json::Value::Array(items) => Kind::ListValue(ListValue {
             values: items.iter().map(from_json).collect(),

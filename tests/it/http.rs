@@ -252,3 +252,67 @@ async fn http_api_admits_only_same_origin_json_within_limits() {
     );
     assert_eq!(raw_status(&http, &post(&http, json), &big).await, 413);
 }
+
+/// Records over HTTP come back as gRPC returns them: keys in the order
+/// sent, a repeated key kept with each copy masked, no number rounded
+/// into digits in clear, nesting bounded.
+#[tokio::test]
+async fn http_records_keep_order_copies_and_digits() {
+    let vigil = Launch::new(repo_path("policies"))
+        .args(["--http-listen", "127.0.0.1:0"])
+        .start();
+    let http = vigil.http.clone().unwrap();
+    let mask = |records: &str| {
+        format!(r#"{{"subject":"bob","object":"crm.customers","records":[{records}]}}"#)
+    };
+    let (status, _, body) = call(
+        &http,
+        "POST",
+        "/v1/mask",
+        &[],
+        &mask(r#"{"phone":"13812345678","a":1,"phone":"13912345678"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let start = body.find(r#""records":[{"#).unwrap();
+    let record = &body[start..start + body[start..].find("]").unwrap()];
+    let phones: Vec<usize> = record.match_indices(r#""phone""#).map(|(i, _)| i).collect();
+    assert_eq!(phones.len(), 2, "both copies kept: {record}");
+    assert!(
+        phones[0] < record.find(r#""a":1"#).unwrap(),
+        "order kept: {record}"
+    );
+    assert!(
+        record.contains("138****5678") && record.contains("139****5678"),
+        "{record}"
+    );
+
+    // An 18-digit resident ID sent as a number: never returned rounded.
+    let (status, _, body) = call(
+        &http,
+        "POST",
+        "/v1/mask",
+        &[],
+        &mask(r#"{"x":110101199003071233}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("110101199003071") && !body.contains("e+17"),
+        "digits in clear: {body}"
+    );
+    // Past 64 bits the digits are gone before vigil sees them: refused.
+    let (status, _, body) = call(
+        &http,
+        "POST",
+        "/v1/mask",
+        &[],
+        &mask(r#"{"x":123456789012345678901234567890}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    // Deep nesting is refused, as on gRPC.
+    let deep = format!("{}1{}", r#"{"a":"#.repeat(20_000), "}".repeat(20_000));
+    let (status, _, body) = call(&http, "POST", "/v1/mask", &[], &mask(&deep)).await;
+    assert_eq!(status, 400, "{body}");
+}

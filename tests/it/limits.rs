@@ -565,3 +565,33 @@ async fn envoy_checks_past_a_rate_answer_429() {
         "{response}"
     );
 }
+
+/// A reveal quota counts values, not fields: a labelled list of six
+/// phone numbers, or a text holding six, is six reveals.
+#[tokio::test]
+async fn a_reveal_quota_counts_each_value_of_a_field() {
+    let policies = policies_with(
+        "[[quota]]\nname = \"steward-phones\"\nrole = \"data_steward\"\nlabel = \"phone\"\nreveals = \"3/h\"\n",
+    );
+    let vigil = Launch::new(policies.path()).start();
+    let mut client = DataMaskingClient::new(vigil.channel().await);
+    let numbers: Vec<String> = (0..6).map(|i| format!("1391234567{i}")).collect();
+    let answer = client
+        .mask(mask_request(
+            "carol",
+            "crm.customers",
+            vec![serde_json::json!({ "phone": numbers })],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let shown = format!("{:?}", answer.records);
+    for number in &numbers {
+        assert!(
+            !shown.contains(number.as_str()),
+            "{number} in clear: {shown}"
+        );
+    }
+    let phone = answer.actions.iter().find(|a| a.label == "phone").unwrap();
+    assert_eq!(phone.quota, "steward-phones", "{phone:?}");
+}
