@@ -135,9 +135,10 @@ impl Engine {
                 .await
                 .map_err(|e| EngineError::Policy(casbin_message(&e)))?;
         }
-        let enforcer = Enforcer::new(model, adapter)
+        let mut enforcer = Enforcer::new(model, adapter)
             .await
             .map_err(|e| EngineError::Policy(casbin_message(&e)))?;
+        register_safe_functions(&mut enforcer);
         let sections = enforcer.get_model().get_model();
         let request = sections
             .get("r")
@@ -629,6 +630,39 @@ mod tests {
         };
         let verdict = engine.decide(&request).unwrap();
         assert_eq!(verdict.reason(&request), expect);
+    }
+
+    /// keyMatch beside `||` (so not the indexed conjunct) and globMatch,
+    /// with multibyte request values: decided, never a panic.
+    #[tokio::test]
+    async fn pattern_functions_take_any_request_value() {
+        let model = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n\
+            [policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\n\
+            m = r.sub == p.sub && (keyMatch(r.obj, p.obj) || r.act == \"admin\") && r.act == p.act\n";
+        let engine = Engine::build(model, &[rule("p", &["alice", "/a*", "read"], 1)])
+            .await
+            .unwrap();
+        let attributes = HashMap::new();
+        for (object, allowed) in [("/é…", false), ("/a/é", true), ("/", false)] {
+            let request = AccessRequest {
+                subject: "alice",
+                extra_roles: &[],
+                object,
+                action: "read",
+                domain: "",
+                attributes: &attributes,
+            };
+            assert_eq!(
+                engine.decide(&request).unwrap().allowed(),
+                allowed,
+                "{object}"
+            );
+            assert_eq!(
+                engine.decide_reference(&request).unwrap().allowed(),
+                allowed,
+                "casbin-rs on {object}"
+            );
+        }
     }
 
     #[tokio::test]

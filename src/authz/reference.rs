@@ -226,3 +226,40 @@ pub(super) fn eval_columns(
     }
     columns
 }
+
+/// Replaces casbin-rs's functions that panic on some inputs with vigil's,
+/// which the compiled evaluator calls too, so both decide alike: keyMatch
+/// and keyGet compare bytes (casbin-rs slices inside a character),
+/// globMatch fails on a pattern that is no glob (casbin-rs unwraps). A
+/// failure returns `()`, which rhai cannot combine with `&&` or `||`: the
+/// evaluation fails and the request is denied with the reason.
+pub(super) fn register_safe_functions(enforcer: &mut Enforcer) {
+    use casbin::{
+        function_map::{dynamic_to_str, OperatorFunction},
+        rhai::Dynamic,
+    };
+    casbin::CoreApi::add_function(
+        enforcer,
+        "keyMatch",
+        OperatorFunction::Arg2(|key: Dynamic, pattern: Dynamic| {
+            compiled::key_match(&dynamic_to_str(&key), &dynamic_to_str(&pattern)).into()
+        }),
+    );
+    casbin::CoreApi::add_function(
+        enforcer,
+        "keyGet",
+        OperatorFunction::Arg2(|key: Dynamic, pattern: Dynamic| {
+            compiled::key_get(&dynamic_to_str(&key), &dynamic_to_str(&pattern)).into()
+        }),
+    );
+    casbin::CoreApi::add_function(
+        enforcer,
+        "globMatch",
+        OperatorFunction::Arg2(|key: Dynamic, pattern: Dynamic| {
+            match compiled::glob_match(&dynamic_to_str(&key), &dynamic_to_str(&pattern)) {
+                Ok(matched) => matched.into(),
+                Err(_) => Dynamic::UNIT,
+            }
+        }),
+    );
+}

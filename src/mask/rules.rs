@@ -394,6 +394,7 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
     }
     let mut detectors = Vec::new();
     let mut custom_patterns: Vec<String> = Vec::new();
+    let mut custom_lines: Vec<usize> = Vec::new();
     // (builtin name or regex) → the line of the detector that has it: a
     // second one like it finds the same spans, and the first always wins.
     let mut first_with_pattern: HashMap<String, usize> = HashMap::new();
@@ -437,6 +438,7 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
             (None, Some(regex)) => match regex::Regex::new(regex) {
                 Ok(compiled) if never_matches(regex).is_none() => {
                     custom_patterns.push(regex.clone());
+                    custom_lines.push(line);
                     Pattern::Custom(compiled)
                 }
                 Ok(_) => {
@@ -471,6 +473,26 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
             label: def.label.clone(),
         });
     }
+    // Each regex fits the size limit alone; together, as the prefilter
+    // set, they may not: a problem at the last one, never a panic.
+    let mut custom_prefilter = None;
+    if !custom_patterns.is_empty() {
+        match RegexSet::new(&custom_patterns) {
+            Ok(set) => custom_prefilter = Some(set),
+            Err(e) => problems.push(problem(
+                custom_lines.last().copied().unwrap_or(0),
+                format!(
+                    "the detector regexes (lines {}) together are too large to match at once \
+                     ({e}); simplify or merge some",
+                    custom_lines
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
     if problems.is_empty() {
         let mut format_hints = HashMap::new();
         for (name, label) in &labels {
@@ -495,8 +517,7 @@ pub fn parse(text: &str) -> Result<Classification, Vec<Problem>> {
             labels,
             rules,
             detectors,
-            custom_prefilter: (!custom_patterns.is_empty())
-                .then(|| RegexSet::new(&custom_patterns).expect("each pattern compiled alone")),
+            custom_prefilter,
             format_hints,
             masking_off,
         })
@@ -600,6 +621,24 @@ mod tests {
             problems[2].starts_with(
                 "classification.toml:12: detector \"cn_mobile\" repeats the one at line 9"
             ),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn detectors_too_large_together_are_a_problem_not_a_panic() {
+        // Each fits the regex size limit alone; the two as one set do not.
+        let text = "[labels]\nphone = { level = \"confidential\", default = \"mask\" }\n\
+                    [[detectors]]\nregex = '\\w{200}1'\nlabel = \"phone\"\n\
+                    [[detectors]]\nregex = '\\w{200}2'\nlabel = \"phone\"\n";
+        let problems: Vec<String> = parse(text)
+            .unwrap_err()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("classification.toml:6: the detector regexes (lines 3, 6)"),
             "{problems:?}"
         );
     }

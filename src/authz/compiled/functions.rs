@@ -10,8 +10,12 @@ use regex::Regex;
 
 use super::Func;
 
+/// Most compiled patterns kept per function: every distinct pattern of a
+/// large policy, and a bounded number of request values used as patterns.
+const MAX_CACHED_PATTERNS: usize = 65_536;
+
 /// Compiled patterns of the regex-based functions, one map per function,
-/// filled on first use.
+/// filled on first use, at most [`MAX_CACHED_PATTERNS`] each.
 #[derive(Default)]
 pub(super) struct PatternFunctions {
     regexes: [RwLock<HashMap<String, Option<Arc<Regex>>>>; 4],
@@ -22,8 +26,8 @@ impl PatternFunctions {
     /// pattern compiled once (the translation is casbin-rs's).
     pub(super) fn call(&self, func: Func, key: &str, pattern: &str) -> Result<bool, String> {
         match func {
-            Func::KeyMatch => return Ok(function_map::key_match(key, pattern)),
-            Func::GlobMatch => return Ok(function_map::glob_match(key, pattern)),
+            Func::KeyMatch => return Ok(key_match(key, pattern)),
+            Func::GlobMatch => return glob_match(key, pattern),
             Func::IpMatch => return ip_match(key, pattern),
             Func::KeyMatch4 => {
                 return std::panic::catch_unwind(|| function_map::key_match4(key, pattern))
@@ -49,10 +53,16 @@ impl PatternFunctions {
                     .and_then(|source| go_regex_in_rust(&source))
                     .and_then(|rust| Regex::new(&rust).ok())
                     .map(Arc::new);
-                self.regexes[slot]
+                let mut cache = self.regexes[slot]
                     .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(pattern.to_owned(), compiled.clone());
+                    .unwrap_or_else(|p| p.into_inner());
+                // Patterns are the policy's, but a matcher may put a
+                // request value in pattern position: past the bound the
+                // cache starts over rather than grow with every request.
+                if cache.len() >= MAX_CACHED_PATTERNS {
+                    cache.clear();
+                }
+                cache.insert(pattern.to_owned(), compiled.clone());
                 compiled
             }
         };
@@ -70,12 +80,63 @@ impl PatternFunctions {
     }
 }
 
+/// Go Casbin's `keyMatch`: `key` equals `pattern` up to its first `*`.
+/// Compared as bytes, as Go compares them: casbin-rs slices the strings
+/// and panics when the `*` falls inside a character of `key` (`/a*`
+/// against `/é…`).
+pub fn key_match(key: &str, pattern: &str) -> bool {
+    let (key, pattern) = (key.as_bytes(), pattern.as_bytes());
+    match pattern.iter().position(|&b| b == b'*') {
+        None => key == pattern,
+        Some(star) if key.len() > star => key[..star] == pattern[..star],
+        Some(star) => key == &pattern[..star],
+    }
+}
+
+/// Go Casbin's `keyGet`: what `key` holds past `pattern`'s `*` when the
+/// two agree before it, else empty; by bytes, as `key_match`.
+pub fn key_get(key: &str, pattern: &str) -> String {
+    let (bytes, prefix) = (key.as_bytes(), pattern.as_bytes());
+    match prefix.iter().position(|&b| b == b'*') {
+        Some(star) if bytes.len() > star && bytes[..star] == prefix[..star] => {
+            String::from_utf8_lossy(&bytes[star..]).into_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+/// A glob as casbin-rs builds it for `globMatch` (`*` stops at `/`), or why
+/// it is none: casbin-rs unwraps the error and panics on every request.
+fn glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map(|glob| glob.compile_matcher())
+        .map_err(|e| e.kind().to_string())
+}
+
+/// `globMatch`, failing (and so denying) on a pattern that is no glob.
+pub fn glob_match(key: &str, pattern: &str) -> Result<bool, String> {
+    glob(pattern)
+        .map(|glob| glob.is_match(key))
+        .map_err(|why| format!("globMatch: {pattern:?} is not a glob ({why})"))
+}
+
 /// Why a rule's `pattern` for the matcher function `function` would fail
 /// every request that reaches it, if it would: the regex the function
 /// builds from it is one Go Casbin's regexp refuses (or no regex at all).
 /// Checked at load for every rule, so the regex is parsed, not compiled.
 pub fn pattern_problem(function: &str, pattern: &str) -> Option<String> {
-    let source = regex_source(Func::from_name(function)?, pattern)?;
+    let func = Func::from_name(function)?;
+    if func == Func::GlobMatch {
+        return glob(pattern).err().map(|why| {
+            format!(
+                "`{pattern}` is no glob globMatch can match with ({why}), so every request \
+                 reaching this rule would fail"
+            )
+        });
+    }
+    let source = regex_source(func, pattern)?;
     let refused = go_regex_in_rust(&source)
         .is_none_or(|rust| regex_syntax::Parser::new().parse(&rust).is_err());
     refused.then(|| {
@@ -309,5 +370,73 @@ mod tests {
             .unwrap_err()
             .contains("\"10.0.0.0/33\""));
         assert!(ip_match("10.0.0.1", "data1").is_err());
+    }
+
+    #[test]
+    fn key_functions_compare_bytes_as_go_does() {
+        use super::{key_get, key_match};
+        // `*` at byte 2 falls inside `é` (bytes 1-2): casbin-rs panics.
+        assert!(!key_match("/é/data", "/a*"));
+        assert!(key_match("/a/é", "/a*"));
+        assert!(key_match("/é/x", "/é*"));
+        assert!(!key_match("/", "/a*"));
+        assert!(key_match("/a", "/a*"));
+        assert_eq!(key_get("/é/x", "/é/*"), "x");
+        assert_eq!(key_get("/éa", "/a*"), "");
+    }
+
+    #[test]
+    fn a_glob_that_is_none_fails_and_is_refused_at_load() {
+        use super::{glob_match, pattern_problem};
+        assert_eq!(glob_match("/a/b", "/a/*"), Ok(true));
+        assert_eq!(glob_match("/a/b/c", "/a/*"), Ok(false));
+        assert!(glob_match("/a", "/a[").is_err());
+        assert!(pattern_problem("globMatch", "/a[").is_some());
+        assert!(pattern_problem("globMatch", "/a/*").is_none());
+    }
+
+    /// No pattern function panics, whatever the request holds: every
+    /// function, Unicode keys and patterns from the request side too.
+    #[test]
+    fn no_pattern_function_panics_on_any_value() {
+        use proptest::prelude::*;
+        let functions = super::PatternFunctions::default();
+        let patterns = [
+            "/a*",
+            "/é*",
+            "*",
+            "/a/:id",
+            "/a/{id}",
+            "/a/*/b",
+            "^/a.*$",
+            "/a[",
+            "[",
+            "{",
+            "/files/**",
+            "10.0.0.0/8",
+            "::1",
+            "/数据/*",
+            "/a/{id}/b/{x}",
+            "(",
+        ];
+        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+            cases: 32,
+            ..Default::default()
+        });
+        runner
+            .run(&("\\PC{0,12}", "\\PC{0,8}"), |(key, free)| {
+                for func in super::Func::NAMES
+                    .iter()
+                    .filter_map(|n| super::Func::from_name(n))
+                {
+                    for pattern in patterns.iter().copied().chain([free.as_str()]) {
+                        let _ = functions.call(func, &key, pattern);
+                        let _ = functions.call(func, pattern, &key);
+                    }
+                }
+                prop_assert!(true);
+                Ok(())
+            })
+            .unwrap();
     }
 }

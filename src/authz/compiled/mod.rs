@@ -22,7 +22,7 @@
 //! rules and evaluates.
 
 mod functions;
-pub use functions::pattern_problem;
+pub use functions::{glob_match, key_get, key_match, pattern_problem};
 mod parse;
 mod patterns;
 mod roles;
