@@ -313,9 +313,15 @@ pub struct ServeArgs {
     /// JSON Web Key Set file (RS256/ES256 keys, selected by `kid`).
     #[arg(long, env = "VIGIL_JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
-    /// Required `iss` claim.
+    /// Required `iss` claim: the identity provider (or tenant) whose
+    /// tokens count. Required with a key option unless --jwt-any-issuer
+    /// waives it.
     #[arg(long, env = "VIGIL_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
+    /// Accept tokens whatever their issuer (only if the key signs for one
+    /// issuer alone: providers whose tenants share keys need --jwt-issuer).
+    #[arg(long, env = "VIGIL_JWT_ANY_ISSUER")]
+    pub jwt_any_issuer: bool,
     /// Required `aud` claim: vigil's own name, so tokens minted for other
     /// services are refused. Required with a key option unless
     /// --jwt-any-audience waives it.

@@ -64,6 +64,8 @@ pub(super) struct FileConfig {
     pub(super) jwt_issuer: Option<String>,
     #[serde(alias = "jwt-audience")]
     pub(super) jwt_audience: Option<String>,
+    #[serde(alias = "jwt-any-issuer")]
+    pub(super) jwt_any_issuer: Option<bool>,
     #[serde(alias = "jwt-any-audience")]
     pub(super) jwt_any_audience: Option<bool>,
     #[serde(alias = "jwt-roles-claim")]

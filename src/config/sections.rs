@@ -514,9 +514,21 @@ fn jwt(args: &mut ServeArgs, file: &mut FileConfig, problems: &mut Problems) -> 
                 .to_owned(),
         );
     }
+    let issuer = args.jwt_issuer.take().or(file.jwt_issuer.take());
+    let any_issuer = args.jwt_any_issuer || file.jwt_any_issuer.unwrap_or(false);
+    // Identity providers whose tenants share signing keys and audience
+    // would let another tenant's token in.
+    if issuer.is_none() && !any_issuer && !matches!(keys, JwtKeySource::DevSecret(_)) {
+        problems.push(
+            "--auth jwt needs --jwt-issuer (the identity provider, or tenant, in the tokens' iss \
+             claim), or tokens another issuer signs with a shared key are accepted; pass \
+             --jwt-any-issuer to accept any issuer on purpose"
+                .to_owned(),
+        );
+    }
     JwtSettings {
         keys,
-        issuer: args.jwt_issuer.take().or(file.jwt_issuer.take()),
+        issuer,
         audience,
         roles_claim: args
             .jwt_roles_claim

@@ -144,11 +144,36 @@ fn jwt_with_a_key_needs_an_audience_unless_waived() {
     args.auth = Some(AuthMode::Jwt);
     args.jwt_secret_file = Some("secret".into());
     args.jwt_any_audience = true;
+    args.jwt_any_issuer = true;
     assert!(Config::from_args(args).is_ok());
 
     // The development secret signs only vigil's own tokens.
     let mut args = serve_args();
     args.auth = Some(AuthMode::Jwt);
+    assert!(Config::from_args(args).is_ok());
+}
+
+#[test]
+fn jwt_with_a_key_needs_an_issuer_unless_waived() {
+    let mut args = serve_args();
+    args.auth = Some(AuthMode::Jwt);
+    args.jwt_secret_file = Some("secret".into());
+    args.jwt_audience = Some("vigil".into());
+    let err = Config::from_args(args).unwrap_err();
+    assert!(err.to_string().contains("--jwt-issuer"), "{err}");
+
+    let mut args = serve_args();
+    args.auth = Some(AuthMode::Jwt);
+    args.jwt_secret_file = Some("secret".into());
+    args.jwt_audience = Some("vigil".into());
+    args.jwt_issuer = Some("https://idp.example.com/tenant-a".into());
+    assert!(Config::from_args(args).is_ok());
+
+    let mut args = serve_args();
+    args.auth = Some(AuthMode::Jwt);
+    args.jwt_secret_file = Some("secret".into());
+    args.jwt_audience = Some("vigil".into());
+    args.jwt_any_issuer = true;
     assert!(Config::from_args(args).is_ok());
 }
 
