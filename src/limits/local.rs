@@ -36,7 +36,11 @@ const SHARDS: usize = 16;
 #[derive(Debug)]
 pub struct BoundedStore {
     shards: [Mutex<foldhash::HashMap<u64, InMemoryState>>; SHARDS],
-    per_shard: usize,
+    /// At most this many keys across every shard: the bound is the
+    /// table's, not each shard's, so the table holds exactly `capacity`
+    /// keys before the overflow state is shared (a shard filling first
+    /// would send keys to it early; rounded shards would hold more).
+    capacity: usize,
     entries: AtomicUsize,
     overflow: InMemoryState,
     /// Checks that went to the overflow state (shared with the bucket:
@@ -48,7 +52,7 @@ impl BoundedStore {
     fn new(capacity: usize, overflowed: Arc<AtomicU64>) -> BoundedStore {
         BoundedStore {
             shards: std::array::from_fn(|_| Mutex::new(foldhash::HashMap::default())),
-            per_shard: capacity.div_ceil(SHARDS).max(1),
+            capacity: capacity.max(1),
             entries: AtomicUsize::new(0),
             overflow: InMemoryState::default(),
             overflowed,
@@ -84,12 +88,14 @@ impl StateStore for BoundedStore {
         if let Some(state) = shard.get(key) {
             return state.measure_and_replace(&NotKeyed::NonKey, f);
         }
-        if shard.len() >= self.per_shard {
+        // Reserve a place first: two new keys racing for the last one
+        // cannot both take it.
+        if self.entries.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.entries.fetch_sub(1, Ordering::Relaxed);
             drop(shard);
             self.overflowed.fetch_add(1, Ordering::Relaxed);
             return self.overflow.measure_and_replace(&NotKeyed::NonKey, f);
         }
-        self.entries.fetch_add(1, Ordering::Relaxed);
         shard
             .entry(*key)
             .or_default()
@@ -210,5 +216,37 @@ impl LocalBucket {
         {
             self.limiter.retain_recent();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `max_keys` is the table's bound, and past it one overflow budget is
+    /// shared: 1/h over 1,000 keys and 3,000 subjects allows 1,000 + 1.
+    #[test]
+    fn past_max_keys_one_overflow_budget() {
+        let allowance = Allowance {
+            count: NonZeroU32::MIN,
+            period: Duration::from_secs(3600),
+            burst: NonZeroU32::MIN,
+            text: "1/h".into(),
+        };
+        let bucket = LocalBucket::new(&allowance, 1000);
+        let mut allowed = 0;
+        let mut first_denial = None;
+        for subject in 0..3000u64 {
+            // Keys are keyed digests: spread them as those are spread.
+            let key = subject.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            if bucket.take(key).is_ok() {
+                allowed += 1;
+            } else if first_denial.is_none() {
+                first_denial = Some(subject + 1);
+            }
+        }
+        assert_eq!(allowed, 1001);
+        assert_eq!(first_denial, Some(1002));
+        assert_eq!(bucket.keys(), 1000);
     }
 }
