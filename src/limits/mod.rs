@@ -256,7 +256,14 @@ impl Limiter {
                         )),
                     },
                     Err(e) => {
-                        let m = &reveals.quotas[0];
+                        // The quota this call's values count against, not
+                        // merely the first the reader has.
+                        let m = reveals
+                            .quotas
+                            .iter()
+                            .zip(&reveals.counted)
+                            .find(|(_, &n)| n > 0)
+                            .map_or(&reveals.quotas[0], |(m, _)| m);
                         let mut refused = exceeded(m, Duration::ZERO, Via::Fallback);
                         refused.reason = format!(
                             "reveal quota {} cannot be checked ({e}), so nothing is revealed (quotas fail closed); retry later",

@@ -595,3 +595,62 @@ async fn a_reveal_quota_counts_each_value_of_a_field() {
     let phone = answer.actions.iter().find(|a| a.label == "phone").unwrap();
     assert_eq!(phone.quota, "steward-phones", "{phone:?}");
 }
+
+/// With the shared store unreachable, a refused Unmask names the quota its
+/// values count against (cards), not the first the reader has (phones).
+#[tokio::test]
+async fn an_unreachable_store_names_the_quota_that_applies() {
+    let policies = policies_with(
+        "[[quota]]\nname = \"admin-phones\"\nsubject = \"dave\"\nlabel = \"phone\"\nreveals = \"5/h\"\n\n\
+         [[quota]]\nname = \"admin-cards\"\nsubject = \"dave\"\nlabel = \"bank_card\"\nreveals = \"5/h\"\n",
+    );
+    let plain = Launch::new(policies.path()).start();
+    let sealed = strings_at(
+        &DataMaskingClient::new(plain.channel().await)
+            .mask(mask_request(
+                "alice",
+                "finance.payments",
+                vec![serde_json::json!({ "card_number": "6222020200112233445" })],
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .records,
+        "card_number",
+    );
+    // Nothing listens on port 1: the store is away for good. The sealing
+    // keyring is the same, so the second sidecar opens the first's values.
+    let vigil = Launch::new(policies.path())
+        .args(["--limits-backend", "redis://127.0.0.1:1/0"])
+        .args([
+            "--keyring",
+            plain
+                .dir
+                .path()
+                .join("vigil-data/keyring.json")
+                .to_str()
+                .unwrap(),
+        ])
+        .start();
+    let refused = DataMaskingClient::new(vigil.channel().await)
+        .unmask(UnmaskRequest {
+            subject: "dave".into(),
+            object: "finance.payments".into(),
+            values: sealed,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("admin-cards") && !refused.message().contains("admin-phones"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(records_naming(&vigil.audit_dir, "admin-cards").len(), 1);
+    assert!(records_naming(&vigil.audit_dir, "admin-phones").is_empty());
+}
