@@ -249,8 +249,18 @@ pub fn generalize(value: &str, how: Generalize) -> Option<String> {
             if !number.is_finite() {
                 return None;
             }
-            let low = (number / width as f64).floor() * width as f64;
-            Some(format!("{}-{}", low as i64, low as i64 + width as i64 - 1))
+            // Past 2^53 a double no longer holds every integer: a range
+            // there would be made of rounded (or saturated) bounds, so the
+            // value is not generalized and the caller redacts it.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            let width_f = width as f64;
+            let low = (number / width_f).floor() * width_f;
+            if !(low.abs() <= EXACT && (low + width_f).abs() <= EXACT) {
+                return None;
+            }
+            let low = low as i64;
+            let high = low.checked_add(i64::try_from(width).ok()?.checked_sub(1)?)?;
+            Some(format!("{low}-{high}"))
         }
     }
 }
@@ -386,5 +396,31 @@ mod tests {
             .parse::<Treatment>()
             .unwrap_err()
             .contains("unknown treatment"));
+    }
+
+    /// Over the whole f64 range a range is either exact bounds around the
+    /// value or nothing (redacted): never saturated or wrapped.
+    #[test]
+    fn ranges_hold_their_value_or_are_refused() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(
+                &(any::<f64>(), prop::sample::select(vec![1u64, 10, 1000, 1 << 40, u64::MAX])),
+                |(number, width)| {
+                    if let Some(range) = generalize(&number.to_string(), Generalize::Range(width)) {
+                        let split = range[1..].find('-').map(|i| i + 1).unwrap();
+                        let low: i64 = range[..split].parse().unwrap();
+                        let high: i64 = range[split + 1..].parse().unwrap();
+                        prop_assert!(low as f64 <= number && number <= high as f64 + 1.0, "{number} in {range}");
+                        prop_assert!(low.abs() < 1 << 54 && high.abs() < 1 << 54, "{range}");
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+        for huge in ["1e300", "9.3e18", "-9.3e18", "9223372036854775807"] {
+            assert_eq!(generalize(huge, Generalize::Range(10)), None, "{huge}");
+        }
     }
 }
