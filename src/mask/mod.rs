@@ -399,24 +399,30 @@ impl<'a, V: Visibility> Masker<'a, V> {
         // Path rules first: they label whole fields (or whole subtrees).
         // Most patterns end in a key (`**.mobile`): a field whose own
         // name differs is ruled out without walking the pattern.
-        let last = path.last();
+        // A key may spell a path itself (`{"contact.phone": …}`, a
+        // flattened record): it is read as that path, so it meets the rules
+        // `contact.phone` would, never as a free name.
+        let last = path.last().map(|step| match step {
+            OwnedStep::Key(key) => Step::Key(key.rsplit('.').next().unwrap_or(key)),
+            OwnedStep::Index(i) => Step::Index(*i),
+        });
         let mut candidates = self
             .rules_for_object
             .iter()
             .filter(|r| match (r.pattern.last(), last) {
-                (Some(Segment::Key(key)), Some(OwnedStep::Key(name))) => key == name,
-                (Some(Segment::Key(_)), Some(OwnedStep::Index(_))) => false,
+                (Some(Segment::Key(key)), Some(Step::Key(name))) => key == name,
+                (Some(Segment::Key(_)), Some(Step::Index(_))) => false,
                 _ => true,
             })
             .peekable();
         if candidates.peek().is_some() {
-            let steps: Vec<Step<'_>> = path
-                .iter()
-                .map(|s| match s {
-                    OwnedStep::Key(k) => Step::Key(k),
-                    OwnedStep::Index(i) => Step::Index(*i),
-                })
-                .collect();
+            let mut steps: Vec<Step<'_>> = Vec::with_capacity(path.len() + 1);
+            for step in path.iter() {
+                match step {
+                    OwnedStep::Key(key) => steps.extend(key.split('.').map(Step::Key)),
+                    OwnedStep::Index(i) => steps.push(Step::Index(*i)),
+                }
+            }
             if let Some(rule) = candidates
                 .find(|r| rules::path_matches(&r.pattern, &steps))
                 .copied()

@@ -406,13 +406,19 @@ mod tests {
         let mut runner = proptest::test_runner::TestRunner::default();
         runner
             .run(
-                &(any::<f64>(), prop::sample::select(vec![1u64, 10, 1000, 1 << 40, u64::MAX])),
+                &(
+                    any::<f64>(),
+                    prop::sample::select(vec![1u64, 10, 1000, 1 << 40, u64::MAX]),
+                ),
                 |(number, width)| {
                     if let Some(range) = generalize(&number.to_string(), Generalize::Range(width)) {
                         let split = range[1..].find('-').map(|i| i + 1).unwrap();
                         let low: i64 = range[..split].parse().unwrap();
                         let high: i64 = range[split + 1..].parse().unwrap();
-                        prop_assert!(low as f64 <= number && number <= high as f64 + 1.0, "{number} in {range}");
+                        prop_assert!(
+                            low as f64 <= number && number <= high as f64 + 1.0,
+                            "{number} in {range}"
+                        );
                         prop_assert!(low.abs() < 1 << 54 && high.abs() < 1 << 54, "{range}");
                     }
                     Ok(())

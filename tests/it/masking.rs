@@ -1074,3 +1074,38 @@ async fn too_deep_is_invalid_argument_naming_where_at_any_depth() {
         );
     }
 }
+
+/// A flattened key that spells a labelled path is that path: `**.phone`
+/// and `customer.id_card`-style rules meet `{"contact.phone": …}` too.
+#[tokio::test]
+async fn a_key_spelling_a_path_is_that_path() {
+    let vigil = Vigil::example();
+    // No detector finds an address: only the path rule `**.home_address`
+    // can label it, flattened or not.
+    let record = serde_json::json!({
+        "contact.home_address": "1 Main Street",
+        "contact": { "home_address": "2 Main Street" },
+        "a.b.c.home_address": ["3 Main Street"],
+    });
+    let answer = mask(&vigil, "bob", "crm.customers", vec![record])
+        .await
+        .unwrap();
+    let shown = format!("{:?}", answer.records);
+    assert!(!shown.contains("Main Street"), "in clear: {shown}");
+    let mut paths: Vec<&str> = answer
+        .actions
+        .iter()
+        .filter(|a| a.label == "address")
+        .map(|a| a.path.as_str())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "a.b.c.home_address",
+            "contact.home_address",
+            "contact.home_address"
+        ],
+        "{paths:?}"
+    );
+}
