@@ -73,52 +73,6 @@ pub async fn lint(dir: &Path) -> LintReport {
     report
 }
 
-/// Role grants that lead back to where they started (`a → b → a`): Casbin
-/// accepts them, and every member of the cycle silently holds every role
-/// in it. Each cycle is reported once, at the line granting its first role.
-fn role_cycles<'a>(
-    parents: &HashMap<&'a str, Vec<&'a str>>,
-    granted: &HashMap<&'a str, usize>,
-) -> Vec<Problem> {
-    let mut findings = Vec::new();
-    let mut reported: HashSet<Vec<&str>> = HashSet::new();
-    let mut starts: Vec<&&str> = parents.keys().collect();
-    starts.sort();
-    for start in starts {
-        // Depth-first from `start`, looking for a path back to it.
-        let mut stack: Vec<(&str, Vec<&str>)> = vec![(start, vec![start])];
-        let mut seen: HashSet<&str> = HashSet::new();
-        while let Some((name, path)) = stack.pop() {
-            for &parent in parents.get(name).map(Vec::as_slice).unwrap_or_default() {
-                if parent == *start {
-                    let mut cycle = path.clone();
-                    let mut key = cycle.clone();
-                    key.sort_unstable();
-                    if reported.insert(key) {
-                        cycle.push(parent);
-                        findings.push(Problem {
-                            file: POLICY_FILE.into(),
-                            line: granted
-                                .get(path.get(1).copied().unwrap_or(parent))
-                                .copied()
-                                .unwrap_or(0),
-                            message: format!(
-                                "role cycle {}: every name in it holds every role in it",
-                                cycle.join(" → ")
-                            ),
-                        });
-                    }
-                } else if seen.insert(parent) {
-                    let mut next = path.clone();
-                    next.push(parent);
-                    stack.push((parent, next));
-                }
-            }
-        }
-    }
-    findings
-}
-
 /// The visibility actions a grant may use.
 const SEE_ACTIONS: [&str; 3] = ["see:clear", "see:pseudonym", "see:masked"];
 
@@ -252,7 +206,6 @@ fn role_findings(outline: &files::ModelOutline, rules: &[files::RawRule]) -> Vec
             });
         }
     }
-    findings.extend(role_cycles(&parents, &granted));
     for (subject, line) in &rule_subjects {
         if !in_grants.contains(subject) && !subject.contains('*') {
             findings.push(Problem {

@@ -13,6 +13,7 @@ pub const DEFAULT_DIR: &str = "policies";
 
 pub mod cases;
 pub mod constraints;
+mod cycles;
 pub mod diff;
 pub mod files;
 pub mod lint;
@@ -112,6 +113,42 @@ impl fmt::Display for ProblemList<'_> {
     }
 }
 
+/// Go Casbin's `NewEnforcer` makes the domains of `g`'s grants keyMatch
+/// patterns by itself when the matcher says `keyMatch(r.dom, p.dom)`
+/// (`registerDomainMatchingFunc`); vigil does the same unless
+/// `[role_matching]` says otherwise, and says so in a warning.
+fn domains_as_go_matches_them(
+    model_text: &str,
+    outline: &files::ModelOutline,
+    matching: &mut std::collections::HashMap<String, crate::authz::Matching>,
+) -> Option<Problem> {
+    let line = *outline.lines.get("m")?;
+    let matcher: String = model_text
+        .lines()
+        .nth(line.checked_sub(1)?)?
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let says_so =
+        matcher.contains("keyMatch(r.dom,p.dom)") || matcher.contains("keyMatch(r_dom,p_dom)");
+    if !says_so || outline.arity("g").is_none_or(|arity| arity < 3) {
+        return None;
+    }
+    let slot = matching.entry("g".to_owned()).or_default();
+    if slot.domains.is_some() {
+        return None;
+    }
+    slot.domains = Some(crate::authz::MatchingFunction::KeyMatch);
+    Some(Problem {
+        file: MODEL_FILE.to_owned(),
+        line,
+        message: "the matcher's keyMatch(r.dom, p.dom) makes the domains of g's grants keyMatch \
+                  patterns too, as Go Casbin does (state it, or another function, with \
+                  [role_matching] g.domain = keyMatch)"
+            .to_owned(),
+    })
+}
+
 impl PolicySet {
     /// Reads and validates a policy directory.
     pub async fn load(dir: &Path) -> Result<PolicySet, PolicyError> {
@@ -151,7 +188,7 @@ impl PolicySet {
         .map_err(PolicyError::Invalid)?;
 
         let outline = files::parse_model(&model_text).map_err(PolicyError::Invalid)?;
-        let (mut rules, warnings) =
+        let (mut rules, mut warnings) =
             files::check_rules(&outline, files::parse_policy_csv(&policy_text))
                 .map_err(PolicyError::Invalid)?;
         files::order_by_priority(&outline, &mut rules).map_err(PolicyError::Invalid)?;
@@ -160,12 +197,21 @@ impl PolicySet {
         if !broken.is_empty() {
             return Err(PolicyError::Invalid(broken));
         }
+        let cycles = cycles::cycles(&rules);
+        if !cycles.is_empty() {
+            return Err(PolicyError::Invalid(cycles));
+        }
         // Casbin's parser does not read link condition parameters
         // (`g = _, _, (_, _)`): it sees the role part; vigil checks them.
         let (casbin_model_text, conditions) = files::take_role_conditions(&model_text);
         let casbin_model_text = files::subject_priority_as_priority(&casbin_model_text);
-        let matching = files::check_role_matching(&outline, &role_matching, &conditions)
+        let mut matching = files::check_role_matching(&outline, &role_matching, &conditions)
             .map_err(PolicyError::Invalid)?;
+        warnings.extend(domains_as_go_matches_them(
+            &model_text,
+            &outline,
+            &mut matching,
+        ));
         let engine = Engine::build_with_matching(&casbin_model_text, &rules, &matching)
             .await
             .map_err(|e| {

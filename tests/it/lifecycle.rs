@@ -537,13 +537,13 @@ fn policy_mistakes_are_refused_or_named() {
         assert!(out.contains(finding), "{finding}: {out}");
     }
 
-    // A role cycle is accepted by Casbin and named here.
+    // A role cycle is refused, as Go Casbin refuses it, naming its lines.
     std::fs::write(dir.path().join("policy.csv"), &shipped).unwrap();
     append(dir.path(), "g, viewer, admin");
     let (code, out) = run(&["policy", "check", "--policies", path]);
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("warning: role cycle admin → data_steward → analyst → viewer → admin"),
+        out.contains("cycle detected: admin -> data_steward -> analyst -> viewer -> admin"),
         "{out}"
     );
 

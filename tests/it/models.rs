@@ -910,3 +910,39 @@ async fn ordered_levels_compare_as_numbers() {
         );
     }
 }
+
+/// Go Casbin turns on keyMatch for g's domains by itself when the matcher
+/// says `keyMatch(r.dom, p.dom)` (TestKeyMatchWithRBACInDomain, examples
+/// keymatch_with_rbac_in_domain): `can_manage → can_use` granted in domain
+/// `*` holds in `engines/engine1`.
+#[tokio::test]
+async fn domain_keymatch_from_the_matcher_as_go_casbin_decides() {
+    expect_domain_decisions(
+        "tests/models/keymatch_with_rbac_in_domain",
+        &[
+            ("Username==test2", "engines/engine1", "*", "attach", true),
+            ("Username==test2", "engines/engine1", "*", "pause", true),
+            ("Username==test2", "engines/engine2", "*", "attach", false),
+            ("Username==test3", "engines/engine1", "*", "attach", false),
+        ],
+    )
+    .await;
+    // policy check says what it did.
+    let out = common::vigil_command(
+        &[
+            "policy",
+            "check",
+            "--policies",
+            repo_path("tests/models/keymatch_with_rbac_in_domain")
+                .to_str()
+                .unwrap(),
+        ],
+        &repo_path("."),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string()
+        + String::from_utf8_lossy(&out.stderr).as_ref();
+    assert!(
+        text.contains("keyMatch(r.dom, p.dom) makes the domains of g's grants keyMatch"),
+        "{text}"
+    );
+}
