@@ -248,6 +248,7 @@ impl ConnectionLimits {
 /// holds up nobody else's.
 pub struct Incoming {
     listener: Listener,
+    protocol: Protocol,
     permits: PollSemaphore,
     permit: Option<OwnedSemaphorePermit>,
     backoff: Option<Pin<Box<Sleep>>>,
@@ -264,11 +265,13 @@ impl Listener {
     /// the peer).
     pub fn incoming(
         self,
+        protocol: Protocol,
         permits: Arc<Semaphore>,
         limits: ConnectionLimits,
         tls: Option<(Arc<ServerTls>, Surface)>,
     ) -> Incoming {
         Incoming {
+            protocol,
             tls: tls.filter(|_| matches!(self, Listener::Tcp(..))),
             listener: self,
             permits: PollSemaphore::new(permits),
@@ -281,6 +284,17 @@ impl Listener {
     }
 }
 
+/// What a listener speaks, for the deadlines its connections keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC: the HTTP/2 preface within the handshake timeout.
+    Http2,
+    /// HTTP/1.1 (the JSON API, metrics, probes): besides, each request's
+    /// headers within the handshake timeout of their first byte, so a
+    /// client dripping a byte at a time cannot hold a connection.
+    Http1,
+}
+
 /// Completes a TLS handshake within the handshake timeout. The permit is
 /// held throughout, so handshakes in flight count as connections.
 async fn handshake(
@@ -288,10 +302,11 @@ async fn handshake(
     stream: TcpStream,
     permit: OwnedSemaphorePermit,
     limits: ConnectionLimits,
+    protocol: Protocol,
 ) -> Option<Admitted<Box<dyn ConnectionInfo>>> {
     let peer = stream.peer_addr().ok();
     match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => Some(Admitted::new(Box::new(stream), permit, limits)),
+        Ok(Ok(stream)) => Some(Admitted::new(Box::new(stream), permit, limits, protocol)),
         Ok(Err(e)) => {
             tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
             None
@@ -332,8 +347,13 @@ impl Stream for Incoming {
                             let acceptor = TlsAcceptor::from(tls.config(*surface));
                             let permit = this.permit.take().expect("acquired above");
                             this.pause = Duration::ZERO;
-                            this.handshakes
-                                .spawn(handshake(acceptor, stream, permit, this.limits));
+                            this.handshakes.spawn(handshake(
+                                acceptor,
+                                stream,
+                                permit,
+                                this.limits,
+                                this.protocol,
+                            ));
                             continue;
                         }
                         Ok(Box::new(stream))
@@ -348,7 +368,12 @@ impl Stream for Incoming {
                 Ok(io) => {
                     this.pause = Duration::ZERO;
                     let permit = this.permit.take().expect("acquired above");
-                    return Poll::Ready(Some(Ok(Admitted::new(io, permit, this.limits))));
+                    return Poll::Ready(Some(Ok(Admitted::new(
+                        io,
+                        permit,
+                        this.limits,
+                        this.protocol,
+                    ))));
                 }
                 Err(e) if out_of_descriptors(&e) => {
                     this.pause =
@@ -454,6 +479,45 @@ pub struct Admitted<T> {
     handshake_owed: usize,
     deadline: Pin<Box<Sleep>>,
     limits: ConnectionLimits,
+    /// HTTP/1.1 only: where the current request's header block stands.
+    headers: Option<HeaderRead>,
+}
+
+/// An HTTP/1.1 request's header block as it arrives: a request starts
+/// with its first byte (after an answer was written, or on a new
+/// connection) and its headers end at the first blank line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeaderRead {
+    /// Between requests: the next byte starts one.
+    Awaiting,
+    /// Inside a header block; the last bytes seen, to find `\r\n\r\n`
+    /// across reads.
+    Reading { tail: u32 },
+    /// Headers in, the body or the answer under way.
+    Done,
+}
+
+impl HeaderRead {
+    /// Reads `bytes`; returns whether a header block started in them.
+    fn read(&mut self, bytes: &[u8]) -> bool {
+        let mut started = false;
+        for &byte in bytes {
+            match self {
+                HeaderRead::Done => return started,
+                HeaderRead::Awaiting => {
+                    started = true;
+                    *self = HeaderRead::Reading { tail: byte as u32 };
+                }
+                HeaderRead::Reading { tail } => {
+                    *tail = (*tail << 8) | byte as u32;
+                    if *tail == u32::from_be_bytes(*b"\r\n\r\n") {
+                        *self = HeaderRead::Done;
+                    }
+                }
+            }
+        }
+        started
+    }
 }
 
 /// The client preface (24 bytes) and its SETTINGS frame header (9).
@@ -475,6 +539,7 @@ impl Admitted<Box<dyn ConnectionInfo>> {
         io: Box<dyn ConnectionInfo>,
         permit: OwnedSemaphorePermit,
         limits: ConnectionLimits,
+        protocol: Protocol,
     ) -> Self {
         Admitted {
             connection: Connection {
@@ -486,6 +551,7 @@ impl Admitted<Box<dyn ConnectionInfo>> {
             handshake_owed: HANDSHAKE_BYTES,
             deadline: Box::pin(tokio::time::sleep(limits.handshake_timeout)),
             limits,
+            headers: (protocol == Protocol::Http1).then_some(HeaderRead::Awaiting),
         }
     }
 }
@@ -515,6 +581,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for Admitted<T> {
                 // not that it uses the connection: they must not hold an
                 // idle one open past the idle timeout.
                 let activity = this.handshake_owed > 0 || !only_pings(&buf.filled()[before..]);
+                if let Some(headers) = this.headers.as_mut() {
+                    if headers.read(&buf.filled()[before..]) {
+                        // A request's headers have the handshake timeout
+                        // from their first byte, however they trickle in.
+                        this.deadline
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + this.limits.handshake_timeout);
+                    }
+                    if matches!(headers, HeaderRead::Reading { .. }) {
+                        // Still inside a header block: no read extends it.
+                        return Poll::Ready(result);
+                    }
+                }
                 if read > 0 && activity {
                     this.handshake_owed = this.handshake_owed.saturating_sub(read);
                     let wait = if this.handshake_owed > 0 {
@@ -534,7 +613,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Admitted<T> {
             }
             Poll::Pending => {
                 if this.deadline.as_mut().poll(cx).is_ready() {
-                    let what = if this.handshake_owed > 0 {
+                    let what = if matches!(this.headers, Some(HeaderRead::Reading { .. })) {
+                        "did not send its request headers"
+                    } else if this.handshake_owed > 0 {
                         "did not complete the HTTP/2 handshake"
                     } else {
                         "was idle"
@@ -557,6 +638,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Admitted<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // An answer going out: the next bytes read start another request.
+        if let Some(headers) = self.headers.as_mut() {
+            *headers = HeaderRead::Awaiting;
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -565,6 +650,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Admitted<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(headers) = self.headers.as_mut() {
+            *headers = HeaderRead::Awaiting;
+        }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 

@@ -29,7 +29,7 @@ use crate::{
     },
     keys::{Keyring, KeyringError, KeyringLocation},
     limits::Limiter,
-    listen::{Connection, ConnectionLimits, Incoming, Listener, Plane},
+    listen::{Connection, ConnectionLimits, Incoming, Listener, Plane, Protocol},
     metrics::Metrics,
     policy::{shadow::Shadow, watch::Watcher, PolicyError, PolicyStore},
     proto::{
@@ -40,6 +40,10 @@ use crate::{
     tls::{ServerTls, Surface, TlsError},
     witness::{ShipState, Shipper},
 };
+
+/// Connections the HTTP, metrics and admin listeners share at least,
+/// however low `--max-connections` is.
+const SIDE_CONNECTIONS_AT_LEAST: usize = 16;
 
 /// How long shutdown waits for in-flight calls and open connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -299,8 +303,13 @@ impl App {
             .expect("the embedded descriptor set was produced by protox at build time");
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        // One permit per open connection, across every listener.
+        // One permit per open connection: the gRPC data plane's own pool,
+        // and a smaller one the HTTP, metrics and admin listeners share, so
+        // slow clients of those can never take the data plane's places.
         let permits = Arc::new(Semaphore::new(self.connections.max_connections));
+        let side_permits = Arc::new(Semaphore::new(
+            (self.connections.max_connections / 4).max(SIDE_CONNECTIONS_AT_LEAST),
+        ));
         let mut servers = Vec::new();
         let mut sockets = Vec::new();
         // One line an operator reads to know what runs: policy, audit,
@@ -329,8 +338,14 @@ impl App {
                 Plane::Http => Surface::Http,
                 Plane::Metrics => Surface::Metrics,
             };
+            let (protocol, pool) = match plane {
+                Plane::Data => (Protocol::Http2, &permits),
+                Plane::Admin => (Protocol::Http2, &side_permits),
+                Plane::Http | Plane::Metrics => (Protocol::Http1, &side_permits),
+            };
             let incoming = listener.incoming(
-                permits.clone(),
+                protocol,
+                pool.clone(),
                 self.connections,
                 self.tls.clone().map(|tls| (tls, surface)),
             );

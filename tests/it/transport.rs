@@ -395,3 +395,65 @@ async fn undecodable_requests_are_invalid_argument() {
         );
     }
 }
+
+/// Slow HTTP clients (headers dripped a byte at a time) are cut at the
+/// handshake timeout, and however many hold the metrics port, the gRPC
+/// data plane keeps its own connection places.
+#[tokio::test]
+async fn slow_http_clients_starve_no_one() {
+    let vigil = Launch::new(repo_path("policies"))
+        .args([
+            "--max-connections",
+            "4",
+            "--handshake-timeout",
+            "1s",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .start();
+    let metrics = vigil.metrics.clone().unwrap();
+    // More slow clients than every place there is.
+    let mut slow = Vec::new();
+    for _ in 0..24 {
+        let mut stream = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+        // Past the 33 bytes a connection owes to count as started.
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: vigil\r\nX-Slow: aaaaaaaa")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        vigil
+            .client()
+            .await
+            .authorize(request("alice", "crm.customers", "read")),
+    )
+    .await
+    .expect("the data plane is served beside slow metrics clients")
+    .unwrap();
+    assert!(answer.into_inner().allowed);
+
+    // One dripping a byte every 200 ms is closed at the 1 s header
+    // deadline, not kept alive by its drip.
+    let mut stream = slow.pop().unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut byte = [0u8; 1];
+        loop {
+            if stream.write_all(b"x").await.is_err() {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    // Without a header deadline each byte would renew the 300 s idle one.
+    assert!(
+        closed.is_ok(),
+        "a dripping client was kept past the header deadline"
+    );
+}
