@@ -249,7 +249,18 @@ fn a_redis_restart_under_load_fails_no_call() {
         let stop = stop.clone();
         runtime.spawn(async move { hammer_until(&[address], "alice", 400, stop).await })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // The load is under way, through Redis, before Redis goes.
+    let shared_checks = |a: &Sidecar| {
+        let (_, metrics) = http_get(&a.metrics, "/metrics").unwrap();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("vigil_limit_checks_total{via=\"shared\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    eventually("load checked in Redis", Duration::from_secs(30), || {
+        (shared_checks(&a) > 50).then_some(())
+    });
     redis.stop_server();
     eventually("health says degraded", Duration::from_secs(10), || {
         a.ready_text().contains("limits: degraded").then_some(())
@@ -283,7 +294,13 @@ fn a_redis_restart_under_load_fails_no_call() {
 
     redis.start_server();
     a.wait_until_shared();
-    std::thread::sleep(Duration::from_millis(300));
+    // And carries on through Redis once it is back.
+    let back = shared_checks(&a);
+    eventually(
+        "load checked in Redis again",
+        Duration::from_secs(30),
+        || (shared_checks(&a) > back + 50).then_some(()),
+    );
     stop.store(true, Ordering::Relaxed);
     let (allowed, limited, failed) = runtime.block_on(load).unwrap();
     assert_eq!(failed, 0, "no call failed across the restart");

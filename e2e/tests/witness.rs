@@ -244,8 +244,18 @@ fn retention_never_prunes_what_the_witness_lacks() {
         "host-r",
         "--audit-rotate-bytes 4000 --audit-retain-segments 1 --audit-checkpoint-every 100ms",
     );
-    decide(&address, 150);
-    std::thread::sleep(Duration::from_secs(1));
+    let head = decide(&address, 150);
+    // Retention runs right after a checkpoint is signed: once one covers
+    // every decision, a prune of unshipped segments would have happened.
+    eventually(
+        "a checkpoint covers every decision",
+        Duration::from_secs(30),
+        || {
+            let checkpoints = std::fs::read_to_string(dir.join("checkpoints.jsonl")).ok()?;
+            let last: serde_json::Value = serde_json::from_str(checkpoints.lines().last()?).ok()?;
+            (last["seq"].as_u64()? >= head).then_some(())
+        },
+    );
     let segments = || {
         std::fs::read_dir(&dir)
             .unwrap()

@@ -19,6 +19,11 @@ pub use rules::{Classification, Label};
 use rules::{Segment, Step};
 pub use treat::Treatment;
 
+mod json;
+mod unmask;
+pub use json::*;
+pub use unmask::*;
+
 use crate::{
     keys::{Keyring, Opened, Seal},
     proto::json::{value::Kind, ListValue, Struct, Value},
@@ -694,133 +699,4 @@ fn with_quota(rule: String, quota: &Option<String>) -> String {
         Some(quota) => format!("{rule}; reveal quota {quota} spent"),
         None => rule,
     }
-}
-
-/// A protobuf Value as JSON (for whole-subtree treatments and the CLI).
-pub fn to_json(value: &Value) -> serde_json::Value {
-    match &value.kind {
-        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::BoolValue(b)) => (*b).into(),
-        Some(Kind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9e15 {
-                (*n as i64).into()
-            } else {
-                serde_json::Number::from_f64(*n)
-                    .map(serde_json::Value::Number)
-                    .unwrap_or(serde_json::Value::Null)
-            }
-        }
-        Some(Kind::StringValue(s)) => s.clone().into(),
-        Some(Kind::ListValue(list)) => list.values.iter().map(to_json).collect(),
-        Some(Kind::StructValue(s)) => struct_to_json(s),
-    }
-}
-
-pub fn struct_to_json(s: &Struct) -> serde_json::Value {
-    serde_json::Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), to_json(v)))
-            .collect(),
-    )
-}
-
-/// A JSON object as a protobuf Struct (a record); `None` for anything that
-/// is not an object.
-pub fn struct_from_json(value: &serde_json::Value) -> Option<Struct> {
-    match from_json(value).kind {
-        Some(Kind::StructValue(record)) => Some(record),
-        _ => None,
-    }
-}
-
-/// JSON to a protobuf Value, for the CLI's JSONL input.
-pub fn from_json(value: &serde_json::Value) -> Value {
-    let kind = match value {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
-        // As proto::text reads numbers: an integer a double would round
-        // is kept as its digits.
-        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) if u > 1 << 53 => Kind::StringValue(u.to_string()),
-            (_, Some(i)) if i.unsigned_abs() > 1 << 53 => Kind::StringValue(i.to_string()),
-            _ => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        },
-        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(from_json).collect(),
-        }),
-        serde_json::Value::Object(map) => Kind::StructValue(Struct {
-            fields: map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect(),
-        }),
-    };
-    Value { kind: Some(kind) }
-}
-
-/// Every vigil ciphertext inside a record is opened in place; `allow`
-/// decides per envelope (label, and what it was sealed for) and fails the
-/// whole call when it refuses one.
-pub fn unmask_record<E>(
-    record: &mut Struct,
-    keys: &Keyring,
-    allow: &mut dyn FnMut(&Opened) -> Result<(), E>,
-    opened: &mut Vec<String>,
-) -> Result<(), UnmaskError<E>> {
-    for (_, value) in &mut record.fields {
-        unmask_value(value, keys, allow, opened)?;
-    }
-    Ok(())
-}
-
-#[derive(Debug)]
-pub enum UnmaskError<E> {
-    Cipher(crate::keys::CipherError),
-    Refused(E),
-}
-
-fn unmask_value<E>(
-    value: &mut Value,
-    keys: &Keyring,
-    allow: &mut dyn FnMut(&Opened) -> Result<(), E>,
-    opened: &mut Vec<String>,
-) -> Result<(), UnmaskError<E>> {
-    match value.kind.as_mut() {
-        Some(Kind::StringValue(text)) if text.contains("vigil:v") => {
-            *text = unmask_text(text, keys, allow, opened)?;
-        }
-        Some(Kind::StructValue(inner)) => unmask_record(inner, keys, allow, opened)?,
-        Some(Kind::ListValue(list)) => {
-            for item in &mut list.values {
-                unmask_value(item, keys, allow, opened)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-static ENVELOPE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(r"vigil:v[12]d?:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+").expect("valid regex")
-});
-
-/// Opens every envelope in `text` (a whole value or spans in free text).
-pub fn unmask_text<E>(
-    text: &str,
-    keys: &Keyring,
-    allow: &mut dyn FnMut(&Opened) -> Result<(), E>,
-    opened: &mut Vec<String>,
-) -> Result<String, UnmaskError<E>> {
-    let mut out = String::with_capacity(text.len());
-    let mut cursor = 0;
-    for m in ENVELOPE.find_iter(text) {
-        let envelope = keys.decrypt(m.as_str()).map_err(UnmaskError::Cipher)?;
-        allow(&envelope).map_err(UnmaskError::Refused)?;
-        let Opened { label, value, .. } = envelope;
-        opened.push(label);
-        out.push_str(&text[cursor..m.start()]);
-        out.push_str(&value);
-        cursor = m.end();
-    }
-    out.push_str(&text[cursor..]);
-    Ok(out)
 }
