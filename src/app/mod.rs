@@ -18,6 +18,7 @@
 
 mod access;
 mod admin;
+mod audit;
 mod caller;
 mod check;
 mod identity;
@@ -34,6 +35,7 @@ use tracing::Instrument;
 
 pub use access::{AccessCall, Authorized, AuthorizedParts};
 pub use admin::reload_and_audit;
+pub use audit::{Export, ExportCall};
 pub use caller::Caller;
 pub use check::{
     CheckCall, Checked, Door, Original, Verdict, DECISION_HEADER, DENIED_REASON,

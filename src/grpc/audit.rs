@@ -8,12 +8,8 @@ use tonic::{Request, Response, Status};
 
 use super::caller;
 use crate::{
-    app::{AppError, Core},
-    audit::{
-        export::{for_each, ExportFilter},
-        record::{self, CheckedLine},
-        verify::{verify_dir, Anchor},
-    },
+    app::{Core, ExportCall},
+    audit::record::{self, CheckedLine},
     listen::Plane,
     proto::{
         audit_server::Audit, AuditRecord, ExportAuditRequest, VerifyAuditRequest,
@@ -67,42 +63,30 @@ impl Audit for AuditService {
         request: Request<ExportAuditRequest>,
     ) -> Result<Response<Self::ExportAuditStream>, Status> {
         let (metadata, extensions, request) = request.into_parts();
-        self.core
-            .admit_admin(&caller(&metadata, &extensions), "ExportAudit", self.plane)
-            .await?;
-        let filter = ExportFilter::parse(
-            Some(&request.since),
-            Some(&request.until),
-            Some(request.subject),
-            Some(&request.allowed),
-            Some(request.from_seq),
-        )
-        .map_err(AppError::BadField)?;
-        // A few exports at a time, each holding one blocking thread only
-        // while its reader keeps up.
-        let permit = self
+        let call = ExportCall {
+            since: request.since,
+            until: request.until,
+            subject: request.subject,
+            allowed: request.allowed,
+            from_seq: request.from_seq,
+        };
+        let export = self
             .core
-            .exports
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| AppError::Busy("audit exports"))?;
+            .export_audit(&caller(&metadata, &extensions), self.plane, call)
+            .await?;
+        // The export holds one blocking thread only while its reader keeps
+        // up.
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let dir = self.core.audit_dir.clone();
-        let redactor = self.core.redactor.clone();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
             let send = |item| {
                 runtime
                     .block_on(tokio::time::timeout(STALLED_READER, tx.send(item)))
                     .map_err(|_| "the client stopped reading".to_owned())?
                     .map_err(|_| "the client went away".to_owned())
             };
-            let result = for_each(&dir, &filter, &redactor, |line, checked| {
-                send(Ok(to_proto(line, checked)))
-            });
-            if let Err(error) = result {
-                let _ = send(Err(AppError::BrokenLog(error).into()));
+            if let Err(error) = export.run(|line, checked| send(Ok(to_proto(line, checked)))) {
+                let _ = send(Err(error.into()));
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -113,22 +97,11 @@ impl Audit for AuditService {
         request: Request<VerifyAuditRequest>,
     ) -> Result<Response<VerifyAuditResponse>, Status> {
         let (metadata, extensions, request) = request.into_parts();
-        self.core
-            .admit_admin(&caller(&metadata, &extensions), "VerifyAudit", self.plane)
+        let verified = self
+            .core
+            .verify_audit(&caller(&metadata, &extensions), self.plane, &request.anchor)
             .await?;
-        let anchors = if request.anchor.is_empty() {
-            Vec::new()
-        } else {
-            vec![request
-                .anchor
-                .parse::<Anchor>()
-                .map_err(AppError::BadField)?]
-        };
-        let dir = self.core.audit_dir.clone();
-        let result = tokio::task::spawn_blocking(move || verify_dir(&dir, &anchors, None))
-            .await
-            .map_err(|e| AppError::Internal(format!("verification task failed: {e}")))?;
-        let response = match result {
+        let response = match verified {
             Ok(report) => VerifyAuditResponse {
                 ok: true,
                 first_seq: report.first_seq,

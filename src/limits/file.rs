@@ -252,6 +252,22 @@ mod tests {
         parse(text, &|l| l == "phone", &|l| l == "confidential")
     }
 
+    /// The store's settings belong to the sidecar: found in limits.toml,
+    /// the problem says where they go.
+    #[test]
+    fn a_limits_section_points_to_the_config_file() {
+        let problems = parse_all("[limits]\nbackend = \"redis://h\"\n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, 1);
+        assert!(
+            problems[0]
+                .message
+                .contains("vigil's config file (--config)"),
+            "{}",
+            problems[0].message
+        );
+    }
+
     #[test]
     fn rates_parse_with_their_units_and_bursts() {
         let a = allowance("100/s", None).unwrap();
