@@ -281,3 +281,87 @@ fn retention_never_prunes_what_the_witness_lacks() {
     let (code, text) = vigil(&["audit", "verify", "--from", &pg.url(), "--chain", "host-r"]);
     assert_eq!(code, 0, "{text}");
 }
+
+/// A witness store that lies about what it holds is a fork, recorded and
+/// stopped, and nothing is pruned on its word; a NULL where vigil wrote a
+/// seq is an error in words, never a dead shipper (issue 28, items 18, 19).
+#[test]
+fn a_lying_witness_is_a_fork_and_prunes_nothing() {
+    require_prepared();
+    let pg = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("audit");
+    let extra = "--metrics-listen 127.0.0.1:0 --audit-rotate-bytes 4000 \
+                 --audit-retain-segments 1 --audit-checkpoint-every 100ms";
+    let (first, address) = sidecar(&dir, &pg.url(), "host-l", extra);
+    let head = decide(&address, 20);
+    eventually("shipped", Duration::from_secs(60), || {
+        (stored_head(&pg, "host-l") >= head).then_some(())
+    });
+    first.stop();
+
+    // A NULL head: the restarted shipper says so and keeps trying; the
+    // sidecar serves.
+    pg.query("ALTER TABLE vigil_chains ALTER COLUMN head_seq DROP NOT NULL");
+    pg.query("UPDATE vigil_chains SET head_seq = NULL WHERE chain_id = 'host-l'");
+    let (second, address) = sidecar(&dir, &pg.url(), "host-l", extra);
+    let metrics = eventually("the metrics address", Duration::from_secs(30), || {
+        second.printed("metrics listening on ")
+    });
+    let ready = || {
+        vigil_e2e::http_get(&metrics, "/readyz")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    };
+    eventually("the NULL named in /readyz", Duration::from_secs(30), || {
+        ready().contains("NULL or negative seq").then_some(())
+    });
+    assert!(
+        ready()
+            .lines()
+            .filter(|l| l.starts_with("witness:"))
+            .count()
+            == 1,
+        "one witness line: {}",
+        ready()
+    );
+    decide(&address, 5);
+    second.stop();
+
+    // A head far past the log: a fork, and the unshipped segments stay.
+    pg.query("UPDATE vigil_chains SET head_seq = 1000000000 WHERE chain_id = 'host-l'");
+    let (third, address) = sidecar(&dir, &pg.url(), "host-l", extra);
+    let head = decide(&address, 150);
+    let metrics = eventually("the metrics address", Duration::from_secs(30), || {
+        third.printed("metrics listening on ")
+    });
+    let ready = || {
+        vigil_e2e::http_get(&metrics, "/readyz")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    };
+    eventually("the lie is a fork", Duration::from_secs(30), || {
+        ready().contains("witness: STOPPED").then_some(())
+    });
+    eventually(
+        "a checkpoint covers every decision",
+        Duration::from_secs(30),
+        || {
+            let checkpoints = std::fs::read_to_string(dir.join("checkpoints.jsonl")).ok()?;
+            let last: serde_json::Value = serde_json::from_str(checkpoints.lines().last()?).ok()?;
+            (last["seq"].as_u64()? >= head).then_some(())
+        },
+    );
+    let segments = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with("audit-"))
+        .count();
+    assert!(
+        segments > 3,
+        "segments the witness does not hold were pruned on its word ({segments} left)"
+    );
+    let forks = pg.query("SELECT count(*) FROM vigil_forks WHERE chain_id = 'host-l'");
+    assert_ne!(forks.trim(), "0", "the fork is recorded centrally");
+    third.stop();
+}

@@ -105,6 +105,21 @@ impl ShipState {
     }
 }
 
+/// A store's error text as one short line: it reaches `/readyz` and
+/// the log, and a store may say anything (a forged `witness: shipping`
+/// line after a newline, megabytes).
+fn one_line(text: &str) -> String {
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if text.chars().count() > 200 {
+        line.push('…');
+    }
+    line
+}
+
 fn lock<T: Clone>(mutex: &Mutex<T>) -> T {
     mutex.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
@@ -209,7 +224,7 @@ impl Shipper {
                 Err(e) => {
                     self.state.connected.store(false, Ordering::Relaxed);
                     tracing::warn!(error = %e, retry_in = ?pause, "the audit witness is unreachable; records stay local and ship once it is back");
-                    set(&self.state.last_error, Some(e.to_string()));
+                    set(&self.state.last_error, Some(one_line(&e.to_string())));
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
@@ -253,7 +268,26 @@ impl Shipper {
                 reason,
             });
         }
-        self.acknowledge(head.seq);
+        // The store's word is checked before it counts: a head past this
+        // log's is a fork (a witness that lies, or a log cut behind it), and
+        // the head it claims is acknowledged only once the store has taken
+        // this log's own record at that seq, byte for byte, below.
+        let written = self.audit.written_seq();
+        if head.seq > written {
+            let what = format!(
+                "the witness claims a head at seq {} past this log's {written}; nothing is \
+                 acknowledged or pruned on its word",
+                head.seq
+            );
+            let _ = store
+                .record_fork(&self.settings.chain, head.seq, None, None, &what)
+                .await;
+            return Err(WitnessError::Fork {
+                chain: self.settings.chain.clone(),
+                seq: head.seq,
+                what,
+            });
+        }
         self.state.connected.store(true, Ordering::Relaxed);
         set(&self.state.last_error, None);
         tracing::info!(chain = %self.settings.chain, head = head.seq, "shipping the audit log to the witness");

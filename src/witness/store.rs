@@ -96,6 +96,36 @@ pub enum WitnessError {
     Local(String),
 }
 
+/// A column the store returned that is not what vigil wrote (NULL, a
+/// negative seq, another type): nothing vigil can trust, said in words,
+/// never a panic.
+fn unexpected(error: tokio_postgres::Error) -> WitnessError {
+    WitnessError::Db(format!(
+        "the witness store returned a value vigil did not write ({error})"
+    ))
+}
+
+/// A seq column: present and not negative.
+fn stored_seq(row: &tokio_postgres::Row, index: usize) -> Result<u64, WitnessError> {
+    let value: Option<i64> = row.try_get(index).map_err(unexpected)?;
+    value.and_then(|v| u64::try_from(v).ok()).ok_or_else(|| {
+        WitnessError::Db(
+            "the witness store holds a NULL or negative seq for this chain, which vigil never \
+             writes"
+                .to_owned(),
+        )
+    })
+}
+
+/// A text column vigil always writes.
+fn stored_text(row: &tokio_postgres::Row, index: usize) -> Result<String, WitnessError> {
+    row.try_get::<_, Option<String>>(index)
+        .map_err(unexpected)?
+        .ok_or_else(|| {
+            WitnessError::Db("the witness store holds a NULL where vigil wrote a value".to_owned())
+        })
+}
+
 impl From<tokio_postgres::Error> for WitnessError {
     /// The server's own message when it sent one ("db error" alone says
     /// nothing an operator can act on).
@@ -243,9 +273,9 @@ impl Store {
             .await?
             .ok_or_else(|| WitnessError::UnknownChain(chain.to_owned()))?;
         Ok(ChainHead {
-            seq: row.get::<_, i64>(0) as u64,
-            hash: row.get(1),
-            stopped: row.get(2),
+            seq: stored_seq(&row, 0)?,
+            hash: stored_text(&row, 1)?,
+            stopped: row.try_get(2).map_err(unexpected)?,
         })
     }
 
@@ -282,8 +312,9 @@ impl Store {
                 &[&chain],
             )
             .await?;
-        let (mut head, mut head_hash): (u64, String) = (row.get::<_, i64>(0) as u64, row.get(1));
-        if let Some(reason) = row.get::<_, Option<String>>(2) {
+        let (mut head, mut head_hash): (u64, String) =
+            (stored_seq(&row, 0)?, stored_text(&row, 1)?);
+        if let Some(reason) = row.try_get::<_, Option<String>>(2).map_err(unexpected)? {
             return Err(WitnessError::Stopped {
                 chain: chain.to_owned(),
                 reason,
@@ -291,7 +322,19 @@ impl Store {
         }
         let mut fresh: Vec<&ShippedLine> = Vec::with_capacity(lines.len());
         let mut fork = None;
-        for line in lines {
+        if head > local_head {
+            // A store cannot hold more of a chain than its log has written:
+            // it lies, or the log was cut behind its back.
+            fork = Some((
+                head,
+                Some(head_hash.clone()),
+                String::new(),
+                "the witness claims a head past the log's own",
+            ));
+        }
+        // With a fork already found, nothing is read.
+        let offered = if fork.is_none() { lines } else { &[] };
+        for line in offered {
             if line.seq <= head {
                 let stored: Option<String> = tx
                     .query_opt(
@@ -453,7 +496,7 @@ impl Store {
         Ok(())
     }
 
-    async fn record_fork(
+    pub(super) async fn record_fork(
         &self,
         chain: &str,
         seq: u64,
