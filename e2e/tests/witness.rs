@@ -365,3 +365,47 @@ fn a_lying_witness_is_a_fork_and_prunes_nothing() {
     assert_ne!(forks.trim(), "0", "the fork is recorded centrally");
     third.stop();
 }
+
+/// While the store is away the lag keeps counting what was written and
+/// not acknowledged, in /metrics and /readyz (issue 28, item 20).
+#[test]
+fn the_lag_counts_through_an_outage() {
+    require_prepared();
+    let pg = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("audit");
+    let (vigil_process, address) =
+        sidecar(&dir, &pg.url(), "host-g", "--metrics-listen 127.0.0.1:0");
+    let metrics = eventually("the metrics address", Duration::from_secs(30), || {
+        vigil_process.printed("metrics listening on ")
+    });
+    let lag = || {
+        let (_, text) = vigil_e2e::http_get(&metrics, "/metrics").ok()?;
+        text.lines()
+            .find(|l| l.starts_with("vigil_witness_lag_records "))?
+            .rsplit(' ')
+            .next()?
+            .parse::<u64>()
+            .ok()
+    };
+    let head = decide(&address, 5);
+    eventually("shipped", Duration::from_secs(60), || {
+        (stored_head(&pg, "host-g") >= head && lag() == Some(0)).then_some(())
+    });
+    pg.stop_server();
+    decide(&address, 30);
+    eventually(
+        "the lag grows while the store is away",
+        Duration::from_secs(30),
+        || (lag()? >= 30).then_some(()),
+    );
+    let (_, ready) = vigil_e2e::http_get(&metrics, "/readyz").unwrap();
+    assert!(!ready.contains("lag 0 record"), "{ready}");
+    pg.start_server();
+    eventually(
+        "caught up after the outage",
+        Duration::from_secs(60),
+        || (lag()? == 0).then_some(()),
+    );
+    vigil_process.stop();
+}

@@ -171,8 +171,8 @@ impl Core {
             policy_version: self.policies.snapshot().version.clone(),
             shadow_divergences: self.shadow.as_ref().map_or(0, |s| s.divergences()),
             witness: self.witness.as_ref().map(|w| crate::metrics::WitnessState {
-                lag_records: w.lag_records(),
-                lag_seconds: w.lag_seconds(),
+                lag_records: w.lag_records(self.audit.written_seq()),
+                lag_seconds: w.lag_seconds(self.audit.written_seq()),
                 connected: w.connected.load(std::sync::atomic::Ordering::Relaxed),
                 stopped: w.fork().is_some(),
             }),

@@ -48,13 +48,21 @@ impl PolicyAdminService {
                 .map(|s| s.store().snapshot().version.clone())
                 .unwrap_or_default(),
             shadow_divergences: self.core.shadow.as_ref().map_or(0, |s| s.divergences()),
-            witness_lag_records: self.core.witness.as_ref().map_or(0, |w| w.lag_records()),
-            witness_lag_seconds: self.core.witness.as_ref().map_or(0.0, |w| w.lag_seconds()),
+            witness_lag_records: self
+                .core
+                .witness
+                .as_ref()
+                .map_or(0, |w| w.lag_records(self.core.audit.written_seq())),
+            witness_lag_seconds: self
+                .core
+                .witness
+                .as_ref()
+                .map_or(0.0, |w| w.lag_seconds(self.core.audit.written_seq())),
             witness_status: self
                 .core
                 .witness
                 .as_ref()
-                .map(|w| w.summary())
+                .map(|w| w.summary(self.core.audit.written_seq()))
                 .unwrap_or_default(),
         }
     }

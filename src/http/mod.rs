@@ -48,7 +48,7 @@ async fn ready(State(core): State<Arc<Core>>) -> impl IntoResponse {
     let witness = core
         .witness
         .as_ref()
-        .map(|w| format!("{}\n", w.summary()))
+        .map(|w| format!("{}\n", w.summary(core.audit.written_seq())))
         .unwrap_or_default();
     // So is the limits store: while it is away vigil answers on local
     // budgets (degraded), it does not stop.

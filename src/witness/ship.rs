@@ -64,15 +64,21 @@ pub struct ShipState {
 }
 
 impl ShipState {
-    /// Records written locally and not yet in the store.
-    pub fn lag_records(&self) -> u64 {
-        self.local_seq
-            .load(Ordering::Relaxed)
+    /// Records written locally (`written`: the writer's head, read by the
+    /// caller at this moment) and not yet in the store. Counted from the
+    /// writer, not from what the shipper last read, so the lag grows while
+    /// the store is away and the shipper reads nothing.
+    pub fn lag_records(&self, written: u64) -> u64 {
+        written
+            .max(self.local_seq.load(Ordering::Relaxed))
             .saturating_sub(self.shipped_seq.load(Ordering::Relaxed))
     }
 
     /// Age of the oldest record not yet in the store (zero when caught up).
-    pub fn lag_seconds(&self) -> f64 {
+    pub fn lag_seconds(&self, written: u64) -> f64 {
+        if self.lag_records(written) == 0 {
+            return 0.0;
+        }
         lock(&self.oldest_unshipped)
             .and_then(|written| written.elapsed().ok())
             .map_or(0.0, |age| age.as_secs_f64())
@@ -87,19 +93,19 @@ impl ShipState {
     }
 
     /// One line for health details and logs.
-    pub fn summary(&self) -> String {
+    pub fn summary(&self, written: u64) -> String {
         match (self.fork(), self.connected.load(Ordering::Relaxed)) {
             (Some(fork), _) => format!("witness: STOPPED, {fork}"),
             (None, true) => format!(
                 "witness: shipping, lag {} record(s), {:.1} s",
-                self.lag_records(),
-                self.lag_seconds()
+                self.lag_records(written),
+                self.lag_seconds(written)
             ),
             (None, false) => format!(
                 "witness: unreachable ({}), lag {} record(s), {:.1} s",
                 self.last_error().unwrap_or_else(|| "connecting".into()),
-                self.lag_records(),
-                self.lag_seconds()
+                self.lag_records(written),
+                self.lag_seconds(written)
             ),
         }
     }
@@ -223,6 +229,15 @@ impl Shipper {
                 }
                 Err(e) => {
                     self.state.connected.store(false, Ordering::Relaxed);
+                    // Records written from now on wait at least this long;
+                    // earlier unshipped ones keep their own time.
+                    let mut oldest = self
+                        .state
+                        .oldest_unshipped
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    oldest.get_or_insert_with(SystemTime::now);
+                    drop(oldest);
                     tracing::warn!(error = %e, retry_in = ?pause, "the audit witness is unreachable; records stay local and ship once it is back");
                     set(&self.state.last_error, Some(one_line(&e.to_string())));
                     tokio::time::sleep(pause).await;
