@@ -231,13 +231,11 @@ impl Shipper {
                     self.state.connected.store(false, Ordering::Relaxed);
                     // Records written from now on wait at least this long;
                     // earlier unshipped ones keep their own time.
-                    let mut oldest = self
-                        .state
+                    self.state
                         .oldest_unshipped
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    oldest.get_or_insert_with(SystemTime::now);
-                    drop(oldest);
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert_with(SystemTime::now);
                     tracing::warn!(error = %e, retry_in = ?pause, "the audit witness is unreachable; records stay local and ship once it is back");
                     set(&self.state.last_error, Some(one_line(&e.to_string())));
                     tokio::time::sleep(pause).await;
