@@ -110,7 +110,7 @@ pub(crate) async fn run(run: &mut Run<'_>) {
         assert!(
             started.elapsed() < Duration::from_secs(300) && state.fork().is_none(),
             "shipping stalled: {}",
-            state.summary()
+            state.summary(log.written_seq())
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
