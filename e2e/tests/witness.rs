@@ -409,3 +409,42 @@ fn the_lag_counts_through_an_outage() {
     );
     vigil_process.stop();
 }
+
+/// `verify --witness` compares what its message says, byte for byte: a
+/// stored line edited without re-hashing it is caught there too, not only
+/// by `--from` (issue 28, item 17).
+#[test]
+fn an_edited_line_at_the_witness_fails_verify_witness() {
+    require_prepared();
+    let pg = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("audit");
+    let (vigil_process, address) = sidecar(&dir, &pg.url(), "host-e", "");
+    let head = decide(&address, 5);
+    eventually("shipped", Duration::from_secs(60), || {
+        (stored_head(&pg, "host-e") >= head).then_some(())
+    });
+    vigil_process.stop();
+    let verify = || {
+        vigil(&[
+            "audit",
+            "verify",
+            "--audit-dir",
+            dir.to_str().unwrap(),
+            "--witness",
+            &pg.url(),
+            "--chain",
+            "host-e",
+        ])
+    };
+    let (code, text) = verify();
+    assert_eq!(code, 0, "{text}");
+    // A superuser edits a stored decision, leaving its hash as it was.
+    pg.query(
+        "UPDATE vigil_records SET line = replace(line, '\"read\"', '\"READ\"') \
+         WHERE chain_id = 'host-e' AND kind = 'decision'",
+    );
+    let (code, text) = verify();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("edited at the witness"), "{text}");
+}

@@ -44,18 +44,20 @@ pub async fn against_witness(
     store: &Store,
     chain: &str,
 ) -> Result<WitnessReport, CheckError> {
-    let stored = store.hashes(chain).await?;
+    // The stored lines themselves, not only their hashes: a line edited in
+    // the store without re-hashing it differs byte for byte.
+    let stored = store.lines(chain).await?;
     let files = audit_files(dir).map_err(|e| CheckError::Local(e.to_string()))?;
     let mut at = 0usize;
     let mut compared = 0u64;
     let mut local_head = 0u64;
     let mut problem: Option<String> = None;
-    walk(&files, |_, _, _, _, fields| {
+    walk(&files, |_, _, _, body, fields| {
         local_head = fields.seq;
         while at < stored.len() && stored[at].0 < fields.seq {
             at += 1;
         }
-        if let Some((seq, hash)) = stored.get(at) {
+        if let Some((seq, hash, line)) = stored.get(at) {
             if *seq == fields.seq {
                 if *hash != hash_text(&fields.hash) {
                     problem.get_or_insert_with(|| {
@@ -63,6 +65,13 @@ pub async fn against_witness(
                             "seq {seq}: the local record's hash {} differs from the one the witness holds ({hash}): \
                              the local log was rewritten after shipping",
                             hash_text(&fields.hash)
+                        )
+                    });
+                } else if line.as_bytes() != body {
+                    problem.get_or_insert_with(|| {
+                        format!(
+                            "seq {seq}: the witness's copy of the record differs from the local one byte \
+                             for byte though their hashes agree: the stored line was edited at the witness"
                         )
                     });
                 }
@@ -76,8 +85,8 @@ pub async fn against_witness(
     if let Some(problem) = problem {
         return Err(CheckError::Mismatch(problem));
     }
-    if let Some((seq, _)) = stored.iter().find(|(seq, _)| *seq > local_head) {
-        let last = stored.last().map_or(0, |(s, _)| *s);
+    if let Some((seq, _, _)) = stored.iter().find(|(seq, _, _)| *seq > local_head) {
+        let last = stored.last().map_or(0, |(s, _, _)| *s);
         return Err(CheckError::Mismatch(format!(
             "the local log ends at seq {local_head} but the witness holds seq {seq}..={last}: \
              the tail was cut or rolled back after shipping"
@@ -85,8 +94,8 @@ pub async fn against_witness(
     }
     Ok(WitnessReport {
         stored: stored.len() as u64,
-        first_seq: stored.first().map_or(0, |(s, _)| *s),
-        head_seq: stored.last().map_or(0, |(s, _)| *s),
+        first_seq: stored.first().map_or(0, |(s, _, _)| *s),
+        head_seq: stored.last().map_or(0, |(s, _, _)| *s),
         compared,
         checkpoints: 0,
     })

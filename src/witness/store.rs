@@ -558,33 +558,24 @@ impl Store {
         Ok(())
     }
 
-    /// Every stored line of `chain` with its seq and hash, in seq order.
+    /// Every stored line of `chain` with its seq and hash, in seq order
+    /// (read into memory: a verification, not a decision path).
     pub async fn lines(&self, chain: &str) -> Result<Vec<(u64, String, String)>, WitnessError> {
-        Ok(self
-            .client
+        self.client
             .query(
                 "SELECT seq, hash, line FROM vigil_records WHERE chain_id = $1 ORDER BY seq",
                 &[&chain],
             )
             .await?
-            .into_iter()
-            .map(|row| (row.get::<_, i64>(0) as u64, row.get(1), row.get(2)))
-            .collect())
-    }
-
-    /// The stored seqs and hashes of `chain`, in seq order: what comparing
-    /// a local copy needs, without fetching the lines.
-    pub async fn hashes(&self, chain: &str) -> Result<Vec<(u64, String)>, WitnessError> {
-        Ok(self
-            .client
-            .query(
-                "SELECT seq, hash FROM vigil_records WHERE chain_id = $1 ORDER BY seq",
-                &[&chain],
-            )
-            .await?
-            .into_iter()
-            .map(|row| (row.get::<_, i64>(0) as u64, row.get(1)))
-            .collect())
+            .iter()
+            .map(|row| {
+                Ok((
+                    stored_seq(row, 0)?,
+                    stored_text(row, 1)?,
+                    stored_text(row, 2)?,
+                ))
+            })
+            .collect()
     }
 
     pub async fn checkpoints(&self, chain: &str) -> Result<Vec<String>, WitnessError> {
