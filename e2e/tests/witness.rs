@@ -448,3 +448,62 @@ fn an_edited_line_at_the_witness_fails_verify_witness() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("edited at the witness"), "{text}");
 }
+
+/// The chain `serve` registers by default is the one `verify --witness`
+/// looks up, however the directory was typed; a chain the store does not
+/// know is exit 2, never "0 compared" and 0 (issue 28, items 16, 22).
+#[test]
+fn verify_finds_the_chain_serve_registered_and_refuses_an_unknown_one() {
+    require_prepared();
+    let pg = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    // Typed relative, and not there yet when serve names its chain.
+    let serve = Background::start(
+        &format!(
+            "cd {home} && exec {binary} serve --policies {policies} --listen 127.0.0.1:0 \
+             --audit-dir data/audit --watch false --ship-to {url}",
+            home = scratch.path().display(),
+            binary = vigil_binary().display(),
+            policies = repo_root().join("policies").display(),
+            url = pg.url(),
+        ),
+        &[],
+        "listening on ",
+        Duration::from_secs(60),
+    );
+    let address = serve.printed("listening on ").unwrap();
+    let head = decide(&address, 5);
+    eventually("shipped", Duration::from_secs(60), || {
+        let shipped = pg
+            .try_query("SELECT max(head_seq) FROM vigil_chains")
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        (shipped >= head).then_some(())
+    });
+    serve.stop();
+    let dir = scratch.path().join("data/audit");
+    let (code, text) = vigil(&[
+        "audit",
+        "verify",
+        "--audit-dir",
+        dir.to_str().unwrap(),
+        "--witness",
+        &pg.url(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains(" 0 compared"), "{text}");
+    let (code, text) = vigil(&[
+        "audit",
+        "verify",
+        "--audit-dir",
+        dir.to_str().unwrap(),
+        "--witness",
+        &pg.url(),
+        "--chain",
+        "no-such-chain",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("not in the witness store"), "{text}");
+}

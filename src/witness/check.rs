@@ -44,6 +44,9 @@ pub async fn against_witness(
     store: &Store,
     chain: &str,
 ) -> Result<WitnessReport, CheckError> {
+    // A chain the store does not know is no pass with 0 records compared:
+    // a mistyped or mis-derived name would otherwise check nothing.
+    store.head(chain).await?;
     // The stored lines themselves, not only their hashes: a line edited in
     // the store without re-hashing it differs byte for byte.
     let stored = store.lines(chain).await?;

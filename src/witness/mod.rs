@@ -28,6 +28,29 @@ pub fn default_chain_id(audit_dir: &std::path::Path) -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned());
-    let dir = std::fs::canonicalize(audit_dir).unwrap_or_else(|_| audit_dir.to_owned());
-    format!("{host}:{}", dir.display())
+    format!("{host}:{}", canonical_even_if_missing(audit_dir).display())
+}
+
+/// The canonical form of `path`, also before it exists: `serve` names its
+/// chain before the audit directory is created, `verify` after, and both
+/// must name the same chain (`data/audit` typed at serve was once
+/// registered as typed, and verify looked it up canonical: found nothing).
+fn canonical_even_if_missing(path: &std::path::Path) -> std::path::PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut existing = absolute.as_path();
+    let mut missing = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut canonical = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_owned());
+    for name in missing.iter().rev() {
+        canonical.push(name);
+    }
+    canonical
 }
