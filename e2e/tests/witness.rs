@@ -507,3 +507,40 @@ fn verify_finds_the_chain_serve_registered_and_refuses_an_unknown_one() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("not in the witness store"), "{text}");
 }
+
+/// A sidecar whose data directory was replaced (a new signing key) and
+/// that asks to continue a chain with history is refused, and the refusal
+/// is recorded where the fleet is watched (issue 28, item 21).
+#[test]
+fn a_replaced_data_directory_is_a_fork_the_fleet_sees() {
+    require_prepared();
+    let pg = Postgres::start();
+    let first_home = tempfile::tempdir().unwrap();
+    let (first, address) = sidecar(&first_home.path().join("audit"), &pg.url(), "host-w", "");
+    let head = decide(&address, 5);
+    eventually("shipped", Duration::from_secs(60), || {
+        (stored_head(&pg, "host-w") >= head).then_some(())
+    });
+    first.stop();
+    let (code, text) = vigil(&["audit", "fleet", "--from", &pg.url()]);
+    assert_eq!(code, 0, "{text}");
+
+    // The same chain id from a wiped host: another key.
+    let wiped = tempfile::tempdir().unwrap();
+    let (second, address) = sidecar(&wiped.path().join("audit"), &pg.url(), "host-w", "");
+    decide(&address, 1);
+    eventually(
+        "the refusal recorded centrally",
+        Duration::from_secs(30),
+        || {
+            let forks = pg
+                .try_query("SELECT count(*) FROM vigil_forks WHERE chain_id = 'host-w'")
+                .ok()?;
+            (forks.trim() != "0").then_some(())
+        },
+    );
+    second.stop();
+    let (code, text) = vigil(&["audit", "fleet", "--from", &pg.url()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("FORK"), "{text}");
+}

@@ -161,10 +161,11 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<ExitCode> {
     };
     println!("chain\thead seq\thead time\tlag records\treported s ago\tlast checkpoint seq\tforks\tgaps\tstatus");
     for row in &rows {
-        let status = match (&row.stopped, row.gaps()) {
-            (Some(reason), _) => format!("STOPPED: {reason}"),
-            (None, 0) => "ok".to_owned(),
-            (None, gaps) => format!("GAP: {gaps} record(s) missing"),
+        let status = match (&row.stopped, row.gaps(), row.forks) {
+            (Some(reason), _, _) => format!("STOPPED: {reason}"),
+            (None, 0, 0) => "ok".to_owned(),
+            (None, 0, forks) => format!("FORK: {forks} refused attempt(s) recorded"),
+            (None, gaps, _) => format!("GAP: {gaps} record(s) missing"),
         };
         println!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{status}",

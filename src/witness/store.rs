@@ -247,15 +247,36 @@ impl Store {
                 &[&chain, &public_key, &host, &audit_dir],
             )
             .await?;
-        let registered: String = self
-            .client
-            .query_one(
-                "SELECT public_key FROM vigil_chains WHERE chain_id = $1",
-                &[&chain],
-            )
-            .await?
-            .get(0);
+        let registered = stored_text(
+            &self
+                .client
+                .query_one(
+                    "SELECT public_key FROM vigil_chains WHERE chain_id = $1",
+                    &[&chain],
+                )
+                .await?,
+            0,
+        )?;
         if registered != public_key {
+            // Recorded where the fleet is watched, not only on the host: a
+            // data directory replaced (a new signing key) under a chain id
+            // that has history. The chain itself is not stopped, since its
+            // first signer may still be shipping.
+            self.client
+                .execute(
+                    "INSERT INTO vigil_forks (chain_id, seq, stored_hash, offered_hash, what)
+                     VALUES ($1, 0, $2, $3, $4)",
+                    &[
+                        &chain,
+                        &registered,
+                        &public_key,
+                        &format!(
+                            "a sidecar on {host} ({audit_dir}) asked to continue this chain with \
+                             another signing key (its data directory replaced?); refused"
+                        ),
+                    ],
+                )
+                .await?;
             return Err(WitnessError::OtherKey {
                 chain: chain.to_owned(),
             });
