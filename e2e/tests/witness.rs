@@ -11,14 +11,23 @@ use vigil_e2e::{eventually, repo_root, require_prepared, vigil_binary, Backgroun
 
 /// A sidecar shipping `audit_dir` to `url` as `chain`.
 fn sidecar(audit_dir: &Path, url: &str, chain: &str, extra: &str) -> (Background, String) {
+    serve_shipping(
+        audit_dir.parent().unwrap(),
+        &audit_dir.display().to_string(),
+        url,
+        &format!("--ship-chain {chain} {extra}"),
+    )
+}
+
+/// `vigil serve` in `home` with `--audit-dir` as typed, shipping to `url`.
+fn serve_shipping(home: &Path, audit_dir: &str, url: &str, extra: &str) -> (Background, String) {
     let vigil = Background::start(
         &format!(
             "cd {home} && exec {binary} serve --policies {policies} --listen 127.0.0.1:0 \
-             --audit-dir {audit} --watch false --ship-to {url} --ship-chain {chain} {extra}",
-            home = audit_dir.parent().unwrap().display(),
+             --audit-dir {audit_dir} --watch false --ship-to {url} {extra}",
+            home = home.display(),
             binary = vigil_binary().display(),
             policies = repo_root().join("policies").display(),
-            audit = audit_dir.display(),
         ),
         &[],
         "listening on ",
@@ -65,6 +74,54 @@ fn vigil(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.code().unwrap_or(-1), text)
+}
+
+/// Retention runs right after a checkpoint is signed: once one covers
+/// `head`, a prune of segments would have happened.
+fn wait_for_checkpoint_through(dir: &Path, head: u64) {
+    eventually(
+        "a checkpoint covers every decision",
+        Duration::from_secs(30),
+        || {
+            let checkpoints = std::fs::read_to_string(dir.join("checkpoints.jsonl")).ok()?;
+            let last: serde_json::Value = serde_json::from_str(checkpoints.lines().last()?).ok()?;
+            (last["seq"].as_u64()? >= head).then_some(())
+        },
+    );
+}
+
+/// The audit segments in `dir`.
+fn segment_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with("audit-"))
+        .count()
+}
+
+/// The metrics address a sidecar started with `--metrics-listen` prints.
+fn metrics_address(sidecar: &Background) -> String {
+    eventually("the metrics address", Duration::from_secs(30), || {
+        sidecar.printed("metrics listening on ")
+    })
+}
+
+/// `/readyz` as it reads now (empty if it cannot be read).
+fn readyz(metrics: &str) -> String {
+    vigil_e2e::http_get(metrics, "/readyz")
+        .map(|(_, body)| body)
+        .unwrap_or_default()
+}
+
+/// `vigil audit verify --witness` of the log in `dir`, for `chain` if given
+/// (else the chain serve names by default).
+fn verify_witness(dir: &Path, url: &str, chain: Option<&str>) -> (i32, String) {
+    let dir = dir.to_str().unwrap();
+    let mut args = vec!["audit", "verify", "--audit-dir", dir, "--witness", url];
+    if let Some(chain) = chain {
+        args.extend(["--chain", chain]);
+    }
+    vigil(&args)
 }
 
 /// The witness's head of `chain`; 0 before the shipper created the schema.
@@ -114,16 +171,7 @@ fn two_sidecars_ship_through_an_outage_and_verify_against_the_witness() {
     b.stop();
 
     for (chain, dir) in [("host-a", &dir_a), ("host-b", &dir_b)] {
-        let (code, text) = vigil(&[
-            "audit",
-            "verify",
-            "--audit-dir",
-            dir.to_str().unwrap(),
-            "--witness",
-            &pg.url(),
-            "--chain",
-            chain,
-        ]);
+        let (code, text) = verify_witness(dir, &pg.url(), Some(chain));
         assert_eq!(code, 0, "{text}");
         let (code, text) = vigil(&["audit", "verify", "--from", &pg.url(), "--chain", chain]);
         assert_eq!(code, 0, "{text}");
@@ -139,16 +187,7 @@ fn two_sidecars_ship_through_an_outage_and_verify_against_the_witness() {
     rewrite_first_denial(&dir_b);
     let (code, text) = vigil(&["audit", "verify", "--audit-dir", dir_b.to_str().unwrap()]);
     assert_eq!(code, 0, "the rewrite is invisible locally: {text}");
-    let (code, text) = vigil(&[
-        "audit",
-        "verify",
-        "--audit-dir",
-        dir_b.to_str().unwrap(),
-        "--witness",
-        &pg.url(),
-        "--chain",
-        "host-b",
-    ]);
+    let (code, text) = verify_witness(&dir_b, &pg.url(), Some("host-b"));
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("rewritten after shipping"), "{text}");
 
@@ -161,16 +200,7 @@ fn two_sidecars_ship_through_an_outage_and_verify_against_the_witness() {
     std::fs::remove_file(dir_a.join("checkpoints.jsonl")).unwrap();
     let (code, text) = vigil(&["audit", "verify", "--audit-dir", dir_a.to_str().unwrap()]);
     assert_eq!(code, 0, "the cut is invisible locally: {text}");
-    let (code, text) = vigil(&[
-        "audit",
-        "verify",
-        "--audit-dir",
-        dir_a.to_str().unwrap(),
-        "--witness",
-        &pg.url(),
-        "--chain",
-        "host-a",
-    ]);
+    let (code, text) = verify_witness(&dir_a, &pg.url(), Some("host-a"));
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("cut or rolled back"), "{text}");
 
@@ -245,26 +275,9 @@ fn retention_never_prunes_what_the_witness_lacks() {
         "--audit-rotate-bytes 4000 --audit-retain-segments 1 --audit-checkpoint-every 100ms",
     );
     let head = decide(&address, 150);
-    // Retention runs right after a checkpoint is signed: once one covers
-    // every decision, a prune of unshipped segments would have happened.
-    eventually(
-        "a checkpoint covers every decision",
-        Duration::from_secs(30),
-        || {
-            let checkpoints = std::fs::read_to_string(dir.join("checkpoints.jsonl")).ok()?;
-            let last: serde_json::Value = serde_json::from_str(checkpoints.lines().last()?).ok()?;
-            (last["seq"].as_u64()? >= head).then_some(())
-        },
-    );
-    let segments = || {
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| e.unwrap().file_name().into_string().ok())
-            .filter(|n| n.starts_with("audit-"))
-            .count()
-    };
+    wait_for_checkpoint_through(&dir, head);
     assert!(
-        segments() > 3,
+        segment_count(&dir) > 3,
         "with the witness down, nothing unshipped was pruned"
     );
     pg.start_server();
@@ -305,14 +318,8 @@ fn a_lying_witness_is_a_fork_and_prunes_nothing() {
     pg.query("ALTER TABLE vigil_chains ALTER COLUMN head_seq DROP NOT NULL");
     pg.query("UPDATE vigil_chains SET head_seq = NULL WHERE chain_id = 'host-l'");
     let (second, address) = sidecar(&dir, &pg.url(), "host-l", extra);
-    let metrics = eventually("the metrics address", Duration::from_secs(30), || {
-        second.printed("metrics listening on ")
-    });
-    let ready = || {
-        vigil_e2e::http_get(&metrics, "/readyz")
-            .map(|(_, body)| body)
-            .unwrap_or_default()
-    };
+    let metrics = metrics_address(&second);
+    let ready = || readyz(&metrics);
     eventually("the NULL named in /readyz", Duration::from_secs(30), || {
         ready().contains("NULL or negative seq").then_some(())
     });
@@ -332,31 +339,13 @@ fn a_lying_witness_is_a_fork_and_prunes_nothing() {
     pg.query("UPDATE vigil_chains SET head_seq = 1000000000 WHERE chain_id = 'host-l'");
     let (third, address) = sidecar(&dir, &pg.url(), "host-l", extra);
     let head = decide(&address, 150);
-    let metrics = eventually("the metrics address", Duration::from_secs(30), || {
-        third.printed("metrics listening on ")
-    });
-    let ready = || {
-        vigil_e2e::http_get(&metrics, "/readyz")
-            .map(|(_, body)| body)
-            .unwrap_or_default()
-    };
+    let metrics = metrics_address(&third);
+    let ready = || readyz(&metrics);
     eventually("the lie is a fork", Duration::from_secs(30), || {
         ready().contains("witness: STOPPED").then_some(())
     });
-    eventually(
-        "a checkpoint covers every decision",
-        Duration::from_secs(30),
-        || {
-            let checkpoints = std::fs::read_to_string(dir.join("checkpoints.jsonl")).ok()?;
-            let last: serde_json::Value = serde_json::from_str(checkpoints.lines().last()?).ok()?;
-            (last["seq"].as_u64()? >= head).then_some(())
-        },
-    );
-    let segments = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter(|n| n.starts_with("audit-"))
-        .count();
+    wait_for_checkpoint_through(&dir, head);
+    let segments = segment_count(&dir);
     assert!(
         segments > 3,
         "segments the witness does not hold were pruned on its word ({segments} left)"
@@ -376,9 +365,7 @@ fn the_lag_counts_through_an_outage() {
     let dir = scratch.path().join("audit");
     let (vigil_process, address) =
         sidecar(&dir, &pg.url(), "host-g", "--metrics-listen 127.0.0.1:0");
-    let metrics = eventually("the metrics address", Duration::from_secs(30), || {
-        vigil_process.printed("metrics listening on ")
-    });
+    let metrics = metrics_address(&vigil_process);
     let lag = || {
         let (_, text) = vigil_e2e::http_get(&metrics, "/metrics").ok()?;
         text.lines()
@@ -425,18 +412,7 @@ fn an_edited_line_at_the_witness_fails_verify_witness() {
         (stored_head(&pg, "host-e") >= head).then_some(())
     });
     vigil_process.stop();
-    let verify = || {
-        vigil(&[
-            "audit",
-            "verify",
-            "--audit-dir",
-            dir.to_str().unwrap(),
-            "--witness",
-            &pg.url(),
-            "--chain",
-            "host-e",
-        ])
-    };
+    let verify = || verify_witness(&dir, &pg.url(), Some("host-e"));
     let (code, text) = verify();
     assert_eq!(code, 0, "{text}");
     // A superuser edits a stored decision, leaving its hash as it was.
@@ -458,20 +434,7 @@ fn verify_finds_the_chain_serve_registered_and_refuses_an_unknown_one() {
     let pg = Postgres::start();
     let scratch = tempfile::tempdir().unwrap();
     // Typed relative, and not there yet when serve names its chain.
-    let serve = Background::start(
-        &format!(
-            "cd {home} && exec {binary} serve --policies {policies} --listen 127.0.0.1:0 \
-             --audit-dir data/audit --watch false --ship-to {url}",
-            home = scratch.path().display(),
-            binary = vigil_binary().display(),
-            policies = repo_root().join("policies").display(),
-            url = pg.url(),
-        ),
-        &[],
-        "listening on ",
-        Duration::from_secs(60),
-    );
-    let address = serve.printed("listening on ").unwrap();
+    let (serve, address) = serve_shipping(scratch.path(), "data/audit", &pg.url(), "");
     let head = decide(&address, 5);
     eventually("shipped", Duration::from_secs(60), || {
         let shipped = pg
@@ -484,26 +447,10 @@ fn verify_finds_the_chain_serve_registered_and_refuses_an_unknown_one() {
     });
     serve.stop();
     let dir = scratch.path().join("data/audit");
-    let (code, text) = vigil(&[
-        "audit",
-        "verify",
-        "--audit-dir",
-        dir.to_str().unwrap(),
-        "--witness",
-        &pg.url(),
-    ]);
+    let (code, text) = verify_witness(&dir, &pg.url(), None);
     assert_eq!(code, 0, "{text}");
     assert!(!text.contains(" 0 compared"), "{text}");
-    let (code, text) = vigil(&[
-        "audit",
-        "verify",
-        "--audit-dir",
-        dir.to_str().unwrap(),
-        "--witness",
-        &pg.url(),
-        "--chain",
-        "no-such-chain",
-    ]);
+    let (code, text) = verify_witness(&dir, &pg.url(), Some("no-such-chain"));
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("not in the witness store"), "{text}");
 }

@@ -10,7 +10,7 @@
 //! audited 401. Otherwise the described request's own credentials (its
 //! bearer token, the connection's certificate) say who it is.
 
-use super::{decision_id, records, AccessCall, AppError, Authorized, Caller, Core};
+use super::{decision_id, AccessCall, AppError, Authorized, Caller, Core};
 use crate::{
     audit::{kind, Receipt},
     authn::AuthnError,
@@ -220,7 +220,6 @@ impl Core {
             Ok(principal) => principal,
             Err(refused) => return refused,
         };
-        let id = decision_id();
         let attributes = Default::default();
         let asker = AccessRequest {
             subject: &principal.subject,
@@ -230,19 +229,23 @@ impl Core {
             domain: "",
             attributes: &attributes,
         };
+        let id = decision_id();
         let reason = error.to_string();
-        let record = records::reading(
-            kind::DECISION,
-            &self.redactor,
-            &id,
-            &asker,
-            false,
-            reason.clone(),
-            &policy.version,
-        );
-        match self.audit.append_one(record).await {
-            Ok(_) => AppError::Unmappable(format!("decision {id}: {reason}")),
-            Err(error) => error.into(),
+        // Recorded as any refused read is; answered 400, not 403: the
+        // request, not the policy, is at fault.
+        match self
+            .refuse_reading(
+                kind::DECISION,
+                &id,
+                &asker,
+                reason.clone(),
+                &policy.version,
+                reason,
+            )
+            .await
+        {
+            AppError::Refused(why) => AppError::Unmappable(format!("decision {id}: {why}")),
+            unaudited => unaudited,
         }
     }
 }

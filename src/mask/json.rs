@@ -3,6 +3,7 @@
 //! kept as their digits, as `proto::text` keeps them.
 
 use super::*;
+use crate::proto::text::exact_integer;
 
 /// A protobuf Value as JSON (for whole-subtree treatments and the CLI).
 pub fn to_json(value: &Value) -> serde_json::Value {
@@ -42,18 +43,23 @@ pub fn struct_from_json(value: &serde_json::Value) -> Option<Struct> {
     }
 }
 
-/// JSON to a protobuf Value, for the CLI's JSONL input.
+/// JSON to a protobuf Value, for records held as `serde_json` values (policy
+/// mask cases, tests).
 pub fn from_json(value: &serde_json::Value) -> Value {
     let kind = match value {
         serde_json::Value::Null => Kind::NullValue(0),
         serde_json::Value::Bool(b) => Kind::BoolValue(*b),
         // As proto::text reads numbers: an integer a double would round
         // is kept as its digits.
-        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) if u > 1 << 53 => Kind::StringValue(u.to_string()),
-            (_, Some(i)) if i.unsigned_abs() > 1 << 53 => Kind::StringValue(i.to_string()),
-            _ => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        },
+        serde_json::Value::Number(n) => {
+            return match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => exact_integer(u, || u.to_string(), u as f64),
+                (_, Some(i)) => exact_integer(i.unsigned_abs(), || i.to_string(), i as f64),
+                _ => Value {
+                    kind: Some(Kind::NumberValue(n.as_f64().unwrap_or_default())),
+                },
+            }
+        }
         serde_json::Value::String(s) => Kind::StringValue(s.clone()),
         serde_json::Value::Array(items) => Kind::ListValue(ListValue {
             values: items.iter().map(from_json).collect(),

@@ -81,7 +81,9 @@ fn value(kind: Kind) -> Value {
     Value { kind: Some(kind) }
 }
 
-fn exact_integer(magnitude: u64, text: impl FnOnce() -> String, as_double: f64) -> Value {
+/// An integer as records hold it: a number while a double holds it
+/// exactly, else its digits (the one rule of every JSON reader of records).
+pub fn exact_integer(magnitude: u64, text: impl FnOnce() -> String, as_double: f64) -> Value {
     if magnitude <= EXACT_IN_DOUBLE {
         value(Kind::NumberValue(as_double))
     } else {

@@ -11,13 +11,7 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 #[tokio::test]
 async fn envoy_checks_are_audited_decisions() {
     let scratch = tempfile::tempdir().unwrap();
-    let config = scratch.path().join("vigil.toml");
-    std::fs::write(
-        &config,
-        "[http]\nsubject_header = \"x-user\"\n\
-         [[http.routes]]\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"{dataset}\"\n",
-    )
-    .unwrap();
+    let config = common::datasets_config(scratch.path());
     let vigil = Launch::new(repo_path("policies"))
         .args(["--config", config.to_str().unwrap()])
         .start();

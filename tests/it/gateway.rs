@@ -11,21 +11,10 @@ use envoy_types::pb::envoy::{
     service::auth::v3::{authorization_client::AuthorizationClient, check_response},
 };
 
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("vigil.toml");
-    std::fs::write(
-        &path,
-        "[http]\nsubject_header = \"x-user\"\n\
-         [[http.routes]]\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"{dataset}\"\n",
-    )
-    .unwrap();
-    path
-}
-
 #[tokio::test]
 async fn both_gateway_doors_refuse_audit_and_count_alike() {
     let scratch = tempfile::tempdir().unwrap();
-    let config = config(scratch.path());
+    let config = common::datasets_config(scratch.path());
     let vigil = Launch::new(repo_path("policies"))
         .args([
             "--http-listen",

@@ -5,21 +5,10 @@ use crate::common;
 
 use common::{http_call as call, repo_path, Launch};
 
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("vigil.toml");
-    std::fs::write(
-        &path,
-        "[http]\nsubject_header = \"x-user\"\n\
-         [[http.routes]]\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"{dataset}\"\n",
-    )
-    .unwrap();
-    path
-}
-
 #[tokio::test]
 async fn http_authorize_and_check_are_audited_decisions() {
     let scratch = tempfile::tempdir().unwrap();
-    let config = config(scratch.path());
+    let config = common::datasets_config(scratch.path());
     let vigil = Launch::new(repo_path("policies"))
         .args([
             "--http-listen",

@@ -531,13 +531,7 @@ async fn envoy_checks_past_a_rate_answer_429() {
     use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
     let policies = policies_with("[[rate]]\nname = \"r\"\nsubject = \"alice\"\nrate = \"1/h\"\n");
     let scratch = tempfile::tempdir().unwrap();
-    let config = scratch.path().join("vigil.toml");
-    std::fs::write(
-        &config,
-        "[http]\nsubject_header = \"x-user\"\n\
-         [[http.routes]]\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"{dataset}\"\n",
-    )
-    .unwrap();
+    let config = common::datasets_config(scratch.path());
     let vigil = Launch::new(policies.path())
         .args(["--config", config.to_str().unwrap()])
         .start();

@@ -300,13 +300,7 @@ async fn only_configured_gateways_name_the_end_subject() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("mesh CA");
     let files = server_files(dir.path(), &ca, &ca.issue("vigil", &["localhost"], &[]));
-    let config = dir.path().join("vigil.toml");
-    std::fs::write(
-        &config,
-        "[http]\nsubject_header = \"x-user\"\n\
-         [[http.routes]]\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"{dataset}\"\n",
-    )
-    .unwrap();
+    let config = common::datasets_config(dir.path());
     let vigil = Launch::new(policies_with_workloads(dir.path()))
         .args(tls_args(&files, true))
         .args(["--auth", "mtls", "--mtls-gateway", ENVOY])

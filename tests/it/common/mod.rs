@@ -689,3 +689,16 @@ pub fn example_policies_copy() -> tempfile::TempDir {
     }
     dir
 }
+
+/// A config file whose `[http]` mapping serves the gateway tests: the
+/// subject in `x-user`, `/v1/datasets/{dataset}/rows` → `{dataset}`.
+pub fn datasets_config(dir: &Path) -> PathBuf {
+    let path = dir.join("vigil.toml");
+    std::fs::write(
+        &path,
+        "[http]\nsubject_header = \"x-user\"\n\
+         [[http.routes]]\npath = \"/v1/datasets/{dataset}/rows\"\nobject = \"{dataset}\"\n",
+    )
+    .unwrap();
+    path
+}
